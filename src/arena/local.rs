@@ -1,0 +1,76 @@
+//! The calling thread's arena in the process-wide [`ArenaSet`]: a destructor-free
+//! thread-local pointer for the hot path, and a guard whose destructor returns the arena to
+//! the pool when the thread exits.
+
+use core::cell::Cell;
+
+use super::{Arena, ArenaSet};
+
+/// Every thread's arena, for every registry in the process.
+pub(crate) static ARENAS: ArenaSet = ArenaSet::new();
+
+thread_local! {
+    /// The arena this thread holds, or null. `const` and without a destructor, so reading it
+    /// is a plain thread-local load with no lazy-initialisation check.
+    static CURRENT: Cell<*const Arena> = const { Cell::new(core::ptr::null()) };
+    /// Holds the arena for the thread's lifetime; its destructor gives it back.
+    static GUARD: Guard = Guard::acquire();
+}
+
+struct Guard(&'static Arena);
+
+impl Guard {
+    fn acquire() -> Self {
+        let arena = ARENAS.acquire();
+        CURRENT.set(arena);
+        Guard(arena)
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        // Clear the fast pointer first, so nothing on this thread writes the arena after it
+        // is released (a later recording takes the slow path below).
+        CURRENT.set(core::ptr::null());
+        ARENAS.release(self.0);
+    }
+}
+
+/// Runs `f` on this thread's arena, acquiring one on first use.
+#[inline(always)]
+pub(crate) fn with_arena<R>(f: impl FnOnce(&Arena) -> R) -> R {
+    let arena = CURRENT.get();
+    if arena.is_null() {
+        with_arena_slow(f)
+    } else {
+        // SAFETY: a non-null CURRENT points into the static `ARENAS`, whose arenas are never
+        // freed, and this thread holds it: CURRENT is cleared before the guard releases it.
+        f(unsafe { &*arena })
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn with_arena_slow<R>(f: impl FnOnce(&Arena) -> R) -> R {
+    match GUARD.try_with(|guard| guard.0) {
+        Ok(arena) => f(arena),
+        // The thread is past its guard's destructor (a recording from another thread-local's
+        // destructor): borrow an arena for this one call.
+        Err(_) => {
+            let arena = ARENAS.acquire();
+            let result = f(arena);
+            ARENAS.release(arena);
+            result
+        }
+    }
+}
+
+/// Arenas ever created in this process.
+pub(crate) fn arenas_created() -> usize {
+    ARENAS.created()
+}
+
+/// Arenas held by a live thread now.
+pub(crate) fn arenas_live() -> usize {
+    ARENAS.live()
+}

@@ -1,0 +1,307 @@
+//! Per-thread single-writer arenas: blocks of `AtomicU64` cells, one cell per series slot,
+//! written only by the thread that holds the arena and summed by readers with relaxed loads.
+//!
+//! The design follows the "thread-local counters summed at read time" scheme (Linux per-CPU
+//! counters, folly `ThreadCachedInt`) with two twists: an arena grows in fixed chunks reached
+//! through a table of atomic chunk pointers, so series registered after a thread started
+//! still get a cell; and arenas are never freed or zeroed: when a thread exits its arena goes
+//! back to the pool and the next new thread adopts it, adding on top of what is there. Sums
+//! stay exact across any amount of thread churn, with no folding step, and memory is bounded
+//! by the peak number of live threads.
+
+#[cfg(not(loom))]
+pub(crate) mod local;
+
+use crate::sync::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+
+/// log2 of the number of cells in one chunk.
+pub(crate) const CHUNK_SHIFT: u32 = if cfg!(loom) { 1 } else { 9 };
+/// Cells in one chunk (512: 4 KiB, one page).
+pub(crate) const CHUNK_CELLS: usize = 1 << CHUNK_SHIFT;
+/// Entries in an arena's chunk table; a power of two so that masking an id replaces the
+/// bounds check on the hot path.
+pub(crate) const MAX_CHUNKS: usize = if cfg!(loom) { 4 } else { 2048 };
+/// The size of the cell id space shared by every registry in the process (1 Mi cells).
+pub(crate) const MAX_CELLS: usize = CHUNK_CELLS * MAX_CHUNKS;
+
+/// One fixed block of cells, allocated by the arena's owner on first touch.
+struct Chunk {
+    cells: [AtomicU64; CHUNK_CELLS],
+}
+
+impl Chunk {
+    fn new() -> Self {
+        Self {
+            cells: core::array::from_fn(|_| AtomicU64::new(0)),
+        }
+    }
+}
+
+/// One thread's block of cells. Only the thread that acquired it (through
+/// [`ArenaSet::acquire`]) writes it; anyone may read it.
+pub struct Arena {
+    chunks: [AtomicPtr<Chunk>; MAX_CHUNKS],
+    in_use: AtomicBool,
+    /// The arena published before this one; set before publication, never changed after.
+    next: AtomicPtr<Arena>,
+}
+
+impl Arena {
+    fn new() -> Self {
+        Self {
+            chunks: core::array::from_fn(|_| AtomicPtr::new(core::ptr::null_mut())),
+            in_use: AtomicBool::new(true),
+            next: AtomicPtr::new(core::ptr::null_mut()),
+        }
+    }
+
+    /// The owner's view of cell `id`, allocating its chunk on first touch.
+    ///
+    /// Must only be called by the thread that holds this arena.
+    #[inline(always)]
+    fn owned_cell(&self, id: u32) -> &AtomicU64 {
+        // The mask is a no-op for ids handed out by the registry (< MAX_CELLS) and lets the
+        // compiler drop the bounds check.
+        let index = (id as usize >> CHUNK_SHIFT) & (MAX_CHUNKS - 1);
+        // Relaxed is enough: a non-null pointer here was stored either by this thread, or by
+        // a previous owner whose release of the arena (Release store of `in_use`)
+        // happens-before our acquisition (Acquire CAS in `ArenaSet::acquire`).
+        let chunk = self.chunks[index].load(Ordering::Relaxed);
+        let chunk = if chunk.is_null() {
+            self.install_chunk(index)
+        } else {
+            // SAFETY: non-null chunk pointers come from `Box::into_raw` in `install_chunk` and
+            // are freed only by `ArenaSet::drop`, which needs `&mut ArenaSet` and so cannot
+            // run while `self` is borrowed.
+            unsafe { &*chunk }
+        };
+        &chunk.cells[id as usize & (CHUNK_CELLS - 1)]
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn install_chunk(&self, index: usize) -> &Chunk {
+        let chunk = Box::into_raw(Box::new(Chunk::new()));
+        // Release: publishes the zeroed cells to readers; pairs with the Acquire load of the
+        // chunk pointer in `Arena::read`. No CAS: only the owner ever stores here.
+        self.chunks[index].store(chunk, Ordering::Release);
+        // SAFETY: just allocated above; freed only by `ArenaSet::drop` (see `owned_cell`).
+        unsafe { &*chunk }
+    }
+
+    /// Adds `n` to cell `id` (wrapping). Owner only: a relaxed load and a relaxed store, no
+    /// read-modify-write, because no other thread writes this cell.
+    #[inline(always)]
+    pub(crate) fn add(&self, id: u32, n: u64) {
+        let cell = self.owned_cell(id);
+        // Relaxed: single writer; readers only need some recent value of the cell, and the
+        // hand-over to a later owner is ordered by `in_use` (see `ArenaSet::release`).
+        cell.store(
+            cell.load(Ordering::Relaxed).wrapping_add(n),
+            Ordering::Relaxed,
+        );
+    }
+
+    /// Adds `v` to the `f64` stored (as bits) in cell `id`. Owner only.
+    #[inline(always)]
+    pub(crate) fn add_f64(&self, id: u32, v: f64) {
+        let cell = self.owned_cell(id);
+        // Relaxed: as in `add`.
+        let old = f64::from_bits(cell.load(Ordering::Relaxed));
+        cell.store((old + v).to_bits(), Ordering::Relaxed);
+    }
+
+    /// Reads cell `id`; any thread. A chunk never touched reads as 0.
+    #[inline]
+    fn read(&self, id: u32) -> u64 {
+        let index = (id as usize >> CHUNK_SHIFT) & (MAX_CHUNKS - 1);
+        // Acquire: pairs with the Release store in `install_chunk`, so the chunk's
+        // initialised cells are visible before we read one.
+        let chunk = self.chunks[index].load(Ordering::Acquire);
+        if chunk.is_null() {
+            return 0;
+        }
+        // SAFETY: as in `owned_cell`: chunks live until `ArenaSet::drop`.
+        let chunk = unsafe { &*chunk };
+        // Relaxed: a reader wants a recent value of this one cell; no other data is read
+        // through it.
+        chunk.cells[id as usize & (CHUNK_CELLS - 1)].load(Ordering::Relaxed)
+    }
+}
+
+/// Every arena ever created, as an append-only list, plus the pool of free ones (those
+/// whose `in_use` flag is clear).
+pub struct ArenaSet {
+    head: AtomicPtr<Arena>,
+    created: AtomicUsize,
+    live: AtomicUsize,
+}
+
+impl ArenaSet {
+    /// An empty set.
+    #[cfg(not(loom))]
+    pub const fn new() -> Self {
+        Self {
+            head: AtomicPtr::new(core::ptr::null_mut()),
+            created: AtomicUsize::new(0),
+            live: AtomicUsize::new(0),
+        }
+    }
+
+    /// An empty set (loom atomics have no `const` constructor).
+    #[cfg(loom)]
+    pub fn new() -> Self {
+        Self {
+            head: AtomicPtr::new(core::ptr::null_mut()),
+            created: AtomicUsize::new(0),
+            live: AtomicUsize::new(0),
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &Arena> {
+        // Acquire: pairs with the Release CAS in `acquire` that published the head arena, so
+        // its fields (and, transitively, every older arena's) are initialised.
+        let mut next = self.head.load(Ordering::Acquire);
+        core::iter::from_fn(move || {
+            // SAFETY: list nodes come from `Box::into_raw` in `acquire` and are freed only by
+            // `drop`, which needs `&mut self`.
+            let arena = unsafe { next.as_ref() }?;
+            // Relaxed: `next` was written before the node was published (see `acquire`), and
+            // we reached the node through an Acquire load, so its value is visible.
+            next = arena.next.load(Ordering::Relaxed);
+            Some(arena)
+        })
+    }
+
+    /// Takes a free arena, or creates one. The caller becomes its single writer until it
+    /// passes it to [`ArenaSet::release`].
+    pub fn acquire(&self) -> &Arena {
+        for arena in self.iter() {
+            // Relaxed pre-check: only a hint; the CAS below decides.
+            if !arena.in_use.load(Ordering::Relaxed)
+                && arena
+                    .in_use
+                    // Acquire: pairs with the Release store in `release`, so every cell the
+                    // previous owner wrote (and every chunk it installed) is visible before
+                    // we load-and-store on top of it.
+                    .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok()
+            {
+                self.live.fetch_add(1, Ordering::Relaxed);
+                return arena;
+            }
+        }
+        let arena = Box::into_raw(Box::new(Arena::new()));
+        // Relaxed: a statistic only.
+        self.created.fetch_add(1, Ordering::Relaxed);
+        self.live.fetch_add(1, Ordering::Relaxed);
+        let mut head = self.head.load(Ordering::Relaxed);
+        loop {
+            // SAFETY: `arena` is not yet published, so we are its only user.
+            unsafe { &*arena }.next.store(head, Ordering::Relaxed);
+            // Release: publishes the new node (its `next` and zeroed chunk table); pairs with
+            // the Acquire load of `head` in `iter`.
+            match self
+                .head
+                .compare_exchange_weak(head, arena, Ordering::Release, Ordering::Relaxed)
+            {
+                Ok(_) => break,
+                Err(current) => head = current,
+            }
+        }
+        // SAFETY: published above; lives until `drop`.
+        unsafe { &*arena }
+    }
+
+    /// Returns `arena` to the pool. Its cells keep their values; the next owner adds on top.
+    pub fn release(&self, arena: &Arena) {
+        self.live.fetch_sub(1, Ordering::Relaxed);
+        // Release: makes every write of this (now former) owner visible to the next owner;
+        // pairs with the Acquire CAS in `acquire`.
+        arena.in_use.store(false, Ordering::Release);
+    }
+
+    /// The sum of cell `id` over every arena (wrapping). Never blocks writers.
+    pub fn sum(&self, id: u32) -> u64 {
+        self.iter()
+            .fold(0u64, |acc, a| acc.wrapping_add(a.read(id)))
+    }
+
+    /// The sum of the `f64` values stored (as bits) in cell `id` over every arena.
+    pub fn sum_f64(&self, id: u32) -> f64 {
+        self.iter().map(|a| f64::from_bits(a.read(id))).sum()
+    }
+
+    /// Arenas ever created: bounded by the peak number of threads holding one at once.
+    pub fn created(&self) -> usize {
+        self.created.load(Ordering::Relaxed)
+    }
+
+    /// Arenas held by a thread right now.
+    pub fn live(&self) -> usize {
+        self.live.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(not(loom))]
+impl Default for ArenaSet {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for ArenaSet {
+    fn drop(&mut self) {
+        // `&mut self`: no arena or chunk of this set is borrowed any more.
+        let mut next = self.head.load(Ordering::Relaxed);
+        while !next.is_null() {
+            // SAFETY: every node came from `Box::into_raw` in `acquire` and is freed once,
+            // here.
+            let arena = unsafe { Box::from_raw(next) };
+            next = arena.next.load(Ordering::Relaxed);
+            for slot in &arena.chunks {
+                let chunk = slot.load(Ordering::Relaxed);
+                if !chunk.is_null() {
+                    // SAFETY: came from `Box::into_raw` in `install_chunk`; freed once, here.
+                    drop(unsafe { Box::from_raw(chunk) });
+                }
+            }
+        }
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cells_sum_across_arenas_and_survive_adoption() {
+        let set = ArenaSet::new();
+        let a = set.acquire();
+        a.add(3, 5);
+        a.add(CHUNK_CELLS as u32 + 1, 7); // second chunk
+        let b = set.acquire();
+        b.add(3, 1);
+        assert_eq!(set.sum(3), 6);
+        assert_eq!(set.sum(CHUNK_CELLS as u32 + 1), 7);
+        assert_eq!(set.sum(4), 0);
+        assert_eq!(set.created(), 2);
+        set.release(a);
+        let c = set.acquire(); // adopts `a`
+        assert_eq!(set.created(), 2);
+        c.add(3, 10);
+        assert_eq!(set.sum(3), 16);
+        assert_eq!(set.live(), 2);
+    }
+
+    #[test]
+    fn f64_cells_add() {
+        let set = ArenaSet::new();
+        let a = set.acquire();
+        a.add_f64(0, 1.5);
+        a.add_f64(0, 2.25);
+        let b = set.acquire();
+        b.add_f64(0, -0.75);
+        assert_eq!(set.sum_f64(0), 3.0);
+    }
+}

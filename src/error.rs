@@ -1,0 +1,89 @@
+//! The crate's error type.
+
+use core::fmt;
+
+use crate::MetricKind;
+
+/// What went wrong registering a series or building a configuration.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Error {
+    /// A metric name breaks a Prometheus naming rule (`rule` says which).
+    InvalidMetricName {
+        /// The offending name.
+        name: String,
+        /// The rule it breaks.
+        rule: &'static str,
+    },
+    /// A label name breaks a Prometheus naming rule, or is reserved for the metric's kind
+    /// (`le` on a histogram).
+    InvalidLabelName {
+        /// The offending label name.
+        name: String,
+        /// The rule it breaks.
+        rule: &'static str,
+    },
+    /// The same label name appears twice in one label set.
+    DuplicateLabel(String),
+    /// More than [`MAX_LABELS`](crate::MAX_LABELS) labels on one series.
+    TooManyLabels(usize),
+    /// A name already registered as one kind was asked for as another.
+    KindMismatch {
+        /// The metric name.
+        name: String,
+        /// The kind it was first registered as.
+        registered: MetricKind,
+        /// The kind asked for now.
+        requested: MetricKind,
+    },
+    /// A histogram name already registered with another bucket configuration.
+    HistogramConfigMismatch(String),
+    /// A histogram configuration that cannot be built (`reason` says why).
+    InvalidHistogramConfig(String),
+    /// The process-wide cell space (1 Mi cells) is used up.
+    CellSpaceExhausted,
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::InvalidMetricName { name, rule } => {
+                write!(f, "invalid metric name {name:?}: {rule}")
+            }
+            Error::InvalidLabelName { name, rule } => {
+                write!(f, "invalid label name {name:?}: {rule}")
+            }
+            Error::DuplicateLabel(name) => write!(f, "label {name:?} appears twice"),
+            Error::TooManyLabels(n) => write!(
+                f,
+                "{n} labels on one series; at most {} are allowed",
+                crate::MAX_LABELS
+            ),
+            Error::KindMismatch {
+                name,
+                registered,
+                requested,
+            } => write!(
+                f,
+                "metric {name:?} is registered as a {registered} and cannot be used as a {requested}"
+            ),
+            Error::HistogramConfigMismatch(name) => write!(
+                f,
+                "histogram {name:?} is registered with a different bucket configuration"
+            ),
+            Error::InvalidHistogramConfig(reason) => {
+                write!(f, "invalid histogram configuration: {reason}")
+            }
+            Error::CellSpaceExhausted => write!(
+                f,
+                "the process-wide cell space ({} cells) is used up; register fewer series",
+                crate::arena::MAX_CELLS
+            ),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// `Result` with this crate's [`Error`].
+pub type Result<T> = core::result::Result<T, Error>;

@@ -1,0 +1,320 @@
+//! What the macros expand to. `#[doc(hidden)]`: not a stable API.
+//!
+//! A call site with a literal name and literal labels owns a `static` site that caches its
+//! resolved handle: after the first call it is one load and a branch, then the record path.
+//! A call site with dynamic label values resolves through a per-thread cache in front of the
+//! registry, so a hit costs a hash of the values and no lock.
+
+use core::cell::RefCell;
+use core::hash::{BuildHasher, Hasher};
+use core::ptr;
+use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, Ordering};
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+use crate::metric::{Counter, Gauge, Histogram, HistogramConfig, HistogramSeries, MetricKind};
+pub use crate::registry::names::{assert_label_name, assert_metric_name};
+use crate::registry::{Handle, RESERVED_CELLS, global};
+
+/// Cell 1 (reserved) backs the discard counter.
+const DISCARD_COUNTER: Counter = Counter { id: 1 };
+
+fn discard_gauge() -> Gauge {
+    static CELL: AtomicU64 = AtomicU64::new(0);
+    Gauge { cell: &CELL }
+}
+
+fn discard_histogram() -> Histogram {
+    static SERIES: OnceLock<HistogramSeries> = OnceLock::new();
+    let series = SERIES.get_or_init(|| {
+        let config = HistogramConfig::seconds();
+        debug_assert!(config.cells() <= RESERVED_CELLS);
+        HistogramSeries {
+            base: 0,
+            layout: config.layout(),
+        }
+    });
+    Histogram { series }
+}
+
+/// A failed registration at a macro call site: counted, reported on stderr, and the site
+/// records into a discard handle (never exported) instead of panicking on a hot path.
+#[cold]
+fn report(name: &str, err: &crate::Error) {
+    global().note_registration_error();
+    eprintln!("hotmeter: metric {name:?} not recorded: {err}");
+}
+
+fn resolve(name: &str, labels: &[(&str, &str)], kind: MetricKind) -> Handle {
+    match global().series(name, labels, kind, None) {
+        Ok(h) => h,
+        Err(err) => {
+            report(name, &err);
+            match kind {
+                MetricKind::Counter => Handle::Counter(DISCARD_COUNTER),
+                MetricKind::Gauge => Handle::Gauge(discard_gauge()),
+                MetricKind::Histogram => Handle::Histogram(discard_histogram()),
+            }
+        }
+    }
+}
+
+/// A counter call site with a literal name and literal labels.
+#[derive(Debug)]
+pub struct CounterSite {
+    name: &'static str,
+    labels: &'static [(&'static str, &'static str)],
+    /// The resolved cell id; 0 until resolved (cell 0 is reserved, never a real series).
+    id: AtomicU32,
+}
+
+impl CounterSite {
+    /// A site not yet resolved.
+    pub const fn new(name: &'static str, labels: &'static [(&'static str, &'static str)]) -> Self {
+        Self {
+            name,
+            labels,
+            id: AtomicU32::new(0),
+        }
+    }
+
+    /// The site's counter.
+    #[inline(always)]
+    pub fn get(&self) -> Counter {
+        // Relaxed: the id is a plain integer; the arena cells it names are reached through
+        // the arena's own synchronisation.
+        let id = self.id.load(Ordering::Relaxed);
+        if id != 0 {
+            Counter { id }
+        } else {
+            self.resolve()
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn resolve(&self) -> Counter {
+        let Handle::Counter(c) = resolve(self.name, self.labels, MetricKind::Counter) else {
+            unreachable!("resolve returns the kind asked for")
+        };
+        // Relaxed: see `get`. Racing resolutions store the same id.
+        self.id.store(c.id, Ordering::Relaxed);
+        c
+    }
+}
+
+/// A gauge call site with a literal name and literal labels.
+#[derive(Debug)]
+pub struct GaugeSite {
+    name: &'static str,
+    labels: &'static [(&'static str, &'static str)],
+    cell: AtomicPtr<AtomicU64>,
+}
+
+impl GaugeSite {
+    /// A site not yet resolved.
+    pub const fn new(name: &'static str, labels: &'static [(&'static str, &'static str)]) -> Self {
+        Self {
+            name,
+            labels,
+            cell: AtomicPtr::new(ptr::null_mut()),
+        }
+    }
+
+    /// The site's gauge.
+    #[inline(always)]
+    pub fn get(&self) -> Gauge {
+        // Acquire: pairs with the Release store in `resolve`, so the gauge cell's
+        // initialisation is visible before we use it.
+        let cell = self.cell.load(Ordering::Acquire);
+        if cell.is_null() {
+            self.resolve()
+        } else {
+            // SAFETY: only `resolve` stores here, and only pointers to `'static` cells
+            // (leaked by the registry, or the static discard cell).
+            Gauge {
+                cell: unsafe { &*cell },
+            }
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn resolve(&self) -> Gauge {
+        let Handle::Gauge(g) = resolve(self.name, self.labels, MetricKind::Gauge) else {
+            unreachable!("resolve returns the kind asked for")
+        };
+        // Release: publishes the cell; pairs with the Acquire load in `get`.
+        self.cell
+            .store(ptr::from_ref(g.cell).cast_mut(), Ordering::Release);
+        g
+    }
+}
+
+/// A histogram (or timer) call site with a literal name and literal labels.
+#[derive(Debug)]
+pub struct HistogramSite {
+    name: &'static str,
+    labels: &'static [(&'static str, &'static str)],
+    series: AtomicPtr<HistogramSeries>,
+}
+
+impl HistogramSite {
+    /// A site not yet resolved.
+    pub const fn new(name: &'static str, labels: &'static [(&'static str, &'static str)]) -> Self {
+        Self {
+            name,
+            labels,
+            series: AtomicPtr::new(ptr::null_mut()),
+        }
+    }
+
+    /// The site's histogram.
+    #[inline(always)]
+    pub fn get(&self) -> Histogram {
+        // Acquire: pairs with the Release store in `resolve`, so the series' fields are
+        // visible before the record path reads them.
+        let series = self.series.load(Ordering::Acquire);
+        if series.is_null() {
+            self.resolve()
+        } else {
+            // SAFETY: only `resolve` stores here, and only pointers to `'static` series
+            // (leaked by the registry, or the static discard series).
+            Histogram {
+                series: unsafe { &*series },
+            }
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn resolve(&self) -> Histogram {
+        let Handle::Histogram(h) = resolve(self.name, self.labels, MetricKind::Histogram) else {
+            unreachable!("resolve returns the kind asked for")
+        };
+        // Release: publishes the series; pairs with the Acquire load in `get`.
+        self.series
+            .store(ptr::from_ref(h.series).cast_mut(), Ordering::Release);
+        h
+    }
+}
+
+/// Entries in one thread's dynamic-label cache before it is cleared.
+const DYN_CACHE_CAP: usize = 4096;
+
+struct CacheEntry {
+    site: usize,
+    values: Box<[Box<str>]>,
+    handle: Handle,
+}
+
+#[derive(Default)]
+struct DynCache {
+    map: HashMap<u64, Vec<CacheEntry>, rustc_hash::FxBuildHasher>,
+    len: usize,
+}
+
+thread_local! {
+    static DYN_CACHE: RefCell<DynCache> = RefCell::new(DynCache::default());
+}
+
+/// A call site with literal label names and at least one dynamic label value.
+#[derive(Debug)]
+pub struct DynSite {
+    name: &'static str,
+    keys: &'static [&'static str],
+}
+
+impl DynSite {
+    /// A site for `name` with label names `keys` (values come per call).
+    pub const fn new(name: &'static str, keys: &'static [&'static str]) -> Self {
+        Self { name, keys }
+    }
+
+    /// The counter for these label values (in the order of `keys`).
+    #[inline]
+    pub fn counter(&'static self, values: &[&str]) -> Counter {
+        match self.handle(values, MetricKind::Counter) {
+            Handle::Counter(c) => c,
+            _ => DISCARD_COUNTER,
+        }
+    }
+
+    /// The gauge for these label values.
+    #[inline]
+    pub fn gauge(&'static self, values: &[&str]) -> Gauge {
+        match self.handle(values, MetricKind::Gauge) {
+            Handle::Gauge(g) => g,
+            _ => discard_gauge(),
+        }
+    }
+
+    /// The histogram for these label values.
+    #[inline]
+    pub fn histogram(&'static self, values: &[&str]) -> Histogram {
+        match self.handle(values, MetricKind::Histogram) {
+            Handle::Histogram(h) => h,
+            _ => discard_histogram(),
+        }
+    }
+
+    fn handle(&'static self, values: &[&str], kind: MetricKind) -> Handle {
+        let site = ptr::from_ref(self) as usize;
+        let mut hasher = rustc_hash::FxBuildHasher.build_hasher();
+        hasher.write_usize(site);
+        for v in values {
+            hasher.write(v.as_bytes());
+            hasher.write_u8(0xff); // not valid UTF-8: separates values unambiguously
+        }
+        let hash = hasher.finish();
+        let hit = DYN_CACHE.try_with(|cache| {
+            let cache = cache.borrow();
+            cache.map.get(&hash).and_then(|bucket| {
+                bucket
+                    .iter()
+                    .find(|e| {
+                        e.site == site
+                            && e.values.len() == values.len()
+                            && e.values.iter().zip(values).all(|(a, b)| &**a == *b)
+                    })
+                    .map(|e| e.handle)
+            })
+        });
+        match hit {
+            Ok(Some(handle)) => handle,
+            _ => self.miss(site, hash, values, kind),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn miss(&'static self, site: usize, hash: u64, values: &[&str], kind: MetricKind) -> Handle {
+        let labels: Vec<(&str, &str)> = self
+            .keys
+            .iter()
+            .copied()
+            .zip(values.iter().copied())
+            .collect();
+        let handle = resolve(self.name, &labels, kind);
+        let _ = DYN_CACHE.try_with(|cache| {
+            let mut cache = cache.borrow_mut();
+            if cache.len >= DYN_CACHE_CAP {
+                cache.map.clear();
+                cache.len = 0;
+            }
+            cache.len += 1;
+            cache.map.entry(hash).or_default().push(CacheEntry {
+                site,
+                values: values.iter().map(|v| Box::<str>::from(*v)).collect(),
+                handle,
+            });
+        });
+        handle
+    }
+}
+
+/// A label value as `&str` (anything `AsRef<str>`: `&str`, `String`, `Cow<str>`, …).
+#[inline(always)]
+pub fn label_value<T: AsRef<str> + ?Sized>(value: &T) -> &str {
+    value.as_ref()
+}

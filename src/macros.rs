@@ -1,0 +1,114 @@
+//! The recording macros. Each expands to a call-site `static` (tracing / metrics-rs style):
+//! literal names and label names are checked at compile time, and a site with only literal
+//! labels resolves its series once.
+
+/// Shared body of the handle macros: `$site` is the static site type, `$method` the
+/// [`DynSite`](crate::__macro_support::DynSite) method for dynamic label values.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __hotmeter_site {
+    ($site:ident, $method:ident, $name:literal $(, $k:literal => $v:literal)* $(,)?) => {{
+        const _: () = {
+            $crate::__macro_support::assert_metric_name($name);
+            $( $crate::__macro_support::assert_label_name($k); )*
+        };
+        static __HOTMETER_SITE: $crate::__macro_support::$site =
+            $crate::__macro_support::$site::new($name, &[$(($k, $v)),*]);
+        __HOTMETER_SITE.get()
+    }};
+    ($site:ident, $method:ident, $name:literal $(, $k:literal => $v:expr)+ $(,)?) => {{
+        const _: () = {
+            $crate::__macro_support::assert_metric_name($name);
+            $( $crate::__macro_support::assert_label_name($k); )+
+        };
+        static __HOTMETER_SITE: $crate::__macro_support::DynSite =
+            $crate::__macro_support::DynSite::new($name, &[$($k),+]);
+        __HOTMETER_SITE.$method(&[$( $crate::__macro_support::label_value(&$v) ),+])
+    }};
+}
+
+/// The [`Counter`](crate::Counter) `name{labels}` in the global registry.
+///
+/// The name and label names must be string literals; they are checked against the
+/// Prometheus rules at compile time. Label values are literals (resolved once per call
+/// site) or expressions of any `AsRef<str>` type (resolved through a per-thread cache).
+///
+/// ```
+/// let route = String::from("/users");
+/// hotmeter::counter!("http_requests_total").inc();
+/// hotmeter::counter!("http_requests_total", "method" => "GET", "code" => "200").add(2);
+/// hotmeter::counter!("bytes_sent_total", "route" => route).add(512);
+/// ```
+///
+/// A bad literal name does not compile:
+///
+/// ```compile_fail
+/// hotmeter::counter!("http-requests").inc();
+/// ```
+///
+/// ```compile_fail
+/// hotmeter::counter!("__reserved").inc();
+/// ```
+///
+/// ```compile_fail
+/// hotmeter::counter!("ok_total", "bad-label" => "x").inc();
+/// ```
+///
+/// If registration fails at run time (the name is already a gauge, or the cell space is
+/// exhausted) the error is printed once per call site to stderr, counted in
+/// [`MetaSnapshot::registration_errors`](crate::MetaSnapshot::registration_errors), and the
+/// site records into a discard handle: a hot path never panics.
+#[macro_export]
+macro_rules! counter {
+    ($($args:tt)+) => { $crate::__hotmeter_site!(CounterSite, counter, $($args)+) };
+}
+
+/// The [`Gauge`](crate::Gauge) `name{labels}` in the global registry. Same rules as
+/// [`counter!`].
+///
+/// ```
+/// hotmeter::gauge!("queue_depth").set(3.0);
+/// hotmeter::gauge!("pool_connections", "pool" => "db").add(1.0);
+/// ```
+///
+/// ```compile_fail
+/// hotmeter::gauge!("queue depth").set(3.0);
+/// ```
+#[macro_export]
+macro_rules! gauge {
+    ($($args:tt)+) => { $crate::__hotmeter_site!(GaugeSite, gauge, $($args)+) };
+}
+
+/// The [`Histogram`](crate::Histogram) `name{labels}` in the global registry, with the
+/// default bucket configuration (seconds) unless the family was first registered with
+/// [`Registry::histogram_with`](crate::Registry::histogram_with). Same rules as
+/// [`counter!`].
+///
+/// ```
+/// hotmeter::histogram!("request_seconds").record(0.0042);
+/// hotmeter::histogram!("request_seconds", "route" => "/").record(0.0042);
+/// ```
+///
+/// ```compile_fail
+/// hotmeter::histogram!("9lives").record(1.0);
+/// ```
+#[macro_export]
+macro_rules! histogram {
+    ($($args:tt)+) => { $crate::__hotmeter_site!(HistogramSite, histogram, $($args)+) };
+}
+
+/// A [`Timer`](crate::Timer) guard that records the seconds until it is dropped into the
+/// histogram `name{labels}`. Bind it to a named variable (`_t`, not `_`, which drops it at
+/// once).
+///
+/// ```
+/// fn query() {
+///     let _t = hotmeter::timer!("db_query_seconds");
+///     // ... the work being timed ...
+/// }
+/// query();
+/// ```
+#[macro_export]
+macro_rules! timer {
+    ($($args:tt)+) => { $crate::histogram!($($args)+).start_timer() };
+}

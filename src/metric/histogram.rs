@@ -1,0 +1,429 @@
+//! A histogram with fixed log-linear buckets (HdrHistogram's layout: a power-of-two range
+//! split into `2^SUB_BITS` linear sub-buckets), each bucket a cell in every thread's arena.
+//!
+//! For an `f64` the power-of-two range *is* the exponent field and the linear sub-bucket the
+//! top mantissa bits, so a value's bucket is one shift of its bit pattern (the float
+//! analogue of HdrHistogram's `leading_zeros` + shift), a subtraction and a clamp: no search,
+//! no `log`. Bucket `i` holds values in `(lower_i, upper_i]`, matching Prometheus' `le`.
+
+use std::time::Instant;
+
+use crate::arena::local::{ARENAS, with_arena};
+use crate::error::{Error, Result};
+
+/// Linear sub-buckets per power of two: 2^3 = 8, so a bucket is at most 12.5% wide.
+pub(crate) const SUB_BITS: u32 = 3;
+const SUBS: i64 = 1 << SUB_BITS;
+/// Bit pattern of `f64::INFINITY`: every pattern at or above it is +inf, NaN, or negative.
+const INF_BITS: u64 = 0x7ff0_0000_0000_0000;
+/// Most fine buckets one histogram may have (a few hundred cells per histogram per thread).
+const MAX_FINE_BUCKETS: usize = 514;
+
+/// Cell offsets inside one histogram series.
+const SUM: u32 = 0;
+const INVALID: u32 = 1;
+const FIRST_BUCKET: u32 = 2;
+
+/// The bucket range and the exported `le` boundaries of a histogram.
+///
+/// The fine buckets cover `[2^low, 2^high]` with 8 linear sub-buckets per power of two,
+/// plus an underflow bucket `[0, 2^low]` and an overflow bucket `(2^high, +inf)`. Exported
+/// boundaries are fine-bucket edges (a requested boundary is rounded *up* to the nearest
+/// edge), so every exported cumulative count is exact.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistogramConfig {
+    low_exp: i32,
+    high_exp: i32,
+    /// Exported boundaries as fine-bucket indices (strictly increasing, none the overflow).
+    export: Vec<u32>,
+}
+
+impl Default for HistogramConfig {
+    fn default() -> Self {
+        Self::seconds()
+    }
+}
+
+impl HistogramConfig {
+    /// The default, for durations in seconds: fine buckets from 2^-20 s (~0.95 µs) to
+    /// 2^7 s (128 s), exported at every power of two in between (28 boundaries plus `+Inf`).
+    pub fn seconds() -> Self {
+        Self::with_exponents(-20, 7).expect("the default range is valid")
+    }
+
+    /// Fine buckets covering `[min, max]`, widened to powers of two, exported at every power
+    /// of two in the range.
+    ///
+    /// # Errors
+    /// [`Error::InvalidHistogramConfig`] if `min`/`max` are not finite, `0 < min < max` does
+    /// not hold, or the range needs more than 64 powers of two (514 fine buckets).
+    pub fn range(min: f64, max: f64) -> Result<Self> {
+        if !(min.is_finite() && max.is_finite() && min > 0.0 && min < max) {
+            return Err(Error::InvalidHistogramConfig(format!(
+                "range needs finite 0 < min < max, got min={min}, max={max}"
+            )));
+        }
+        if min < f64::MIN_POSITIVE {
+            return Err(Error::InvalidHistogramConfig(format!(
+                "min={min} is subnormal; the smallest allowed is {}",
+                f64::MIN_POSITIVE
+            )));
+        }
+        Self::with_exponents(min.log2().floor() as i32, max.log2().ceil() as i32)
+    }
+
+    fn with_exponents(low_exp: i32, high_exp: i32) -> Result<Self> {
+        let low_exp = low_exp.max(-1022);
+        let high_exp = high_exp.min(1023);
+        let fine = 2 + (high_exp as i64 - low_exp as i64) * SUBS;
+        if high_exp <= low_exp || fine as usize > MAX_FINE_BUCKETS {
+            return Err(Error::InvalidHistogramConfig(format!(
+                "range 2^{low_exp}..2^{high_exp} needs {fine} buckets; at most {MAX_FINE_BUCKETS} are allowed"
+            )));
+        }
+        let mut config = Self {
+            low_exp,
+            high_exp,
+            export: Vec::new(),
+        };
+        config.export = (low_exp..=high_exp)
+            .map(|e| config.layout().bucket(2f64.powi(e)))
+            .collect();
+        Ok(config)
+    }
+
+    /// Replaces the exported boundaries. Each is rounded up to the nearest fine-bucket edge;
+    /// duplicates after rounding are merged. `+Inf` is always exported and need not be given.
+    ///
+    /// # Errors
+    /// [`Error::InvalidHistogramConfig`] if a boundary is not finite, is negative, or lies
+    /// above the top of the range.
+    pub fn with_bounds(mut self, bounds: &[f64]) -> Result<Self> {
+        let layout = self.layout();
+        let mut export = Vec::with_capacity(bounds.len());
+        for &b in bounds {
+            if !b.is_finite() || b < 0.0 {
+                return Err(Error::InvalidHistogramConfig(format!(
+                    "boundary {b} must be finite and non-negative"
+                )));
+            }
+            let i = layout.bucket(b);
+            if i == layout.last {
+                return Err(Error::InvalidHistogramConfig(format!(
+                    "boundary {b} is above the range's top 2^{}",
+                    self.high_exp
+                )));
+            }
+            export.push(i);
+        }
+        export.sort_unstable();
+        export.dedup();
+        self.export = export;
+        Ok(self)
+    }
+
+    /// The exported `le` boundaries (excluding `+Inf`), in increasing order.
+    pub fn bounds(&self) -> Vec<f64> {
+        let layout = self.layout();
+        self.export.iter().map(|&i| layout.upper_edge(i)).collect()
+    }
+
+    /// Fine buckets in this layout (cells per histogram series are this plus two).
+    pub fn fine_buckets(&self) -> usize {
+        self.layout().last as usize + 1
+    }
+
+    pub(crate) fn layout(&self) -> Layout {
+        Layout {
+            low_exp: self.low_exp,
+            key_low: ((self.low_exp as i64 + 1023) << SUB_BITS) - 1,
+            last: (1 + (self.high_exp as i64 - self.low_exp as i64) * SUBS) as u32,
+        }
+    }
+
+    pub(crate) fn cells(&self) -> u32 {
+        FIRST_BUCKET + self.layout().last + 1
+    }
+
+    pub(crate) fn export_indices(&self) -> &[u32] {
+        &self.export
+    }
+}
+
+/// Bucket arithmetic for one configuration.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Layout {
+    low_exp: i32,
+    /// `key(2^low)` minus one: subtracting it maps the first linear bucket to index 1.
+    key_low: i64,
+    /// Index of the overflow bucket.
+    last: u32,
+}
+
+impl Layout {
+    /// The bucket of a finite, non-negative `v`: `(lower, upper]` semantics. Taking the key
+    /// of the next float *below* `v` (bits - 1) turns the exponent/mantissa split, which is
+    /// `[lower, upper)`, into `(lower, upper]`. Zero saturates to key 0, the underflow bucket.
+    #[inline(always)]
+    pub(crate) fn bucket(&self, v: f64) -> u32 {
+        let key = (v.to_bits().saturating_sub(1) >> (52 - SUB_BITS)) as i64;
+        (key - self.key_low).clamp(0, self.last as i64) as u32
+    }
+
+    /// The inclusive upper edge of bucket `i` (`+inf` for the overflow bucket).
+    pub(crate) fn upper_edge(&self, i: u32) -> f64 {
+        if i >= self.last {
+            return f64::INFINITY;
+        }
+        if i == 0 {
+            return 2f64.powi(self.low_exp);
+        }
+        let octave = (i as i64 - 1) / SUBS;
+        let sub = (i as i64 - 1) % SUBS;
+        2f64.powi(self.low_exp + octave as i32) * (1.0 + (sub + 1) as f64 / SUBS as f64)
+    }
+}
+
+/// One registered histogram series: where its cells start and its bucket layout.
+#[derive(Debug)]
+pub(crate) struct HistogramSeries {
+    pub(crate) base: u32,
+    pub(crate) layout: Layout,
+}
+
+/// A handle to one histogram series.
+///
+/// `record` is a shift and a clamp to find the bucket, then two single-writer adds (the
+/// bucket and the sum) into the calling thread's arena. `count` is not a cell of its own: it
+/// is the sum of the buckets at read time, so `+Inf == count` holds in every snapshot.
+///
+/// Negative values, NaN and ±infinity are *rejected*: they touch no bucket, neither count
+/// nor sum, and are counted in the series' `invalid` cell (see
+/// [`HistogramSnapshot::invalid`]). `-0.0` is recorded as `0.0`.
+#[derive(Debug, Clone, Copy)]
+pub struct Histogram {
+    pub(crate) series: &'static HistogramSeries,
+}
+
+impl Histogram {
+    /// Records one observation.
+    #[inline]
+    pub fn record(self, v: f64) {
+        if v.to_bits() >= INF_BITS {
+            return self.record_unusual(v);
+        }
+        let s = self.series;
+        let bucket = s.layout.bucket(v);
+        with_arena(|arena| {
+            arena.add_f64(s.base + SUM, v);
+            arena.add(s.base + FIRST_BUCKET + bucket, 1);
+        });
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn record_unusual(self, v: f64) {
+        if v == 0.0 {
+            // -0.0
+            return self.record(0.0);
+        }
+        let s = self.series;
+        with_arena(|arena| arena.add(s.base + INVALID, 1));
+    }
+
+    /// Starts a timer that records the elapsed seconds into this histogram when dropped.
+    #[inline]
+    pub fn start_timer(self) -> Timer {
+        Timer {
+            histogram: self,
+            start: Instant::now(),
+        }
+    }
+
+    /// Per fine bucket, the exact number of observations (not cumulative).
+    pub fn fine_counts(self) -> Vec<u64> {
+        let s = self.series;
+        (0..=s.layout.last)
+            .map(|i| ARENAS.sum(s.base + FIRST_BUCKET + i))
+            .collect()
+    }
+
+    /// The exact state of this series, exported at `config`'s boundaries.
+    pub(crate) fn snapshot_with(self, config: &HistogramConfig) -> HistogramSnapshot {
+        let s = self.series;
+        let fine = self.fine_counts();
+        let mut buckets = Vec::with_capacity(config.export_indices().len() + 1);
+        let mut cumulative = 0u64;
+        let mut next = 0usize;
+        for &i in config.export_indices() {
+            cumulative += fine[next..=i as usize].iter().sum::<u64>();
+            next = i as usize + 1;
+            buckets.push((s.layout.upper_edge(i), cumulative));
+        }
+        cumulative += fine[next..].iter().sum::<u64>();
+        buckets.push((f64::INFINITY, cumulative));
+        HistogramSnapshot {
+            buckets,
+            count: cumulative,
+            sum: ARENAS.sum_f64(s.base + SUM),
+            invalid: ARENAS.sum(s.base + INVALID),
+        }
+    }
+}
+
+impl PartialEq for Histogram {
+    fn eq(&self, other: &Self) -> bool {
+        core::ptr::eq(self.series, other.series)
+    }
+}
+
+impl Eq for Histogram {}
+
+/// Records the seconds elapsed since it was created into a histogram when dropped.
+#[must_use = "a timer records when it is dropped; bind it with `let _t = ...`"]
+#[derive(Debug)]
+pub struct Timer {
+    histogram: Histogram,
+    start: Instant,
+}
+
+impl Timer {
+    /// Stops the timer now, recording the elapsed time.
+    pub fn stop(self) {}
+}
+
+impl Drop for Timer {
+    fn drop(&mut self) {
+        self.histogram.record(self.start.elapsed().as_secs_f64());
+    }
+}
+
+/// The exact state of one histogram series at a point in time.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistogramSnapshot {
+    /// `(le, cumulative count)` pairs in increasing `le`; the last is `(+inf, count)`.
+    pub buckets: Vec<(f64, u64)>,
+    /// Observations recorded (the sum of the fine buckets).
+    pub count: u64,
+    /// Sum of the observations.
+    pub sum: f64,
+    /// Observations rejected: negative, NaN or infinite.
+    pub invalid: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An independent reference: the bucket from `log2` arithmetic with exact corrections,
+    /// `(lower, upper]` semantics, sub-bucket `ceil((v / 2^e - 1) * 8)` on `(2^e, 2^(e+1)]`.
+    fn reference_bucket(config: &HistogramConfig, v: f64) -> u32 {
+        let (low, high) = (config.low_exp, config.high_exp);
+        let last = (1 + (high - low) as i64 * SUBS) as u32;
+        if v <= 2f64.powi(low) {
+            return 0;
+        }
+        if v > 2f64.powi(high) {
+            return last;
+        }
+        // e such that 2^e < v <= 2^(e+1)
+        let mut e = v.log2().ceil() as i32 - 1;
+        while 2f64.powi(e) >= v {
+            e -= 1;
+        }
+        while 2f64.powi(e + 1) < v {
+            e += 1;
+        }
+        let m = v / 2f64.powi(e); // in (1, 2], exact (division by a power of two)
+        let sub = ((m - 1.0) * SUBS as f64).ceil() as i64; // 1..=8, exact
+        (1 + (e - low) as i64 * SUBS + sub - 1) as u32
+    }
+
+    fn check(config: &HistogramConfig, v: f64) {
+        let layout = config.layout();
+        let got = layout.bucket(v);
+        assert_eq!(got, reference_bucket(config, v), "value {v:e}");
+        // The bucket's edges bracket the value.
+        assert!(v <= layout.upper_edge(got), "{v:e} above its bucket {got}");
+        if got > 0 {
+            assert!(
+                v > layout.upper_edge(got - 1),
+                "{v:e} below its bucket {got}"
+            );
+        }
+    }
+
+    #[test]
+    fn bucket_matches_reference_on_a_dense_sweep() {
+        for config in [
+            HistogramConfig::seconds(),
+            HistogramConfig::range(1.0, 1e9).unwrap(),
+        ] {
+            let mut v = 1e-9;
+            while v < 1e12 {
+                check(&config, v);
+                v *= 1.000_37;
+            }
+        }
+    }
+
+    #[test]
+    fn bucket_matches_reference_on_edge_values() {
+        let config = HistogramConfig::seconds();
+        let mut values = vec![
+            0.0,
+            f64::from_bits(1),       // smallest subnormal
+            f64::MIN_POSITIVE / 2.0, // subnormal
+            f64::MIN_POSITIVE,
+            f64::MAX,
+            1.0,
+        ];
+        for e in -40..40 {
+            let p = 2f64.powi(e);
+            values.extend([
+                p,
+                f64::from_bits(p.to_bits() - 1),
+                f64::from_bits(p.to_bits() + 1),
+            ]);
+            for s in 1..8 {
+                let edge = p * (1.0 + s as f64 / 8.0);
+                values.extend([
+                    edge,
+                    f64::from_bits(edge.to_bits() - 1),
+                    f64::from_bits(edge.to_bits() + 1),
+                ]);
+            }
+        }
+        for v in values {
+            check(&config, v);
+        }
+        let layout = config.layout();
+        assert_eq!(layout.bucket(0.0), 0);
+        assert_eq!(layout.bucket(f64::MAX), layout.last);
+        assert_eq!(layout.bucket(2f64.powi(7)), layout.last - 1);
+        assert_eq!(config.fine_buckets(), 2 + 27 * 8);
+    }
+
+    #[test]
+    fn bounds_snap_up_to_edges() {
+        let config = HistogramConfig::seconds()
+            .with_bounds(&[0.001, 0.5, 0.5, 1.0, 0.0])
+            .unwrap();
+        let bounds = config.bounds();
+        assert_eq!(bounds.len(), 4, "{bounds:?}");
+        assert_eq!(bounds[0], 2f64.powi(-20)); // 0 snaps to the underflow edge
+        assert!(bounds[1] >= 0.001 && bounds[1] < 0.001 * 1.125);
+        assert_eq!(bounds[2], 0.5);
+        assert_eq!(bounds[3], 1.0);
+        assert!(HistogramConfig::seconds().with_bounds(&[200.0]).is_err());
+        assert!(HistogramConfig::seconds().with_bounds(&[f64::NAN]).is_err());
+        assert!(HistogramConfig::seconds().with_bounds(&[-1.0]).is_err());
+        assert!(HistogramConfig::range(0.0, 1.0).is_err());
+        assert!(HistogramConfig::range(2.0, 1.0).is_err());
+        assert!(HistogramConfig::range(1e-300, 1e300).is_err());
+        let default_bounds = HistogramConfig::seconds().bounds();
+        assert_eq!(default_bounds.len(), 28);
+        assert_eq!(default_bounds[0], 2f64.powi(-20));
+        assert_eq!(default_bounds[27], 128.0);
+    }
+}

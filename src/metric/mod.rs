@@ -1,0 +1,34 @@
+//! Write handles for the exact layer: [`Counter`], [`Gauge`], [`Histogram`] (and its
+//! [`Timer`] guard). Handles are `Copy` and `'static`; recording never locks or allocates.
+
+mod counter;
+mod gauge;
+mod histogram;
+
+pub use counter::Counter;
+pub use gauge::Gauge;
+pub(crate) use histogram::HistogramSeries;
+pub use histogram::{Histogram, HistogramConfig, HistogramSnapshot, Timer};
+
+use core::fmt;
+
+/// The kind of a metric family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MetricKind {
+    /// A monotonic `u64` count.
+    Counter,
+    /// An `f64` that goes up and down.
+    Gauge,
+    /// A distribution of `f64` observations in fixed log-linear buckets.
+    Histogram,
+}
+
+impl fmt::Display for MetricKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            MetricKind::Counter => "counter",
+            MetricKind::Gauge => "gauge",
+            MetricKind::Histogram => "histogram",
+        })
+    }
+}

@@ -1,0 +1,388 @@
+//! Names, labels and series ids: the cold path. A series is a metric name plus its sorted
+//! label pairs; registering one hands out arena cells (or, for a gauge, a shared atomic)
+//! and a `Copy` handle that records without touching the registry again.
+
+pub(crate) mod names;
+mod snapshot;
+
+pub use snapshot::{FamilySnapshot, MetaSnapshot, SeriesSnapshot, Snapshot, Value};
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
+
+use crossbeam_utils::CachePadded;
+
+use crate::arena::MAX_CELLS;
+use crate::error::{Error, Result};
+use crate::metric::{Counter, Gauge, Histogram, HistogramConfig, HistogramSeries, MetricKind};
+use names::{MAX_LABELS, check_label_name, check_metric_name, truncate_label_value};
+
+/// Default cap on series per metric name.
+pub const DEFAULT_SERIES_CAP: usize = 1000;
+
+/// The label set that series past a metric's cap fold into.
+pub const OVERFLOW_LABEL: (&str, &str) = ("hotmeter_overflow", "true");
+
+/// Cells `0..RESERVED_CELLS` are never handed out: they back the discard handles that a
+/// macro call site falls back to when its registration fails.
+pub(crate) const RESERVED_CELLS: u32 = 256;
+
+/// Next free cell id, shared by every registry because arenas are process-wide.
+static NEXT_CELL: AtomicU32 = AtomicU32::new(RESERVED_CELLS);
+
+fn allocate_cells(n: u32) -> Result<u32> {
+    // Relaxed: only uniqueness of the handed-out ranges matters, which the RMW guarantees.
+    NEXT_CELL
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |next| {
+            let end = next.checked_add(n)?;
+            (end as usize <= MAX_CELLS).then_some(end)
+        })
+        .map_err(|_| Error::CellSpaceExhausted)
+}
+
+type LabelSet = Box<[(Box<str>, Box<str>)]>;
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Handle {
+    Counter(Counter),
+    Gauge(Gauge),
+    Histogram(Histogram),
+}
+
+struct Family {
+    kind: MetricKind,
+    histogram: Option<HistogramConfig>,
+    series: HashMap<LabelSet, Handle>,
+    overflow: Option<Handle>,
+    /// Resolutions folded into the overflow series.
+    folded: u64,
+}
+
+#[derive(Default)]
+struct Inner {
+    families: BTreeMap<Box<str>, Family>,
+    help: HashMap<Box<str>, Box<str>>,
+}
+
+/// A set of metric families. Registration takes a lock; recording through the returned
+/// handles never does. Most programs use the process-wide [`global()`] registry through the
+/// macros; a `Registry` of your own is for dynamic names and isolated tests.
+///
+/// Cells are never freed: a series, once registered, lives for the rest of the process (its
+/// memory is a few bytes per live thread, bounded by the series cap).
+pub struct Registry {
+    inner: Mutex<Inner>,
+    series_cap: usize,
+    registration_errors: AtomicU64,
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry")
+            .field("families", &self.lock().families.len())
+            .field("series_cap", &self.series_cap)
+            .finish()
+    }
+}
+
+/// The process-wide registry the macros record into.
+pub fn global() -> &'static Registry {
+    static GLOBAL: OnceLock<Registry> = OnceLock::new();
+    GLOBAL.get_or_init(Registry::new)
+}
+
+impl Registry {
+    /// An empty registry with the default series cap ([`DEFAULT_SERIES_CAP`]).
+    pub fn new() -> Self {
+        Self::with_series_cap(DEFAULT_SERIES_CAP)
+    }
+
+    /// An empty registry allowing `cap` series per metric name (at least 1); label sets past
+    /// the cap fold into one overflow series labelled [`OVERFLOW_LABEL`].
+    pub fn with_series_cap(cap: usize) -> Self {
+        Self {
+            inner: Mutex::new(Inner::default()),
+            series_cap: cap.max(1),
+            registration_errors: AtomicU64::new(0),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // Poisoning: the maps are only mutated after every check passed, so a panic while
+        // holding the lock cannot leave them half-updated.
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The counter `name{labels}`, registering it on first use.
+    ///
+    /// # Errors
+    /// A name or label name that breaks a Prometheus rule, a duplicate label, or `name`
+    /// already registered as another kind.
+    pub fn counter(&self, name: &str, labels: &[(&str, &str)]) -> Result<Counter> {
+        match self.series(name, labels, MetricKind::Counter, None)? {
+            Handle::Counter(c) => Ok(c),
+            _ => unreachable!("kind checked in `series`"),
+        }
+    }
+
+    /// The gauge `name{labels}`, registering it on first use.
+    ///
+    /// # Errors
+    /// As [`Registry::counter`].
+    pub fn gauge(&self, name: &str, labels: &[(&str, &str)]) -> Result<Gauge> {
+        match self.series(name, labels, MetricKind::Gauge, None)? {
+            Handle::Gauge(g) => Ok(g),
+            _ => unreachable!("kind checked in `series`"),
+        }
+    }
+
+    /// The histogram `name{labels}` with the default configuration
+    /// ([`HistogramConfig::seconds`]) or the one the family was first registered with.
+    ///
+    /// # Errors
+    /// As [`Registry::counter`]; also a label named `le`.
+    pub fn histogram(&self, name: &str, labels: &[(&str, &str)]) -> Result<Histogram> {
+        match self.series(name, labels, MetricKind::Histogram, None)? {
+            Handle::Histogram(h) => Ok(h),
+            _ => unreachable!("kind checked in `series`"),
+        }
+    }
+
+    /// The histogram `name{labels}` with bucket configuration `config`.
+    ///
+    /// # Errors
+    /// As [`Registry::histogram`]; also [`Error::HistogramConfigMismatch`] if the family was
+    /// registered with another configuration.
+    pub fn histogram_with(
+        &self,
+        name: &str,
+        labels: &[(&str, &str)],
+        config: &HistogramConfig,
+    ) -> Result<Histogram> {
+        match self.series(name, labels, MetricKind::Histogram, Some(config))? {
+            Handle::Histogram(h) => Ok(h),
+            _ => unreachable!("kind checked in `series`"),
+        }
+    }
+
+    /// Sets the HELP text of metric `name` (used by the exporters).
+    ///
+    /// # Errors
+    /// [`Error::InvalidMetricName`] for a name that breaks a Prometheus rule.
+    pub fn describe(&self, name: &str, help: &str) -> Result<()> {
+        check_metric_name(name).map_err(|rule| Error::InvalidMetricName {
+            name: name.into(),
+            rule,
+        })?;
+        self.lock().help.insert(name.into(), help.into());
+        Ok(())
+    }
+
+    /// Counts a registration that failed at a macro call site (which then records into a
+    /// discard handle). Exposed as [`MetaSnapshot::registration_errors`].
+    pub(crate) fn note_registration_error(&self) {
+        self.registration_errors.fetch_add(1, Ordering::Relaxed);
+    }
+
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn series(
+        &self,
+        name: &str,
+        labels: &[(&str, &str)],
+        kind: MetricKind,
+        config: Option<&HistogramConfig>,
+    ) -> Result<Handle> {
+        check_metric_name(name).map_err(|rule| Error::InvalidMetricName {
+            name: name.into(),
+            rule,
+        })?;
+        let labels = normalize_labels(labels, kind)?;
+        let mut inner = self.lock();
+        let family = match inner.families.get_mut(name) {
+            Some(f) => f,
+            None => inner.families.entry(name.into()).or_insert(Family {
+                kind,
+                histogram: (kind == MetricKind::Histogram)
+                    .then(|| config.cloned().unwrap_or_default()),
+                series: HashMap::new(),
+                overflow: None,
+                folded: 0,
+            }),
+        };
+        if family.kind != kind {
+            return Err(Error::KindMismatch {
+                name: name.into(),
+                registered: family.kind,
+                requested: kind,
+            });
+        }
+        if let (Some(wanted), Some(have)) = (config, &family.histogram) {
+            if wanted != have {
+                return Err(Error::HistogramConfigMismatch(name.into()));
+            }
+        }
+        if let Some(handle) = family.series.get(&labels) {
+            return Ok(*handle);
+        }
+        if family.series.len() >= self.series_cap {
+            family.folded += 1;
+            if let Some(handle) = family.overflow {
+                return Ok(handle);
+            }
+            let handle = new_handle(kind, family.histogram.as_ref())?;
+            family.overflow = Some(handle);
+            return Ok(handle);
+        }
+        let handle = new_handle(kind, family.histogram.as_ref())?;
+        family.series.insert(labels, handle);
+        Ok(handle)
+    }
+
+    /// The exact value of every series, read without stopping writers. The registry lock is
+    /// held only to copy the list of series, never while reading cells.
+    pub fn snapshot(&self) -> Snapshot {
+        struct Pending {
+            name: Box<str>,
+            help: Option<Box<str>>,
+            kind: MetricKind,
+            config: Option<HistogramConfig>,
+            series: Vec<(LabelSet, Handle)>,
+            folded: u64,
+        }
+        let pending: Vec<Pending> = {
+            let inner = self.lock();
+            inner
+                .families
+                .iter()
+                .map(|(name, f)| {
+                    let mut series: Vec<(LabelSet, Handle)> =
+                        f.series.iter().map(|(l, h)| (l.clone(), *h)).collect();
+                    series.sort_by(|a, b| a.0.cmp(&b.0));
+                    if let Some(h) = f.overflow {
+                        series.push((
+                            Box::new([(OVERFLOW_LABEL.0.into(), OVERFLOW_LABEL.1.into())]),
+                            h,
+                        ));
+                    }
+                    Pending {
+                        name: name.clone(),
+                        help: inner.help.get(name).cloned(),
+                        kind: f.kind,
+                        config: f.histogram.clone(),
+                        series,
+                        folded: f.folded,
+                    }
+                })
+                .collect()
+        };
+        let mut meta = MetaSnapshot {
+            arenas_created: crate::arena::local::arenas_created(),
+            arenas_live: crate::arena::local::arenas_live(),
+            registration_errors: self.registration_errors.load(Ordering::Relaxed),
+            series_overflow: Vec::new(),
+            histogram_invalid: Vec::new(),
+        };
+        let families = pending
+            .into_iter()
+            .map(|p| {
+                if p.folded > 0 {
+                    meta.series_overflow.push((p.name.to_string(), p.folded));
+                }
+                let mut invalid = 0;
+                let series = p
+                    .series
+                    .into_iter()
+                    .map(|(labels, handle)| SeriesSnapshot {
+                        labels: labels
+                            .iter()
+                            .map(|(k, v)| (k.to_string(), v.to_string()))
+                            .collect(),
+                        value: match handle {
+                            Handle::Counter(c) => Value::Counter(c.value()),
+                            Handle::Gauge(g) => Value::Gauge(g.value()),
+                            Handle::Histogram(h) => {
+                                let config = p.config.as_ref().expect("histogram family");
+                                let snap = h.snapshot_with(config);
+                                invalid += snap.invalid;
+                                Value::Histogram(snap)
+                            }
+                        },
+                    })
+                    .collect();
+                if invalid > 0 {
+                    meta.histogram_invalid.push((p.name.to_string(), invalid));
+                }
+                FamilySnapshot {
+                    name: p.name.into(),
+                    help: p.help.map(Into::into),
+                    kind: p.kind,
+                    series,
+                }
+            })
+            .collect();
+        Snapshot { families, meta }
+    }
+}
+
+fn new_handle(kind: MetricKind, config: Option<&HistogramConfig>) -> Result<Handle> {
+    Ok(match kind {
+        MetricKind::Counter => Handle::Counter(Counter {
+            id: allocate_cells(1)?,
+        }),
+        MetricKind::Gauge => Handle::Gauge(Gauge {
+            cell: leak_gauge_cell(),
+        }),
+        MetricKind::Histogram => {
+            let config = config.expect("histogram families carry a config");
+            let base = allocate_cells(config.cells())?;
+            Handle::Histogram(Histogram {
+                series: Box::leak(Box::new(HistogramSeries {
+                    base,
+                    layout: config.layout(),
+                })),
+            })
+        }
+    })
+}
+
+/// One cache-padded cell per gauge series, so two hot gauges never share a line. Leaked:
+/// series live for the process.
+fn leak_gauge_cell() -> &'static AtomicU64 {
+    let padded: &'static CachePadded<AtomicU64> =
+        Box::leak(Box::new(CachePadded::new(AtomicU64::new(0f64.to_bits()))));
+    padded
+}
+
+/// Validates label names, rejects duplicates, truncates long values and sorts by name.
+fn normalize_labels(labels: &[(&str, &str)], kind: MetricKind) -> Result<LabelSet> {
+    if labels.len() > MAX_LABELS {
+        return Err(Error::TooManyLabels(labels.len()));
+    }
+    let mut out: Vec<(Box<str>, Box<str>)> = Vec::with_capacity(labels.len());
+    for &(k, v) in labels {
+        check_label_name(k).map_err(|rule| Error::InvalidLabelName {
+            name: k.into(),
+            rule,
+        })?;
+        if kind == MetricKind::Histogram && k == "le" {
+            return Err(Error::InvalidLabelName {
+                name: k.into(),
+                rule: "`le` is reserved for histogram buckets",
+            });
+        }
+        out.push((k.into(), truncate_label_value(v).into()));
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    if let Some(w) = out.windows(2).find(|w| w[0].0 == w[1].0) {
+        return Err(Error::DuplicateLabel(w[0].0.to_string()));
+    }
+    Ok(out.into_boxed_slice())
+}

@@ -1,0 +1,159 @@
+//! Prometheus naming rules, as `const fn`s so that a macro can reject a bad literal name at
+//! compile time and the handle API can return the same rule as an `Err`.
+//!
+//! Rules (Prometheus data model): metric names match `[a-zA-Z_:][a-zA-Z0-9_:]*`, label names
+//! match `[a-zA-Z_][a-zA-Z0-9_]*`, and names beginning with `__` are reserved.
+
+/// The rule a metric name breaks, or `Ok`.
+pub const fn check_metric_name(name: &str) -> Result<(), &'static str> {
+    let b = name.as_bytes();
+    if b.is_empty() {
+        return Err("metric name must not be empty");
+    }
+    if b.len() >= 2 && b[0] == b'_' && b[1] == b'_' {
+        return Err("metric names starting with `__` are reserved for Prometheus");
+    }
+    if !(b[0].is_ascii_alphabetic() || b[0] == b'_' || b[0] == b':') {
+        return Err("metric name must start with [a-zA-Z_:]");
+    }
+    let mut i = 1;
+    while i < b.len() {
+        let c = b[i];
+        if !(c.is_ascii_alphanumeric() || c == b'_' || c == b':') {
+            return Err("metric name must match [a-zA-Z_:][a-zA-Z0-9_:]*");
+        }
+        i += 1;
+    }
+    Ok(())
+}
+
+/// The rule a label name breaks, or `Ok`.
+pub const fn check_label_name(name: &str) -> Result<(), &'static str> {
+    let b = name.as_bytes();
+    if b.is_empty() {
+        return Err("label name must not be empty");
+    }
+    if b.len() >= 2 && b[0] == b'_' && b[1] == b'_' {
+        return Err("label names starting with `__` are reserved for Prometheus");
+    }
+    if !(b[0].is_ascii_alphabetic() || b[0] == b'_') {
+        return Err("label name must start with [a-zA-Z_]");
+    }
+    let mut i = 1;
+    while i < b.len() {
+        let c = b[i];
+        if !(c.is_ascii_alphanumeric() || c == b'_') {
+            return Err("label name must match [a-zA-Z_][a-zA-Z0-9_]*");
+        }
+        i += 1;
+    }
+    Ok(())
+}
+
+/// Compile-time form of [`check_metric_name`]: a `const` evaluation of this panics, which
+/// fails the build with the rule as the message.
+pub const fn assert_metric_name(name: &str) {
+    if let Err(rule) = check_metric_name(name) {
+        panic!("{}", rule);
+    }
+}
+
+/// Compile-time form of [`check_label_name`].
+pub const fn assert_label_name(name: &str) {
+    if let Err(rule) = check_label_name(name) {
+        panic!("{}", rule);
+    }
+}
+
+/// Label values longer than this many bytes are truncated (at a UTF-8 character boundary)
+/// when a series is registered. Two values that agree on their first
+/// `MAX_LABEL_VALUE_BYTES` bytes therefore name the same series.
+pub const MAX_LABEL_VALUE_BYTES: usize = 1024;
+
+/// At most this many labels on one series.
+pub const MAX_LABELS: usize = 32;
+
+/// `value` cut to at most [`MAX_LABEL_VALUE_BYTES`] bytes, at a character boundary.
+pub(crate) fn truncate_label_value(value: &str) -> &str {
+    if value.len() <= MAX_LABEL_VALUE_BYTES {
+        return value;
+    }
+    let mut end = MAX_LABEL_VALUE_BYTES;
+    while !value.is_char_boundary(end) {
+        end -= 1;
+    }
+    &value[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metric_names() {
+        for ok in ["a", "http_requests_total", ":colon:ok", "_x9", "A:b_C"] {
+            assert_eq!(check_metric_name(ok), Ok(()), "{ok}");
+        }
+        assert_eq!(check_metric_name(""), Err("metric name must not be empty"));
+        assert_eq!(
+            check_metric_name("__x"),
+            Err("metric names starting with `__` are reserved for Prometheus")
+        );
+        assert_eq!(
+            check_metric_name("9abc"),
+            Err("metric name must start with [a-zA-Z_:]")
+        );
+        for bad in ["a-b", "a b", "a.b", "é", "a\n", "a\"b"] {
+            assert_eq!(
+                check_metric_name(bad),
+                Err(if bad.as_bytes()[0].is_ascii_alphabetic() {
+                    "metric name must match [a-zA-Z_:][a-zA-Z0-9_:]*"
+                } else {
+                    "metric name must start with [a-zA-Z_:]"
+                }),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn label_names() {
+        for ok in ["a", "method", "_x9", "Code_2"] {
+            assert_eq!(check_label_name(ok), Ok(()), "{ok}");
+        }
+        assert_eq!(check_label_name(""), Err("label name must not be empty"));
+        assert_eq!(
+            check_label_name("__name__"),
+            Err("label names starting with `__` are reserved for Prometheus")
+        );
+        assert_eq!(
+            check_label_name(":a"),
+            Err("label name must start with [a-zA-Z_]")
+        );
+        assert_eq!(
+            check_label_name("9"),
+            Err("label name must start with [a-zA-Z_]")
+        );
+        assert_eq!(
+            check_label_name("a:b"),
+            Err("label name must match [a-zA-Z_][a-zA-Z0-9_]*")
+        );
+        assert_eq!(
+            check_label_name("a-b"),
+            Err("label name must match [a-zA-Z_][a-zA-Z0-9_]*")
+        );
+    }
+
+    #[test]
+    fn truncation_respects_char_boundaries() {
+        let short = "a\"b\\c\n";
+        assert_eq!(truncate_label_value(short), short);
+        let long = "x".repeat(MAX_LABEL_VALUE_BYTES + 10);
+        assert_eq!(truncate_label_value(&long).len(), MAX_LABEL_VALUE_BYTES);
+        // 'é' is two bytes: an odd cap position falls inside one and must back off.
+        let accents = format!("a{}", "é".repeat(MAX_LABEL_VALUE_BYTES));
+        let cut = truncate_label_value(&accents);
+        assert!(cut.len() <= MAX_LABEL_VALUE_BYTES && cut.len() >= MAX_LABEL_VALUE_BYTES - 1);
+        assert!(accents.starts_with(cut));
+    }
+}

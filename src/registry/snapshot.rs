@@ -1,0 +1,109 @@
+//! A point-in-time copy of every series' exact value, for tests and for the exporters.
+
+use crate::metric::{HistogramSnapshot, MetricKind};
+
+/// Every family of a registry with the exact value of each series.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Snapshot {
+    /// Families sorted by name.
+    pub families: Vec<FamilySnapshot>,
+    /// The engine's own numbers.
+    pub meta: MetaSnapshot,
+}
+
+/// One metric name and its series.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FamilySnapshot {
+    /// The metric name.
+    pub name: String,
+    /// HELP text, if set with [`Registry::describe`](crate::Registry::describe).
+    pub help: Option<String>,
+    /// What kind of metric it is.
+    pub kind: MetricKind,
+    /// Series sorted by label set; an overflow series, if any, comes last.
+    pub series: Vec<SeriesSnapshot>,
+}
+
+/// One series: its labels (sorted by name) and value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeriesSnapshot {
+    /// Label pairs sorted by name (values as stored, possibly truncated).
+    pub labels: Vec<(String, String)>,
+    /// The exact value.
+    pub value: Value,
+}
+
+/// A series' value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    /// A counter's exact count.
+    Counter(u64),
+    /// A gauge's current value.
+    Gauge(f64),
+    /// A histogram's exact buckets, count and sum.
+    Histogram(HistogramSnapshot),
+}
+
+/// Meta-metrics of the exact layer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetaSnapshot {
+    /// Arenas ever created in the process: bounded by the peak number of live recording
+    /// threads, not by how many threads ever ran.
+    pub arenas_created: usize,
+    /// Arenas held by a live thread now.
+    pub arenas_live: usize,
+    /// Macro call sites whose registration failed (they record into a discard handle).
+    pub registration_errors: u64,
+    /// Per metric name, label-set resolutions folded into the overflow series.
+    pub series_overflow: Vec<(String, u64)>,
+    /// Per histogram name, observations rejected (negative, NaN, infinite).
+    pub histogram_invalid: Vec<(String, u64)>,
+}
+
+impl Snapshot {
+    fn find(&self, name: &str, labels: &[(&str, &str)]) -> Option<&Value> {
+        let mut wanted: Vec<(&str, &str)> = labels.to_vec();
+        wanted.sort_by(|a, b| a.0.cmp(b.0));
+        let family = self.families.iter().find(|f| f.name == name)?;
+        family
+            .series
+            .iter()
+            .find(|s| {
+                s.labels.len() == wanted.len()
+                    && s.labels
+                        .iter()
+                        .zip(&wanted)
+                        .all(|((k, v), (wk, wv))| k == wk && v == wv)
+            })
+            .map(|s| &s.value)
+    }
+
+    /// The value of counter `name{labels}`, if it exists.
+    pub fn counter(&self, name: &str, labels: &[(&str, &str)]) -> Option<u64> {
+        match self.find(name, labels)? {
+            Value::Counter(v) => Some(*v),
+            _ => None,
+        }
+    }
+
+    /// The value of gauge `name{labels}`, if it exists.
+    pub fn gauge(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        match self.find(name, labels)? {
+            Value::Gauge(v) => Some(*v),
+            _ => None,
+        }
+    }
+
+    /// The state of histogram `name{labels}`, if it exists.
+    pub fn histogram(&self, name: &str, labels: &[(&str, &str)]) -> Option<&HistogramSnapshot> {
+        match self.find(name, labels)? {
+            Value::Histogram(h) => Some(h),
+            _ => None,
+        }
+    }
+
+    /// The family called `name`, if it exists.
+    pub fn family(&self, name: &str) -> Option<&FamilySnapshot> {
+        self.families.iter().find(|f| f.name == name)
+    }
+}

@@ -1,0 +1,113 @@
+//! The recording macros against the global registry (its own binary: global state).
+
+use hotmeter::{MetricKind, global};
+
+#[test]
+fn literal_sites_record_into_their_series() {
+    for _ in 0..5 {
+        hotmeter::counter!("m_requests_total").inc();
+        hotmeter::counter!("m_requests_total", "method" => "GET", "code" => "200").add(2);
+    }
+    // A different call site with the same name and labels names the same series.
+    hotmeter::counter!("m_requests_total", "code" => "200", "method" => "GET").inc();
+    hotmeter::gauge!("m_queue_depth").set(3.0);
+    hotmeter::gauge!("m_queue_depth").add(1.5);
+    hotmeter::histogram!("m_request_seconds").record(0.0042);
+    hotmeter::histogram!("m_request_seconds", "route" => "/a").record(0.5);
+    let snap = global().snapshot();
+    assert_eq!(snap.counter("m_requests_total", &[]), Some(5));
+    assert_eq!(
+        snap.counter("m_requests_total", &[("method", "GET"), ("code", "200")]),
+        Some(11)
+    );
+    assert_eq!(snap.gauge("m_queue_depth", &[]), Some(4.5));
+    assert_eq!(snap.histogram("m_request_seconds", &[]).unwrap().count, 1);
+    assert_eq!(
+        snap.histogram("m_request_seconds", &[("route", "/a")])
+            .unwrap()
+            .sum,
+        0.5
+    );
+}
+
+#[test]
+fn dynamic_label_values_resolve_per_value_and_thread() {
+    let routes = ["/users", "/orders", "/users"];
+    let threads: Vec<_> = (0..4)
+        .map(|_| {
+            std::thread::spawn(move || {
+                for _ in 0..1000 {
+                    for r in routes {
+                        hotmeter::counter!("m_bytes_total", "route" => r).add(10);
+                        let owned = String::from(r);
+                        hotmeter::counter!("m_mixed_total", "route" => owned, "kind" => "x").inc();
+                    }
+                }
+            })
+        })
+        .collect();
+    threads.into_iter().for_each(|t| t.join().unwrap());
+    let snap = global().snapshot();
+    assert_eq!(
+        snap.counter("m_bytes_total", &[("route", "/users")]),
+        Some(4 * 1000 * 2 * 10)
+    );
+    assert_eq!(
+        snap.counter("m_bytes_total", &[("route", "/orders")]),
+        Some(4 * 1000 * 10)
+    );
+    assert_eq!(
+        snap.counter("m_mixed_total", &[("route", "/users"), ("kind", "x")]),
+        Some(8000)
+    );
+    assert_eq!(snap.family("m_bytes_total").unwrap().series.len(), 2);
+    // Values that could collide if concatenated without a separator stay distinct.
+    for (a, b) in [("ab", "c"), ("a", "bc")] {
+        hotmeter::counter!("m_pair_total", "x" => a, "y" => b).inc();
+    }
+    let snap = global().snapshot();
+    assert_eq!(
+        snap.counter("m_pair_total", &[("x", "ab"), ("y", "c")]),
+        Some(1)
+    );
+    assert_eq!(
+        snap.counter("m_pair_total", &[("x", "a"), ("y", "bc")]),
+        Some(1)
+    );
+}
+
+#[test]
+fn a_failed_registration_never_panics_and_is_counted() {
+    let before = global().snapshot().meta.registration_errors;
+    hotmeter::gauge!("m_conflict").set(1.0);
+    // Same name as another kind: reported, counted, recorded into a discard handle.
+    for _ in 0..3 {
+        hotmeter::counter!("m_conflict").inc();
+    }
+    let kind = "x";
+    hotmeter::histogram!("m_conflict", "k" => kind).record(1.0);
+    let snap = global().snapshot();
+    assert_eq!(
+        snap.meta.registration_errors - before,
+        2,
+        "once per call site"
+    );
+    let family = snap.family("m_conflict").unwrap();
+    assert_eq!(family.kind, MetricKind::Gauge);
+    assert_eq!(family.series.len(), 1);
+    assert_eq!(snap.gauge("m_conflict", &[]), Some(1.0));
+}
+
+#[test]
+fn timer_records_elapsed_seconds() {
+    {
+        let _t = hotmeter::timer!("m_sleep_seconds", "op" => "sleep");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let snap = global().snapshot();
+    let h = snap
+        .histogram("m_sleep_seconds", &[("op", "sleep")])
+        .unwrap();
+    assert_eq!(h.count, 1);
+    assert!(h.sum >= 0.005, "slept 5 ms, recorded {}", h.sum);
+}

@@ -132,9 +132,8 @@ impl GaugeSite {
         } else {
             // SAFETY: only `resolve` stores here, and only pointers to `'static` cells
             // (leaked by the registry, or the static discard cell).
-            Gauge {
-                cell: unsafe { &*cell },
-            }
+            let cell = unsafe { &*cell };
+            Gauge { cell }
         }
     }
 
@@ -180,9 +179,8 @@ impl HistogramSite {
         } else {
             // SAFETY: only `resolve` stores here, and only pointers to `'static` series
             // (leaked by the registry, or the static discard series).
-            Histogram {
-                series: unsafe { &*series },
-            }
+            let series = unsafe { &*series };
+            Histogram { series }
         }
     }
 

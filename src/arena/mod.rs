@@ -22,6 +22,7 @@ pub(crate) const CHUNK_CELLS: usize = 1 << CHUNK_SHIFT;
 /// bounds check on the hot path.
 pub(crate) const MAX_CHUNKS: usize = if cfg!(loom) { 4 } else { 2048 };
 /// The size of the cell id space shared by every registry in the process (1 Mi cells).
+#[cfg_attr(loom, allow(dead_code))]
 pub(crate) const MAX_CELLS: usize = CHUNK_CELLS * MAX_CHUNKS;
 
 /// One fixed block of cells, allocated by the arena's owner on first touch.
@@ -92,7 +93,7 @@ impl Arena {
     /// Adds `n` to cell `id` (wrapping). Owner only: a relaxed load and a relaxed store, no
     /// read-modify-write, because no other thread writes this cell.
     #[inline(always)]
-    pub(crate) fn add(&self, id: u32, n: u64) {
+    pub fn add(&self, id: u32, n: u64) {
         let cell = self.owned_cell(id);
         // Relaxed: single writer; readers only need some recent value of the cell, and the
         // hand-over to a later owner is ordered by `in_use` (see `ArenaSet::release`).
@@ -104,7 +105,7 @@ impl Arena {
 
     /// Adds `v` to the `f64` stored (as bits) in cell `id`. Owner only.
     #[inline(always)]
-    pub(crate) fn add_f64(&self, id: u32, v: f64) {
+    pub fn add_f64(&self, id: u32, v: f64) {
         let cell = self.owned_cell(id);
         // Relaxed: as in `add`.
         let old = f64::from_bits(cell.load(Ordering::Relaxed));

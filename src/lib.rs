@@ -72,6 +72,14 @@ mod registry;
 
 #[cfg(not(loom))]
 #[doc(hidden)]
+#[allow(dead_code)] // wired into the engine as the sampled layer lands
+pub mod flush;
+#[doc(hidden)]
+#[allow(dead_code)]
+pub mod sample;
+
+#[cfg(not(loom))]
+#[doc(hidden)]
 pub use macro_support as __macro_support;
 
 #[cfg(not(loom))]

@@ -1,0 +1,105 @@
+//! Prints the README's benchmark table from criterion's saved results, so every number in
+//! it comes from one command:
+//!
+//! ```text
+//! cargo bench --bench record && cargo run --release --example bench_table
+//! ```
+//!
+//! For each group it prints every contender's median ns per operation (per thread), its
+//! ratio to the plain thread-local baseline of the same group and run, and for hotmeter rows
+//! how many times faster than the fastest peer crate it is.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+const BASELINE: &str = "plain_thread_local_add";
+const PEERS: [&str; 3] = ["metrics", "prometheus", "prometheus_client"];
+
+fn is_peer(id: &str) -> bool {
+    PEERS
+        .iter()
+        .any(|p| id == *p || id.starts_with(&format!("{p}_")))
+        && !id.starts_with("hotmeter")
+}
+
+fn find(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            if p.file_name().is_some_and(|n| n == "new") && p.join("benchmark.json").exists() {
+                out.push(p);
+            } else {
+                find(&p, out);
+            }
+        }
+    }
+}
+
+fn read_json(path: &Path) -> serde_json::Value {
+    let text = fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn main() {
+    let root = std::env::args()
+        .nth(1)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("target/criterion"));
+    let mut dirs = Vec::new();
+    find(&root, &mut dirs);
+    if dirs.is_empty() {
+        eprintln!(
+            "no criterion results under {}; run `cargo bench --bench record` first",
+            root.display()
+        );
+        std::process::exit(1);
+    }
+    // group -> [(function id, median ns)]
+    let mut groups: BTreeMap<String, Vec<(String, f64)>> = BTreeMap::new();
+    for d in dirs {
+        let bench = read_json(&d.join("benchmark.json"));
+        let est = read_json(&d.join("estimates.json"));
+        let group = bench["group_id"].as_str().unwrap_or("?").to_string();
+        let id = bench["function_id"].as_str().unwrap_or("?").to_string();
+        let median = est["median"]["point_estimate"].as_f64().unwrap_or(f64::NAN);
+        groups.entry(group).or_default().push((id, median));
+    }
+    let cpu = fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    println!(
+        "Machine: {cpu}, {cores} cores (shared, noisy). Median ns per operation per thread.\n"
+    );
+    for (group, mut rows) in groups {
+        rows.sort_by(|a, b| a.1.total_cmp(&b.1));
+        let baseline = rows.iter().find(|r| r.0 == BASELINE).map(|r| r.1);
+        let best_peer = rows
+            .iter()
+            .filter(|r| is_peer(&r.0))
+            .map(|r| r.1)
+            .fold(f64::INFINITY, f64::min);
+        println!("### `{group}`\n");
+        println!("| contender | median ns | × {BASELINE} | fastest peer ÷ this |");
+        println!("|---|---:|---:|---:|");
+        for (id, ns) in &rows {
+            let vs_base = baseline.map_or("".into(), |b| format!("{:.2}", ns / b));
+            let vs_peer = if id.starts_with("hotmeter") && best_peer.is_finite() {
+                format!("{:.1}×", best_peer / ns)
+            } else {
+                String::new()
+            };
+            println!("| {id} | {ns:.2} | {vs_base} | {vs_peer} |");
+        }
+        println!();
+    }
+}

@@ -1,0 +1,1 @@
+//! Rate controller. (To be written.)

@@ -1,0 +1,1 @@
+//! Estimators. (To be written.)

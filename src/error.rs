@@ -38,6 +38,10 @@ pub enum Error {
     },
     /// A histogram name already registered with another bucket configuration.
     HistogramConfigMismatch(String),
+    /// A sampled family already registered with the other sampling mode (keyed / random).
+    SamplingModeMismatch(String),
+    /// No metric of that name (or not of the kind the call needs).
+    UnknownMetric(String),
     /// A histogram configuration that cannot be built (`reason` says why).
     InvalidHistogramConfig(String),
     /// The process-wide cell space (1 Mi cells) is used up.
@@ -71,6 +75,11 @@ impl fmt::Display for Error {
                 f,
                 "histogram {name:?} is registered with a different bucket configuration"
             ),
+            Error::SamplingModeMismatch(name) => write!(
+                f,
+                "sampled metric {name:?} is registered with the other sampling mode (keyed / random)"
+            ),
+            Error::UnknownMetric(name) => write!(f, "no sampled metric named {name:?}"),
             Error::InvalidHistogramConfig(reason) => {
                 write!(f, "invalid histogram configuration: {reason}")
             }

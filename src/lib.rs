@@ -59,6 +59,10 @@ mod arena;
 pub mod arena;
 
 #[cfg(not(loom))]
+mod config;
+#[cfg(not(loom))]
+mod engine;
+#[cfg(not(loom))]
 mod error;
 #[cfg(not(loom))]
 #[doc(hidden)]
@@ -83,7 +87,13 @@ pub mod sample;
 pub use macro_support as __macro_support;
 
 #[cfg(not(loom))]
+pub use config::{Config, ConfigError, rate_to_k};
+#[cfg(not(loom))]
+pub use engine::{Engine, EngineBuilder, InstallError, global_engine};
+#[cfg(not(loom))]
 pub use error::{Error, Result};
+#[cfg(not(loom))]
+pub use flush::{FlushStats, Published, Quantile, SeriesEstimate};
 #[cfg(not(loom))]
 pub use metric::{
     Counter, Gauge, Histogram, HistogramConfig, HistogramSnapshot, MetricKind, Timer,
@@ -92,6 +102,11 @@ pub use metric::{
 pub use registry::names::{MAX_LABEL_VALUE_BYTES, MAX_LABELS, check_label_name, check_metric_name};
 #[cfg(not(loom))]
 pub use registry::{
-    DEFAULT_SERIES_CAP, FamilySnapshot, MetaSnapshot, OVERFLOW_LABEL, Registry, SeriesSnapshot,
-    Snapshot, Value, global,
+    DEFAULT_SERIES_CAP, FamilySnapshot, MetaSnapshot, OVERFLOW_LABEL, Registry, SampledValue,
+    SeriesSnapshot, Snapshot, Value, global,
 };
+#[cfg(not(loom))]
+pub use sample::key::SampleKey;
+pub use sample::ring::Overflow;
+#[cfg(not(loom))]
+pub use sample::sampled::{Sampled, SampledTimer};

@@ -14,7 +14,8 @@ use std::sync::OnceLock;
 
 use crate::metric::{Counter, Gauge, Histogram, HistogramConfig, HistogramSeries, MetricKind};
 pub use crate::registry::names::{assert_label_name, assert_metric_name};
-use crate::registry::{Handle, RESERVED_CELLS, global};
+use crate::registry::{FamilyConfig, Handle, RESERVED_CELLS, Registry, global};
+use crate::sample::sampled::{Sampled, SampledSeries};
 
 /// Cell 1 (reserved) backs the discard counter.
 const DISCARD_COUNTER: Counter = Counter { id: 1 };
@@ -37,6 +38,17 @@ fn discard_histogram() -> Histogram {
     Histogram { series }
 }
 
+/// A sampled series registered in a private registry of its own: never exported.
+fn discard_sampled() -> Sampled {
+    static DISCARD: OnceLock<Sampled> = OnceLock::new();
+    *DISCARD.get_or_init(|| {
+        let registry: &'static Registry = Box::leak(Box::new(Registry::new()));
+        registry
+            .sampled("hotmeter_discarded", &[])
+            .expect("a valid name in an empty registry")
+    })
+}
+
 /// A failed registration at a macro call site: counted, reported on stderr, and the site
 /// records into a discard handle (never exported) instead of panicking on a hot path.
 #[cold]
@@ -46,7 +58,7 @@ fn report(name: &str, err: &crate::Error) {
 }
 
 fn resolve(name: &str, labels: &[(&str, &str)], kind: MetricKind) -> Handle {
-    match global().series(name, labels, kind, None) {
+    match global().series(name, labels, kind, FamilyConfig::Default) {
         Ok(h) => h,
         Err(err) => {
             report(name, &err);
@@ -54,6 +66,7 @@ fn resolve(name: &str, labels: &[(&str, &str)], kind: MetricKind) -> Handle {
                 MetricKind::Counter => Handle::Counter(DISCARD_COUNTER),
                 MetricKind::Gauge => Handle::Gauge(discard_gauge()),
                 MetricKind::Histogram => Handle::Histogram(discard_histogram()),
+                MetricKind::Sampled => Handle::Sampled(discard_sampled()),
             }
         }
     }
@@ -194,6 +207,51 @@ impl HistogramSite {
         self.series
             .store(ptr::from_ref(h.series).cast_mut(), Ordering::Release);
         h
+    }
+}
+
+/// A sampled-event call site (`record!`, `sampled_timer!`) with a literal name.
+#[derive(Debug)]
+pub struct SampledSite {
+    name: &'static str,
+    series: AtomicPtr<SampledSeries>,
+}
+
+impl SampledSite {
+    /// A site not yet resolved.
+    pub const fn new(name: &'static str) -> Self {
+        Self {
+            name,
+            series: AtomicPtr::new(ptr::null_mut()),
+        }
+    }
+
+    /// The site's sampled series.
+    #[inline(always)]
+    pub fn get(&self) -> Sampled {
+        // Acquire: pairs with the Release store in `resolve`, so the series' fields are
+        // visible before the record path reads them.
+        let series = self.series.load(Ordering::Acquire);
+        if series.is_null() {
+            self.resolve()
+        } else {
+            // SAFETY: only `resolve` stores here, and only pointers to `'static` series
+            // (leaked by the registry).
+            let series = unsafe { &*series };
+            Sampled { series }
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn resolve(&self) -> Sampled {
+        let Handle::Sampled(s) = resolve(self.name, &[], MetricKind::Sampled) else {
+            unreachable!("resolve returns the kind asked for")
+        };
+        // Release: publishes the series; pairs with the Acquire load in `get`.
+        self.series
+            .store(ptr::from_ref(s.series).cast_mut(), Ordering::Release);
+        s
     }
 }
 

@@ -112,3 +112,64 @@ macro_rules! histogram {
 macro_rules! timer {
     ($($args:tt)+) => { $crate::histogram!($($args)+).start_timer() };
 }
+
+/// The sampled series of a literal name, resolved once per call site.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __hotmeter_sampled_site {
+    ($name:literal) => {{
+        const _: () = $crate::__macro_support::assert_metric_name($name);
+        static __HOTMETER_SITE: $crate::__macro_support::SampledSite =
+            $crate::__macro_support::SampledSite::new($name);
+        __HOTMETER_SITE.get()
+    }};
+}
+
+/// Records a sampled event into the global engine: the exact count and sum always, and a
+/// compact record (value, key, time, the rate it was sampled at) for the calls the sampler
+/// selects. See [`Sampled`](crate::Sampled).
+///
+/// ```
+/// let len = 512usize;
+/// let client_id = 42u64;
+/// hotmeter::record!("message_bytes", len as f64);                  // sampled
+/// hotmeter::record!("message_bytes", len as f64, key = client_id); // with a key
+/// hotmeter::record!(critical, "message_failed", 1.0);              // never sampled out
+/// hotmeter::record!(critical, "message_failed", 1.0, key = "client-7");
+/// ```
+///
+/// ```compile_fail
+/// hotmeter::record!("message bytes", 1.0);
+/// ```
+#[macro_export]
+macro_rules! record {
+    (critical, $name:literal, $value:expr, key = $key:expr $(,)?) => {
+        $crate::__hotmeter_sampled_site!($name).record_critical_keyed($value, &$key)
+    };
+    (critical, $name:literal, $value:expr $(,)?) => {
+        $crate::__hotmeter_sampled_site!($name).record_critical($value)
+    };
+    ($name:literal, $value:expr, key = $key:expr $(,)?) => {
+        $crate::__hotmeter_sampled_site!($name).record_keyed($value, &$key)
+    };
+    ($name:literal, $value:expr $(,)?) => {
+        $crate::__hotmeter_sampled_site!($name).record($value)
+    };
+}
+
+/// A timer that reads the clock only when the call is sampled; the count stays exact. See
+/// [`Sampled::start_timer`](crate::Sampled::start_timer).
+///
+/// ```
+/// fn handle() {
+///     let _t = hotmeter::sampled_timer!("handle_seconds");
+///     // ... the work ...
+/// }
+/// handle();
+/// ```
+#[macro_export]
+macro_rules! sampled_timer {
+    ($name:literal $(,)?) => {
+        $crate::__hotmeter_sampled_site!($name).start_timer()
+    };
+}

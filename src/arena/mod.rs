@@ -112,6 +112,31 @@ impl Arena {
         cell.store((old + v).to_bits(), Ordering::Relaxed);
     }
 
+    /// Adds one to cell `id` and returns the new value. Owner only.
+    #[inline(always)]
+    pub fn bump(&self, id: u32) -> u64 {
+        let cell = self.owned_cell(id);
+        // Relaxed: as in `add`.
+        let v = cell.load(Ordering::Relaxed).wrapping_add(1);
+        cell.store(v, Ordering::Relaxed);
+        v
+    }
+
+    /// The owner's read of cell `id`. Owner only.
+    #[inline(always)]
+    pub fn get(&self, id: u32) -> u64 {
+        // Relaxed: only this thread writes the cell.
+        self.owned_cell(id).load(Ordering::Relaxed)
+    }
+
+    /// Overwrites cell `id`. Owner only; for state cells (a sampler's next sample index),
+    /// never for summed values.
+    #[inline(always)]
+    pub fn set(&self, id: u32, v: u64) {
+        // Relaxed: only this thread writes the cell; readers want any recent value.
+        self.owned_cell(id).store(v, Ordering::Relaxed);
+    }
+
     /// Reads cell `id`; any thread. A chunk never touched reads as 0.
     #[inline]
     fn read(&self, id: u32) -> u64 {

@@ -1,4 +1,82 @@
-//! The flusher: drains rings, corrects for sampling, adapts the rate.
+//! The flusher: drains every ring and the critical lane, corrects for sampling, adapts the
+//! rate, and publishes an immutable report that snapshots and scrapes read.
 
 pub mod controller;
 pub mod estimate;
+pub(crate) mod flusher;
+
+use std::collections::HashMap;
+
+/// What the last flush published: per sampled series, its estimates; and the pipeline's
+/// meta-metrics. Immutable once published (readers clone an `Arc`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Published {
+    /// Per sampled series (keyed by its first cell id), the estimates.
+    pub series: HashMap<u32, SeriesEstimate>,
+    /// Pipeline meta-metrics.
+    pub stats: FlushStats,
+}
+
+/// One estimated quantile with its rank interval.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Quantile {
+    /// The quantile asked for, in (0, 1).
+    pub q: f64,
+    /// The estimate.
+    pub value: f64,
+    /// Lower end of the ~95% interval (rank interval `q ± 1.96·sqrt(q(1-q)/n_eff)`).
+    pub lower: f64,
+    /// Upper end of that interval.
+    pub upper: f64,
+}
+
+/// Estimates for one sampled series, from every record flushed so far.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SeriesEstimate {
+    /// Records flushed (weights summed give the estimated count).
+    pub records: u64,
+    /// Effective sample size `(Σw)²/Σw²`.
+    pub n_eff: f64,
+    /// Quantiles 0.5, 0.9, 0.99, 0.999.
+    pub quantiles: Vec<Quantile>,
+    /// Horvitz–Thompson estimate of the sum of values, and its standard error
+    /// `sqrt(Σ w(w−1)y²)`.
+    pub sum_estimate: f64,
+    /// Standard error of `sum_estimate`.
+    pub sum_std_error: f64,
+    /// Estimated count from the records (`Σw`) and its standard error `sqrt(Σ w(w−1))`:
+    /// compare with the exact count to see the sampling error.
+    pub count_estimate: f64,
+    /// Standard error of `count_estimate`.
+    pub count_std_error: f64,
+    /// Heaviest keys: `(key hash, estimated count, maximum overcount)`.
+    pub top_keys: Vec<(u64, f64, f64)>,
+}
+
+/// Meta-metrics of the sampling pipeline, as of the last flush.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FlushStats {
+    /// Flushes done.
+    pub flushes: u64,
+    /// Records drained, ever (rings and lane).
+    pub records_flushed: u64,
+    /// Records drained by the last flush.
+    pub last_records: u64,
+    /// Duration of the last flush, seconds.
+    pub last_duration_seconds: f64,
+    /// Fill fraction of the fullest ring at the last flush (before draining).
+    pub ring_utilization_max: f64,
+    /// Mean fill fraction over rings at the last flush.
+    pub ring_utilization_mean: f64,
+    /// Rings the flusher drains (one per thread that sampled, until it exits and is drained).
+    pub rings: usize,
+    /// Critical records waiting in the lane after the last flush (0 unless it is filling).
+    pub lane_depth: usize,
+    /// Critical records lost to a full lane, ever.
+    pub lane_lost: u64,
+    /// Estimated cost of hotmeter's recording, ns per call, from a calibration at start:
+    /// `unsampled + p·(sampled − unsampled)` at the mean current rate.
+    pub overhead_ns_per_call: f64,
+    /// Per sampled family, the current sample probability.
+    pub rates: Vec<(String, f64)>,
+}

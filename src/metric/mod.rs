@@ -21,6 +21,8 @@ pub enum MetricKind {
     Gauge,
     /// A distribution of `f64` observations in fixed log-linear buckets.
     Histogram,
+    /// Sampled events: exact count and sum, estimated quantiles and per-key counts.
+    Sampled,
 }
 
 impl fmt::Display for MetricKind {
@@ -29,6 +31,7 @@ impl fmt::Display for MetricKind {
             MetricKind::Counter => "counter",
             MetricKind::Gauge => "gauge",
             MetricKind::Histogram => "histogram",
+            MetricKind::Sampled => "sampled metric",
         })
     }
 }

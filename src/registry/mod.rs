@@ -5,17 +5,20 @@
 pub(crate) mod names;
 mod snapshot;
 
-pub use snapshot::{FamilySnapshot, MetaSnapshot, SeriesSnapshot, Snapshot, Value};
+pub use snapshot::{FamilySnapshot, MetaSnapshot, SampledValue, SeriesSnapshot, Snapshot, Value};
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use crossbeam_utils::CachePadded;
 
 use crate::arena::MAX_CELLS;
+use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::metric::{Counter, Gauge, Histogram, HistogramConfig, HistogramSeries, MetricKind};
+use crate::sample::pipeline::{Pipeline, SampledMetric};
+use crate::sample::sampled::{Sampled, SampledSeries, cells as sampled_cells};
 use names::{MAX_LABELS, check_label_name, check_metric_name, truncate_label_value};
 
 /// Default cap on series per metric name.
@@ -48,11 +51,24 @@ pub(crate) enum Handle {
     Counter(Counter),
     Gauge(Gauge),
     Histogram(Histogram),
+    Sampled(Sampled),
+}
+
+/// What a registration asks of the family besides its kind.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum FamilyConfig<'a> {
+    /// Whatever the family has (the default for a new one).
+    Default,
+    /// A histogram with this bucket configuration.
+    Histogram(&'a HistogramConfig),
+    /// A sampled family, keyed or not.
+    Sampled { keyed: bool },
 }
 
 struct Family {
     kind: MetricKind,
     histogram: Option<HistogramConfig>,
+    sampled: Option<&'static SampledMetric>,
     series: HashMap<LabelSet, Handle>,
     overflow: Option<Handle>,
     /// Resolutions folded into the overflow series.
@@ -75,6 +91,7 @@ pub struct Registry {
     inner: Mutex<Inner>,
     series_cap: usize,
     registration_errors: AtomicU64,
+    pipeline: Arc<Pipeline>,
 }
 
 impl Default for Registry {
@@ -92,10 +109,10 @@ impl std::fmt::Debug for Registry {
     }
 }
 
-/// The process-wide registry the macros record into.
+/// The process-wide registry the macros record into: the global engine's (see
+/// [`Engine::install`](crate::Engine) and [`global_engine`](crate::global_engine)).
 pub fn global() -> &'static Registry {
-    static GLOBAL: OnceLock<Registry> = OnceLock::new();
-    GLOBAL.get_or_init(Registry::new)
+    crate::engine::global_engine().registry()
 }
 
 impl Registry {
@@ -107,11 +124,27 @@ impl Registry {
     /// An empty registry allowing `cap` series per metric name (at least 1); label sets past
     /// the cap fold into one overflow series labelled [`OVERFLOW_LABEL`].
     pub fn with_series_cap(cap: usize) -> Self {
+        Self::with_config(&Config {
+            series_cap: cap,
+            ..Config::default()
+        })
+    }
+
+    /// An empty registry whose series cap and sampling pipeline follow `config` (the
+    /// engine's constructor; without an engine's flusher, sampled records stay in their
+    /// rings until someone drains them).
+    pub(crate) fn with_config(config: &Config) -> Self {
         Self {
             inner: Mutex::new(Inner::default()),
-            series_cap: cap.max(1),
+            series_cap: config.series_cap.max(1),
             registration_errors: AtomicU64::new(0),
+            pipeline: Arc::new(Pipeline::new(config.sampling())),
         }
+    }
+
+    /// The sampling pipeline of this registry.
+    pub(crate) fn pipeline(&self) -> &Arc<Pipeline> {
+        &self.pipeline
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -126,7 +159,7 @@ impl Registry {
     /// A name or label name that breaks a Prometheus rule, a duplicate label, or `name`
     /// already registered as another kind.
     pub fn counter(&self, name: &str, labels: &[(&str, &str)]) -> Result<Counter> {
-        match self.series(name, labels, MetricKind::Counter, None)? {
+        match self.series(name, labels, MetricKind::Counter, FamilyConfig::Default)? {
             Handle::Counter(c) => Ok(c),
             _ => unreachable!("kind checked in `series`"),
         }
@@ -137,7 +170,7 @@ impl Registry {
     /// # Errors
     /// As [`Registry::counter`].
     pub fn gauge(&self, name: &str, labels: &[(&str, &str)]) -> Result<Gauge> {
-        match self.series(name, labels, MetricKind::Gauge, None)? {
+        match self.series(name, labels, MetricKind::Gauge, FamilyConfig::Default)? {
             Handle::Gauge(g) => Ok(g),
             _ => unreachable!("kind checked in `series`"),
         }
@@ -149,7 +182,7 @@ impl Registry {
     /// # Errors
     /// As [`Registry::counter`]; also a label named `le`.
     pub fn histogram(&self, name: &str, labels: &[(&str, &str)]) -> Result<Histogram> {
-        match self.series(name, labels, MetricKind::Histogram, None)? {
+        match self.series(name, labels, MetricKind::Histogram, FamilyConfig::Default)? {
             Handle::Histogram(h) => Ok(h),
             _ => unreachable!("kind checked in `series`"),
         }
@@ -166,10 +199,93 @@ impl Registry {
         labels: &[(&str, &str)],
         config: &HistogramConfig,
     ) -> Result<Histogram> {
-        match self.series(name, labels, MetricKind::Histogram, Some(config))? {
+        match self.series(
+            name,
+            labels,
+            MetricKind::Histogram,
+            FamilyConfig::Histogram(config),
+        )? {
             Handle::Histogram(h) => Ok(h),
             _ => unreachable!("kind checked in `series`"),
         }
+    }
+
+    /// The sampled-event series `name{labels}` (see [`Sampled`]), registering it on first
+    /// use; a new family samples by random gaps.
+    ///
+    /// # Errors
+    /// As [`Registry::counter`].
+    pub fn sampled(&self, name: &str, labels: &[(&str, &str)]) -> Result<Sampled> {
+        match self.series(name, labels, MetricKind::Sampled, FamilyConfig::Default)? {
+            Handle::Sampled(s) => Ok(s),
+            _ => unreachable!("kind checked in `series`"),
+        }
+    }
+
+    /// The sampled-event series `name{labels}` with keyed (`keyed = true`: consistent, by
+    /// the event key's hash) or random-gap sampling.
+    ///
+    /// # Errors
+    /// As [`Registry::counter`]; also [`Error::SamplingModeMismatch`] if the family was
+    /// registered with the other mode.
+    pub fn sampled_with(
+        &self,
+        name: &str,
+        labels: &[(&str, &str)],
+        keyed: bool,
+    ) -> Result<Sampled> {
+        match self.series(
+            name,
+            labels,
+            MetricKind::Sampled,
+            FamilyConfig::Sampled { keyed },
+        )? {
+            Handle::Sampled(s) => Ok(s),
+            _ => unreachable!("kind checked in `series`"),
+        }
+    }
+
+    /// Forces the sample probability of sampled family `name` (rounded to the nearest power
+    /// of two, within the engine's min/max rates). Gaps already drawn finish at their old
+    /// rate; every record carries the rate it was sampled with, so estimates stay unbiased.
+    /// The adaptive controller, if on, may move it again at the next flush.
+    ///
+    /// # Errors
+    /// [`Error::UnknownMetric`] if no sampled family of that name exists.
+    pub fn set_sample_rate(&self, name: &str, rate: f64) -> Result<()> {
+        let inner = self.lock();
+        let metric = inner
+            .families
+            .get(name)
+            .and_then(|f| f.sampled)
+            .ok_or_else(|| Error::UnknownMetric(name.into()))?;
+        let c = &self.pipeline.config;
+        let k =
+            crate::config::rate_to_k(rate.clamp(f64::MIN_POSITIVE, 1.0)).clamp(c.min_k, c.max_k);
+        metric.k.store(k, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Every sampled series: family name, labels, handle. For the flusher.
+    pub(crate) fn sampled_series(&self) -> Vec<(Box<str>, LabelSet, Sampled)> {
+        let inner = self.lock();
+        let mut out = Vec::new();
+        for (name, f) in &inner.families {
+            if f.kind != MetricKind::Sampled {
+                continue;
+            }
+            for (labels, h) in f
+                .series
+                .iter()
+                .map(|(l, h)| (l.clone(), h))
+                .chain(f.overflow.as_ref().map(|h| (overflow_labels(), h)))
+            {
+                if let Handle::Sampled(s) = h {
+                    out.push((name.clone(), labels, *s));
+                }
+            }
+        }
+        out
     }
 
     /// Sets the HELP text of metric `name` (used by the exporters).
@@ -198,7 +314,7 @@ impl Registry {
         name: &str,
         labels: &[(&str, &str)],
         kind: MetricKind,
-        config: Option<&HistogramConfig>,
+        config: FamilyConfig<'_>,
     ) -> Result<Handle> {
         check_metric_name(name).map_err(|rule| Error::InvalidMetricName {
             name: name.into(),
@@ -208,14 +324,31 @@ impl Registry {
         let mut inner = self.lock();
         let family = match inner.families.get_mut(name) {
             Some(f) => f,
-            None => inner.families.entry(name.into()).or_insert(Family {
-                kind,
-                histogram: (kind == MetricKind::Histogram)
-                    .then(|| config.cloned().unwrap_or_default()),
-                series: HashMap::new(),
-                overflow: None,
-                folded: 0,
-            }),
+            None => {
+                let histogram = (kind == MetricKind::Histogram).then(|| match config {
+                    FamilyConfig::Histogram(c) => c.clone(),
+                    _ => HistogramConfig::default(),
+                });
+                let sampled = (kind == MetricKind::Sampled).then(|| {
+                    let keyed = matches!(config, FamilyConfig::Sampled { keyed: true });
+                    let metric: &'static SampledMetric = Box::leak(Box::new(SampledMetric {
+                        name: name.into(),
+                        k: AtomicU8::new(self.pipeline.config.initial_k),
+                        keyed,
+                        pipeline: Arc::clone(&self.pipeline),
+                    }));
+                    self.pipeline.register_metric(metric);
+                    metric
+                });
+                inner.families.entry(name.into()).or_insert(Family {
+                    kind,
+                    histogram,
+                    sampled,
+                    series: HashMap::new(),
+                    overflow: None,
+                    folded: 0,
+                })
+            }
         };
         if family.kind != kind {
             return Err(Error::KindMismatch {
@@ -224,10 +357,14 @@ impl Registry {
                 requested: kind,
             });
         }
-        if let (Some(wanted), Some(have)) = (config, &family.histogram) {
-            if wanted != have {
+        match (config, &family.histogram, family.sampled) {
+            (FamilyConfig::Histogram(wanted), Some(have), _) if wanted != have => {
                 return Err(Error::HistogramConfigMismatch(name.into()));
             }
+            (FamilyConfig::Sampled { keyed }, _, Some(m)) if m.keyed != keyed => {
+                return Err(Error::SamplingModeMismatch(name.into()));
+            }
+            _ => {}
         }
         if let Some(handle) = family.series.get(&labels) {
             return Ok(*handle);
@@ -237,11 +374,11 @@ impl Registry {
             if let Some(handle) = family.overflow {
                 return Ok(handle);
             }
-            let handle = new_handle(kind, family.histogram.as_ref())?;
+            let handle = new_handle(kind, family.histogram.as_ref(), family.sampled)?;
             family.overflow = Some(handle);
             return Ok(handle);
         }
-        let handle = new_handle(kind, family.histogram.as_ref())?;
+        let handle = new_handle(kind, family.histogram.as_ref(), family.sampled)?;
         family.series.insert(labels, handle);
         Ok(handle)
     }
@@ -267,10 +404,7 @@ impl Registry {
                         f.series.iter().map(|(l, h)| (l.clone(), *h)).collect();
                     series.sort_by(|a, b| a.0.cmp(&b.0));
                     if let Some(h) = f.overflow {
-                        series.push((
-                            Box::new([(OVERFLOW_LABEL.0.into(), OVERFLOW_LABEL.1.into())]),
-                            h,
-                        ));
+                        series.push((overflow_labels(), h));
                     }
                     Pending {
                         name: name.clone(),
@@ -283,7 +417,9 @@ impl Registry {
                 })
                 .collect()
         };
+        let published = self.pipeline.published();
         let mut meta = MetaSnapshot {
+            sampling: published.stats.clone(),
             arenas_created: crate::arena::local::arenas_created(),
             arenas_live: crate::arena::local::arenas_live(),
             registration_errors: self.registration_errors.load(Ordering::Relaxed),
@@ -314,6 +450,27 @@ impl Registry {
                                 invalid += snap.invalid;
                                 Value::Histogram(snap)
                             }
+                            Handle::Sampled(s) => {
+                                let series = s.series;
+                                let estimate = published
+                                    .series
+                                    .get(&series.base)
+                                    .cloned()
+                                    .unwrap_or_default();
+                                Value::Sampled(SampledValue {
+                                    count: series.cell(sampled_cells::COUNT),
+                                    sum: series.sum(),
+                                    rate: 0.5f64.powi(series.metric.k() as i32),
+                                    pushed: series.cell(sampled_cells::PUSHED),
+                                    flushed: estimate.records,
+                                    dropped_full: series.cell(sampled_cells::DROP_FULL),
+                                    dropped_oldest: series.cell(sampled_cells::DROP_OLDEST),
+                                    dropped_timeout: series.cell(sampled_cells::DROP_TIMEOUT),
+                                    critical_to_lane: series.cell(sampled_cells::TO_LANE),
+                                    critical_lost: series.cell(sampled_cells::LANE_FULL),
+                                    estimate,
+                                })
+                            }
                         },
                     })
                     .collect();
@@ -332,7 +489,11 @@ impl Registry {
     }
 }
 
-fn new_handle(kind: MetricKind, config: Option<&HistogramConfig>) -> Result<Handle> {
+fn new_handle(
+    kind: MetricKind,
+    config: Option<&HistogramConfig>,
+    sampled: Option<&'static SampledMetric>,
+) -> Result<Handle> {
     Ok(match kind {
         MetricKind::Counter => Handle::Counter(Counter {
             id: allocate_cells(1)?,
@@ -350,6 +511,13 @@ fn new_handle(kind: MetricKind, config: Option<&HistogramConfig>) -> Result<Hand
                 })),
             })
         }
+        MetricKind::Sampled => {
+            let metric = sampled.expect("sampled families carry their shared state");
+            let base = allocate_cells(sampled_cells::CELLS)?;
+            Handle::Sampled(Sampled {
+                series: Box::leak(Box::new(SampledSeries { base, metric })),
+            })
+        }
     })
 }
 
@@ -359,6 +527,10 @@ fn leak_gauge_cell() -> &'static AtomicU64 {
     let padded: &'static CachePadded<AtomicU64> =
         Box::leak(Box::new(CachePadded::new(AtomicU64::new(0f64.to_bits()))));
     padded
+}
+
+fn overflow_labels() -> LabelSet {
+    Box::new([(OVERFLOW_LABEL.0.into(), OVERFLOW_LABEL.1.into())])
 }
 
 /// Validates label names, rejects duplicates, truncates long values and sorts by name.

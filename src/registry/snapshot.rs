@@ -1,5 +1,6 @@
 //! A point-in-time copy of every series' exact value, for tests and for the exporters.
 
+use crate::flush::{FlushStats, SeriesEstimate};
 use crate::metric::{HistogramSnapshot, MetricKind};
 
 /// Every family of a registry with the exact value of each series.
@@ -42,6 +43,52 @@ pub enum Value {
     Gauge(f64),
     /// A histogram's exact buckets, count and sum.
     Histogram(HistogramSnapshot),
+    /// A sampled series: exact count and sum, its accounting, and the flusher's estimates.
+    Sampled(SampledValue),
+}
+
+/// The state of one sampled series.
+///
+/// Accounting identities (exact once [`Engine::flush`](crate::Engine::flush) has drained
+/// every ring): `count = skipped + pushed` and
+/// `pushed = flushed + dropped_full + dropped_oldest + dropped_timeout + critical_lost`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SampledValue {
+    /// Events seen (exact).
+    pub count: u64,
+    /// Sum of the values (exact for `record`; the Horvitz–Thompson estimate for sampled
+    /// timers, whose unsampled calls never read the clock).
+    pub sum: f64,
+    /// The family's current sample probability.
+    pub rate: f64,
+    /// Events selected by the sampler, or critical: each one push attempt.
+    pub pushed: u64,
+    /// Records the flusher has drained (from the rings and the critical lane).
+    pub flushed: u64,
+    /// Records refused by a full ring (drop-newest policy).
+    pub dropped_full: u64,
+    /// Records discarded unread by a drop-oldest push.
+    pub dropped_oldest: u64,
+    /// Records that waited their timeout for space (block policy).
+    pub dropped_timeout: u64,
+    /// Critical records that went to the critical lane (and are then flushed from it).
+    pub critical_to_lane: u64,
+    /// Critical records lost because the lane was at its cap too.
+    pub critical_lost: u64,
+    /// The flusher's estimates as of its last flush.
+    pub estimate: SeriesEstimate,
+}
+
+impl SampledValue {
+    /// Events the sampler skipped: `count - pushed`.
+    pub fn skipped(&self) -> u64 {
+        self.count - self.pushed
+    }
+
+    /// Records dropped for any reason.
+    pub fn dropped(&self) -> u64 {
+        self.dropped_full + self.dropped_oldest + self.dropped_timeout + self.critical_lost
+    }
 }
 
 /// Meta-metrics of the exact layer.
@@ -58,6 +105,8 @@ pub struct MetaSnapshot {
     pub series_overflow: Vec<(String, u64)>,
     /// Per histogram name, observations rejected (negative, NaN, infinite).
     pub histogram_invalid: Vec<(String, u64)>,
+    /// The sampling pipeline, as of the last flush.
+    pub sampling: FlushStats,
 }
 
 impl Snapshot {
@@ -98,6 +147,14 @@ impl Snapshot {
     pub fn histogram(&self, name: &str, labels: &[(&str, &str)]) -> Option<&HistogramSnapshot> {
         match self.find(name, labels)? {
             Value::Histogram(h) => Some(h),
+            _ => None,
+        }
+    }
+
+    /// The state of sampled series `name{labels}`, if it exists.
+    pub fn sampled(&self, name: &str, labels: &[(&str, &str)]) -> Option<&SampledValue> {
+        match self.find(name, labels)? {
+            Value::Sampled(s) => Some(s),
             _ => None,
         }
     }

@@ -1,4 +1,11 @@
-//! The sampled layer: compact records, per-thread rings, the critical lane.
+//! The sampled layer: compact records, per-thread rings, the critical lane, the samplers.
 
+#[cfg(not(loom))]
+pub mod key;
+pub mod lane;
+#[cfg(not(loom))]
+pub mod pipeline;
 pub mod record;
 pub mod ring;
+#[cfg(not(loom))]
+pub mod sampled;

@@ -15,6 +15,8 @@ pub struct Record {
     pub key: u64,
     /// Nanoseconds since the engine started, when the event was sampled.
     pub time_ns: u64,
+    /// A critical event: never sampled out, never dropped for a full ring.
+    pub critical: bool,
 }
 
 impl Record {
@@ -31,7 +33,7 @@ impl Record {
     #[inline]
     pub fn to_words(&self) -> [u64; 4] {
         [
-            self.series as u64 | (self.k as u64) << 32,
+            self.series as u64 | (self.k as u64) << 32 | (self.critical as u64) << 40,
             self.value.to_bits(),
             self.key,
             self.time_ns,
@@ -47,6 +49,7 @@ impl Record {
             value: f64::from_bits(w[1]),
             key: w[2],
             time_ns: w[3],
+            critical: (w[0] >> 40) & 1 == 1,
         }
     }
 }
@@ -63,6 +66,7 @@ mod tests {
             value: -0.0042,
             key: 0xdead_beef_cafe_f00d,
             time_ns: u64::MAX,
+            critical: true,
         };
         assert_eq!(Record::from_words(r.to_words()), r);
         assert_eq!(r.weight(), 1 << 63);

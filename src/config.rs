@@ -1,0 +1,379 @@
+//! Engine configuration: a builder with every knob, and `HOTMETER_*` environment overrides
+//! for the same knobs. A malformed value is an error naming the variable and the accepted
+//! form.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::sample::ring::Overflow;
+
+/// Every knob of an [`Engine`](crate::Engine). Build one with [`Engine::builder`]
+/// (crate::Engine::builder) or [`Config::default`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// Starting sample probability, rounded to the nearest power of two (`HOTMETER_SAMPLE_RATE`,
+    /// default 0.03 → 1/32).
+    pub sample_rate: f64,
+    /// Lowest probability the controller may go down to (`HOTMETER_MIN_SAMPLE_RATE`, 0.01).
+    pub min_sample_rate: f64,
+    /// Highest probability the controller may go up to (`HOTMETER_MAX_SAMPLE_RATE`, 0.15).
+    pub max_sample_rate: f64,
+    /// Whether the flusher adapts the rate to ring pressure (`HOTMETER_ADAPTIVE`, true).
+    pub adaptive: bool,
+    /// Records per thread ring, rounded up to a power of two (`HOTMETER_RING_CAPACITY`, 2048).
+    pub ring_capacity: usize,
+    /// Flush interval (`HOTMETER_FLUSH_INTERVAL`, 1 s; accepts `500ms`, `2s`, `1.5s`).
+    pub flush_interval: Duration,
+    /// What a full ring does (`HOTMETER_OVERFLOW`: `drop_newest` (default), `drop_oldest`,
+    /// `block:<duration>`).
+    pub overflow: Overflow,
+    /// Series per metric before label sets fold into the overflow series
+    /// (`HOTMETER_SERIES_CAP`, 1000).
+    pub series_cap: usize,
+    /// Records the shared critical lane holds at most (`HOTMETER_CRITICAL_LANE_CAPACITY`,
+    /// 65536: 2 MiB).
+    pub critical_lane_capacity: usize,
+    /// Seed for the samplers' random gaps (`HOTMETER_SEED`; default: from the clock).
+    pub seed: u64,
+    /// Where to serve `/metrics` (`HOTMETER_LISTEN`; default none).
+    pub listen: Option<SocketAddr>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            sample_rate: 0.03,
+            min_sample_rate: 0.01,
+            max_sample_rate: 0.15,
+            adaptive: true,
+            ring_capacity: 2048,
+            flush_interval: Duration::from_secs(1),
+            overflow: Overflow::DropNewest,
+            series_cap: crate::DEFAULT_SERIES_CAP,
+            critical_lane_capacity: 65536,
+            seed: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0x5eed, |d| d.as_nanos() as u64),
+            listen: None,
+        }
+    }
+}
+
+/// A configuration value that could not be used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The knob (environment variable name when it came from the environment).
+    pub knob: String,
+    /// The value given.
+    pub value: String,
+    /// The accepted form.
+    pub expected: &'static str,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}={:?} is not valid: expected {}",
+            self.knob, self.value, self.expected
+        )
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn err(knob: &str, value: &str, expected: &'static str) -> ConfigError {
+    ConfigError {
+        knob: knob.into(),
+        value: value.into(),
+        expected,
+    }
+}
+
+const RATE_FORM: &str = "a probability in (0, 1], e.g. 0.03";
+
+fn parse_rate(knob: &str, v: &str) -> Result<f64, ConfigError> {
+    match v.trim().parse::<f64>() {
+        Ok(r) if r > 0.0 && r <= 1.0 => Ok(r),
+        _ => Err(err(knob, v, RATE_FORM)),
+    }
+}
+
+fn parse_bool(knob: &str, v: &str) -> Result<bool, ConfigError> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        _ => Err(err(knob, v, "true/false (also 1/0, yes/no, on/off)")),
+    }
+}
+
+fn parse_count(knob: &str, v: &str, min: usize) -> Result<usize, ConfigError> {
+    match v.trim().parse::<usize>() {
+        Ok(n) if n >= min => Ok(n),
+        _ => Err(err(knob, v, "a positive integer")),
+    }
+}
+
+/// Parses `250ms`, `2s`, `1.5s`, `1m`, or a bare number of seconds.
+pub fn parse_duration(knob: &str, v: &str) -> Result<Duration, ConfigError> {
+    const FORM: &str = "a duration such as 250ms, 2s, 1.5s or 1m";
+    let t = v.trim();
+    let (num, scale) = if let Some(n) = t.strip_suffix("ms") {
+        (n, 1e-3)
+    } else if let Some(n) = t.strip_suffix('s') {
+        (n, 1.0)
+    } else if let Some(n) = t.strip_suffix('m') {
+        (n, 60.0)
+    } else {
+        (t, 1.0)
+    };
+    match num.trim().parse::<f64>() {
+        Ok(x) if x.is_finite() && x >= 0.0 && x * scale < 1e9 => {
+            Ok(Duration::from_secs_f64(x * scale))
+        }
+        _ => Err(err(knob, v, FORM)),
+    }
+}
+
+fn parse_overflow(knob: &str, v: &str) -> Result<Overflow, ConfigError> {
+    const FORM: &str = "drop_newest, drop_oldest, or block:<duration> (e.g. block:5ms)";
+    let t = v.trim().to_ascii_lowercase();
+    match t.as_str() {
+        "drop_newest" => Ok(Overflow::DropNewest),
+        "drop_oldest" => Ok(Overflow::DropOldest),
+        _ => match t.strip_prefix("block:") {
+            Some(d) => Ok(Overflow::Block {
+                timeout: parse_duration(knob, d).map_err(|_| err(knob, v, FORM))?,
+            }),
+            None => Err(err(knob, v, FORM)),
+        },
+    }
+}
+
+/// The `k` of the power of two nearest to `rate` in log space (`p = 2^-k`): 0.03 → 5
+/// (1/32 ≈ 3.1%), 0.01 → 7 (1/128 ≈ 0.78%), 0.15 → 3 (1/8 = 12.5%). `rate` must be in
+/// (0, 1] (checked by [`Config::validate`]); the result is at most 63.
+pub fn rate_to_k(rate: f64) -> u8 {
+    (-rate.log2()).round().clamp(0.0, 63.0) as u8
+}
+
+impl Config {
+    /// The sampling pipeline's view of this configuration.
+    pub(crate) fn sampling(&self) -> crate::sample::pipeline::SamplingConfig {
+        let min_k = rate_to_k(self.max_sample_rate);
+        let max_k = rate_to_k(self.min_sample_rate).max(min_k);
+        crate::sample::pipeline::SamplingConfig {
+            initial_k: rate_to_k(self.sample_rate).clamp(min_k, max_k),
+            min_k,
+            max_k,
+            adaptive: self.adaptive,
+            ring_capacity: self.ring_capacity,
+            overflow: self.overflow,
+            lane_capacity: self.critical_lane_capacity,
+            seed: self.seed,
+        }
+    }
+
+    /// Applies the `HOTMETER_*` variables found by `get` (the environment, or a map in tests).
+    ///
+    /// # Errors
+    /// The first malformed variable, naming it and the accepted form.
+    pub fn apply_env_from(
+        mut self,
+        get: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        if let Some(v) = get("HOTMETER_SAMPLE_RATE") {
+            self.sample_rate = parse_rate("HOTMETER_SAMPLE_RATE", &v)?;
+        }
+        if let Some(v) = get("HOTMETER_MIN_SAMPLE_RATE") {
+            self.min_sample_rate = parse_rate("HOTMETER_MIN_SAMPLE_RATE", &v)?;
+        }
+        if let Some(v) = get("HOTMETER_MAX_SAMPLE_RATE") {
+            self.max_sample_rate = parse_rate("HOTMETER_MAX_SAMPLE_RATE", &v)?;
+        }
+        if let Some(v) = get("HOTMETER_ADAPTIVE") {
+            self.adaptive = parse_bool("HOTMETER_ADAPTIVE", &v)?;
+        }
+        if let Some(v) = get("HOTMETER_RING_CAPACITY") {
+            self.ring_capacity = parse_count("HOTMETER_RING_CAPACITY", &v, 2)?;
+        }
+        if let Some(v) = get("HOTMETER_FLUSH_INTERVAL") {
+            self.flush_interval = parse_duration("HOTMETER_FLUSH_INTERVAL", &v)?;
+        }
+        if let Some(v) = get("HOTMETER_OVERFLOW") {
+            self.overflow = parse_overflow("HOTMETER_OVERFLOW", &v)?;
+        }
+        if let Some(v) = get("HOTMETER_SERIES_CAP") {
+            self.series_cap = parse_count("HOTMETER_SERIES_CAP", &v, 1)?;
+        }
+        if let Some(v) = get("HOTMETER_CRITICAL_LANE_CAPACITY") {
+            self.critical_lane_capacity = parse_count("HOTMETER_CRITICAL_LANE_CAPACITY", &v, 1)?;
+        }
+        if let Some(v) = get("HOTMETER_SEED") {
+            self.seed = v
+                .trim()
+                .parse()
+                .map_err(|_| err("HOTMETER_SEED", &v, "an unsigned 64-bit integer"))?;
+        }
+        if let Some(v) = get("HOTMETER_LISTEN") {
+            self.listen =
+                Some(v.trim().parse().map_err(|_| {
+                    err("HOTMETER_LISTEN", &v, "an address such as 127.0.0.1:9464")
+                })?);
+        }
+        Ok(self)
+    }
+
+    /// Applies the process environment's `HOTMETER_*` variables.
+    ///
+    /// # Errors
+    /// As [`Config::apply_env_from`].
+    pub fn apply_env(self) -> Result<Self, ConfigError> {
+        self.apply_env_from(|k| std::env::var(k).ok())
+    }
+
+    /// Checks the knobs against each other.
+    ///
+    /// # Errors
+    /// A rate outside (0, 1], `min_sample_rate > max_sample_rate`, a zero flush interval.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        for (knob, r) in [
+            ("sample_rate", self.sample_rate),
+            ("min_sample_rate", self.min_sample_rate),
+            ("max_sample_rate", self.max_sample_rate),
+        ] {
+            if !(r > 0.0 && r <= 1.0) {
+                return Err(err(knob, &r.to_string(), RATE_FORM));
+            }
+        }
+        if self.min_sample_rate > self.max_sample_rate {
+            return Err(err(
+                "min_sample_rate",
+                &self.min_sample_rate.to_string(),
+                "min_sample_rate <= max_sample_rate",
+            ));
+        }
+        if self.flush_interval.is_zero() {
+            return Err(err("flush_interval", "0", "a non-zero duration"));
+        }
+        if self.ring_capacity < 2 {
+            return Err(err(
+                "ring_capacity",
+                &self.ring_capacity.to_string(),
+                "at least 2",
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |k| map.get(k).cloned()
+    }
+
+    #[test]
+    fn env_overrides_every_knob() {
+        let c = Config::default()
+            .apply_env_from(env(&[
+                ("HOTMETER_SAMPLE_RATE", "0.5"),
+                ("HOTMETER_MIN_SAMPLE_RATE", "0.25"),
+                ("HOTMETER_MAX_SAMPLE_RATE", "1"),
+                ("HOTMETER_ADAPTIVE", "off"),
+                ("HOTMETER_RING_CAPACITY", "64"),
+                ("HOTMETER_FLUSH_INTERVAL", "250ms"),
+                ("HOTMETER_OVERFLOW", "block:5ms"),
+                ("HOTMETER_SERIES_CAP", "7"),
+                ("HOTMETER_CRITICAL_LANE_CAPACITY", "10"),
+                ("HOTMETER_SEED", "42"),
+                ("HOTMETER_LISTEN", "127.0.0.1:9000"),
+            ]))
+            .unwrap();
+        assert_eq!(c.sample_rate, 0.5);
+        assert_eq!(c.min_sample_rate, 0.25);
+        assert_eq!(c.max_sample_rate, 1.0);
+        assert!(!c.adaptive);
+        assert_eq!(c.ring_capacity, 64);
+        assert_eq!(c.flush_interval, Duration::from_millis(250));
+        assert_eq!(
+            c.overflow,
+            Overflow::Block {
+                timeout: Duration::from_millis(5)
+            }
+        );
+        assert_eq!(c.series_cap, 7);
+        assert_eq!(c.critical_lane_capacity, 10);
+        assert_eq!(c.seed, 42);
+        assert_eq!(c.listen, Some("127.0.0.1:9000".parse().unwrap()));
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn malformed_env_values_name_the_variable_and_form() {
+        for (k, v, form) in [
+            ("HOTMETER_SAMPLE_RATE", "3%", RATE_FORM),
+            ("HOTMETER_SAMPLE_RATE", "0", RATE_FORM),
+            ("HOTMETER_MAX_SAMPLE_RATE", "1.5", RATE_FORM),
+            (
+                "HOTMETER_ADAPTIVE",
+                "maybe",
+                "true/false (also 1/0, yes/no, on/off)",
+            ),
+            ("HOTMETER_RING_CAPACITY", "-1", "a positive integer"),
+            ("HOTMETER_RING_CAPACITY", "1", "a positive integer"),
+            (
+                "HOTMETER_FLUSH_INTERVAL",
+                "soon",
+                "a duration such as 250ms, 2s, 1.5s or 1m",
+            ),
+            (
+                "HOTMETER_OVERFLOW",
+                "drop_all",
+                "drop_newest, drop_oldest, or block:<duration> (e.g. block:5ms)",
+            ),
+            (
+                "HOTMETER_OVERFLOW",
+                "block:x",
+                "drop_newest, drop_oldest, or block:<duration> (e.g. block:5ms)",
+            ),
+            ("HOTMETER_SEED", "abc", "an unsigned 64-bit integer"),
+            (
+                "HOTMETER_LISTEN",
+                "localhost",
+                "an address such as 127.0.0.1:9464",
+            ),
+        ] {
+            let e = Config::default()
+                .apply_env_from(env(&[(k, v)]))
+                .unwrap_err();
+            assert_eq!(e, err(k, v, form));
+            let msg = e.to_string();
+            assert!(msg.contains(k) && msg.contains(form), "{msg}");
+        }
+    }
+
+    #[test]
+    fn validation() {
+        Config::default().validate().unwrap();
+        let bad = Config {
+            min_sample_rate: 0.5,
+            max_sample_rate: 0.1,
+            ..Config::default()
+        };
+        assert_eq!(bad.validate().unwrap_err().knob, "min_sample_rate");
+        let bad = Config {
+            flush_interval: Duration::ZERO,
+            ..Config::default()
+        };
+        assert_eq!(bad.validate().unwrap_err().knob, "flush_interval");
+    }
+}

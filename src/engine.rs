@@ -1,0 +1,338 @@
+//! The engine: a registry with its sampling pipeline, plus the background flusher thread
+//! that drains it. One global engine backs the macros; local ones are for tests and for
+//! programs that want several independent sets of metrics.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::config::{Config, ConfigError};
+use crate::flush::Published;
+use crate::flush::flusher::FlushState;
+use crate::registry::Registry;
+use crate::sample::ring::Overflow;
+
+pub(crate) struct Shared {
+    registry: Registry,
+    config: Config,
+    stop: AtomicBool,
+    state: Mutex<FlushState>,
+}
+
+impl Shared {
+    fn state(&self) -> MutexGuard<'_, FlushState> {
+        // A panic inside a flush leaves the state usable (every field is valid at every
+        // step), so poisoning is ignored.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn flush(&self) {
+        self.state().flush(&self.registry);
+    }
+}
+
+/// A registry, its sampling pipeline and its flusher thread. See the crate docs.
+///
+/// Dropping an engine shuts it down ([`Engine::shutdown`]).
+pub struct Engine {
+    shared: Arc<Shared>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("config", &self.shared.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds an [`Engine`]; every knob of [`Config`], and [`EngineBuilder::from_env`] for the
+/// `HOTMETER_*` overrides.
+#[derive(Debug, Clone, Default)]
+pub struct EngineBuilder {
+    config: Config,
+}
+
+macro_rules! knob {
+    ($(#[$doc:meta])* $name:ident: $t:ty) => {
+        $(#[$doc])*
+        pub fn $name(mut self, value: $t) -> Self {
+            self.config.$name = value;
+            self
+        }
+    };
+}
+
+impl EngineBuilder {
+    knob!(
+        /// Starting sample probability (rounded to the nearest power of two).
+        sample_rate: f64
+    );
+    knob!(
+        /// Lowest probability the controller may use.
+        min_sample_rate: f64
+    );
+    knob!(
+        /// Highest probability the controller may use.
+        max_sample_rate: f64
+    );
+    knob!(
+        /// Whether the flusher adapts the rate to ring pressure.
+        adaptive: bool
+    );
+    knob!(
+        /// Records per thread ring (rounded up to a power of two).
+        ring_capacity: usize
+    );
+    knob!(
+        /// How often the flusher drains (it also wakes early when a ring passes 3/4 full).
+        flush_interval: Duration
+    );
+    knob!(
+        /// What a full ring does.
+        overflow: Overflow
+    );
+    knob!(
+        /// Series per metric before label sets fold into one overflow series.
+        series_cap: usize
+    );
+    knob!(
+        /// Records the critical lane holds at most.
+        critical_lane_capacity: usize
+    );
+    knob!(
+        /// Seed of the samplers' gap generators (fixed seeds make tests repeatable).
+        seed: u64
+    );
+
+    /// Applies the `HOTMETER_*` environment variables over what is set so far.
+    ///
+    /// # Errors
+    /// A malformed variable, named with its accepted form.
+    pub fn from_env(mut self) -> Result<Self, ConfigError> {
+        self.config = self.config.apply_env()?;
+        Ok(self)
+    }
+
+    /// The configuration so far.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Builds a local engine and starts its flusher.
+    ///
+    /// # Errors
+    /// Knobs that contradict each other or are out of range ([`Config::validate`]).
+    pub fn build(self) -> Result<Engine, ConfigError> {
+        self.config.validate()?;
+        Ok(Engine::start(self.config))
+    }
+
+    /// Builds the engine and installs it as the global one the macros use.
+    ///
+    /// # Errors
+    /// [`InstallError::Config`] for a bad knob; [`InstallError::AlreadyInstalled`] if a
+    /// global engine exists already (installed before, or started lazily by a macro or
+    /// [`global()`](crate::global) call).
+    pub fn install(self) -> Result<&'static Engine, InstallError> {
+        self.config.validate().map_err(InstallError::Config)?;
+        let mut fresh = None;
+        let engine = GLOBAL.get_or_init(|| {
+            fresh = Some(());
+            Engine::start(self.config)
+        });
+        match fresh {
+            Some(()) => Ok(engine),
+            None => Err(InstallError::AlreadyInstalled),
+        }
+    }
+}
+
+/// Why [`EngineBuilder::install`] failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InstallError {
+    /// A configuration error.
+    Config(ConfigError),
+    /// A global engine exists already.
+    AlreadyInstalled,
+}
+
+impl std::fmt::Display for InstallError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            InstallError::Config(e) => e.fmt(f),
+            InstallError::AlreadyInstalled => f.write_str(
+                "a global hotmeter engine already exists (install before the first macro call)",
+            ),
+        }
+    }
+}
+
+impl std::error::Error for InstallError {}
+
+static GLOBAL: OnceLock<Engine> = OnceLock::new();
+
+/// The global engine the macros record into, started on first use with the defaults and
+/// the `HOTMETER_*` environment. A malformed variable is reported on stderr (naming the
+/// variable and the accepted form) and the defaults are used instead: a metrics library
+/// does not take a program down for its configuration.
+pub fn global_engine() -> &'static Engine {
+    GLOBAL.get_or_init(|| {
+        let config = match Config::default().apply_env().and_then(|c| {
+            c.validate()?;
+            Ok(c)
+        }) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("hotmeter: {e}; using the default configuration");
+                Config::default()
+            }
+        };
+        Engine::start(config)
+    })
+}
+
+impl Engine {
+    /// A builder with the default configuration.
+    pub fn builder() -> EngineBuilder {
+        EngineBuilder::default()
+    }
+
+    fn start(config: Config) -> Engine {
+        let registry = Registry::with_config(&config);
+        let state = FlushState::new(calibrate());
+        let shared = Arc::new(Shared {
+            registry,
+            config,
+            stop: AtomicBool::new(false),
+            state: Mutex::new(state),
+        });
+        let thread = {
+            let shared = Arc::clone(&shared);
+            std::thread::Builder::new()
+                .name("hotmeter-flusher".into())
+                .spawn(move || run(&shared))
+                .expect("spawn the hotmeter flusher thread")
+        };
+        shared
+            .registry
+            .pipeline()
+            .set_flusher(thread.thread().clone());
+        Engine {
+            shared,
+            thread: Mutex::new(Some(thread)),
+        }
+    }
+
+    /// This engine's registry (handles for dynamic names, snapshots).
+    pub fn registry(&self) -> &Registry {
+        &self.shared.registry
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &Config {
+        &self.shared.config
+    }
+
+    /// Drains every ring now, on the calling thread, and publishes the result. Records
+    /// pushed before the call are flushed when it returns.
+    pub fn flush(&self) {
+        self.shared.flush();
+    }
+
+    /// The last published sampling report (estimates and pipeline meta-metrics).
+    pub fn published(&self) -> Arc<Published> {
+        self.shared.registry.pipeline().published()
+    }
+
+    /// Stops the flusher after a final drain: every record pushed before this returns is
+    /// flushed. Idempotent; callable from any thread. Recording keeps working afterwards
+    /// (exact values stay exact), but sampled records then wait for an explicit
+    /// [`Engine::flush`].
+    pub fn shutdown(&self) {
+        // Release: pairs with the Acquire load in `run`, so the flusher sees the request.
+        self.shared.stop.store(true, Ordering::Release);
+        let handle = self
+            .thread
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(handle) = handle {
+            handle.thread().unpark();
+            if handle.thread().id() != std::thread::current().id() {
+                let _ = handle.join();
+            }
+        }
+        // The final drain, on this thread: covers records pushed while the flusher was
+        // finishing its last pass.
+        self.shared.flush();
+        self.shared.registry.pipeline().close();
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// The flusher thread: a flush every interval, or earlier when a producer passes its
+/// ring's high-water mark and unparks us.
+fn run(shared: &Shared) {
+    let interval = shared.config.flush_interval;
+    let mut next = Instant::now() + interval;
+    loop {
+        let now = Instant::now();
+        if now < next {
+            std::thread::park_timeout(next - now);
+        }
+        // Acquire: pairs with the Release store in `shutdown`.
+        if shared.stop.load(Ordering::Acquire) {
+            shared.flush();
+            return;
+        }
+        shared.flush();
+        let now = Instant::now();
+        if now >= next {
+            next += interval;
+            if next <= now {
+                next = now + interval;
+            }
+        }
+    }
+}
+
+/// Measures what a sampled-layer call costs on this machine, once at start: a call that is
+/// not sampled, and one that is (gap draw, clock read, push), each in ns. Uses a private
+/// registry whose records are never exported.
+fn calibrate() -> (f64, f64) {
+    const N: u32 = 20_000;
+    let config = Config {
+        sample_rate: 1.0 / 1024.0,
+        min_sample_rate: 1.0 / 1024.0,
+        max_sample_rate: 1.0,
+        ring_capacity: 4096,
+        ..Config::default()
+    };
+    let rare = Registry::with_config(&config);
+    let every = Registry::with_config(&Config {
+        sample_rate: 1.0,
+        ..config
+    });
+    let (Ok(rare), Ok(every)) = (
+        rare.sampled("hotmeter_calibration", &[]),
+        every.sampled("hotmeter_calibration", &[]),
+    ) else {
+        return (0.0, 0.0);
+    };
+    let time = |s: crate::Sampled, n: u32| {
+        let t = Instant::now();
+        for i in 0..n {
+            s.record(std::hint::black_box(i as f64));
+        }
+        t.elapsed().as_nanos() as f64 / n as f64
+    };
+    (time(rare, N), time(every, N / 10))
+}

@@ -917,7 +917,7 @@ mod tests {
     /// Loads put the mean fill exactly at, just under and just over every threshold
     /// (0.3, 0.8, 0.95) and in between, at every `k` from min_k to max_k, plus overload at
     /// max_k and idle; arrival noise ±10% and ±30% (uniform, independent per interval)
-    /// plus binomial record noise; 5 seeds each; fill mode and target mode: 2,160 runs.
+    /// plus binomial record noise; 5 seeds each; fill mode and target mode: 1,800 runs.
     /// Deterministic (fixed seeds).
     ///
     /// Why it holds: after any rise the mean fill is at least ~0.35 (half of > 0.8 is 0.4;
@@ -925,7 +925,7 @@ mod tests {
     /// the EMA under 0.3 *and* room for the load plus 2 deviations of its noise after
     /// doubling (`2·(load + 2·dev) < 0.64`), so a step down lands where the noise does not
     /// reach 0.8. With ±50% noise per interval the margins are thin: in 3,600 such runs
-    /// (not asserted here) one changed direction 3 times in 10 minutes, the rest ≤ 2.
+    /// (not asserted here) two changed direction 3 times in 10 minutes, the rest ≤ 2.
     #[test]
     fn constant_load_does_not_oscillate() {
         let fills = [

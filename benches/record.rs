@@ -1,1 +1,3 @@
+//! Recording benchmarks (a stub until the criterion benches land).
+
 fn main() {}

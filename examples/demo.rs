@@ -37,7 +37,7 @@ fn handle(seq: u64, buf: &mut [u8; 48]) -> (usize, usize, bool) {
     let mut h = rustc_hash::FxBuildHasher.build_hasher();
     h.write(&buf[2..len]);
     let digest = h.finish() ^ header as u64;
-    (client, len, black_box(digest) % 64 == 0)
+    (client, len, black_box(digest).is_multiple_of(64))
 }
 
 fn run_round(instrumented: bool, for_how_long: Duration, tally: &mut Tally) -> (u64, Duration) {

@@ -6,6 +6,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::flush::controller::rate_to_k;
 use crate::sample::ring::Overflow;
 
 /// Every knob of an [`Engine`](crate::Engine). Build one with [`Engine::builder`]
@@ -151,20 +152,15 @@ fn parse_overflow(knob: &str, v: &str) -> Result<Overflow, ConfigError> {
     }
 }
 
-/// The `k` of the power of two nearest to `rate` in log space (`p = 2^-k`): 0.03 → 5
-/// (1/32 ≈ 3.1%), 0.01 → 7 (1/128 ≈ 0.78%), 0.15 → 3 (1/8 = 12.5%). `rate` must be in
-/// (0, 1] (checked by [`Config::validate`]); the result is at most 63.
-pub fn rate_to_k(rate: f64) -> u8 {
-    (-rate.log2()).round().clamp(0.0, 63.0) as u8
-}
-
 impl Config {
     /// The sampling pipeline's view of this configuration.
     pub(crate) fn sampling(&self) -> crate::sample::pipeline::SamplingConfig {
-        let min_k = rate_to_k(self.max_sample_rate);
-        let max_k = rate_to_k(self.min_sample_rate).max(min_k);
+        // `validate` has checked every rate is in (0, 1]; 63 is where `rate_to_k` saturates.
+        let k = |rate: f64| rate_to_k(rate).unwrap_or(crate::flush::controller::MAX_K);
+        let min_k = k(self.max_sample_rate);
+        let max_k = k(self.min_sample_rate).max(min_k);
         crate::sample::pipeline::SamplingConfig {
-            initial_k: rate_to_k(self.sample_rate).clamp(min_k, max_k),
+            initial_k: k(self.sample_rate).clamp(min_k, max_k),
             min_k,
             max_k,
             adaptive: self.adaptive,

@@ -87,11 +87,13 @@ pub mod sample;
 pub use macro_support as __macro_support;
 
 #[cfg(not(loom))]
-pub use config::{Config, ConfigError, rate_to_k};
+pub use config::{Config, ConfigError};
 #[cfg(not(loom))]
 pub use engine::{Engine, EngineBuilder, InstallError, global_engine};
 #[cfg(not(loom))]
 pub use error::{Error, Result};
+#[cfg(not(loom))]
+pub use flush::controller::{k_to_rate, rate_to_k};
 #[cfg(not(loom))]
 pub use flush::{FlushStats, Published, Quantile, SeriesEstimate};
 #[cfg(not(loom))]

@@ -277,7 +277,7 @@ fn exported_buckets_are_cumulative_against_a_sorted_reference() {
     for _ in 0..50_000 {
         // Log-uniform over 1e-8 .. 1e3, plus exact bucket edges now and then.
         let u = (xorshift(&mut state) >> 11) as f64 / (1u64 << 53) as f64;
-        let v = if xorshift(&mut state) % 16 == 0 {
+        let v = if xorshift(&mut state).is_multiple_of(16) {
             config.bounds()[(xorshift(&mut state) % 10) as usize]
         } else {
             10f64.powf(-8.0 + 11.0 * u)

@@ -293,3 +293,39 @@ fn sampled_timer_counts_exactly_and_times_only_sampled_calls() {
     let sd = (16_000.0 * p * (1.0 - p)).sqrt();
     assert!((sampled as f64 - 1000.0).abs() <= 5.0 * sd, "{sampled}");
 }
+
+/// The controller, driven by real flushes: a load that overflows the ring at the starting
+/// rate makes the engine lower the rate until nothing is dropped (the flusher's early
+/// wake-ups at 3/4 fill absorb the rest), never leaving its bounds.
+#[test]
+fn adaptive_rate_backs_off_under_pressure_and_stays_in_bounds() {
+    let e = Engine::builder()
+        .seed(77)
+        .ring_capacity(1024)
+        .sample_rate(0.125)
+        .min_sample_rate(1.0 / 1024.0)
+        .max_sample_rate(0.5)
+        .adaptive(true)
+        .flush_interval(Duration::from_secs(3600))
+        .build()
+        .unwrap();
+    let s = e.registry().sampled("pressure", &[]).unwrap();
+    let mut rates = Vec::new();
+    let mut last_dropped = 0;
+    for round in 0..12 {
+        let before = value(&e, "pressure").dropped();
+        (0..100_000).for_each(|j| s.record(j as f64));
+        e.flush();
+        let v = value(&e, "pressure");
+        assert!(
+            v.rate >= 1.0 / 1024.0 && v.rate <= 0.5,
+            "round {round}: {}",
+            v.rate
+        );
+        rates.push(v.rate);
+        last_dropped = v.dropped() - before;
+        check_accounting(&v, "adaptive");
+    }
+    assert!(rates[11] < 0.125, "the rate went down: {rates:?}");
+    assert_eq!(last_dropped, 0, "no drops once settled: {rates:?}");
+}

@@ -4,10 +4,16 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
+use std::ptr;
+use std::sync::atomic::Ordering;
+
+use super::controller::{ControllerConfig, ControllerState, Observation, step};
 use super::{FlushStats, Published, SeriesEstimate};
-use crate::registry::Registry;
+use crate::registry::{LabelSet, Registry};
+use crate::sample::pipeline::SampledMetric;
 use crate::sample::record::Record;
 use crate::sample::ring::Consumer;
+use crate::sample::sampled::{Sampled, cells};
 
 /// Per sampled series, what the flusher accumulates from its records.
 #[derive(Debug, Default)]
@@ -52,16 +58,97 @@ impl SeriesAgg {
 
 /// Everything the flusher keeps between flushes. Behind a mutex shared by the flusher
 /// thread and `Engine::flush`.
+/// Per sampled family: its controller and the totals at the previous flush.
+struct Control {
+    state: ControllerState,
+    seen: u64,
+    pushed: u64,
+    dropped: u64,
+}
+
 #[derive(Default)]
 pub(crate) struct FlushState {
     consumers: Vec<Consumer>,
     series: HashMap<u32, SeriesAgg>,
+    /// Keyed by the family's `SampledMetric` address (families live for the process).
+    control: HashMap<usize, Control>,
     stats: FlushStats,
     /// Calibrated recording cost (ns): a call not sampled, a sampled call.
     calibration: (f64, f64),
 }
 
 impl FlushState {
+    /// One controller step per sampled family. The rings are shared by every family of a
+    /// thread, so a family's `fill` is the fullest ring's fill times the family's share of
+    /// this interval's pushes: a family that contributes little is not slowed down by
+    /// another's burst.
+    fn adapt(
+        &mut self,
+        registry: &Registry,
+        sampled: &[(Box<str>, LabelSet, Sampled)],
+        fill_max: f64,
+        rings: usize,
+    ) {
+        let c = &registry.pipeline().config;
+        let cfg = ControllerConfig {
+            min_k: c.min_k,
+            max_k: c.max_k,
+            ..ControllerConfig::default()
+        };
+        // Totals per family now.
+        let mut totals: HashMap<usize, (&'static SampledMetric, u64, u64, u64)> = HashMap::new();
+        for (_, _, s) in sampled {
+            let series = s.series;
+            let t = totals
+                .entry(ptr::from_ref(series.metric) as usize)
+                .or_insert((series.metric, 0, 0, 0));
+            t.1 += series.cell(cells::COUNT);
+            t.2 += series.cell(cells::PUSHED);
+            t.3 += series.cell(cells::DROP_FULL)
+                + series.cell(cells::DROP_OLDEST)
+                + series.cell(cells::DROP_TIMEOUT);
+        }
+        let deltas: Vec<_> = totals
+            .into_iter()
+            .map(|(key, (metric, seen, pushed, dropped))| {
+                let prev = self.control.entry(key).or_insert_with(|| Control {
+                    state: ControllerState::new(metric.k()),
+                    seen: 0,
+                    pushed: 0,
+                    dropped: 0,
+                });
+                let d = (
+                    seen.wrapping_sub(prev.seen),
+                    pushed.wrapping_sub(prev.pushed),
+                    dropped.wrapping_sub(prev.dropped),
+                );
+                (prev.seen, prev.pushed, prev.dropped) = (seen, pushed, dropped);
+                (key, metric, d)
+            })
+            .collect();
+        let all_pushed: u64 = deltas.iter().map(|d| d.2.1).sum();
+        for (key, metric, (seen, pushed, dropped)) in deltas {
+            let share = if all_pushed == 0 {
+                0.0
+            } else {
+                pushed as f64 / all_pushed as f64
+            };
+            let control = self.control.get_mut(&key).expect("inserted above");
+            // The observation describes the interval that ran at the controller's k; a
+            // rate forced with `set_sample_rate` in between is adopted as the new start.
+            control.state.k = metric.k();
+            let obs = Observation {
+                fill: fill_max * share,
+                seen,
+                pushed,
+                dropped,
+                capacity: (c.ring_capacity.next_power_of_two() * rings) as u64,
+            };
+            control.state = step(&cfg, &control.state, &obs);
+            metric.k.store(control.state.k, Ordering::Relaxed);
+        }
+    }
+
     /// An empty state with the recording cost calibrated at start.
     pub(crate) fn new(calibration: (f64, f64)) -> Self {
         Self {
@@ -101,6 +188,9 @@ impl FlushState {
         self.consumers = consumers;
 
         let sampled = registry.sampled_series();
+        if pipeline.config.adaptive {
+            self.adapt(registry, &sampled, fill_max, rings);
+        }
         let published_series = sampled
             .iter()
             .map(|(_, _, s)| {
@@ -137,7 +227,17 @@ impl FlushState {
         };
         stats.rings = rings;
         stats.lane_depth = pipeline.lane.len();
-        stats.lane_lost = pipeline.lane.lost();
+        let lost = pipeline.lane.lost();
+        if lost > stats.lane_lost {
+            // Loud, once per flush interval at most: losing a critical event is never silent.
+            eprintln!(
+                "hotmeter: {} critical events lost since the last flush: the critical lane is \
+                 full (capacity {} records); raise critical_lane_capacity or ring_capacity",
+                lost - stats.lane_lost,
+                pipeline.lane.capacity()
+            );
+        }
+        stats.lane_lost = lost;
         stats.overhead_ns_per_call = unsampled + mean_p * (sampled_ns - unsampled).max(0.0);
         stats.rates = rates;
         stats.last_duration_seconds = start.elapsed().as_secs_f64();

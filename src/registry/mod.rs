@@ -44,7 +44,7 @@ fn allocate_cells(n: u32) -> Result<u32> {
         .map_err(|_| Error::CellSpaceExhausted)
 }
 
-type LabelSet = Box<[(Box<str>, Box<str>)]>;
+pub(crate) type LabelSet = Box<[(Box<str>, Box<str>)]>;
 
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Handle {
@@ -260,8 +260,9 @@ impl Registry {
             .and_then(|f| f.sampled)
             .ok_or_else(|| Error::UnknownMetric(name.into()))?;
         let c = &self.pipeline.config;
-        let k =
-            crate::config::rate_to_k(rate.clamp(f64::MIN_POSITIVE, 1.0)).clamp(c.min_k, c.max_k);
+        let k = crate::flush::controller::rate_to_k(rate.clamp(f64::MIN_POSITIVE, 1.0))
+            .unwrap_or(c.max_k)
+            .clamp(c.min_k, c.max_k);
         metric.k.store(k, Ordering::Relaxed);
         Ok(())
     }

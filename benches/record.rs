@@ -1,3 +1,1 @@
-//! Recording benchmarks (a stub until the criterion benches land).
-
 fn main() {}

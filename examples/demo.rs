@@ -1,67 +1,118 @@
-//! The main job: an instrumented message-handling workload that measures its own overhead.
+//! The main job: an instrumented message-handling workload that measures its own overhead
+//! and checks every number hotmeter reports.
 //!
-//! Worker threads handle messages (parse a small buffer, hash it: ~50–100 ns of real work),
-//! in alternating one-second rounds run bare and instrumented with hotmeter (connection and
-//! message counters, per-client byte counters with a dynamic label, a failure counter, a
-//! message-size histogram). Each second it prints a progress line; at the end it reports the
-//! overhead (instrumented vs bare ns per message, both measured in this run) and checks
-//! every exact value hotmeter read against the workload's own tally.
+//! Worker threads handle messages (build a small buffer, parse its header, hash its body),
+//! in alternating one-second rounds run bare and instrumented the way the original system
+//! was: a connection counter, a message counter, a message-size `record!` keyed by client,
+//! a `sampled_timer!` around the handling, and failures as critical events. Each second it
+//! prints a progress line; at the end it reports the overhead (instrumented vs bare ns per
+//! message, both measured in this run), checks every exact value against the workload's own
+//! tally, and sets each sampled estimate beside the truth with its standard error.
 //!
 //! ```text
 //! cargo run --release --example demo -- [--seconds N] [--threads N]
 //! ```
 
-use std::hash::{BuildHasher, Hasher};
+use std::hash::Hasher;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
+use hotmeter::SampleKey;
+
 const CLIENTS: [&str; 4] = ["alpha", "bravo", "charlie", "delta"];
+const MAX_LEN: usize = 96;
 
 /// What the workload itself counted, to check hotmeter against.
-#[derive(Default, Clone, Copy)]
+#[derive(Clone, Copy)]
 struct Tally {
     messages: u64,
     failed: u64,
-    bytes: [u64; 4],
+    bytes: u64,
+    per_client: [u64; 4],
+    /// Messages per length, for exact quantiles.
+    lengths: [u64; MAX_LEN],
 }
 
-/// One message: build a small buffer, parse its header, hash its body. Fails 1 in 64.
+impl Default for Tally {
+    fn default() -> Self {
+        Self {
+            messages: 0,
+            failed: 0,
+            bytes: 0,
+            per_client: [0; 4],
+            lengths: [0; MAX_LEN],
+        }
+    }
+}
+
+impl Tally {
+    fn add(&mut self, other: &Tally) {
+        self.messages += other.messages;
+        self.failed += other.failed;
+        self.bytes += other.bytes;
+        for i in 0..4 {
+            self.per_client[i] += other.per_client[i];
+        }
+        for i in 0..MAX_LEN {
+            self.lengths[i] += other.lengths[i];
+        }
+    }
+
+    /// The exact q-quantile of message lengths (smallest length with rank ≥ q·n).
+    fn length_quantile(&self, q: f64) -> usize {
+        let target = (q * self.messages as f64).ceil().max(1.0) as u64;
+        let mut seen = 0;
+        for (len, n) in self.lengths.iter().enumerate() {
+            seen += n;
+            if seen >= target {
+                return len;
+            }
+        }
+        MAX_LEN - 1
+    }
+}
+
+/// One message: build a buffer of 32..=95 bytes, parse its header, SipHash its body (the
+/// work a broker does to route and dedupe: ~50–100 ns). Fails 1 in 1024.
 #[inline(always)]
-fn handle(seq: u64, buf: &mut [u8; 48]) -> (usize, usize, bool) {
-    let client = (seq % 4) as usize;
-    let len = 16 + (seq.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 59) as usize; // 16..47
+fn handle(seq: u64, buf: &mut [u8; MAX_LEN]) -> (usize, usize, bool) {
+    // Clients are skewed (alpha sends half the traffic) so per-key estimates have work.
+    let client = [0, 0, 0, 0, 1, 1, 2, 3][(seq % 8) as usize];
+    let len = 32 + (seq.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 58) as usize; // 32..=95
     for (i, b) in buf.iter_mut().enumerate().take(len) {
         *b = (seq as u8).wrapping_add(i as u8);
     }
     let header = u16::from_le_bytes([buf[0], buf[1]]);
-    let mut h = rustc_hash::FxBuildHasher.build_hasher();
+    let mut h = std::collections::hash_map::DefaultHasher::new();
     h.write(&buf[2..len]);
     let digest = h.finish() ^ header as u64;
-    (client, len, black_box(digest).is_multiple_of(64))
+    (client, len, black_box(digest).is_multiple_of(1024))
 }
 
 fn run_round(instrumented: bool, for_how_long: Duration, tally: &mut Tally) -> (u64, Duration) {
-    let mut buf = [0u8; 48];
+    let mut buf = [0u8; MAX_LEN];
     let start = Instant::now();
     let mut n = 0u64;
     let mut seq = tally.messages;
-    if instrumented {
-        hotmeter::counter!("demo_connections_total").inc();
-    }
     while start.elapsed() < for_how_long {
+        if instrumented {
+            hotmeter::counter!("demo_connections_total").inc();
+        }
         for _ in 0..1024 {
             seq += 1;
+            let timer = instrumented.then(|| hotmeter::sampled_timer!("demo_handle_seconds"));
             let (client, len, failed) = handle(seq, &mut buf);
+            drop(timer);
             tally.messages += 1;
-            tally.bytes[client] += len as u64;
+            tally.bytes += len as u64;
+            tally.per_client[client] += 1;
+            tally.lengths[len] += 1;
             tally.failed += failed as u64;
             if instrumented {
                 hotmeter::counter!("demo_messages_total").inc();
-                hotmeter::counter!("demo_client_bytes_total", "client" => CLIENTS[client])
-                    .add(len as u64);
-                hotmeter::histogram!("demo_message_bytes").record(len as f64);
+                hotmeter::record!("demo_message_bytes", len as f64, key = CLIENTS[client]);
                 if failed {
-                    hotmeter::counter!("demo_messages_failed_total").inc();
+                    hotmeter::record!(critical, "demo_messages_failed", 1.0, key = CLIENTS[client]);
                 }
             }
         }
@@ -70,15 +121,16 @@ fn run_round(instrumented: bool, for_how_long: Duration, tally: &mut Tally) -> (
     (n, start.elapsed())
 }
 
-fn main() {
+fn parse_args() -> (u64, usize) {
     let mut seconds = 10u64;
     let mut threads = 2usize;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = |name: &str| -> u64 {
-            args.next()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or_else(|| panic!("{name} needs a positive integer"))
+            args.next().and_then(|v| v.parse().ok()).unwrap_or_else(|| {
+                eprintln!("{name} needs a positive integer");
+                std::process::exit(2)
+            })
         };
         match arg.as_str() {
             "--seconds" => seconds = value("--seconds").max(2),
@@ -89,19 +141,24 @@ fn main() {
             }
         }
     }
-    let registry = hotmeter::global();
-    registry
-        .histogram_with(
-            "demo_message_bytes",
-            &[],
-            &hotmeter::HistogramConfig::range(1.0, 1024.0).expect("valid range"),
-        )
-        .expect("register demo_message_bytes");
+    (seconds, threads)
+}
+
+fn main() {
+    let (seconds, threads) = parse_args();
+    let engine = hotmeter::Engine::builder()
+        .from_env()
+        .unwrap_or_else(|e| {
+            eprintln!("{e}");
+            std::process::exit(2)
+        })
+        .install()
+        .expect("the demo installs the global engine before any macro runs");
+    let registry = engine.registry();
     println!(
         "hotmeter demo: {threads} threads, {seconds} s of alternating bare / instrumented rounds"
     );
 
-    let rounds = seconds;
     let workers: Vec<_> = (0..threads)
         .map(|_| {
             std::thread::spawn(move || {
@@ -109,7 +166,7 @@ fn main() {
                 // instrumented one can be checked against hotmeter.
                 let (mut bare, mut inst) = (Tally::default(), Tally::default());
                 let mut per_round = Vec::new();
-                for round in 0..rounds {
+                for round in 0..seconds {
                     let instrumented = round % 2 == 1;
                     let tally = if instrumented { &mut inst } else { &mut bare };
                     let (n, took) = run_round(instrumented, Duration::from_secs(1), tally);
@@ -119,7 +176,8 @@ fn main() {
             })
         })
         .collect();
-    // Progress, once a second, read from the registry while the workers run.
+
+    // Progress, once a second, read while the workers run.
     let start = Instant::now();
     let mut last = 0;
     for s in 1..=seconds {
@@ -128,14 +186,20 @@ fn main() {
         );
         let snap = registry.snapshot();
         let msgs = snap.counter("demo_messages_total", &[]).unwrap_or(0);
+        let m = &snap.meta.sampling;
+        let bytes = snap.sampled("demo_message_bytes", &[]);
         println!(
-            "[{s:>3}s] instrumented messages this second={:>11}  failed so far={:>9}  arenas live={}",
+            "[{s:>3}s] msgs/s {:>11}  rate {:>8}  ring util max {:>5.1}%  dropped {:>7}  flushes {:>4}  est. overhead {:.1} ns/call",
             msgs - last,
-            snap.counter("demo_messages_failed_total", &[]).unwrap_or(0),
-            snap.meta.arenas_live,
+            bytes.map_or("-".into(), |b| format!("1/{:.0}", 1.0 / b.rate)),
+            m.ring_utilization_max * 100.0,
+            bytes.map_or(0, |b| b.dropped()),
+            m.flushes,
+            m.overhead_ns_per_call,
         );
         last = msgs;
     }
+
     let mut total = Tally::default();
     let (mut bare_n, mut bare_t, mut inst_n, mut inst_t) = (0u64, 0f64, 0u64, 0f64);
     for w in workers {
@@ -149,68 +213,167 @@ fn main() {
                 bare_t += took.as_secs_f64();
             }
         }
-        total.messages += tally.messages;
-        total.failed += tally.failed;
-        for c in 0..4 {
-            total.bytes[c] += tally.bytes[c];
-        }
+        total.add(&tally);
     }
+    engine.flush();
     let snap = registry.snapshot();
+    let mut ok = true;
+    let mut check = |what: &str, good: bool| {
+        if !good {
+            println!("MISMATCH: {what}");
+            ok = false;
+        }
+    };
+
     let bare_ns = bare_t * 1e9 / bare_n as f64;
     let inst_ns = inst_t * 1e9 / inst_n as f64;
     println!("\n== overhead (this run, {threads} threads, ns per message per thread)");
     println!("bare:         {bare_ns:8.2} ns  ({bare_n} messages)");
-    println!("instrumented: {inst_ns:8.2} ns  ({inst_n} messages, 3-4 records each)");
+    println!("instrumented: {inst_ns:8.2} ns  ({inst_n} messages)");
     println!(
         "overhead:     {:+8.2} ns  = {:+.2}% of the bare loop",
         inst_ns - bare_ns,
         (inst_ns / bare_ns - 1.0) * 100.0
     );
-    println!("\n== exact values read from hotmeter (instrumented rounds only)");
+
+    println!("\n== exact values (instrumented rounds), against the workload's own tally");
     let msgs = snap.counter("demo_messages_total", &[]).unwrap_or(0);
-    println!("demo_messages_total          {msgs:>14}   (workload counted {inst_n})");
-    let hist = snap
-        .histogram("demo_message_bytes", &[])
-        .expect("histogram");
     println!(
-        "demo_message_bytes count     {:>14}   sum {:.0}",
-        hist.count, hist.sum
+        "demo_messages_total            {msgs:>14}   tally {}",
+        total.messages
     );
-    let client_sum: u64 = CLIENTS
-        .iter()
-        .map(|c| {
-            snap.counter("demo_client_bytes_total", &[("client", c)])
-                .unwrap_or(0)
-        })
-        .sum();
+    check("messages", msgs == total.messages && msgs == inst_n);
+    let bytes = snap
+        .sampled("demo_message_bytes", &[])
+        .expect("bytes")
+        .clone();
     println!(
-        "demo_client_bytes_total (all){client_sum:>14}   (histogram sum {:.0})",
-        hist.sum
+        "demo_message_bytes count       {:>14}   tally {}",
+        bytes.count, total.messages
     );
     println!(
-        "demo_messages_failed_total   {:>14}   (workload counted {})",
-        snap.counter("demo_messages_failed_total", &[]).unwrap_or(0),
+        "demo_message_bytes sum         {:>14}   tally {}",
+        bytes.sum, total.bytes
+    );
+    check("bytes count", bytes.count == total.messages);
+    check("bytes sum", bytes.sum == total.bytes as f64);
+    let failed = snap.sampled("demo_messages_failed", &[]).cloned();
+    let (fc, ff, fl) = failed
+        .as_ref()
+        .map_or((0, 0, 0), |f| (f.count, f.flushed, f.critical_lost));
+    println!(
+        "demo_messages_failed (critical){fc:>14}   tally {}   flushed {ff}   lost {fl}",
         total.failed
     );
-    let failed = snap.counter("demo_messages_failed_total", &[]).unwrap_or(0);
-    let per_client_ok = CLIENTS.iter().enumerate().all(|(i, c)| {
-        snap.counter("demo_client_bytes_total", &[("client", c)]) == Some(total.bytes[i])
-    });
-    let ok = msgs == total.messages
-        && msgs == inst_n
-        && hist.count == inst_n
-        && client_sum as f64 == hist.sum
-        && failed == total.failed
-        && per_client_ok;
+    check("failed count", fc == total.failed);
+    check("no critical event lost", ff == fc && fl == 0);
+    let timer = snap
+        .sampled("demo_handle_seconds", &[])
+        .expect("timer")
+        .clone();
     println!(
-        "\nexact: {}  (arenas created: {}, for {threads} workers + this thread)",
-        if ok {
-            "yes, every value matches"
-        } else {
-            "NO: MISMATCH"
-        },
-        snap.meta.arenas_created
+        "demo_handle_seconds count      {:>14}   tally {}",
+        timer.count, total.messages
     );
+    check("timer count", timer.count == total.messages);
+    let accounted = bytes.pushed == bytes.flushed + bytes.dropped()
+        && bytes.count == bytes.skipped() + bytes.pushed;
+    println!(
+        "accounting demo_message_bytes: seen {} = skipped {} + pushed {}; pushed = flushed {} + dropped {}",
+        bytes.count,
+        bytes.skipped(),
+        bytes.pushed,
+        bytes.flushed,
+        bytes.dropped()
+    );
+    check("accounting", accounted);
+
+    println!(
+        "\n== sampled estimates beside the truth (rate now 1/{:.0})",
+        1.0 / bytes.rate
+    );
+    let e = &bytes.estimate;
+    // Records dropped for a full ring are missing from the sample, so the raw
+    // Horvitz–Thompson totals fall short by about the dropped share; distributions are
+    // calibrated to the exact count instead. The z-scores test the sampler only when
+    // nothing was dropped.
+    let kept = e.count_estimate / bytes.count as f64;
+    println!(
+        "count: Horvitz–Thompson {:.0} ± {:.0} (1 SE) vs exact {} (z = {:+.2}); records dropped: {} of {} pushed, so the sample covers {:.2}% of events",
+        e.count_estimate,
+        e.count_std_error,
+        bytes.count,
+        (e.count_estimate - bytes.count as f64) / e.count_std_error.max(1e-9),
+        bytes.dropped(),
+        bytes.pushed,
+        kept * 100.0
+    );
+    println!(
+        "sum:   Horvitz–Thompson {:.0} ± {:.0} (1 SE); calibrated to the exact count: {:.0} vs exact {} ({:+.3}%)",
+        e.sum_estimate,
+        e.sum_std_error,
+        e.sum_estimate / kept,
+        total.bytes,
+        (e.sum_estimate / kept / total.bytes as f64 - 1.0) * 100.0
+    );
+    for q in &e.quantiles {
+        println!(
+            "p{:<5} message bytes: estimated {:>6.1} [{:.1}, {:.1}] (95% rank interval) vs exact {}",
+            q.q * 100.0,
+            q.value,
+            q.lower,
+            q.upper,
+            total.length_quantile(q.q)
+        );
+    }
+    for &(key, est, over) in e.top_keys.iter().take(4) {
+        let name = CLIENTS
+            .iter()
+            .position(|c| c.key_hash() == key)
+            .map_or("?", |i| CLIENTS[i]);
+        let exact = CLIENTS
+            .iter()
+            .position(|c| c.key_hash() == key)
+            .map_or(0, |i| total.per_client[i]);
+        println!(
+            "client {name:<8} messages: estimated {est:>12.0} (overcount ≤ {over:.0}) vs exact {exact}"
+        );
+    }
+    for q in &timer.estimate.quantiles {
+        println!(
+            "p{:<5} handle time: estimated {:.3e} s [{:.3e}, {:.3e}]",
+            q.q * 100.0,
+            q.value,
+            q.lower,
+            q.upper
+        );
+    }
+    let m = &snap.meta.sampling;
+    println!(
+        "\npipeline: {} flushes, {} records flushed, last flush {:.3} ms for {} records, ring util max {:.1}% mean {:.1}%, {} rings, lane depth {}, lane lost {}",
+        m.flushes,
+        m.records_flushed,
+        m.last_duration_seconds * 1e3,
+        m.last_records,
+        m.ring_utilization_max * 100.0,
+        m.ring_utilization_mean * 100.0,
+        m.rings,
+        m.lane_depth,
+        m.lane_lost
+    );
+    println!(
+        "engine's own estimate of its recording cost: {:.1} ns per sampled-layer call",
+        m.overhead_ns_per_call
+    );
+    println!(
+        "\nexact: {}",
+        if ok {
+            "yes, every exact value matches the tally"
+        } else {
+            "NO"
+        }
+    );
+    engine.shutdown();
     if !ok {
         std::process::exit(1);
     }

@@ -9,8 +9,8 @@ use std::time::Duration;
 use crate::flush::controller::rate_to_k;
 use crate::sample::ring::Overflow;
 
-/// Every knob of an [`Engine`](crate::Engine). Build one with [`Engine::builder`]
-/// (crate::Engine::builder) or [`Config::default`].
+/// Every knob of an [`Engine`](crate::Engine). Build one with
+/// [`Engine::builder`](crate::Engine::builder) or [`Config::default`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     /// Starting sample probability, rounded to the nearest power of two (`HOTMETER_SAMPLE_RATE`,

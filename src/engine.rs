@@ -282,6 +282,9 @@ impl Drop for Engine {
 /// ring's high-water mark and unparks us.
 fn run(shared: &Shared) {
     let interval = shared.config.flush_interval;
+    // Early drains are rate-limited to one a millisecond: past that, the controller
+    // lowering the sample rate is cheaper than the flusher taking a core.
+    let min_gap = Duration::from_millis(1);
     let mut next = Instant::now() + interval;
     loop {
         let now = Instant::now();
@@ -293,13 +296,18 @@ fn run(shared: &Shared) {
             shared.flush();
             return;
         }
-        shared.flush();
         let now = Instant::now();
         if now >= next {
+            shared.flush();
             next += interval;
             if next <= now {
                 next = now + interval;
             }
+        } else {
+            // Woken early by a ring past its high-water mark: drain only.
+            shared.state().drain(shared.registry.pipeline());
+            // A sleep, not a park: producers keep unparking us while their rings fill.
+            std::thread::sleep(min_gap);
         }
     }
 }

@@ -9,7 +9,6 @@ use core::cell::RefCell;
 use core::hash::{BuildHasher, Hasher};
 use core::ptr;
 use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, Ordering};
-use std::collections::HashMap;
 use std::sync::OnceLock;
 
 use crate::metric::{Counter, Gauge, Histogram, HistogramConfig, HistogramSeries, MetricKind};
@@ -255,23 +254,19 @@ impl SampledSite {
     }
 }
 
-/// Entries in one thread's dynamic-label cache before it is cleared.
-const DYN_CACHE_CAP: usize = 4096;
+/// Slots in one thread's dynamic-label cache (direct-mapped: a colliding entry replaces
+/// the old one, which then costs one registry lookup when it comes back).
+const DYN_CACHE_SLOTS: usize = 1024;
 
 struct CacheEntry {
+    hash: u64,
     site: usize,
     values: Box<[Box<str>]>,
     handle: Handle,
 }
 
-#[derive(Default)]
-struct DynCache {
-    map: HashMap<u64, Vec<CacheEntry>, rustc_hash::FxBuildHasher>,
-    len: usize,
-}
-
 thread_local! {
-    static DYN_CACHE: RefCell<DynCache> = RefCell::new(DynCache::default());
+    static DYN_CACHE: RefCell<Vec<Option<CacheEntry>>> = const { RefCell::new(Vec::new()) };
 }
 
 /// A call site with literal label names and at least one dynamic label value.
@@ -325,16 +320,12 @@ impl DynSite {
         let hash = hasher.finish();
         let hit = DYN_CACHE.try_with(|cache| {
             let cache = cache.borrow();
-            cache.map.get(&hash).and_then(|bucket| {
-                bucket
-                    .iter()
-                    .find(|e| {
-                        e.site == site
-                            && e.values.len() == values.len()
-                            && e.values.iter().zip(values).all(|(a, b)| &**a == *b)
-                    })
-                    .map(|e| e.handle)
-            })
+            let e = cache.get(hash as usize % DYN_CACHE_SLOTS)?.as_ref()?;
+            (e.hash == hash
+                && e.site == site
+                && e.values.len() == values.len()
+                && e.values.iter().zip(values).all(|(a, b)| &**a == *b))
+            .then_some(e.handle)
         });
         match hit {
             Ok(Some(handle)) => handle,
@@ -354,12 +345,11 @@ impl DynSite {
         let handle = resolve(self.name, &labels, kind);
         let _ = DYN_CACHE.try_with(|cache| {
             let mut cache = cache.borrow_mut();
-            if cache.len >= DYN_CACHE_CAP {
-                cache.map.clear();
-                cache.len = 0;
+            if cache.is_empty() {
+                cache.resize_with(DYN_CACHE_SLOTS, || None);
             }
-            cache.len += 1;
-            cache.map.entry(hash).or_default().push(CacheEntry {
+            cache[hash as usize % DYN_CACHE_SLOTS] = Some(CacheEntry {
+                hash,
                 site,
                 values: values.iter().map(|v| Box::<str>::from(*v)).collect(),
                 handle,

@@ -56,11 +56,11 @@ impl Arena {
         }
     }
 
-    /// The owner's view of cell `id`, allocating its chunk on first touch.
+    /// The owner's view of the chunk holding cell `id`, allocating it on first touch.
     ///
     /// Must only be called by the thread that holds this arena.
     #[inline(always)]
-    fn owned_cell(&self, id: u32) -> &AtomicU64 {
+    fn owned_chunk(&self, id: u32) -> &Chunk {
         // The mask is a no-op for ids handed out by the registry (< MAX_CELLS) and lets the
         // compiler drop the bounds check.
         let index = (id as usize >> CHUNK_SHIFT) & (MAX_CHUNKS - 1);
@@ -68,15 +68,30 @@ impl Arena {
         // a previous owner whose release of the arena (Release store of `in_use`)
         // happens-before our acquisition (Acquire CAS in `ArenaSet::acquire`).
         let chunk = self.chunks[index].load(Ordering::Relaxed);
-        let chunk = if chunk.is_null() {
+        if chunk.is_null() {
             self.install_chunk(index)
         } else {
             // SAFETY: non-null chunk pointers come from `Box::into_raw` in `install_chunk` and
             // are freed only by `ArenaSet::drop`, which needs `&mut ArenaSet` and so cannot
             // run while `self` is borrowed.
             unsafe { &*chunk }
-        };
-        &chunk.cells[id as usize & (CHUNK_CELLS - 1)]
+        }
+    }
+
+    /// The owner's view of cell `id`, allocating its chunk on first touch.
+    #[inline(always)]
+    fn owned_cell(&self, id: u32) -> &AtomicU64 {
+        &self.owned_chunk(id).cells[id as usize & (CHUNK_CELLS - 1)]
+    }
+
+    /// The owner's view of the cells from `base` to the end of its chunk: one chunk lookup
+    /// for a series whose cells the registry placed inside a single chunk. Owner only.
+    #[inline(always)]
+    pub fn block(&self, base: u32) -> Block<'_> {
+        Block {
+            cells: &self.owned_chunk(base).cells,
+            offset: base as usize & (CHUNK_CELLS - 1),
+        }
     }
 
     #[cold]
@@ -152,6 +167,56 @@ impl Arena {
         // Relaxed: a reader wants a recent value of this one cell; no other data is read
         // through it.
         chunk.cells[id as usize & (CHUNK_CELLS - 1)].load(Ordering::Relaxed)
+    }
+}
+
+/// A series' cells inside one chunk of the owner's arena (see [`Arena::block`]).
+pub struct Block<'a> {
+    cells: &'a [AtomicU64; CHUNK_CELLS],
+    offset: usize,
+}
+
+impl Block<'_> {
+    #[inline(always)]
+    fn cell(&self, i: u32) -> &AtomicU64 {
+        &self.cells[self.offset + i as usize]
+    }
+
+    /// Adds `n` to cell `base + i` (wrapping).
+    #[inline(always)]
+    pub fn add(&self, i: u32, n: u64) {
+        let cell = self.cell(i);
+        // Relaxed: single writer, as in `Arena::add`.
+        cell.store(
+            cell.load(Ordering::Relaxed).wrapping_add(n),
+            Ordering::Relaxed,
+        );
+    }
+
+    /// Adds one to cell `base + i` and returns the new value.
+    #[inline(always)]
+    pub fn bump(&self, i: u32) -> u64 {
+        let cell = self.cell(i);
+        // Relaxed: single writer, as in `Arena::add`.
+        let v = cell.load(Ordering::Relaxed).wrapping_add(1);
+        cell.store(v, Ordering::Relaxed);
+        v
+    }
+
+    /// Adds `v` to the `f64` in cell `base + i`.
+    #[inline(always)]
+    pub fn add_f64(&self, i: u32, v: f64) {
+        let cell = self.cell(i);
+        // Relaxed: single writer, as in `Arena::add`.
+        let old = f64::from_bits(cell.load(Ordering::Relaxed));
+        cell.store((old + v).to_bits(), Ordering::Relaxed);
+    }
+
+    /// Reads cell `base + i`.
+    #[inline(always)]
+    pub fn get(&self, i: u32) -> u64 {
+        // Relaxed: only the owner writes it.
+        self.cell(i).load(Ordering::Relaxed)
     }
 }
 

@@ -8,56 +8,87 @@ use std::ptr;
 use std::sync::atomic::Ordering;
 
 use super::controller::{ControllerConfig, ControllerState, Observation, step};
-use super::{FlushStats, Published, SeriesEstimate};
+use super::estimate::{Distribution, TopK, Z95};
+use super::{FlushStats, Published, Quantile, SeriesEstimate};
 use crate::registry::{LabelSet, Registry};
-use crate::sample::pipeline::SampledMetric;
+use crate::sample::pipeline::{Pipeline, SampledMetric};
 use crate::sample::record::Record;
 use crate::sample::ring::Consumer;
 use crate::sample::sampled::{Sampled, cells};
 
-/// Per sampled series, what the flusher accumulates from its records.
-#[derive(Debug, Default)]
+/// Keys tracked per series for the heavy-hitter estimates.
+const TOP_K_CAPACITY: usize = 64;
+/// Keys published per series.
+const TOP_K_PUBLISHED: usize = 10;
+/// Quantiles published per series.
+const QUANTILES: [f64; 4] = [0.5, 0.9, 0.99, 0.999];
+
+/// Per sampled series, what the flusher accumulates from its records (since start).
+#[derive(Debug)]
 struct SeriesAgg {
-    records: u64,
-    /// Σw, Σw², Σwy, Σw(w−1), Σw(w−1)y² over records (w = 2^k).
-    sum_w: f64,
-    sum_w2: f64,
-    sum_wy: f64,
-    var_count: f64,
-    var_sum: f64,
+    dist: Distribution,
+    top: TopK,
+    /// The last published estimate, and whether records arrived since.
+    estimate: Arc<SeriesEstimate>,
+    dirty: bool,
 }
 
-impl SeriesAgg {
-    fn absorb(&mut self, r: &Record) {
-        let w = r.weight() as f64;
-        let y = r.value;
-        self.records += 1;
-        self.sum_w += w;
-        self.sum_w2 += w * w;
-        self.sum_wy += w * y;
-        self.var_count += w * (w - 1.0);
-        self.var_sum += w * (w - 1.0) * y * y;
-    }
-
-    fn estimate(&self) -> SeriesEstimate {
-        SeriesEstimate {
-            records: self.records,
-            n_eff: if self.sum_w2 > 0.0 {
-                self.sum_w * self.sum_w / self.sum_w2
-            } else {
-                0.0
-            },
-            sum_estimate: self.sum_wy,
-            sum_std_error: self.var_sum.sqrt(),
-            count_estimate: self.sum_w,
-            count_std_error: self.var_count.sqrt(),
-            ..SeriesEstimate::default()
+impl Default for SeriesAgg {
+    fn default() -> Self {
+        Self {
+            dist: Distribution::new(),
+            top: TopK::new(TOP_K_CAPACITY),
+            estimate: Arc::default(),
+            dirty: false,
         }
     }
 }
 
-/// Everything the flusher keeps between flushes. Behind a mutex shared by the flusher
-/// thread and `Engine::flush`.
+impl SeriesAgg {
+    #[inline]
+    fn absorb(&mut self, r: &Record) {
+        self.dirty = true;
+        self.dist.add(r.value, r.k);
+        if r.key != 0 {
+            self.top.add(r.key, r.weight() as f64);
+        }
+    }
+
+    fn estimate(&self) -> SeriesEstimate {
+        let count = self.dist.count_estimate();
+        let total = self.dist.total_estimate();
+        SeriesEstimate {
+            records: self.dist.records(),
+            n_eff: self.dist.n_eff(),
+            quantiles: QUANTILES
+                .iter()
+                .filter_map(|&q| {
+                    self.dist.quantile(q, Z95).map(|e| Quantile {
+                        q,
+                        value: e.value,
+                        lower: e.lower,
+                        upper: e.upper,
+                    })
+                })
+                .collect(),
+            sum_estimate: total.value,
+            sum_std_error: total.std_error,
+            count_estimate: count.value,
+            count_std_error: count.std_error,
+            top_keys: self.top.top(TOP_K_PUBLISHED),
+        }
+    }
+}
+
+/// What the drains of one flush interval saw.
+#[derive(Debug, Default)]
+struct Window {
+    drains: u64,
+    records: u64,
+    fill_max: f64,
+    fill_mean_sum: f64,
+}
+
 /// Per sampled family: its controller and the totals at the previous flush.
 struct Control {
     state: ControllerState,
@@ -72,6 +103,8 @@ pub(crate) struct FlushState {
     series: HashMap<u32, SeriesAgg>,
     /// Keyed by the family's `SampledMetric` address (families live for the process).
     control: HashMap<usize, Control>,
+    /// What the drains since the last full flush saw.
+    window: Window,
     stats: FlushStats,
     /// Calibrated recording cost (ns): a call not sampled, a sampled call.
     calibration: (f64, f64),
@@ -159,11 +192,11 @@ impl FlushState {
 
     /// Drains every ring of `registry`'s pipeline and its critical lane, updates the
     /// estimates and the rate, and publishes the result.
-    pub(crate) fn flush(&mut self, registry: &Registry) {
-        let start = Instant::now();
-        let pipeline = registry.pipeline();
+    /// Drains every ring of `pipeline` and its critical lane into the aggregates, noting
+    /// the fullest ring. Cheap (no registry access): the flusher does this alone when a
+    /// producer wakes it early, and a full [`FlushState::flush`] at interval boundaries.
+    pub(crate) fn drain(&mut self, pipeline: &Pipeline) {
         self.consumers.extend(pipeline.take_new_rings());
-        let mut consumers = std::mem::take(&mut self.consumers);
         let series = &mut self.series;
         let mut drained = 0u64;
         let mut absorb = |r: Record| {
@@ -171,7 +204,8 @@ impl FlushState {
             drained += 1;
         };
         let (mut fill_max, mut fill_sum) = (0f64, 0f64);
-        consumers.retain_mut(|c| {
+        let rings_before = self.consumers.len();
+        self.consumers.retain_mut(|c| {
             let fill = c.len() as f64 / c.capacity() as f64;
             fill_max = fill_max.max(fill);
             fill_sum += fill;
@@ -184,22 +218,47 @@ impl FlushState {
         while let Some(r) = pipeline.lane.pop() {
             absorb(r);
         }
-        let rings = consumers.len();
-        self.consumers = consumers;
+        let w = &mut self.window;
+        w.drains += 1;
+        w.records += drained;
+        w.fill_max = w.fill_max.max(fill_max);
+        if rings_before > 0 {
+            w.fill_mean_sum += fill_sum / rings_before as f64;
+        }
+    }
+
+    /// Drains every ring of `registry`'s pipeline and its critical lane, updates the
+    /// estimates and the rate, and publishes the result.
+    pub(crate) fn flush(&mut self, registry: &Registry) {
+        let start = Instant::now();
+        let pipeline = registry.pipeline();
+        self.drain(pipeline);
+        let window = std::mem::take(&mut self.window);
+        let (fill_max, drained) = (window.fill_max, window.records);
+        let rings = self.consumers.len();
 
         let sampled = registry.sampled_series();
         if pipeline.config.adaptive {
-            self.adapt(registry, &sampled, fill_max, rings);
+            // Each drain in the window emptied every ring once: that is the capacity the
+            // interval had.
+            self.adapt(registry, &sampled, fill_max, rings * window.drains as usize);
         }
+        // Estimates are recomputed only for series that received records since the last
+        // flush; the others republish their previous (shared) estimate.
         let published_series = sampled
             .iter()
             .map(|(_, _, s)| {
                 let base = s.series.base;
-                let est = self
-                    .series
-                    .get(&base)
-                    .map(SeriesAgg::estimate)
-                    .unwrap_or_default();
+                let est = match self.series.get_mut(&base) {
+                    Some(agg) => {
+                        if agg.dirty {
+                            agg.estimate = Arc::new(agg.estimate());
+                            agg.dirty = false;
+                        }
+                        Arc::clone(&agg.estimate)
+                    }
+                    None => Arc::default(),
+                };
                 (base, est)
             })
             .collect();
@@ -220,11 +279,8 @@ impl FlushState {
         stats.records_flushed += drained;
         stats.last_records = drained;
         stats.ring_utilization_max = fill_max;
-        stats.ring_utilization_mean = if rings == 0 {
-            0.0
-        } else {
-            fill_sum / rings as f64
-        };
+        stats.ring_utilization_mean = window.fill_mean_sum / window.drains.max(1) as f64;
+        stats.drains += window.drains;
         stats.rings = rings;
         stats.lane_depth = pipeline.lane.len();
         let lost = pipeline.lane.lost();

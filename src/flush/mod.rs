@@ -6,13 +6,14 @@ pub mod estimate;
 pub(crate) mod flusher;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// What the last flush published: per sampled series, its estimates; and the pipeline's
 /// meta-metrics. Immutable once published (readers clone an `Arc`).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Published {
     /// Per sampled series (keyed by its first cell id), the estimates.
-    pub series: HashMap<u32, SeriesEstimate>,
+    pub series: HashMap<u32, Arc<SeriesEstimate>>,
     /// Pipeline meta-metrics.
     pub stats: FlushStats,
 }
@@ -60,14 +61,17 @@ pub struct FlushStats {
     pub flushes: u64,
     /// Records drained, ever (rings and lane).
     pub records_flushed: u64,
-    /// Records drained by the last flush.
+    /// Records drained in the last flush interval.
     pub last_records: u64,
     /// Duration of the last flush, seconds.
     pub last_duration_seconds: f64,
-    /// Fill fraction of the fullest ring at the last flush (before draining).
+    /// Fill fraction of the fullest ring seen by any drain in the last interval (measured
+    /// before draining).
     pub ring_utilization_max: f64,
-    /// Mean fill fraction over rings at the last flush.
+    /// Mean over the last interval's drains of the mean ring fill.
     pub ring_utilization_mean: f64,
+    /// Drains ever: one per flush plus one per early wake-up by a filling ring.
+    pub drains: u64,
     /// Rings the flusher drains (one per thread that sampled, until it exits and is drained).
     pub rings: usize,
     /// Critical records waiting in the lane after the last flush (0 unless it is filling).

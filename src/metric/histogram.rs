@@ -16,8 +16,9 @@ pub(crate) const SUB_BITS: u32 = 3;
 const SUBS: i64 = 1 << SUB_BITS;
 /// Bit pattern of `f64::INFINITY`: every pattern at or above it is +inf, NaN, or negative.
 const INF_BITS: u64 = 0x7ff0_0000_0000_0000;
-/// Most fine buckets one histogram may have (a few hundred cells per histogram per thread).
-const MAX_FINE_BUCKETS: usize = 514;
+/// Most fine buckets one histogram may have: 63 powers of two. With its two other cells a
+/// series then fills at most one 512-cell chunk, so recording needs one chunk lookup.
+const MAX_FINE_BUCKETS: usize = 2 + 63 * SUBS as usize;
 
 /// Cell offsets inside one histogram series.
 const SUM: u32 = 0;
@@ -56,7 +57,7 @@ impl HistogramConfig {
     ///
     /// # Errors
     /// [`Error::InvalidHistogramConfig`] if `min`/`max` are not finite, `0 < min < max` does
-    /// not hold, or the range needs more than 64 powers of two (514 fine buckets).
+    /// not hold, or the range needs more than 63 powers of two (506 fine buckets).
     pub fn range(min: f64, max: f64) -> Result<Self> {
         if !(min.is_finite() && max.is_finite() && min > 0.0 && min < max) {
             return Err(Error::InvalidHistogramConfig(format!(
@@ -215,8 +216,9 @@ impl Histogram {
         let s = self.series;
         let bucket = s.layout.bucket(v);
         with_arena(|arena| {
-            arena.add_f64(s.base + SUM, v);
-            arena.add(s.base + FIRST_BUCKET + bucket, 1);
+            let cells = arena.block(s.base);
+            cells.add_f64(SUM, v);
+            cells.add(FIRST_BUCKET + bucket, 1);
         });
     }
 

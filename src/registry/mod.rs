@@ -13,9 +13,10 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use crossbeam_utils::CachePadded;
 
-use crate::arena::MAX_CELLS;
+use crate::arena::{CHUNK_CELLS, MAX_CELLS};
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::flush::SeriesEstimate;
 use crate::metric::{Counter, Gauge, Histogram, HistogramConfig, HistogramSeries, MetricKind};
 use crate::sample::pipeline::{Pipeline, SampledMetric};
 use crate::sample::sampled::{Sampled, SampledSeries, cells as sampled_cells};
@@ -34,13 +35,24 @@ pub(crate) const RESERVED_CELLS: u32 = 256;
 /// Next free cell id, shared by every registry because arenas are process-wide.
 static NEXT_CELL: AtomicU32 = AtomicU32::new(RESERVED_CELLS);
 
+/// Hands out `n` consecutive cells (n ≤ one chunk) that never straddle a chunk boundary,
+/// so the record path reaches all of a series' cells through one chunk lookup.
 fn allocate_cells(n: u32) -> Result<u32> {
+    assert!(n as usize <= CHUNK_CELLS, "a series fits in one chunk");
+    let mut start = 0;
     // Relaxed: only uniqueness of the handed-out ranges matters, which the RMW guarantees.
     NEXT_CELL
         .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |next| {
-            let end = next.checked_add(n)?;
+            let chunk_end = (next | (CHUNK_CELLS as u32 - 1)).checked_add(1)?;
+            start = if next.checked_add(n)? > chunk_end {
+                chunk_end
+            } else {
+                next
+            };
+            let end = start.checked_add(n)?;
             (end as usize <= MAX_CELLS).then_some(end)
         })
+        .map(|_| start)
         .map_err(|_| Error::CellSpaceExhausted)
 }
 
@@ -456,7 +468,7 @@ impl Registry {
                                 let estimate = published
                                     .series
                                     .get(&series.base)
-                                    .cloned()
+                                    .map(|e| SeriesEstimate::clone(e))
                                     .unwrap_or_default();
                                 Value::Sampled(SampledValue {
                                     count: series.cell(sampled_cells::COUNT),

@@ -2,7 +2,7 @@
 //! 32 bytes, stored as four `u64` words so a ring slot can be four relaxed atomics.
 
 /// One sampled event.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct Record {
     /// The sampled series (its first arena cell id).
     pub series: u32,

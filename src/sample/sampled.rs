@@ -89,9 +89,10 @@ impl Sampled {
     pub fn record(self, value: f64) {
         let s = self.series;
         with_arena(|arena| {
-            let n = arena.bump(s.base + COUNT);
-            arena.add_f64(s.base + SUM, value);
-            if n >= arena.get(s.base + NEXT_AT) {
+            let cells = arena.block(s.base);
+            let n = cells.bump(COUNT);
+            cells.add_f64(SUM, value);
+            if n >= cells.get(NEXT_AT) {
                 sample_slow(arena, s, n, value, 0);
             }
         });
@@ -103,17 +104,19 @@ impl Sampled {
     #[inline]
     pub fn record_keyed<K: SampleKey + ?Sized>(self, value: f64, key: &K) {
         let s = self.series;
-        let hash = key.key_hash();
         with_arena(|arena| {
-            let n = arena.bump(s.base + COUNT);
-            arena.add_f64(s.base + SUM, value);
+            let cells = arena.block(s.base);
+            let n = cells.bump(COUNT);
+            cells.add_f64(SUM, value);
             if s.metric.keyed {
                 let k = s.metric.k();
+                let hash = key.key_hash();
                 if keep_keyed(hash, k) {
                     keyed_slow(arena, s, value, hash, k);
                 }
-            } else if n >= arena.get(s.base + NEXT_AT) {
-                sample_slow(arena, s, n, value, hash);
+            } else if n >= cells.get(NEXT_AT) {
+                // The key is hashed only when the event is sampled.
+                sample_slow(arena, s, n, value, key.key_hash());
             }
         });
     }
@@ -149,8 +152,9 @@ impl Sampled {
     pub fn start_timer(self) -> SampledTimer {
         let s = self.series;
         let k = with_arena(|arena| {
-            let n = arena.bump(s.base + COUNT);
-            if n >= arena.get(s.base + NEXT_AT) {
+            let cells = arena.block(s.base);
+            let n = cells.bump(COUNT);
+            if n >= cells.get(NEXT_AT) {
                 decide_slow(arena, s, n)
             } else {
                 None

@@ -35,6 +35,37 @@
 //! boundaries are bucket edges, so every exported cumulative count is exact too. Negative,
 //! NaN and infinite observations are rejected and counted, never recorded.
 //!
+//! ## What is sampled
+//!
+//! Rich events go through the sampled layer ([`record!`], [`sampled_timer!`],
+//! [`Registry::sampled`]): every call adds to the exact count and sum in the arena; a
+//! geometric skip per thread selects about `p = 2^-k` of the calls (default 1/32) to leave a
+//! 32-byte record (value, key hash, time, and the `k` it was sampled at) in the thread's
+//! lock-free ring. Critical events ([`record!`]`(critical, ...)`) are never sampled out and
+//! overflow into a shared lane instead of being dropped. A background flusher
+//! ([`Engine`]) drains the rings, weights each record by `2^k` and publishes quantiles with
+//! rank intervals, Horvitz–Thompson totals with standard errors, and top keys:
+//!
+//! ```
+//! let engine = hotmeter::Engine::builder()
+//!     .sample_rate(0.25)
+//!     .max_sample_rate(0.5)
+//!     .seed(7)
+//!     .build()?;
+//! let bytes = engine.registry().sampled("message_bytes", &[])?;
+//! for i in 0..10_000u64 {
+//!     bytes.record_keyed((i % 100) as f64, &(i % 7)); // key: a client id
+//! }
+//! engine.flush();
+//! let snap = engine.registry().snapshot();
+//! let v = snap.sampled("message_bytes", &[]).unwrap();
+//! assert_eq!(v.count, 10_000);                       // exact
+//! assert_eq!(v.pushed, v.flushed + v.dropped());     // every record accounted for
+//! let p50 = &v.estimate.quantiles[0];                // estimated, with an interval
+//! assert!(p50.lower <= p50.value && p50.value <= p50.upper);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
 //! ## Names and labels
 //!
 //! Names follow the Prometheus rules (`[a-zA-Z_:][a-zA-Z0-9_:]*` for metrics,
@@ -44,9 +75,17 @@
 //! it fold into one overflow series, counted in [`MetaSnapshot::series_overflow`]. Label
 //! values may hold any text; values longer than [`MAX_LABEL_VALUE_BYTES`] are truncated.
 //!
+//! ## Configuration
+//!
+//! [`Engine::builder`] has a method per knob and [`EngineBuilder::from_env`] applies the
+//! `HOTMETER_*` environment (see the README's table); [`EngineBuilder::install`] makes the
+//! engine the global one the macros use. Without it, the global engine starts lazily with
+//! the defaults and the environment.
+//!
 //! ## Feature flags
 //!
-//! None yet. `--cfg loom` builds the lock-free core against `loom` for model checking.
+//! None yet. `--cfg loom` builds the lock-free core (arenas, ring, critical lane) against
+//! `loom` for model checking.
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs, clippy::undocumented_unsafe_blocks)]
 

@@ -115,12 +115,38 @@ impl CounterSite {
     }
 }
 
+/// A call site's cached pointer to a `'static` series, null until resolved.
+#[derive(Debug)]
+struct PtrCache<T: 'static>(AtomicPtr<T>);
+
+impl<T: 'static> PtrCache<T> {
+    const fn new() -> Self {
+        Self(AtomicPtr::new(ptr::null_mut()))
+    }
+
+    #[inline(always)]
+    fn get(&self) -> Option<&'static T> {
+        // Acquire: pairs with the Release store in `set`, so the series' fields are visible
+        // before the record path reads them.
+        let p = self.0.load(Ordering::Acquire);
+        // SAFETY: only `set` stores here, and it only takes `&'static T` (series leaked by
+        // the registry, or a static discard series), so a non-null pointer is valid forever.
+        unsafe { p.as_ref() }
+    }
+
+    fn set(&self, value: &'static T) {
+        // Release: publishes the series; pairs with the Acquire load in `get`. Racing
+        // resolutions store the same pointer.
+        self.0.store(ptr::from_ref(value).cast_mut(), Ordering::Release);
+    }
+}
+
 /// A gauge call site with a literal name and literal labels.
 #[derive(Debug)]
 pub struct GaugeSite {
     name: &'static str,
     labels: &'static [(&'static str, &'static str)],
-    cell: AtomicPtr<AtomicU64>,
+    cell: PtrCache<AtomicU64>,
 }
 
 impl GaugeSite {
@@ -129,23 +155,16 @@ impl GaugeSite {
         Self {
             name,
             labels,
-            cell: AtomicPtr::new(ptr::null_mut()),
+            cell: PtrCache::new(),
         }
     }
 
     /// The site's gauge.
     #[inline(always)]
     pub fn get(&self) -> Gauge {
-        // Acquire: pairs with the Release store in `resolve`, so the gauge cell's
-        // initialisation is visible before we use it.
-        let cell = self.cell.load(Ordering::Acquire);
-        if cell.is_null() {
-            self.resolve()
-        } else {
-            // SAFETY: only `resolve` stores here, and only pointers to `'static` cells
-            // (leaked by the registry, or the static discard cell).
-            let cell = unsafe { &*cell };
-            Gauge { cell }
+        match self.cell.get() {
+            Some(cell) => Gauge { cell },
+            None => self.resolve(),
         }
     }
 
@@ -155,9 +174,7 @@ impl GaugeSite {
         let Handle::Gauge(g) = resolve(self.name, self.labels, MetricKind::Gauge) else {
             unreachable!("resolve returns the kind asked for")
         };
-        // Release: publishes the cell; pairs with the Acquire load in `get`.
-        self.cell
-            .store(ptr::from_ref(g.cell).cast_mut(), Ordering::Release);
+        self.cell.set(g.cell);
         g
     }
 }
@@ -167,7 +184,7 @@ impl GaugeSite {
 pub struct HistogramSite {
     name: &'static str,
     labels: &'static [(&'static str, &'static str)],
-    series: AtomicPtr<HistogramSeries>,
+    series: PtrCache<HistogramSeries>,
 }
 
 impl HistogramSite {
@@ -176,23 +193,16 @@ impl HistogramSite {
         Self {
             name,
             labels,
-            series: AtomicPtr::new(ptr::null_mut()),
+            series: PtrCache::new(),
         }
     }
 
     /// The site's histogram.
     #[inline(always)]
     pub fn get(&self) -> Histogram {
-        // Acquire: pairs with the Release store in `resolve`, so the series' fields are
-        // visible before the record path reads them.
-        let series = self.series.load(Ordering::Acquire);
-        if series.is_null() {
-            self.resolve()
-        } else {
-            // SAFETY: only `resolve` stores here, and only pointers to `'static` series
-            // (leaked by the registry, or the static discard series).
-            let series = unsafe { &*series };
-            Histogram { series }
+        match self.series.get() {
+            Some(series) => Histogram { series },
+            None => self.resolve(),
         }
     }
 
@@ -202,9 +212,7 @@ impl HistogramSite {
         let Handle::Histogram(h) = resolve(self.name, self.labels, MetricKind::Histogram) else {
             unreachable!("resolve returns the kind asked for")
         };
-        // Release: publishes the series; pairs with the Acquire load in `get`.
-        self.series
-            .store(ptr::from_ref(h.series).cast_mut(), Ordering::Release);
+        self.series.set(h.series);
         h
     }
 }
@@ -213,7 +221,7 @@ impl HistogramSite {
 #[derive(Debug)]
 pub struct SampledSite {
     name: &'static str,
-    series: AtomicPtr<SampledSeries>,
+    series: PtrCache<SampledSeries>,
 }
 
 impl SampledSite {
@@ -221,23 +229,16 @@ impl SampledSite {
     pub const fn new(name: &'static str) -> Self {
         Self {
             name,
-            series: AtomicPtr::new(ptr::null_mut()),
+            series: PtrCache::new(),
         }
     }
 
     /// The site's sampled series.
     #[inline(always)]
     pub fn get(&self) -> Sampled {
-        // Acquire: pairs with the Release store in `resolve`, so the series' fields are
-        // visible before the record path reads them.
-        let series = self.series.load(Ordering::Acquire);
-        if series.is_null() {
-            self.resolve()
-        } else {
-            // SAFETY: only `resolve` stores here, and only pointers to `'static` series
-            // (leaked by the registry).
-            let series = unsafe { &*series };
-            Sampled { series }
+        match self.series.get() {
+            Some(series) => Sampled { series },
+            None => self.resolve(),
         }
     }
 
@@ -247,9 +248,7 @@ impl SampledSite {
         let Handle::Sampled(s) = resolve(self.name, &[], MetricKind::Sampled) else {
             unreachable!("resolve returns the kind asked for")
         };
-        // Release: publishes the series; pairs with the Acquire load in `get`.
-        self.series
-            .store(ptr::from_ref(s.series).cast_mut(), Ordering::Release);
+        self.series.set(s.series);
         s
     }
 }

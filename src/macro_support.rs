@@ -137,7 +137,8 @@ impl<T: 'static> PtrCache<T> {
     fn set(&self, value: &'static T) {
         // Release: publishes the series; pairs with the Acquire load in `get`. Racing
         // resolutions store the same pointer.
-        self.0.store(ptr::from_ref(value).cast_mut(), Ordering::Release);
+        self.0
+            .store(ptr::from_ref(value).cast_mut(), Ordering::Release);
     }
 }
 

@@ -179,7 +179,9 @@ pub struct Block<'a> {
 impl Block<'_> {
     #[inline(always)]
     fn cell(&self, i: u32) -> &AtomicU64 {
-        &self.cells[self.offset + i as usize]
+        // The mask is a no-op for the series the registry lays out (never across a chunk
+        // boundary) and replaces the bounds check on the record path.
+        &self.cells[(self.offset + i as usize) & (CHUNK_CELLS - 1)]
     }
 
     /// Adds `n` to cell `base + i` (wrapping).

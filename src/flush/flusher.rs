@@ -100,7 +100,9 @@ struct Control {
 #[derive(Default)]
 pub(crate) struct FlushState {
     consumers: Vec<Consumer>,
-    series: HashMap<u32, SeriesAgg>,
+    /// Per sampled series, its aggregate; `index` maps a series id to its position.
+    series: Vec<SeriesAgg>,
+    index: HashMap<u32, usize, rustc_hash::FxBuildHasher>,
     /// Keyed by the family's `SampledMetric` address (families live for the process).
     control: HashMap<usize, Control>,
     /// What the drains since the last full flush saw.
@@ -197,11 +199,21 @@ impl FlushState {
     /// producer wakes it early, and a full [`FlushState::flush`] at interval boundaries.
     pub(crate) fn drain(&mut self, pipeline: &Pipeline) {
         self.consumers.extend(pipeline.take_new_rings());
-        let series = &mut self.series;
+        let (series, index) = (&mut self.series, &mut self.index);
         let mut drained = 0u64;
+        // Records of one series come in runs (one thread, one hot call site), so the last
+        // series' position is kept at hand and the map is consulted only on a change.
+        let mut last = (u32::MAX, usize::MAX);
         let mut absorb = |r: Record| {
-            series.entry(r.series).or_default().absorb(&r);
             drained += 1;
+            if last.0 != r.series {
+                let i = *index.entry(r.series).or_insert_with(|| {
+                    series.push(SeriesAgg::default());
+                    series.len() - 1
+                });
+                last = (r.series, i);
+            }
+            series[last.1].absorb(&r);
         };
         let (mut fill_max, mut fill_sum) = (0f64, 0f64);
         let rings_before = self.consumers.len();
@@ -249,7 +261,7 @@ impl FlushState {
             .iter()
             .map(|(_, _, s)| {
                 let base = s.series.base;
-                let est = match self.series.get_mut(&base) {
+                let est = match self.index.get(&base).map(|&i| &mut self.series[i]) {
                     Some(agg) => {
                         if agg.dirty {
                             agg.estimate = Arc::new(agg.estimate());

@@ -88,7 +88,7 @@ impl Sampled {
     #[inline]
     pub fn record(self, value: f64) {
         let s = self.series;
-        with_arena(|arena| {
+        with_arena(move |arena| {
             let cells = arena.block(s.base);
             let n = cells.bump(COUNT);
             cells.add_f64(SUM, value);

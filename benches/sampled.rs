@@ -84,7 +84,7 @@ fn push(c: &mut Criterion) {
                 let batch = left.min(1 << 12);
                 let t = Instant::now();
                 for _ in 0..batch {
-                    black_box(producer.push(black_box(rec)));
+                    let _ = black_box(producer.push(black_box(rec)));
                 }
                 total += t.elapsed();
                 consumer.drain(usize::MAX, |r| {

@@ -251,6 +251,13 @@ thread_local! {
     static SAMPLERS: RefCell<Vec<ThreadSampler>> = const { RefCell::new(Vec::new()) };
 }
 
+/// Drops this thread's sampling state (and rings) for pipelines whose engine shut down.
+pub(crate) fn forget_closed() {
+    let _ = SAMPLERS.try_with(|samplers| {
+        samplers.borrow_mut().retain(|t| !t.pipeline.is_closed());
+    });
+}
+
 /// Runs `f` on this thread's sampler for `pipeline`, creating it (and its ring) on first
 /// use. `None` when the thread is past its thread-local destructors.
 fn with_sampler<R>(pipeline: &Arc<Pipeline>, f: impl FnOnce(&mut ThreadSampler) -> R) -> Option<R> {

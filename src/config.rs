@@ -37,6 +37,10 @@ pub struct Config {
     pub critical_lane_capacity: usize,
     /// Seed for the samplers' random gaps (`HOTMETER_SEED`; default: from the clock).
     pub seed: u64,
+    /// Whether a producer whose ring passes 3/4 full wakes the flusher for an early drain
+    /// (`HOTMETER_WAKE_ON_HIGH_WATER`, true). Off, rings are drained only every
+    /// `flush_interval` (or by `Engine::flush`): cheaper, more drops under bursts.
+    pub wake_on_high_water: bool,
     /// Where to serve `/metrics` (`HOTMETER_LISTEN`; default none).
     pub listen: Option<SocketAddr>,
 }
@@ -53,6 +57,7 @@ impl Default for Config {
             overflow: Overflow::DropNewest,
             series_cap: crate::DEFAULT_SERIES_CAP,
             critical_lane_capacity: 65536,
+            wake_on_high_water: true,
             seed: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0x5eed, |d| d.as_nanos() as u64),
@@ -168,6 +173,7 @@ impl Config {
             overflow: self.overflow,
             lane_capacity: self.critical_lane_capacity,
             seed: self.seed,
+            wake_on_high_water: self.wake_on_high_water,
         }
     }
 
@@ -205,6 +211,9 @@ impl Config {
         }
         if let Some(v) = get("HOTMETER_CRITICAL_LANE_CAPACITY") {
             self.critical_lane_capacity = parse_count("HOTMETER_CRITICAL_LANE_CAPACITY", &v, 1)?;
+        }
+        if let Some(v) = get("HOTMETER_WAKE_ON_HIGH_WATER") {
+            self.wake_on_high_water = parse_bool("HOTMETER_WAKE_ON_HIGH_WATER", &v)?;
         }
         if let Some(v) = get("HOTMETER_SEED") {
             self.seed = v
@@ -291,6 +300,7 @@ mod tests {
                 ("HOTMETER_SERIES_CAP", "7"),
                 ("HOTMETER_CRITICAL_LANE_CAPACITY", "10"),
                 ("HOTMETER_SEED", "42"),
+                ("HOTMETER_WAKE_ON_HIGH_WATER", "no"),
                 ("HOTMETER_LISTEN", "127.0.0.1:9000"),
             ]))
             .unwrap();
@@ -309,6 +319,7 @@ mod tests {
         assert_eq!(c.series_cap, 7);
         assert_eq!(c.critical_lane_capacity, 10);
         assert_eq!(c.seed, 42);
+        assert!(!c.wake_on_high_water);
         assert_eq!(c.listen, Some("127.0.0.1:9000".parse().unwrap()));
         c.validate().unwrap();
     }

@@ -106,6 +106,10 @@ impl EngineBuilder {
         /// Seed of the samplers' gap generators (fixed seeds make tests repeatable).
         seed: u64
     );
+    knob!(
+        /// Whether a ring past 3/4 full wakes the flusher for an early drain.
+        wake_on_high_water: bool
+    );
 
     /// Applies the `HOTMETER_*` environment variables over what is set so far.
     ///

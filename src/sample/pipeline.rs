@@ -30,6 +30,8 @@ pub struct SamplingConfig {
     pub lane_capacity: usize,
     /// Seed of the per-thread gap generators.
     pub seed: u64,
+    /// Whether a ring past 3/4 full wakes the flusher.
+    pub wake_on_high_water: bool,
 }
 
 /// The state a sampled metric family shares between its call sites and the flusher.
@@ -90,7 +92,12 @@ impl std::fmt::Debug for Pipeline {
 impl Pipeline {
     /// A pipeline with `config`.
     pub fn new(config: SamplingConfig) -> Self {
-        let high_water = (config.ring_capacity.next_power_of_two() * 3 / 4).max(1);
+        // `usize::MAX`: never reached, so producers never wake the flusher early.
+        let high_water = if config.wake_on_high_water {
+            (config.ring_capacity.next_power_of_two() * 3 / 4).max(1)
+        } else {
+            usize::MAX
+        };
         Self {
             lane: Lane::new(config.lane_capacity),
             config,

@@ -373,7 +373,9 @@ fn to_lane(arena: &Arena, pipeline: &Pipeline, r: Record) {
         Ok(()) => arena.add(r.series + TO_LANE, 1),
         Err(_) => {
             arena.add(r.series + LANE_FULL, 1);
-            pipeline.wake();
+            if pipeline.config.wake_on_high_water {
+                pipeline.wake();
+            }
         }
     }
 }

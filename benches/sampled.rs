@@ -1,7 +1,8 @@
 //! Sampled-layer costs, each beside its plain baseline in the same group:
 //!
 //! - `sampled/record/not_sampled`: `record!` on a call the sampler skips (two exact adds,
-//!   one compare and branch) vs a plain thread-local decrement-and-branch and add;
+//!   one compare and branch) vs a plain thread-local decrement-and-branch, add, and
+//!   count-and-f64-sum;
 //! - `sampled/push`: pushing one compact record into a thread's ring (the ring alone, and
 //!   a whole sampled `record!` at p = 1: gap draw, clock read, push), draining untimed;
 //! - `sampled/timer`: `sampled_timer!` at p = 1/64 vs an unsampled timer (two `Instant::now()`);
@@ -20,6 +21,7 @@ use hotmeter::sample::ring::{Overflow, ring};
 thread_local! {
     static COUNTDOWN: Cell<u64> = const { Cell::new(u64::MAX) };
     static TOTAL: Cell<u64> = const { Cell::new(0) };
+    static COUNT_SUM: Cell<(u64, f64)> = const { Cell::new((0, 0.0)) };
 }
 
 fn engine() -> &'static hotmeter::Engine {
@@ -54,6 +56,18 @@ fn not_sampled(c: &mut Criterion) {
     });
     g.bench_function("plain_tls_add", |b| {
         b.iter(|| TOTAL.with(|t| t.set(t.get() + black_box(1))))
+    });
+    // What `record!` must do on every call by its contract: an exact count and an exact
+    // f64 sum (plain thread-local, no sampling check).
+    let mut x = 0.0;
+    g.bench_function("plain_tls_count_and_sum", |b| {
+        b.iter(|| {
+            x += 1.0;
+            COUNT_SUM.with(|c| {
+                let (n, s) = c.get();
+                c.set((n + 1, s + black_box(x)));
+            })
+        })
     });
     let mut v = 0.0;
     g.bench_function("hotmeter_record_macro", |b| {

@@ -97,6 +97,12 @@ fn err(knob: &str, value: &str, expected: &'static str) -> ConfigError {
     }
 }
 
+/// Largest ring: 2^24 records (512 MiB per thread) is far past any sane setting, and keeps
+/// the power-of-two rounding and the allocation from failing on a recording path.
+const MAX_RING_CAPACITY: usize = 1 << 24;
+/// Largest critical lane: 2^24 records.
+const MAX_LANE_CAPACITY: usize = 1 << 24;
+
 const RATE_FORM: &str = "a probability in (0, 1], e.g. 0.03";
 
 fn parse_rate(knob: &str, v: &str) -> Result<f64, ConfigError> {
@@ -262,11 +268,18 @@ impl Config {
         if self.flush_interval.is_zero() {
             return Err(err("flush_interval", "0", "a non-zero duration"));
         }
-        if self.ring_capacity < 2 {
+        if !(2..=MAX_RING_CAPACITY).contains(&self.ring_capacity) {
             return Err(err(
                 "ring_capacity",
                 &self.ring_capacity.to_string(),
-                "at least 2",
+                "between 2 and 16777216 records",
+            ));
+        }
+        if !(1..=MAX_LANE_CAPACITY).contains(&self.critical_lane_capacity) {
+            return Err(err(
+                "critical_lane_capacity",
+                &self.critical_lane_capacity.to_string(),
+                "between 1 and 16777216 records",
             ));
         }
         Ok(())
@@ -382,5 +395,17 @@ mod tests {
             ..Config::default()
         };
         assert_eq!(bad.validate().unwrap_err().knob, "flush_interval");
+        for cap in [0, 1, MAX_RING_CAPACITY + 1, usize::MAX] {
+            let bad = Config {
+                ring_capacity: cap,
+                ..Config::default()
+            };
+            assert_eq!(bad.validate().unwrap_err().knob, "ring_capacity", "{cap}");
+        }
+        let bad = Config {
+            critical_lane_capacity: usize::MAX,
+            ..Config::default()
+        };
+        assert_eq!(bad.validate().unwrap_err().knob, "critical_lane_capacity");
     }
 }

@@ -206,7 +206,7 @@ impl Engine {
 
     fn start(config: Config) -> Engine {
         let registry = Registry::with_config(&config);
-        let state = FlushState::new(calibrate());
+        let state = FlushState::new(calibration());
         let shared = Arc::new(Shared {
             registry,
             config,
@@ -253,8 +253,9 @@ impl Engine {
 
     /// Stops the flusher after a final drain: every record pushed before this returns is
     /// flushed. Idempotent; callable from any thread. Recording keeps working afterwards
-    /// (exact values stay exact), but sampled records then wait for an explicit
-    /// [`Engine::flush`].
+    /// (exact counts and sums stay exact), but sampled records are then counted as
+    /// `dropped_full` instead of pushed, and critical ones go to the critical lane, which
+    /// [`Engine::flush`] still drains.
     pub fn shutdown(&self) {
         // Release: pairs with the Acquire load in `run`, so the flusher sees the request.
         self.shared.stop.store(true, Ordering::Release);
@@ -316,9 +317,15 @@ fn run(shared: &Shared) {
     }
 }
 
-/// Measures what a sampled-layer call costs on this machine, once at start: a call that is
-/// not sampled, and one that is (gap draw, clock read, push), each in ns. Uses a private
-/// registry whose records are never exported.
+/// The calibrated recording costs, measured once per process.
+fn calibration() -> (f64, f64) {
+    static COSTS: OnceLock<(f64, f64)> = OnceLock::new();
+    *COSTS.get_or_init(calibrate)
+}
+
+/// Measures what a sampled-layer call costs on this machine: a call that is not sampled,
+/// and one that is (gap draw, clock read, push), each in ns. Uses two private registries
+/// whose records are never exported; their rings are freed afterwards.
 fn calibrate() -> (f64, f64) {
     const N: u32 = 200_000;
     let config = Config {
@@ -333,6 +340,8 @@ fn calibrate() -> (f64, f64) {
         sample_rate: 1.0,
         ..config
     });
+    rare_registry.pipeline().allow_rings();
+    every_registry.pipeline().allow_rings();
     let (Ok(rare), Ok(every)) = (
         rare_registry.sampled("hotmeter_calibration", &[]),
         every_registry.sampled("hotmeter_calibration", &[]),
@@ -351,9 +360,11 @@ fn calibrate() -> (f64, f64) {
         t.elapsed().as_nanos() as f64 / n as f64
     };
     let costs = (time(rare, N), time(every, N / 10));
-    // Free this thread's rings for the two private pipelines.
-    rare_registry.pipeline().close();
-    every_registry.pipeline().close();
+    // Free both ends of this thread's rings for the two private pipelines.
+    for registry in [&rare_registry, &every_registry] {
+        registry.pipeline().close();
+        drop(registry.pipeline().take_new_rings());
+    }
     crate::sample::sampled::forget_closed();
     costs
 }

@@ -57,10 +57,15 @@ fn with_arena_slow<R>(f: impl FnOnce(&Arena) -> R) -> R {
         // The thread is past its guard's destructor (a recording from another thread-local's
         // destructor): borrow an arena for this one call.
         Err(_) => {
-            let arena = ARENAS.acquire();
-            let result = f(arena);
-            ARENAS.release(arena);
-            result
+            /// Gives the borrowed arena back even if `f` panics.
+            struct Borrowed(&'static Arena);
+            impl Drop for Borrowed {
+                fn drop(&mut self) {
+                    ARENAS.release(self.0);
+                }
+            }
+            let borrowed = Borrowed(ARENAS.acquire());
+            f(borrowed.0)
         }
     }
 }

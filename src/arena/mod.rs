@@ -127,16 +127,6 @@ impl Arena {
         cell.store((old + v).to_bits(), Ordering::Relaxed);
     }
 
-    /// Adds one to cell `id` and returns the new value. Owner only.
-    #[inline(always)]
-    pub fn bump(&self, id: u32) -> u64 {
-        let cell = self.owned_cell(id);
-        // Relaxed: as in `add`.
-        let v = cell.load(Ordering::Relaxed).wrapping_add(1);
-        cell.store(v, Ordering::Relaxed);
-        v
-    }
-
     /// The owner's read of cell `id`. Owner only.
     #[inline(always)]
     pub fn get(&self, id: u32) -> u64 {
@@ -219,6 +209,13 @@ impl Block<'_> {
     pub fn get(&self, i: u32) -> u64 {
         // Relaxed: only the owner writes it.
         self.cell(i).load(Ordering::Relaxed)
+    }
+
+    /// Overwrites cell `base + i` (state cells only, never summed values).
+    #[inline(always)]
+    pub fn set(&self, i: u32, v: u64) {
+        // Relaxed: only the owner writes it.
+        self.cell(i).store(v, Ordering::Relaxed);
     }
 }
 

@@ -192,8 +192,6 @@ impl FlushState {
         }
     }
 
-    /// Drains every ring of `registry`'s pipeline and its critical lane, updates the
-    /// estimates and the rate, and publishes the result.
     /// Drains every ring of `pipeline` and its critical lane into the aggregates, noting
     /// the fullest ring. Cheap (no registry access): the flusher does this alone when a
     /// producer wakes it early, and a full [`FlushState::flush`] at interval boundaries.
@@ -227,8 +225,13 @@ impl FlushState {
             c.drain(usize::MAX, &mut absorb);
             !abandoned
         });
-        while let Some(r) = pipeline.lane.pop() {
-            absorb(r);
+        // At most what the lane held when we started: producers refilling it cannot keep
+        // the flusher from returning to the rings.
+        for _ in 0..pipeline.lane.len() {
+            match pipeline.lane.pop() {
+                Some(r) => absorb(r),
+                None => break,
+            }
         }
         let w = &mut self.window;
         w.drains += 1;

@@ -97,8 +97,10 @@ struct Inner {
 /// handles never does. Most programs use the process-wide [`global()`] registry through the
 /// macros; a `Registry` of your own is for dynamic names and isolated tests.
 ///
-/// Cells are never freed: a series, once registered, lives for the rest of the process (its
-/// memory is a few bytes per live thread, bounded by the series cap).
+/// Cells are never freed: a series, once registered, lives for the rest of the process (a
+/// few bytes per live thread and series, the series bounded by the cap). A sampled family
+/// also keeps its registry's sampling pipeline (a few hundred bytes plus the critical lane's
+/// queued records) alive for the process.
 pub struct Registry {
     inner: Mutex<Inner>,
     series_cap: usize,

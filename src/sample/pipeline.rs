@@ -79,6 +79,8 @@ pub struct Pipeline {
     published: Mutex<Arc<Published>>,
     /// Set when the engine shut down: threads drop their samplers for it.
     closed: AtomicBool,
+    /// Set once something will drain this pipeline's rings (a flusher, or calibration).
+    accepts: AtomicBool,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -109,6 +111,7 @@ impl Pipeline {
             high_water,
             published: Mutex::new(Arc::default()),
             closed: AtomicBool::new(false),
+            accepts: AtomicBool::new(false),
         }
     }
 
@@ -184,6 +187,18 @@ impl Pipeline {
     /// Records where the flusher thread is, so producers can wake it.
     pub fn set_flusher(&self, thread: Thread) {
         let _ = self.flusher.set(thread);
+        self.allow_rings();
+    }
+
+    /// Lets threads create rings here: something (a flusher, `Engine::flush`) drains them.
+    pub(crate) fn allow_rings(&self) {
+        self.accepts.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether a thread may create a ring here: drained by someone and not shut down.
+    pub fn accepts_rings(&self) -> bool {
+        // Relaxed: a hint; a thread that misses the change samples into the lane / drops.
+        self.accepts.load(Ordering::Relaxed) && !self.is_closed()
     }
 
     /// Wakes the flusher early (a ring passed its high-water mark).

@@ -109,6 +109,8 @@ impl Sampled {
             let n = cells.bump(COUNT);
             cells.add_f64(SUM, value);
             if s.metric.keyed {
+                // Decided by the key, not a random-gap trial (see `skip_trial`).
+                skip_trial(&cells);
                 let k = s.metric.k();
                 let hash = key.key_hash();
                 if keep_keyed(hash, k) {
@@ -138,8 +140,10 @@ impl Sampled {
     fn record_critical_keyed_hash(self, value: f64, key: u64) {
         let s = self.series;
         with_arena(|arena| {
-            arena.bump(s.base + COUNT);
-            arena.add_f64(s.base + SUM, value);
+            let cells = arena.block(s.base);
+            cells.bump(COUNT);
+            cells.add_f64(SUM, value);
+            skip_trial(&cells);
             critical_slow(arena, s, value, key);
         });
     }
@@ -174,6 +178,18 @@ impl Sampled {
     /// The sum of the values (exact for `record`, estimated for timers).
     pub fn sum(self) -> f64 {
         self.series.sum()
+    }
+}
+
+/// The random-gap countdown counts the series' arena count, so an event that is *not* a
+/// random-gap trial (critical, or decided by its key) moves the target one further: the
+/// pending gap then lands only on trials, and a random event after a burst of critical
+/// ones is sampled with probability p, not p times the burst.
+#[inline(always)]
+fn skip_trial(cells: &crate::arena::Block<'_>) {
+    let next_at = cells.get(NEXT_AT);
+    if next_at != 0 {
+        cells.set(NEXT_AT, next_at + 1);
     }
 }
 
@@ -269,6 +285,9 @@ fn with_sampler<R>(pipeline: &Arc<Pipeline>, f: impl FnOnce(&mut ThreadSampler) 
                 .position(|t| Arc::ptr_eq(&t.pipeline, pipeline))
             {
                 Some(i) => i,
+                // A pipeline nobody drains (no flusher, or shut down) gets no ring: its
+                // samples count as dropped instead of piling up per thread.
+                None if !pipeline.accepts_rings() => return None,
                 None => {
                     // Drop this thread's state for engines that shut down, so short-lived
                     // engines (tests) do not pile up rings in long-lived threads.
@@ -277,9 +296,10 @@ fn with_sampler<R>(pipeline: &Arc<Pipeline>, f: impl FnOnce(&mut ThreadSampler) 
                     samplers.len() - 1
                 }
             };
-            f(&mut samplers[i])
+            Some(f(&mut samplers[i]))
         })
         .ok()
+        .flatten()
 }
 
 /// The countdown reached this call (or no gap was drawn yet in this arena): decide whether
@@ -308,7 +328,12 @@ fn decide_slow(arena: &Arena, s: &SampledSeries, n: u64) -> Option<u8> {
         arena.set(s.base + GAP_K, k_now as u64);
         Some(record_k)
     })
-    .flatten()
+    .unwrap_or_else(|| {
+        // No ring for this pipeline on this thread (nobody drains it, or the thread is
+        // past its destructors): not sampled, and the next 2^20 calls skip the slow path.
+        arena.set(s.base + NEXT_AT, n + (1 << 20));
+        None
+    })
 }
 
 #[cold]
@@ -342,6 +367,14 @@ fn push(arena: &Arena, s: &SampledSeries, k: u8, value: f64, key: u64, critical:
         critical,
     };
     arena.add(s.base + PUSHED, 1);
+    if pipeline.is_closed() {
+        // After shutdown nothing drains the rings: count the record as dropped (a critical
+        // one still goes to the lane, which `Engine::flush` drains).
+        return match critical {
+            true => to_lane(arena, pipeline, record),
+            false => arena.add(s.base + DROP_FULL, 1),
+        };
+    }
     let outcome = with_sampler(pipeline, |t| {
         let outcome = if critical {
             match t.producer.try_push(record) {

@@ -1,1 +1,2 @@
+//! Criterion benchmarks of the record paths. (To be written.)
 fn main() {}

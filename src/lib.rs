@@ -115,10 +115,8 @@ mod registry;
 
 #[cfg(not(loom))]
 #[doc(hidden)]
-#[allow(dead_code)] // wired into the engine as the sampled layer lands
 pub mod flush;
 #[doc(hidden)]
-#[allow(dead_code)]
 pub mod sample;
 
 #[cfg(not(loom))]

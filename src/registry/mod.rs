@@ -99,8 +99,8 @@ struct Inner {
 ///
 /// Cells are never freed: a series, once registered, lives for the rest of the process (a
 /// few bytes per live thread and series, the series bounded by the cap). A sampled family
-/// also keeps its registry's sampling pipeline (a few hundred bytes plus the critical lane's
-/// queued records) alive for the process.
+/// also keeps its registry's sampling pipeline (its configuration, bookkeeping and the
+/// critical lane's queued records) alive for the process.
 pub struct Registry {
     inner: Mutex<Inner>,
     series_cap: usize,

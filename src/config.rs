@@ -41,8 +41,23 @@ pub struct Config {
     /// (`HOTMETER_WAKE_ON_HIGH_WATER`, true). Off, rings are drained only every
     /// `flush_interval` (or by `Engine::flush`): cheaper, more drops under bursts.
     pub wake_on_high_water: bool,
-    /// Where to serve `/metrics` (`HOTMETER_LISTEN`; default none).
+    /// Where to serve `/metrics` (`HOTMETER_LISTEN`, e.g. `127.0.0.1:9464`; default none):
+    /// [`EngineBuilder::build`](crate::EngineBuilder::build) and `install` start the
+    /// endpoint, and the lazily started global engine does too.
     pub listen: Option<SocketAddr>,
+    /// Bearer token the endpoint requires (`HOTMETER_TOKEN`; default none: no auth).
+    pub token: Option<Secret>,
+}
+
+/// A secret string (the endpoint's token): `Debug` prints `"***"` so configurations can be
+/// logged.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("\"***\"")
+    }
 }
 
 impl Default for Config {
@@ -62,6 +77,7 @@ impl Default for Config {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0x5eed, |d| d.as_nanos() as u64),
             listen: None,
+            token: None,
         }
     }
 }
@@ -232,6 +248,17 @@ impl Config {
                 Some(v.trim().parse().map_err(|_| {
                     err("HOTMETER_LISTEN", &v, "an address such as 127.0.0.1:9464")
                 })?);
+        }
+        if let Some(v) = get("HOTMETER_TOKEN") {
+            let t = v.trim();
+            if t.is_empty() || !t.bytes().all(|b| b.is_ascii_graphic()) {
+                return Err(err(
+                    "HOTMETER_TOKEN",
+                    "***",
+                    "a non-empty token of printable ASCII without spaces",
+                ));
+            }
+            self.token = Some(Secret(t.to_string()));
         }
         Ok(self)
     }

@@ -2,6 +2,7 @@
 //! that drains it. One global engine backs the macros; local ones are for tests and for
 //! programs that want several independent sets of metrics.
 
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::thread::JoinHandle;
@@ -18,9 +19,15 @@ pub(crate) struct Shared {
     config: Config,
     stop: AtomicBool,
     state: Mutex<FlushState>,
+    /// What this engine's endpoints answered (exported as meta-metrics).
+    pub(crate) http: Arc<crate::export::http::ServeStats>,
 }
 
 impl Shared {
+    pub(crate) fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
     fn state(&self) -> MutexGuard<'_, FlushState> {
         // A panic inside a flush leaves the state usable (every field is valid at every
         // step), so poisoning is ignored.
@@ -38,6 +45,7 @@ impl Shared {
 pub struct Engine {
     shared: Arc<Shared>,
     thread: Mutex<Option<JoinHandle<()>>>,
+    servers: Mutex<Vec<crate::export::http::MetricsServer>>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -111,6 +119,18 @@ impl EngineBuilder {
         wake_on_high_water: bool
     );
 
+    /// Serve `/metrics` at `addr` once built (see [`Engine::serve`]).
+    pub fn listen(mut self, addr: SocketAddr) -> Self {
+        self.config.listen = Some(addr);
+        self
+    }
+
+    /// Require `Authorization: Bearer <token>` on the endpoint.
+    pub fn token(mut self, token: impl Into<String>) -> Self {
+        self.config.token = Some(crate::config::Secret(token.into()));
+        self
+    }
+
     /// Applies the `HOTMETER_*` environment variables over what is set so far.
     ///
     /// # Errors
@@ -131,7 +151,9 @@ impl EngineBuilder {
     /// Knobs that contradict each other or are out of range ([`Config::validate`]).
     pub fn build(self) -> Result<Engine, ConfigError> {
         self.config.validate()?;
-        Ok(Engine::start(self.config))
+        let engine = Engine::start(self.config);
+        engine.serve_configured()?;
+        Ok(engine)
     }
 
     /// Builds the engine and installs it as the global one the macros use.
@@ -148,7 +170,10 @@ impl EngineBuilder {
             Engine::start(self.config)
         });
         match fresh {
-            Some(()) => Ok(engine),
+            Some(()) => {
+                engine.serve_configured().map_err(InstallError::Config)?;
+                Ok(engine)
+            }
             None => Err(InstallError::AlreadyInstalled),
         }
     }
@@ -194,7 +219,11 @@ pub fn global_engine() -> &'static Engine {
                 Config::default()
             }
         };
-        Engine::start(config)
+        let engine = Engine::start(config);
+        if let Err(e) = engine.serve_configured() {
+            eprintln!("hotmeter: {e}; not serving /metrics");
+        }
+        engine
     })
 }
 
@@ -212,6 +241,7 @@ impl Engine {
             config,
             stop: AtomicBool::new(false),
             state: Mutex::new(state),
+            http: Arc::default(),
         });
         let thread = {
             let shared = Arc::clone(&shared);
@@ -227,7 +257,65 @@ impl Engine {
         Engine {
             shared,
             thread: Mutex::new(Some(thread)),
+            servers: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Starts the endpoint the configuration asks for (`listen`), if any.
+    fn serve_configured(&self) -> Result<(), ConfigError> {
+        let Some(addr) = self.shared.config.listen else {
+            return Ok(());
+        };
+        self.serve(addr).map(|_| ()).map_err(|e| {
+            eprintln!("hotmeter: cannot serve /metrics on {addr}: {e}");
+            ConfigError {
+                knob: "listen".into(),
+                value: addr.to_string(),
+                expected: "an address this process can listen on (free and local)",
+            }
+        })
+    }
+
+    /// Serves `GET /metrics` at `addr` (port 0 picks a free one) from a background thread,
+    /// with the default limits ([`ServeConfig`](crate::export::http::ServeConfig)) and the
+    /// configured token; returns the bound address. The format follows the request's
+    /// `Accept` header, `Accept-Encoding: gzip` is honoured. The endpoint stops with the
+    /// engine ([`Engine::shutdown`]).
+    ///
+    /// # Errors
+    /// The address cannot be bound (in use, not local, no permission).
+    pub fn serve(&self, addr: SocketAddr) -> std::io::Result<SocketAddr> {
+        let config = crate::export::http::ServeConfig {
+            token: self.shared.config.token.as_ref().map(|t| t.0.clone()),
+            ..Default::default()
+        };
+        self.serve_with(addr, config)
+    }
+
+    /// [`Engine::serve`] with explicit limits and options.
+    ///
+    /// # Errors
+    /// The address cannot be bound, or a limit is zero.
+    pub fn serve_with(
+        &self,
+        addr: SocketAddr,
+        config: crate::export::http::ServeConfig,
+    ) -> std::io::Result<SocketAddr> {
+        let shared = Arc::clone(&self.shared);
+        let server = crate::export::http::serve(
+            addr,
+            config,
+            Arc::clone(&self.shared.http),
+            Box::new(move |format| {
+                crate::export::render_with(&shared.registry, format, Some(&shared.http))
+            }),
+        )?;
+        let bound = server.local_addr();
+        self.servers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(server);
+        Ok(bound)
     }
 
     /// This engine's registry (handles for dynamic names, snapshots).
@@ -246,6 +334,25 @@ impl Engine {
         self.shared.flush();
     }
 
+    /// Every series and the engine's meta-metrics in an exposition format, for mounting in
+    /// your own HTTP server (answer with [`Format::content_type`]; pick the format with
+    /// [`Format::from_accept`]). Reads exact values and the last published estimates; never
+    /// holds a lock a recording thread or the flusher needs.
+    ///
+    /// # Errors
+    /// Only if an encoder fails; serve a 500 with no partial body then.
+    pub fn render(&self, format: crate::Format) -> Result<String, std::fmt::Error> {
+        crate::export::render_with(&self.shared.registry, format, Some(&self.shared.http))
+    }
+
+    /// A prometheus-client collector over this engine, to register in a
+    /// `prometheus_client::registry::Registry` of your own.
+    pub fn collector(&self) -> crate::EngineCollector {
+        crate::EngineCollector {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+
     /// The last published sampling report (estimates and pipeline meta-metrics).
     pub fn published(&self) -> Arc<Published> {
         self.shared.registry.pipeline().published()
@@ -257,6 +364,12 @@ impl Engine {
     /// `dropped_full` instead of pushed, and critical ones go to the critical lane, which
     /// [`Engine::flush`] still drains.
     pub fn shutdown(&self) {
+        // Endpoints first: each finishes its exchanges in flight and joins its thread.
+        let servers =
+            std::mem::take(&mut *self.servers.lock().unwrap_or_else(PoisonError::into_inner));
+        for s in servers {
+            s.stop();
+        }
         // Release: pairs with the Acquire load in `run`, so the flusher sees the request.
         self.shared.stop.store(true, Ordering::Release);
         let handle = self
@@ -343,8 +456,8 @@ fn calibrate() -> (f64, f64) {
     rare_registry.pipeline().allow_rings();
     every_registry.pipeline().allow_rings();
     let (Ok(rare), Ok(every)) = (
-        rare_registry.sampled("hotmeter_calibration", &[]),
-        every_registry.sampled("hotmeter_calibration", &[]),
+        rare_registry.sampled("calibration", &[]),
+        every_registry.sampled("calibration", &[]),
     ) else {
         return (0.0, 0.0);
     };

@@ -46,6 +46,17 @@ pub enum Error {
     InvalidHistogramConfig(String),
     /// The process-wide cell space (1 Mi cells) is used up.
     CellSpaceExhausted,
+    /// A new family would expose a name another family already exposes (a counter `x` and
+    /// a gauge `x_total`, a histogram `h` and a gauge `h_count`, ...): the exposition would
+    /// be ambiguous, so the second registration is refused.
+    ExpositionCollision {
+        /// The metric name asked for.
+        name: String,
+        /// The exposed name both would use.
+        exposed: String,
+        /// The family already using it.
+        existing: String,
+    },
 }
 
 impl fmt::Display for Error {
@@ -87,6 +98,14 @@ impl fmt::Display for Error {
                 f,
                 "the process-wide cell space ({} cells) is used up; register fewer series",
                 crate::arena::MAX_CELLS
+            ),
+            Error::ExpositionCollision {
+                name,
+                exposed,
+                existing,
+            } => write!(
+                f,
+                "metric {name:?} would expose {exposed:?}, which metric {existing:?} already exposes"
             ),
         }
     }

@@ -104,6 +104,8 @@ mod engine;
 #[cfg(not(loom))]
 mod error;
 #[cfg(not(loom))]
+pub mod export;
+#[cfg(not(loom))]
 #[doc(hidden)]
 pub mod macro_support;
 #[cfg(not(loom))]
@@ -124,15 +126,19 @@ pub mod sample;
 pub use macro_support as __macro_support;
 
 #[cfg(not(loom))]
-pub use config::{Config, ConfigError};
+pub use config::{Config, ConfigError, Secret};
 #[cfg(not(loom))]
 pub use engine::{Engine, EngineBuilder, InstallError, global_engine};
 #[cfg(not(loom))]
 pub use error::{Error, Result};
 #[cfg(not(loom))]
+pub use export::http::{MetricsServer, ServeConfig};
+#[cfg(not(loom))]
+pub use export::{EngineCollector, Format};
+#[cfg(not(loom))]
 pub use flush::controller::{k_to_rate, rate_to_k};
 #[cfg(not(loom))]
-pub use flush::{FlushStats, Published, Quantile, SeriesEstimate};
+pub use flush::{ExemplarRecord, FlushStats, Published, Quantile, SeriesEstimate};
 #[cfg(not(loom))]
 pub use metric::{
     Counter, Gauge, Histogram, HistogramConfig, HistogramSnapshot, MetricKind, Timer,

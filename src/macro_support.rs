@@ -32,6 +32,8 @@ fn discard_histogram() -> Histogram {
         HistogramSeries {
             base: 0,
             layout: config.layout(),
+            exemplar_metric: None,
+            exemplars: OnceLock::new(),
         }
     });
     Histogram { series }
@@ -43,7 +45,7 @@ fn discard_sampled() -> Sampled {
     *DISCARD.get_or_init(|| {
         let registry: &'static Registry = Box::leak(Box::new(Registry::new()));
         registry
-            .sampled("hotmeter_discarded", &[])
+            .sampled("discarded", &[])
             .expect("a valid name in an empty registry")
     })
 }

@@ -9,7 +9,9 @@ use std::sync::atomic::Ordering;
 
 use super::controller::{ControllerConfig, ControllerState, Observation, step};
 use super::estimate::{Distribution, TopK, Z95};
-use super::{FlushStats, Published, Quantile, SeriesEstimate};
+use super::{
+    EXEMPLARS_PER_SERIES, ExemplarRecord, FlushStats, Published, Quantile, SeriesEstimate,
+};
 use crate::registry::{LabelSet, Registry};
 use crate::sample::pipeline::{Pipeline, SampledMetric};
 use crate::sample::record::Record;
@@ -28,6 +30,8 @@ const QUANTILES: [f64; 4] = [0.5, 0.9, 0.99, 0.999];
 struct SeriesAgg {
     dist: Distribution,
     top: TopK,
+    /// The latest keyed record per fine value bucket (`value.to_bits() >> 49`).
+    exemplars: HashMap<u64, ExemplarRecord, rustc_hash::FxBuildHasher>,
     /// The last published estimate, and whether records arrived since.
     estimate: Arc<SeriesEstimate>,
     dirty: bool,
@@ -38,6 +42,7 @@ impl Default for SeriesAgg {
         Self {
             dist: Distribution::new(),
             top: TopK::new(TOP_K_CAPACITY),
+            exemplars: HashMap::default(),
             estimate: Arc::default(),
             dirty: false,
         }
@@ -51,6 +56,17 @@ impl SeriesAgg {
         self.dist.add(r.value, r.k);
         if r.key != 0 {
             self.top.add(r.key, r.weight() as f64);
+            let e = ExemplarRecord {
+                value: r.value,
+                key: r.key,
+                time_ns: r.time_ns,
+            };
+            let bucket = r.value.to_bits() >> 49;
+            if let Some(slot) = self.exemplars.get_mut(&bucket) {
+                *slot = e;
+            } else if self.exemplars.len() < EXEMPLARS_PER_SERIES {
+                self.exemplars.insert(bucket, e);
+            }
         }
     }
 
@@ -76,6 +92,11 @@ impl SeriesAgg {
             count_estimate: count.value,
             count_std_error: count.std_error,
             top_keys: self.top.top(TOP_K_PUBLISHED),
+            exemplars: {
+                let mut e: Vec<ExemplarRecord> = self.exemplars.values().copied().collect();
+                e.sort_by(|a, b| a.value.total_cmp(&b.value));
+                e
+            },
         }
     }
 }

@@ -52,6 +52,23 @@ pub struct SeriesEstimate {
     pub count_std_error: f64,
     /// Heaviest keys: `(key hash, estimated count, maximum overcount)`.
     pub top_keys: Vec<(u64, f64, f64)>,
+    /// The latest keyed record per fine value bucket (at most
+    /// [`EXEMPLARS_PER_SERIES`]), in increasing value: exemplars.
+    pub exemplars: Vec<ExemplarRecord>,
+}
+
+/// Most exemplars kept per series.
+pub const EXEMPLARS_PER_SERIES: usize = 256;
+
+/// One keyed sampled record kept as an exemplar.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ExemplarRecord {
+    /// The observed value.
+    pub value: f64,
+    /// The key's hash.
+    pub key: u64,
+    /// Nanoseconds since the engine started.
+    pub time_ns: u64,
 }
 
 /// Meta-metrics of the sampling pipeline, as of the last flush.

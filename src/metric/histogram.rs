@@ -6,7 +6,12 @@
 //! analogue of HdrHistogram's `leading_zeros` + shift), a subtraction and a clamp: no search,
 //! no `log`. Bucket `i` holds values in `(lower_i, upper_i]`, matching Prometheus' `le`.
 
+use std::sync::OnceLock;
 use std::time::Instant;
+
+use crate::sample::key::SampleKey;
+use crate::sample::pipeline::SampledMetric;
+use crate::sample::sampled::Sampled;
 
 use crate::arena::local::{ARENAS, with_arena};
 use crate::error::{Error, Result};
@@ -190,6 +195,23 @@ impl Layout {
 pub(crate) struct HistogramSeries {
     pub(crate) base: u32,
     pub(crate) layout: Layout,
+    /// The family's exemplar sampler (a hidden sampled family in the same pipeline), absent
+    /// for registries whose histograms carry no exemplars.
+    pub(crate) exemplar_metric: Option<&'static SampledMetric>,
+    /// This series' exemplar sampler: sampled cells allocated on the first keyed record
+    /// (`None` inside if the cell space was exhausted then).
+    pub(crate) exemplars: OnceLock<Option<Sampled>>,
+}
+
+impl HistogramSeries {
+    /// The exemplar sampler, allocating it on first use.
+    #[cold]
+    fn exemplar_sampler(&'static self) -> Option<Sampled> {
+        *self.exemplars.get_or_init(|| {
+            let metric = self.exemplar_metric?;
+            crate::registry::new_sampled_series(metric).ok()
+        })
+    }
 }
 
 /// A handle to one histogram series.
@@ -220,6 +242,25 @@ impl Histogram {
             cells.add_f64(SUM, v);
             cells.add(FIRST_BUCKET + bucket, 1);
         });
+    }
+
+    /// Records one observation with a key (a trace or request id): exactly like
+    /// [`Histogram::record`], and a random sample of keyed observations (at the engine's
+    /// sample rate, adapted like any sampled metric) becomes the bucket's *exemplar* in the
+    /// OpenMetrics exposition: `# {key="<hash>"} value timestamp` after the bucket line.
+    #[inline]
+    pub fn record_keyed<K: SampleKey + ?Sized>(self, v: f64, key: &K) {
+        self.record(v);
+        if v.to_bits() >= INF_BITS {
+            return;
+        }
+        let sampler = match self.series.exemplars.get() {
+            Some(s) => *s,
+            None => self.series.exemplar_sampler(),
+        };
+        if let Some(s) = sampler {
+            s.record_keyed(v, key);
+        }
     }
 
     #[cold]
@@ -265,6 +306,7 @@ impl Histogram {
         cumulative += fine[next..].iter().sum::<u64>();
         buckets.push((f64::INFINITY, cumulative));
         HistogramSnapshot {
+            exemplars: Vec::new(),
             buckets,
             count: cumulative,
             sum: ARENAS.sum_f64(s.base + SUM),
@@ -311,6 +353,9 @@ pub struct HistogramSnapshot {
     pub sum: f64,
     /// Observations rejected: negative, NaN or infinite.
     pub invalid: u64,
+    /// Sampled keyed observations ([`Histogram::record_keyed`]), at most one per fine
+    /// bucket (the latest), as of the flusher's last flush.
+    pub exemplars: Vec<crate::flush::ExemplarRecord>,
 }
 
 #[cfg(test)]

@@ -80,6 +80,7 @@ pub(crate) enum FamilyConfig<'a> {
 struct Family {
     kind: MetricKind,
     histogram: Option<HistogramConfig>,
+    /// A sampled family's shared state; for a histogram family, its exemplar sampler's.
     sampled: Option<&'static SampledMetric>,
     series: HashMap<LabelSet, Handle>,
     overflow: Option<Handle>,
@@ -91,6 +92,8 @@ struct Family {
 struct Inner {
     families: BTreeMap<Box<str>, Family>,
     help: HashMap<Box<str>, Box<str>>,
+    /// Every name a family exposes (see [`names::exposed_names`]) → that family.
+    exposed: HashMap<String, Box<str>>,
 }
 
 /// A set of metric families. Registration takes a lock; recording through the returned
@@ -286,7 +289,7 @@ impl Registry {
         let inner = self.lock();
         let mut out = Vec::new();
         for (name, f) in &inner.families {
-            if f.kind != MetricKind::Sampled {
+            if !matches!(f.kind, MetricKind::Sampled | MetricKind::Histogram) {
                 continue;
             }
             for (labels, h) in f
@@ -295,8 +298,15 @@ impl Registry {
                 .map(|(l, h)| (l.clone(), h))
                 .chain(f.overflow.as_ref().map(|h| (overflow_labels(), h)))
             {
-                if let Handle::Sampled(s) = h {
-                    out.push((name.clone(), labels, *s));
+                match h {
+                    Handle::Sampled(s) => out.push((name.clone(), labels, *s)),
+                    // A histogram's exemplar sampler, once a keyed record allocated it.
+                    Handle::Histogram(h) => {
+                        if let Some(Some(s)) = h.series.exemplars.get() {
+                            out.push((name.clone(), labels, *s));
+                        }
+                    }
+                    _ => {}
                 }
             }
         }
@@ -340,21 +350,39 @@ impl Registry {
         let family = match inner.families.get_mut(name) {
             Some(f) => f,
             None => {
+                let exposed = names::exposed_names(name, kind);
+                if let Some((e, existing)) = exposed
+                    .iter()
+                    .find_map(|e| inner.exposed.get(e).map(|f| (e, f)))
+                {
+                    return Err(Error::ExpositionCollision {
+                        name: name.into(),
+                        exposed: e.clone(),
+                        existing: existing.to_string(),
+                    });
+                }
+                for e in exposed {
+                    inner.exposed.insert(e, name.into());
+                }
                 let histogram = (kind == MetricKind::Histogram).then(|| match config {
                     FamilyConfig::Histogram(c) => c.clone(),
                     _ => HistogramConfig::default(),
                 });
-                let sampled = (kind == MetricKind::Sampled).then(|| {
-                    let keyed = matches!(config, FamilyConfig::Sampled { keyed: true });
-                    let metric: &'static SampledMetric = Box::leak(Box::new(SampledMetric {
-                        name: name.into(),
-                        k: AtomicU8::new(self.pipeline.config.initial_k),
-                        keyed,
-                        pipeline: Arc::clone(&self.pipeline),
-                    }));
-                    self.pipeline.register_metric(metric);
-                    metric
-                });
+                let sampled =
+                    matches!(kind, MetricKind::Sampled | MetricKind::Histogram).then(|| {
+                        let keyed = matches!(config, FamilyConfig::Sampled { keyed: true });
+                        let metric: &'static SampledMetric = Box::leak(Box::new(SampledMetric {
+                            name: match kind {
+                                MetricKind::Histogram => format!("{name}:exemplars").into(),
+                                _ => name.into(),
+                            },
+                            k: AtomicU8::new(self.pipeline.config.initial_k),
+                            keyed,
+                            pipeline: Arc::clone(&self.pipeline),
+                        }));
+                        self.pipeline.register_metric(metric);
+                        metric
+                    });
                 inner.families.entry(name.into()).or_insert(Family {
                     kind,
                     histogram,
@@ -461,8 +489,13 @@ impl Registry {
                             Handle::Gauge(g) => Value::Gauge(g.value()),
                             Handle::Histogram(h) => {
                                 let config = p.config.as_ref().expect("histogram family");
-                                let snap = h.snapshot_with(config);
+                                let mut snap = h.snapshot_with(config);
                                 invalid += snap.invalid;
+                                if let Some(Some(s)) = h.series.exemplars.get()
+                                    && let Some(e) = published.series.get(&s.series.base)
+                                {
+                                    snap.exemplars = e.exemplars.clone();
+                                }
                                 Value::Histogram(snap)
                             }
                             Handle::Sampled(s) => {
@@ -523,16 +556,22 @@ fn new_handle(
                 series: Box::leak(Box::new(HistogramSeries {
                     base,
                     layout: config.layout(),
+                    exemplar_metric: sampled,
+                    exemplars: std::sync::OnceLock::new(),
                 })),
             })
         }
-        MetricKind::Sampled => {
-            let metric = sampled.expect("sampled families carry their shared state");
-            let base = allocate_cells(sampled_cells::CELLS)?;
-            Handle::Sampled(Sampled {
-                series: Box::leak(Box::new(SampledSeries { base, metric })),
-            })
-        }
+        MetricKind::Sampled => Handle::Sampled(new_sampled_series(
+            sampled.expect("sampled families carry their shared state"),
+        )?),
+    })
+}
+
+/// A new series of sampled family `metric`: fresh cells, leaked handle state.
+pub(crate) fn new_sampled_series(metric: &'static SampledMetric) -> Result<Sampled> {
+    let base = allocate_cells(sampled_cells::CELLS)?;
+    Ok(Sampled {
+        series: Box::leak(Box::new(SampledSeries { base, metric })),
     })
 }
 
@@ -563,6 +602,12 @@ fn normalize_labels(labels: &[(&str, &str)], kind: MetricKind) -> Result<LabelSe
             return Err(Error::InvalidLabelName {
                 name: k.into(),
                 rule: "`le` is reserved for histogram buckets",
+            });
+        }
+        if kind == MetricKind::Sampled && (k == "quantile" || k == "key") {
+            return Err(Error::InvalidLabelName {
+                name: k.into(),
+                rule: "`quantile` and `key` are reserved on sampled metrics (their exported estimates use them)",
             });
         }
         out.push((k.into(), truncate_label_value(v).into()));

@@ -13,6 +13,11 @@ pub const fn check_metric_name(name: &str) -> Result<(), &'static str> {
     if b.len() >= 2 && b[0] == b'_' && b[1] == b'_' {
         return Err("metric names starting with `__` are reserved for Prometheus");
     }
+    if starts_with(b, RESERVED_PREFIX.as_bytes()) {
+        return Err(
+            "metric names starting with `hotmeter_` are reserved for hotmeter's own metrics",
+        );
+    }
     if !(b[0].is_ascii_alphabetic() || b[0] == b'_' || b[0] == b':') {
         return Err("metric name must start with [a-zA-Z_:]");
     }
@@ -25,6 +30,51 @@ pub const fn check_metric_name(name: &str) -> Result<(), &'static str> {
         i += 1;
     }
     Ok(())
+}
+
+/// Metric names with this prefix are hotmeter's own (meta-metrics in the exposition).
+pub const RESERVED_PREFIX: &str = "hotmeter_";
+
+const fn starts_with(b: &[u8], prefix: &[u8]) -> bool {
+    if b.len() < prefix.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < prefix.len() {
+        if b[i] != prefix[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+/// The names a family of `kind` called `name` occupies in the exposition (family names and
+/// sample names, in either format). Two families may not share any of them.
+pub(crate) fn exposed_names(name: &str, kind: crate::metric::MetricKind) -> Vec<String> {
+    use crate::metric::MetricKind;
+    match kind {
+        MetricKind::Counter => {
+            let base = name.strip_suffix("_total").unwrap_or(name);
+            vec![base.into(), format!("{base}_total")]
+        }
+        MetricKind::Gauge => vec![name.into()],
+        MetricKind::Histogram => ["", "_bucket", "_count", "_sum"]
+            .iter()
+            .map(|s| format!("{name}{s}"))
+            .collect(),
+        MetricKind::Sampled => [
+            "",
+            "_quantile_std_error",
+            "_count",
+            "_count_total",
+            "_sum",
+            "_top_key_count",
+        ]
+        .iter()
+        .map(|s| format!("{name}{s}"))
+        .collect(),
+    }
 }
 
 /// The rule a label name breaks, or `Ok`.

@@ -1,0 +1,391 @@
+//! The `/metrics` endpoint: hyper 1.x on a current-thread tokio runtime in one background
+//! thread, so serving never touches the recording threads or the flusher.
+//!
+//! Limits, all on by default: connections (excess ones are closed at once), concurrent
+//! scrapes (excess answered 503), a header-read timeout, and a deadline for the whole
+//! exchange (one request per connection: `Connection: close`), which is also the write
+//! timeout for a client that stops reading. Optional bearer-token auth.
+
+use std::convert::Infallible;
+use std::io;
+use std::net::{SocketAddr, TcpListener as StdListener};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::header::{self, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+
+use super::Format;
+
+/// Limits and options of the metrics endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServeConfig {
+    /// Open connections at most; past it a new connection is closed unanswered.
+    pub max_connections: usize,
+    /// Scrapes rendered or written at once; past it a request is answered 503.
+    pub max_concurrent_scrapes: usize,
+    /// Time a client has to send its request headers.
+    pub header_timeout: Duration,
+    /// Deadline for a whole exchange (read, render, write); a client that stops reading is
+    /// cut off here.
+    pub exchange_timeout: Duration,
+    /// When set, requests must carry `Authorization: Bearer <token>` (else 401).
+    pub token: Option<String>,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        Self {
+            max_connections: 64,
+            max_concurrent_scrapes: 4,
+            header_timeout: Duration::from_secs(5),
+            exchange_timeout: Duration::from_secs(10),
+            token: None,
+        }
+    }
+}
+
+/// Counts of what the endpoint answered.
+#[derive(Debug, Default)]
+pub(crate) struct ServeStats {
+    pub(crate) ok: AtomicU64,
+    pub(crate) busy: AtomicU64,
+    pub(crate) unauthorized: AtomicU64,
+    pub(crate) not_found: AtomicU64,
+    pub(crate) bad_method: AtomicU64,
+    pub(crate) errors: AtomicU64,
+    pub(crate) refused_connections: AtomicU64,
+    pub(crate) gzip: AtomicU64,
+}
+
+impl ServeStats {
+    /// `(status code, responses)` pairs.
+    pub(crate) fn by_code(&self) -> [(&'static str, u64); 6] {
+        let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        [
+            ("200", l(&self.ok)),
+            ("401", l(&self.unauthorized)),
+            ("404", l(&self.not_found)),
+            ("405", l(&self.bad_method)),
+            ("500", l(&self.errors)),
+            ("503", l(&self.busy)),
+        ]
+    }
+}
+
+/// A running endpoint. Stopping it (explicitly, or on drop) stops accepting, lets
+/// exchanges in flight finish within their deadline, and joins the thread.
+#[derive(Debug)]
+pub struct MetricsServer {
+    addr: SocketAddr,
+    stop: Arc<Notify>,
+    thread: Option<JoinHandle<()>>,
+    stats: Arc<ServeStats>,
+}
+
+impl MetricsServer {
+    /// The address it listens on (useful after binding port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Requests answered 200 so far.
+    pub fn scrapes(&self) -> u64 {
+        self.stats.ok.load(Ordering::Relaxed)
+    }
+
+    /// Requests answered 503 (too many concurrent scrapes) so far.
+    pub fn busy_rejections(&self) -> u64 {
+        self.stats.busy.load(Ordering::Relaxed)
+    }
+
+    /// Connections closed unanswered because `max_connections` were open.
+    pub fn refused_connections(&self) -> u64 {
+        self.stats.refused_connections.load(Ordering::Relaxed)
+    }
+
+    /// Stops the endpoint and joins its thread.
+    pub fn stop(mut self) {
+        self.stop_inner();
+    }
+
+    fn stop_inner(&mut self) {
+        self.stop.notify_one();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for MetricsServer {
+    fn drop(&mut self) {
+        self.stop_inner();
+    }
+}
+
+/// What a request handler needs.
+struct Ctx {
+    render: Box<dyn Fn(Format) -> Result<String, std::fmt::Error> + Send + Sync>,
+    config: ServeConfig,
+    scrapes: Arc<Semaphore>,
+    stats: Arc<ServeStats>,
+}
+
+/// Binds `addr` now (so a bad address or a port in use is an error here) and serves
+/// `registry`'s rendering on it from a background thread.
+pub(crate) fn serve(
+    addr: SocketAddr,
+    config: ServeConfig,
+    stats: Arc<ServeStats>,
+    render: Box<dyn Fn(Format) -> Result<String, std::fmt::Error> + Send + Sync>,
+) -> io::Result<MetricsServer> {
+    if config.max_connections == 0 || config.max_concurrent_scrapes == 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "max_connections and max_concurrent_scrapes must be at least 1",
+        ));
+    }
+    let listener = StdListener::bind(addr)?;
+    listener.set_nonblocking(true)?;
+    let addr = listener.local_addr()?;
+    let stop = Arc::new(Notify::new());
+    let ctx = Arc::new(Ctx {
+        render,
+        scrapes: Arc::new(Semaphore::new(config.max_concurrent_scrapes)),
+        config,
+        stats: Arc::clone(&stats),
+    });
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .enable_time()
+        .build()?;
+    let thread = {
+        let stop = Arc::clone(&stop);
+        std::thread::Builder::new()
+            .name("hotmeter-http".into())
+            .spawn(move || runtime.block_on(accept_loop(listener, ctx, stop)))?
+    };
+    Ok(MetricsServer {
+        addr,
+        stop,
+        thread: Some(thread),
+        stats,
+    })
+}
+
+async fn accept_loop(listener: StdListener, ctx: Arc<Ctx>, stop: Arc<Notify>) {
+    let listener = match tokio::net::TcpListener::from_std(listener) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("hotmeter: metrics endpoint cannot listen: {e}");
+            return;
+        }
+    };
+    let connections = Arc::new(Semaphore::new(ctx.config.max_connections));
+    let mut tasks = tokio::task::JoinSet::new();
+    loop {
+        let accepted = tokio::select! {
+            _ = stop.notified() => break,
+            a = listener.accept() => a,
+        };
+        // Reap finished connection tasks so the set stays bounded.
+        while tasks.try_join_next().is_some() {}
+        let (stream, _) = match accepted {
+            Ok(a) => a,
+            Err(_) => {
+                // Out of file descriptors and the like: back off instead of spinning.
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = Arc::clone(&connections).try_acquire_owned() else {
+            ctx.stats
+                .refused_connections
+                .fetch_add(1, Ordering::Relaxed);
+            drop(stream);
+            continue;
+        };
+        let ctx = Arc::clone(&ctx);
+        tasks.spawn(async move {
+            let _permit = permit;
+            let _ = stream.set_nodelay(true);
+            let mut http = hyper::server::conn::http1::Builder::new();
+            http.timer(TokioTimer::new())
+                .header_read_timeout(ctx.config.header_timeout)
+                .keep_alive(false)
+                .max_buf_size(16 * 1024);
+            let deadline = ctx.config.exchange_timeout;
+            let service = hyper::service::service_fn(move |req| {
+                let ctx = Arc::clone(&ctx);
+                async move { Ok::<_, Infallible>(handle(&ctx, req)) }
+            });
+            let conn = http.serve_connection(TokioIo::new(stream), service);
+            // Past the deadline the connection (and any unsent body) is dropped.
+            let _ = tokio::time::timeout(deadline, conn).await;
+        });
+    }
+    drop(listener);
+    // Graceful stop: exchanges in flight finish (each bounded by its deadline).
+    while tasks.join_next().await.is_some() {}
+}
+
+/// A response body that holds a scrape permit until it is fully written or dropped.
+struct PermitBody {
+    body: Full<Bytes>,
+    _permit: Option<OwnedSemaphorePermit>,
+}
+
+impl Body for PermitBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+fn plain(status: StatusCode, text: &'static str) -> Response<PermitBody> {
+    let mut r = Response::new(PermitBody {
+        body: Full::new(Bytes::from_static(text.as_bytes())),
+        _permit: None,
+    });
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+/// Constant-time comparison (a token check must not leak the matching prefix length).
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn authorized(req: &Request<Incoming>, token: &str) -> bool {
+    req.headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .is_some_and(|t| same(t.trim().as_bytes(), token.as_bytes()))
+}
+
+/// Whether `Accept-Encoding` allows gzip (present with a non-zero `q`).
+fn wants_gzip(req: &Request<Incoming>) -> bool {
+    let Some(v) = req
+        .headers()
+        .get(header::ACCEPT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    v.split(',').any(|coding| {
+        let mut parts = coding.split(';').map(str::trim);
+        let name = parts.next().unwrap_or("");
+        let q = parts
+            .find_map(|p| p.strip_prefix("q="))
+            .map_or(1.0, |q| q.trim().parse::<f64>().unwrap_or(0.0));
+        (name.eq_ignore_ascii_case("gzip") || name == "*") && q > 0.0
+    })
+}
+
+fn handle(ctx: &Ctx, req: Request<Incoming>) -> Response<PermitBody> {
+    let stats = &ctx.stats;
+    if req.uri().path() != "/metrics" {
+        stats.not_found.fetch_add(1, Ordering::Relaxed);
+        return plain(StatusCode::NOT_FOUND, "not found: scrape /metrics\n");
+    }
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        stats.bad_method.fetch_add(1, Ordering::Relaxed);
+        let mut r = plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
+        r.headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return r;
+    }
+    if let Some(token) = &ctx.config.token
+        && !authorized(&req, token)
+    {
+        stats.unauthorized.fetch_add(1, Ordering::Relaxed);
+        let mut r = plain(StatusCode::UNAUTHORIZED, "unauthorized\n");
+        r.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer realm=\"hotmeter\""),
+        );
+        return r;
+    }
+    let Ok(permit) = Arc::clone(&ctx.scrapes).try_acquire_owned() else {
+        stats.busy.fetch_add(1, Ordering::Relaxed);
+        let mut r = plain(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many concurrent scrapes\n",
+        );
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        return r;
+    };
+    let format = Format::from_accept(
+        req.headers()
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok()),
+    );
+    let Ok(text) = (ctx.render)(format) else {
+        stats.errors.fetch_add(1, Ordering::Relaxed);
+        return plain(StatusCode::INTERNAL_SERVER_ERROR, "encoding failed\n");
+    };
+    let gzip = wants_gzip(&req);
+    let body = if gzip {
+        use std::io::Write as _;
+        let mut enc = flate2::write::GzEncoder::new(
+            Vec::with_capacity(text.len() / 4),
+            flate2::Compression::fast(),
+        );
+        match enc.write_all(text.as_bytes()).and_then(|()| enc.finish()) {
+            Ok(v) => Bytes::from(v),
+            Err(_) => {
+                stats.errors.fetch_add(1, Ordering::Relaxed);
+                return plain(StatusCode::INTERNAL_SERVER_ERROR, "compression failed\n");
+            }
+        }
+    } else {
+        Bytes::from(text)
+    };
+    stats.ok.fetch_add(1, Ordering::Relaxed);
+    let mut r = Response::new(PermitBody {
+        body: Full::new(body),
+        _permit: Some(permit),
+    });
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(format.content_type()),
+    );
+    h.insert(
+        header::VARY,
+        HeaderValue::from_static("Accept, Accept-Encoding"),
+    );
+    if gzip {
+        stats.gzip.fetch_add(1, Ordering::Relaxed);
+        h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+    }
+    r
+}

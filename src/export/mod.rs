@@ -1,0 +1,164 @@
+//! Prometheus exposition: OpenMetrics 1.0 text (through prometheus-client) and the classic
+//! 0.0.4 text format (our own encoder), from one model so both carry the same series.
+//!
+//! What each hotmeter metric becomes:
+//!
+//! | hotmeter | exposed as |
+//! |---|---|
+//! | counter `x_total` (or `x`) | counter family `x`, sample `x_total` (never `_total_total`) |
+//! | gauge `g` | gauge `g` |
+//! | histogram `h` | histogram `h`: cumulative `h_bucket{le}`, `+Inf` = `h_count`, `h_sum`; exemplars (OpenMetrics only) from [`Histogram::record_keyed`](crate::Histogram::record_keyed) |
+//! | sampled `s` | gauge `s{quantile}` (estimated quantiles 0.5, 0.9, 0.99, 0.999), gauge `s_quantile_std_error{quantile}`, counter `s_count` (`s_count_total`, exact), gauge `s_sum` (exact for `record!`, estimated for sampled timers), gauge `s_top_key_count{key}` (estimated events of the ≤ 10 heaviest keys per series, key = 16-hex-digit hash) |
+//! | the engine | `hotmeter_*` meta-metrics with HELP text: sample rate, sampled / flushed / dropped records by reason, flush count / duration / drains, ring utilization, rings, critical lane depth and losses, arenas, registration errors, series overflow, rejected histogram observations, estimated recording overhead |
+//!
+//! Sampled metrics are gauges, not a `summary`, because prometheus-client 0.25 has no
+//! summary type; the exact count and sum are their own families so that they stay
+//! counters / exact in PromQL.
+//!
+//! Registration refuses a family whose exposed names would collide with another's
+//! ([`Error::ExpositionCollision`](crate::Error::ExpositionCollision)), and names starting
+//! with `hotmeter_` are reserved, so the rendering is always a valid exposition.
+
+pub mod http;
+pub(crate) mod model;
+pub(crate) mod openmetrics;
+pub(crate) mod text;
+
+#[doc(hidden)]
+pub mod parse;
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use crate::registry::Registry;
+
+/// An exposition format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// OpenMetrics 1.0 text, ending with `# EOF`; carries exemplars.
+    OpenMetrics,
+    /// The classic Prometheus text format 0.0.4.
+    Text,
+}
+
+impl Format {
+    /// The `Content-Type` of a body in this format.
+    pub const fn content_type(self) -> &'static str {
+        match self {
+            Format::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            Format::Text => "text/plain; version=0.0.4; charset=utf-8",
+        }
+    }
+
+    /// The format to answer a request's `Accept` header with, as Prometheus sends it
+    /// (`application/openmetrics-text;version=1.0.0,...;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1`):
+    /// the acceptable media range with the highest `q` (the first on a tie). OpenMetrics is
+    /// acceptable as `application/openmetrics-text` with version 1.0.0 or none; the text
+    /// format as `text/plain` with version 0.0.4 or none, `text/*` or `*/*`. Without a
+    /// header, or when nothing is acceptable, the text format (the one every scraper reads).
+    pub fn from_accept(accept: Option<&str>) -> Format {
+        let Some(accept) = accept else {
+            return Format::Text;
+        };
+        let mut best: Option<(f64, Format)> = None;
+        for range in accept.split(',') {
+            let mut parts = range.split(';').map(str::trim);
+            let media = parts.next().unwrap_or("").to_ascii_lowercase();
+            let mut q = 1.0;
+            let mut version = None;
+            for p in parts {
+                let Some((k, v)) = p.split_once('=') else {
+                    continue;
+                };
+                let v = v.trim().trim_matches('"');
+                match k.trim().to_ascii_lowercase().as_str() {
+                    "q" => q = v.parse::<f64>().unwrap_or(0.0),
+                    "version" => version = Some(v.to_string()),
+                    _ => {}
+                }
+            }
+            if !(q > 0.0 && q <= 1.0) {
+                continue;
+            }
+            let format = match (media.as_str(), version.as_deref()) {
+                ("application/openmetrics-text", None | Some("1.0.0")) => Format::OpenMetrics,
+                ("text/plain", None | Some("0.0.4")) | ("text/*", _) | ("*/*", _) => Format::Text,
+                _ => continue,
+            };
+            if best.is_none_or(|(bq, _)| q > bq) {
+                best = Some((q, format));
+            }
+        }
+        best.map_or(Format::Text, |(_, f)| f)
+    }
+}
+
+/// Renders every series of `registry` (and its engine's meta-metrics) in `format`.
+///
+/// # Errors
+/// Only if an encoder fails (it writes into a `String`, so in practice never); callers that
+/// serve the result answer 500 with no partial body.
+pub fn render(registry: &Registry, format: Format) -> Result<String, std::fmt::Error> {
+    render_with(registry, format, None)
+}
+
+pub(crate) fn render_with(
+    registry: &Registry,
+    format: Format,
+    http: Option<&http::ServeStats>,
+) -> Result<String, std::fmt::Error> {
+    let snapshot = registry.snapshot();
+    let start = SystemTime::now()
+        .checked_sub(registry.pipeline().start.elapsed())
+        .unwrap_or(SystemTime::UNIX_EPOCH);
+    let families = model::build(&snapshot, start, http);
+    let series: usize = families.iter().map(|f| f.series.len()).sum();
+    let mut out = String::with_capacity(4096 + series * 96);
+    match format {
+        Format::OpenMetrics => openmetrics::encode(&mut out, families)?,
+        Format::Text => text::encode(&mut out, &families),
+    }
+    Ok(out)
+}
+
+/// A prometheus-client [`Collector`](prometheus_client::collector::Collector) over an
+/// engine: register it in your own `prometheus_client::registry::Registry` to expose
+/// hotmeter's series next to yours. Each `encode` reads the exact values and the last
+/// published estimates (no lock a writer or the flusher needs). Exemplars need
+/// [`Engine::render`](crate::Engine::render) (see the module docs), and a non-finite value
+/// comes out as prometheus-client writes it (`inf`, which Prometheus reads but the
+/// OpenMetrics ABNF spells `+Inf`).
+#[derive(Clone)]
+pub struct EngineCollector {
+    pub(crate) shared: Arc<crate::engine::Shared>,
+}
+
+impl std::fmt::Debug for EngineCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EngineCollector").finish_non_exhaustive()
+    }
+}
+
+impl prometheus_client::collector::Collector for EngineCollector {
+    fn encode(
+        &self,
+        encoder: prometheus_client::encoding::DescriptorEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        let registry = self.shared.registry();
+        let start = SystemTime::now()
+            .checked_sub(registry.pipeline().start.elapsed())
+            .unwrap_or(SystemTime::UNIX_EPOCH);
+        let mut families = model::build(&registry.snapshot(), start, Some(&self.shared.http));
+        for f in &mut families {
+            for s in &mut f.series {
+                if let model::Sample::Histogram { exemplars, .. } = &mut s.value {
+                    exemplars.clear();
+                }
+            }
+        }
+        openmetrics::Families(families).encode(encoder)
+    }
+}
+
+#[cfg(test)]
+mod tests;

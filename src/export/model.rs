@@ -1,0 +1,625 @@
+//! The exposition model: what both text formats render, built from a [`Snapshot`].
+//!
+//! Every hotmeter metric becomes one or more Prometheus families of three types (counter,
+//! gauge, histogram). Building the model is the only place that decides names and values;
+//! the two encoders only format it, so both formats always carry the same series.
+
+use std::fmt::Write as _;
+use std::time::SystemTime;
+
+use crate::metric::MetricKind;
+use crate::registry::{FamilySnapshot, SampledValue, Snapshot, Value};
+
+/// A Prometheus metric type as exposed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Monotonic count; exposed as `<name>_total`.
+    Counter,
+    /// A value that goes up and down.
+    Gauge,
+    /// Cumulative buckets, `_sum` and `_count`.
+    Histogram,
+}
+
+/// One exposed family.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Family {
+    /// The family name: for counters without `_total` (the OpenMetrics family name).
+    pub name: String,
+    /// HELP text, unescaped.
+    pub help: String,
+    /// The type.
+    pub kind: Kind,
+    /// The series.
+    pub series: Vec<Series>,
+}
+
+/// One series of a family.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Series {
+    /// Label pairs, unescaped, names unique and valid.
+    pub labels: Vec<(String, String)>,
+    /// The value; its variant matches the family's kind.
+    pub value: Sample,
+}
+
+/// A series' value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Sample {
+    /// A counter value.
+    Counter(u64),
+    /// A gauge value.
+    Gauge(f64),
+    /// Per-bucket (not cumulative) counts in increasing `le`, the last `+Inf`; the exact
+    /// count (the sum of the buckets) and sum; per bucket, at most one exemplar.
+    Histogram {
+        /// `(le, count in this bucket)`.
+        buckets: Vec<(f64, u64)>,
+        /// Sum of the bucket counts.
+        count: u64,
+        /// Sum of the observations.
+        sum: f64,
+        /// `(bucket index, exemplar)`, bucket indices increasing.
+        exemplars: Vec<(usize, Exemplar)>,
+    },
+}
+
+/// A sampled event attached to a histogram bucket (OpenMetrics only).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Exemplar {
+    /// The label set: `key` = the event key's hash, 16 hex digits.
+    pub labels: Vec<(String, String)>,
+    /// The observed value.
+    pub value: f64,
+    /// When it was observed.
+    pub timestamp: SystemTime,
+}
+
+/// The label value of a key hash: 16 lower-case hex digits.
+pub fn key_label(hash: u64) -> String {
+    format!("{hash:016x}")
+}
+
+/// A float as both formats write it (and as `le` / `quantile` label values): `NaN`,
+/// `+Inf`, `-Inf`, or the shortest representation that round-trips (`1.0`, `0.001`, `1e-7`).
+pub fn format_float(out: &mut String, v: f64) {
+    if v.is_nan() {
+        out.push_str("NaN");
+    } else if v.is_infinite() {
+        out.push_str(if v > 0.0 { "+Inf" } else { "-Inf" });
+    } else {
+        out.push_str(dtoa::Buffer::new().format_finite(v));
+    }
+}
+
+fn float_label(v: f64) -> String {
+    let mut s = String::new();
+    format_float(&mut s, v);
+    s
+}
+
+/// Appends `(name, value)` to a copy of `labels`.
+fn with_label(labels: &[(String, String)], name: &str, value: String) -> Vec<(String, String)> {
+    let mut out = Vec::with_capacity(labels.len() + 1);
+    out.extend_from_slice(labels);
+    out.push((name.to_string(), value));
+    out
+}
+
+/// Builds the model of a snapshot: every user family, then hotmeter's meta-metrics.
+/// `start` is the wall-clock time the sampling pipeline's record times count from.
+pub fn build(
+    snapshot: &Snapshot,
+    start: SystemTime,
+    http: Option<&super::http::ServeStats>,
+) -> Vec<Family> {
+    let mut out = Vec::with_capacity(snapshot.families.len() + 24);
+    let mut sampled_meta = SampledMeta::default();
+    for f in &snapshot.families {
+        match f.kind {
+            MetricKind::Counter => out.push(counter_family(f)),
+            MetricKind::Gauge => out.push(gauge_family(f)),
+            MetricKind::Histogram => out.push(histogram_family(f, start)),
+            MetricKind::Sampled => {
+                sampled_families(f, &mut out);
+                sampled_meta.add(f);
+            }
+        }
+    }
+    meta_families(snapshot, sampled_meta, &mut out);
+    if let Some(h) = http {
+        use std::sync::atomic::Ordering::Relaxed;
+        out.push(per_metric(
+            "hotmeter_http_responses",
+            "Responses of the /metrics endpoint by status code.",
+            Kind::Counter,
+            h.by_code().map(|(code, v)| {
+                (
+                    vec![("code".to_string(), code.to_string())],
+                    Sample::Counter(v),
+                )
+            }),
+        ));
+        out.push(single(
+            "hotmeter_http_gzip_responses",
+            "Responses of the /metrics endpoint sent gzip-compressed.",
+            Kind::Counter,
+            Sample::Counter(h.gzip.load(Relaxed)),
+        ));
+        out.push(single(
+            "hotmeter_http_refused_connections",
+            "Connections closed unanswered because the endpoint's connection limit was reached.",
+            Kind::Counter,
+            Sample::Counter(h.refused_connections.load(Relaxed)),
+        ));
+    }
+    out
+}
+
+fn help_of(f: &FamilySnapshot, fallback: &str) -> String {
+    f.help.clone().unwrap_or_else(|| fallback.to_string())
+}
+
+fn counter_family(f: &FamilySnapshot) -> Family {
+    Family {
+        name: f.name.strip_suffix("_total").unwrap_or(&f.name).to_string(),
+        help: help_of(f, ""),
+        kind: Kind::Counter,
+        series: f
+            .series
+            .iter()
+            .filter_map(|s| match s.value {
+                Value::Counter(v) => Some(Series {
+                    labels: s.labels.clone(),
+                    value: Sample::Counter(v),
+                }),
+                _ => None,
+            })
+            .collect(),
+    }
+}
+
+fn gauge_family(f: &FamilySnapshot) -> Family {
+    Family {
+        name: f.name.clone(),
+        help: help_of(f, ""),
+        kind: Kind::Gauge,
+        series: f
+            .series
+            .iter()
+            .filter_map(|s| match s.value {
+                Value::Gauge(v) => Some(Series {
+                    labels: s.labels.clone(),
+                    value: Sample::Gauge(v),
+                }),
+                _ => None,
+            })
+            .collect(),
+    }
+}
+
+fn histogram_family(f: &FamilySnapshot, start: SystemTime) -> Family {
+    let series = f
+        .series
+        .iter()
+        .filter_map(|s| {
+            let Value::Histogram(h) = &s.value else {
+                return None;
+            };
+            let mut previous = 0;
+            let buckets: Vec<(f64, u64)> = h
+                .buckets
+                .iter()
+                .map(|&(le, cumulative)| {
+                    let n = cumulative - previous;
+                    previous = cumulative;
+                    (le, n)
+                })
+                .collect();
+            let exemplars = bucket_exemplars(&h.buckets, &h.exemplars, start);
+            Some(Series {
+                labels: s.labels.clone(),
+                value: Sample::Histogram {
+                    buckets,
+                    count: h.count,
+                    sum: h.sum,
+                    exemplars,
+                },
+            })
+        })
+        .collect();
+    Family {
+        name: f.name.clone(),
+        help: help_of(f, ""),
+        kind: Kind::Histogram,
+        series,
+    }
+}
+
+/// For each bucket the most recent exemplar whose value falls in it.
+fn bucket_exemplars(
+    buckets: &[(f64, u64)],
+    exemplars: &[crate::flush::ExemplarRecord],
+    start: SystemTime,
+) -> Vec<(usize, Exemplar)> {
+    let mut best: Vec<Option<&crate::flush::ExemplarRecord>> = vec![None; buckets.len()];
+    for e in exemplars {
+        let i = buckets.partition_point(|&(le, _)| le < e.value);
+        if let Some(slot) = best.get_mut(i)
+            && slot.is_none_or(|b| b.time_ns < e.time_ns)
+        {
+            *slot = Some(e);
+        }
+    }
+    best.into_iter()
+        .enumerate()
+        .filter_map(|(i, e)| {
+            let e = e?;
+            Some((
+                i,
+                Exemplar {
+                    labels: vec![("key".to_string(), key_label(e.key))],
+                    value: e.value,
+                    timestamp: start + std::time::Duration::from_nanos(e.time_ns),
+                },
+            ))
+        })
+        .collect()
+}
+
+fn sampled_families(f: &FamilySnapshot, out: &mut Vec<Family>) {
+    let name = &f.name;
+    let help = f.help.as_deref().unwrap_or("sampled events");
+    let mut quantiles = Vec::new();
+    let mut std_errors = Vec::new();
+    let mut counts = Vec::new();
+    let mut sums = Vec::new();
+    let mut keys = Vec::new();
+    for s in &f.series {
+        let Value::Sampled(v) = &s.value else {
+            continue;
+        };
+        for q in &v.estimate.quantiles {
+            let label = float_label(q.q);
+            quantiles.push(Series {
+                labels: with_label(&s.labels, "quantile", label.clone()),
+                value: Sample::Gauge(q.value),
+            });
+            std_errors.push(Series {
+                labels: with_label(&s.labels, "quantile", label),
+                value: Sample::Gauge((q.upper - q.lower) / (2.0 * crate::flush::estimate::Z95)),
+            });
+        }
+        counts.push(Series {
+            labels: s.labels.clone(),
+            value: Sample::Counter(v.count),
+        });
+        sums.push(Series {
+            labels: s.labels.clone(),
+            value: Sample::Gauge(v.sum),
+        });
+        for &(key, count, _) in &v.estimate.top_keys {
+            keys.push(Series {
+                labels: with_label(&s.labels, "key", key_label(key)),
+                value: Sample::Gauge(count),
+            });
+        }
+    }
+    out.push(Family {
+        name: name.clone(),
+        help: format!("{help} (estimated quantiles from sampled events)"),
+        kind: Kind::Gauge,
+        series: quantiles,
+    });
+    out.push(Family {
+        name: format!("{name}_quantile_std_error"),
+        help: format!(
+            "{help} (standard error of each estimated quantile: its 95% rank interval's width / 3.92)"
+        ),
+        kind: Kind::Gauge,
+        series: std_errors,
+    });
+    out.push(Family {
+        name: format!("{name}_count"),
+        help: format!("{help} (events recorded, exact)"),
+        kind: Kind::Counter,
+        series: counts,
+    });
+    out.push(Family {
+        name: format!("{name}_sum"),
+        help: format!(
+            "{help} (sum of the values: exact for recorded values, a Horvitz-Thompson estimate for sampled timers)"
+        ),
+        kind: Kind::Gauge,
+        series: sums,
+    });
+    out.push(Family {
+        name: format!("{name}_top_key_count"),
+        help: format!(
+            "{help} (estimated events of the heaviest keys; `key` is the key's 64-bit hash in hex)"
+        ),
+        kind: Kind::Gauge,
+        series: keys,
+    });
+}
+
+/// Per sampled family, the pipeline's accounting summed over its series.
+#[derive(Default)]
+struct SampledMeta {
+    rows: Vec<(String, f64, SampledValueTotals)>,
+}
+
+#[derive(Default)]
+struct SampledValueTotals {
+    pushed: u64,
+    flushed: u64,
+    dropped_full: u64,
+    dropped_oldest: u64,
+    dropped_timeout: u64,
+    critical_lost: u64,
+    critical_to_lane: u64,
+}
+
+impl SampledMeta {
+    fn add(&mut self, f: &FamilySnapshot) {
+        let mut t = SampledValueTotals::default();
+        let mut rate = f64::NAN;
+        for s in &f.series {
+            if let Value::Sampled(SampledValue {
+                rate: r,
+                pushed,
+                flushed,
+                dropped_full,
+                dropped_oldest,
+                dropped_timeout,
+                critical_lost,
+                critical_to_lane,
+                ..
+            }) = &s.value
+            {
+                rate = *r;
+                t.pushed += pushed;
+                t.flushed += flushed;
+                t.dropped_full += dropped_full;
+                t.dropped_oldest += dropped_oldest;
+                t.dropped_timeout += dropped_timeout;
+                t.critical_lost += critical_lost;
+                t.critical_to_lane += critical_to_lane;
+            }
+        }
+        self.rows.push((f.name.clone(), rate, t));
+    }
+}
+
+fn metric_label(name: &str) -> Vec<(String, String)> {
+    vec![("metric".to_string(), name.to_string())]
+}
+
+fn single(name: &str, help: &str, kind: Kind, value: Sample) -> Family {
+    Family {
+        name: name.to_string(),
+        help: help.to_string(),
+        kind,
+        series: vec![Series {
+            labels: Vec::new(),
+            value,
+        }],
+    }
+}
+
+fn per_metric(
+    name: &str,
+    help: &str,
+    kind: Kind,
+    rows: impl IntoIterator<Item = (Vec<(String, String)>, Sample)>,
+) -> Family {
+    Family {
+        name: name.to_string(),
+        help: help.to_string(),
+        kind,
+        series: rows
+            .into_iter()
+            .map(|(labels, value)| Series { labels, value })
+            .collect(),
+    }
+}
+
+fn meta_families(snapshot: &Snapshot, sampled: SampledMeta, out: &mut Vec<Family>) {
+    use Kind::{Counter, Gauge};
+    let m = &snapshot.meta;
+    let s = &m.sampling;
+    out.push(single(
+        "hotmeter_arenas_created",
+        "Per-thread arenas ever created (bounded by the peak number of live recording threads).",
+        Counter,
+        Sample::Counter(m.arenas_created as u64),
+    ));
+    out.push(single(
+        "hotmeter_arenas_live",
+        "Arenas held by a live thread now.",
+        Gauge,
+        Sample::Gauge(m.arenas_live as f64),
+    ));
+    out.push(single(
+        "hotmeter_registration_errors",
+        "Macro call sites whose registration failed (they record into a discard handle).",
+        Counter,
+        Sample::Counter(m.registration_errors),
+    ));
+    out.push(per_metric(
+        "hotmeter_series_overflow",
+        "Label-set resolutions folded into a metric's overflow series (its series cap was reached).",
+        Counter,
+        m.series_overflow
+            .iter()
+            .map(|(n, v)| (metric_label(n), Sample::Counter(*v))),
+    ));
+    out.push(per_metric(
+        "hotmeter_histogram_invalid",
+        "Histogram observations rejected (negative, NaN or infinite).",
+        Counter,
+        m.histogram_invalid
+            .iter()
+            .map(|(n, v)| (metric_label(n), Sample::Counter(*v))),
+    ));
+    out.push(per_metric(
+        "hotmeter_sample_rate",
+        "Current sample probability of each sampled metric.",
+        Gauge,
+        sampled
+            .rows
+            .iter()
+            .map(|(n, rate, _)| (metric_label(n), Sample::Gauge(*rate))),
+    ));
+    out.push(per_metric(
+        "hotmeter_sampled_events",
+        "Events selected by the sampler (or critical) of each sampled metric: one push attempt each.",
+        Counter,
+        sampled
+            .rows
+            .iter()
+            .map(|(n, _, t)| (metric_label(n), Sample::Counter(t.pushed))),
+    ));
+    out.push(per_metric(
+        "hotmeter_flushed_records",
+        "Records of each sampled metric drained and corrected by the flusher.",
+        Counter,
+        sampled
+            .rows
+            .iter()
+            .map(|(n, _, t)| (metric_label(n), Sample::Counter(t.flushed))),
+    ));
+    out.push(per_metric(
+        "hotmeter_critical_to_lane",
+        "Critical records that overflowed their ring into the shared critical lane (not lost).",
+        Counter,
+        sampled
+            .rows
+            .iter()
+            .map(|(n, _, t)| (metric_label(n), Sample::Counter(t.critical_to_lane))),
+    ));
+    out.push(per_metric(
+        "hotmeter_dropped_records",
+        "Sampled records dropped, by reason: ring full (drop-newest), evicted (drop-oldest), \
+         timed out (block), critical lost (lane full).",
+        Counter,
+        sampled.rows.iter().flat_map(|(n, _, t)| {
+            [
+                ("full", t.dropped_full),
+                ("oldest", t.dropped_oldest),
+                ("timeout", t.dropped_timeout),
+                ("critical_lost", t.critical_lost),
+            ]
+            .map(|(reason, v)| {
+                (
+                    with_label(&metric_label(n), "reason", reason.to_string()),
+                    Sample::Counter(v),
+                )
+            })
+        }),
+    ));
+    out.push(single(
+        "hotmeter_flushes",
+        "Flushes done by the flusher.",
+        Counter,
+        Sample::Counter(s.flushes),
+    ));
+    out.push(single(
+        "hotmeter_flush_drains",
+        "Ring drains: one per flush plus one per early wake-up by a filling ring.",
+        Counter,
+        Sample::Counter(s.drains),
+    ));
+    out.push(single(
+        "hotmeter_flush_records",
+        "Records drained from the rings and the critical lane, ever.",
+        Counter,
+        Sample::Counter(s.records_flushed),
+    ));
+    out.push(single(
+        "hotmeter_flush_duration_seconds",
+        "Duration of the last flush.",
+        Gauge,
+        Sample::Gauge(s.last_duration_seconds),
+    ));
+    out.push(per_metric(
+        "hotmeter_ring_utilization",
+        "Ring fill fraction seen by the last interval's drains: the fullest ring, and the mean.",
+        Gauge,
+        [
+            ("max", s.ring_utilization_max),
+            ("mean", s.ring_utilization_mean),
+        ]
+        .map(|(stat, v)| {
+            (
+                vec![("stat".to_string(), stat.to_string())],
+                Sample::Gauge(v),
+            )
+        }),
+    ));
+    out.push(single(
+        "hotmeter_rings",
+        "Rings the flusher drains (one per thread that sampled).",
+        Gauge,
+        Sample::Gauge(s.rings as f64),
+    ));
+    out.push(single(
+        "hotmeter_lane_depth",
+        "Critical records waiting in the lane after the last flush.",
+        Gauge,
+        Sample::Gauge(s.lane_depth as f64),
+    ));
+    out.push(single(
+        "hotmeter_lane_lost",
+        "Critical records lost to a full critical lane, ever.",
+        Counter,
+        Sample::Counter(s.lane_lost),
+    ));
+    out.push(single(
+        "hotmeter_recording_overhead_nanoseconds",
+        "Estimated cost of one sampled-layer call at the current rates, from a calibration at start.",
+        Gauge,
+        Sample::Gauge(s.overhead_ns_per_call),
+    ));
+}
+
+/// `labels` rendered `{a="x",b="y"}` with `escape` applied to values (empty when none).
+pub fn write_labels(out: &mut String, labels: &[(String, String)], extra: Option<(&str, &str)>) {
+    if labels.is_empty() && extra.is_none() {
+        return;
+    }
+    out.push('{');
+    let mut first = true;
+    for (k, v) in labels
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .chain(extra)
+    {
+        if !first {
+            out.push(',');
+        }
+        first = false;
+        out.push_str(k);
+        out.push_str("=\"");
+        escape_label_value(out, v);
+        out.push('"');
+    }
+    out.push('}');
+}
+
+/// Label-value escaping, the same in both formats: `\` → `\\`, `"` → `\"`, newline → `\n`.
+pub fn escape_label_value(out: &mut String, v: &str) {
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+}
+
+/// Writes `v` as an integer.
+pub fn write_u64(out: &mut String, v: u64) {
+    let _ = write!(out, "{v}");
+}

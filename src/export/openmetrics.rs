@@ -1,0 +1,192 @@
+//! OpenMetrics 1.0 text through prometheus-client: a [`Collector`] over the exposition
+//! model, encoded by prometheus-client's text encoder.
+//!
+//! Two kinds of family are written by [`encode_family`] here instead, in the same layout
+//! prometheus-client uses (a test checks the two agree byte for byte on everything else):
+//! - histograms carrying exemplars: prometheus-client 0.25 attaches exemplars only to
+//!   buckets it counts itself (`Exemplar` has no public constructor), while ours are exact
+//!   per-thread counts;
+//! - families holding a non-finite value: prometheus-client writes `inf` / `-inf`, which the
+//!   OpenMetrics ABNF does not allow (`+Inf`, `-Inf`).
+
+use std::fmt;
+use std::time::UNIX_EPOCH;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, MetricEncoder, NoLabelSet};
+use prometheus_client::metrics::MetricType;
+
+use super::model::{Family, Kind, Sample, format_float, write_labels, write_u64};
+
+/// A prometheus-client [`Collector`] over a fixed list of families.
+#[derive(Debug)]
+pub(crate) struct Families(pub(crate) Vec<Family>);
+
+impl Collector for Families {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
+        for f in &self.0 {
+            encode_with_client(&mut encoder, f)?;
+        }
+        Ok(())
+    }
+}
+
+/// Whether `f` must be written by [`encode_family`] rather than prometheus-client.
+pub(crate) fn needs_own_encoder(f: &Family) -> bool {
+    f.series.iter().any(|s| match &s.value {
+        Sample::Counter(_) => false,
+        Sample::Gauge(v) => !v.is_finite(),
+        Sample::Histogram { exemplars, sum, .. } => !exemplars.is_empty() || !sum.is_finite(),
+    })
+}
+
+/// OpenMetrics HELP escaping: `\` → `\\`, newline → `\n`, `"` → `\"`.
+pub(crate) fn escape_help(help: &str) -> String {
+    let mut out = String::with_capacity(help.len());
+    for c in help.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '"' => out.push_str("\\\""),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn metric_type(kind: Kind) -> MetricType {
+    match kind {
+        Kind::Counter => MetricType::Counter,
+        Kind::Gauge => MetricType::Gauge,
+        Kind::Histogram => MetricType::Histogram,
+    }
+}
+
+/// One series' value through a prometheus-client metric encoder.
+fn encode_value(encoder: &mut MetricEncoder, value: &Sample) -> fmt::Result {
+    match value {
+        Sample::Counter(v) => encoder.encode_counter::<NoLabelSet, u64, u64>(v, None),
+        Sample::Gauge(v) => encoder.encode_gauge(v),
+        Sample::Histogram {
+            buckets,
+            count,
+            sum,
+            ..
+        } => encoder.encode_histogram::<NoLabelSet>(*sum, *count, buckets, None),
+    }
+}
+
+fn encode_with_client(encoder: &mut DescriptorEncoder, f: &Family) -> fmt::Result {
+    let help = escape_help(&f.help);
+    let mut metric = encoder.encode_descriptor(&f.name, &help, None, metric_type(f.kind))?;
+    for s in &f.series {
+        if s.labels.is_empty() {
+            // Straight on the family's encoder: `encode_family` would write `{}`.
+            encode_value(&mut metric, &s.value)?;
+        } else {
+            encode_value(&mut metric.encode_family(&s.labels)?, &s.value)?;
+        }
+    }
+    Ok(())
+}
+
+/// Appends the OpenMetrics rendering of `f` (no `# EOF`), in prometheus-client's layout:
+/// histogram samples `_sum`, `_count`, then buckets with `le` first.
+pub(crate) fn encode_family(out: &mut String, f: &Family) {
+    out.push_str("# HELP ");
+    out.push_str(&f.name);
+    out.push(' ');
+    out.push_str(&escape_help(&f.help));
+    out.push('\n');
+    out.push_str("# TYPE ");
+    out.push_str(&f.name);
+    out.push_str(match f.kind {
+        Kind::Counter => " counter\n",
+        Kind::Gauge => " gauge\n",
+        Kind::Histogram => " histogram\n",
+    });
+    for s in &f.series {
+        match &s.value {
+            Sample::Counter(v) => {
+                out.push_str(&f.name);
+                out.push_str("_total");
+                write_labels(out, &s.labels, None);
+                out.push(' ');
+                write_u64(out, *v);
+                out.push('\n');
+            }
+            Sample::Gauge(v) => {
+                out.push_str(&f.name);
+                write_labels(out, &s.labels, None);
+                out.push(' ');
+                format_float(out, *v);
+                out.push('\n');
+            }
+            Sample::Histogram {
+                buckets,
+                count,
+                sum,
+                exemplars,
+            } => {
+                out.push_str(&f.name);
+                out.push_str("_sum");
+                write_labels(out, &s.labels, None);
+                out.push(' ');
+                format_float(out, *sum);
+                out.push('\n');
+                out.push_str(&f.name);
+                out.push_str("_count");
+                write_labels(out, &s.labels, None);
+                out.push(' ');
+                write_u64(out, *count);
+                out.push('\n');
+                let mut cumulative = 0;
+                let mut exemplars = exemplars.iter().peekable();
+                let mut le = String::new();
+                for (i, &(upper, n)) in buckets.iter().enumerate() {
+                    cumulative += n;
+                    le.clear();
+                    format_float(&mut le, upper);
+                    let mut labels = Vec::with_capacity(s.labels.len() + 1);
+                    labels.push(("le".to_string(), le.clone()));
+                    labels.extend_from_slice(&s.labels);
+                    out.push_str(&f.name);
+                    out.push_str("_bucket");
+                    write_labels(out, &labels, None);
+                    out.push(' ');
+                    write_u64(out, cumulative);
+                    if let Some((_, e)) = exemplars.next_if(|(j, _)| *j == i) {
+                        out.push_str(" # ");
+                        write_labels(out, &e.labels, None);
+                        if e.labels.is_empty() {
+                            out.push_str("{}");
+                        }
+                        out.push(' ');
+                        format_float(out, e.value);
+                        out.push(' ');
+                        let ts = e
+                            .timestamp
+                            .duration_since(UNIX_EPOCH)
+                            .unwrap_or_default()
+                            .as_secs_f64();
+                        format_float(out, ts);
+                    }
+                    out.push('\n');
+                }
+            }
+        }
+    }
+}
+
+/// Appends the OpenMetrics rendering of `families`, ending with `# EOF`.
+pub(crate) fn encode(out: &mut String, families: Vec<Family>) -> fmt::Result {
+    let (own, client): (Vec<Family>, Vec<Family>) =
+        families.into_iter().partition(needs_own_encoder);
+    let mut registry = prometheus_client::registry::Registry::default();
+    registry.register_collector(Box::new(Families(client)));
+    prometheus_client::encoding::text::encode_registry(out, &registry)?;
+    for f in &own {
+        encode_family(out, f);
+    }
+    prometheus_client::encoding::text::encode_eof(out)
+}

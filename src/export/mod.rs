@@ -8,12 +8,11 @@
 //! | counter `x_total` (or `x`) | counter family `x`, sample `x_total` (never `_total_total`) |
 //! | gauge `g` | gauge `g` |
 //! | histogram `h` | histogram `h`: cumulative `h_bucket{le}`, `+Inf` = `h_count`, `h_sum`; exemplars (OpenMetrics only) from [`Histogram::record_keyed`](crate::Histogram::record_keyed) |
-//! | sampled `s` | gauge `s{quantile}` (estimated quantiles 0.5, 0.9, 0.99, 0.999), gauge `s_quantile_std_error{quantile}`, counter `s_count` (`s_count_total`, exact), gauge `s_sum` (exact for `record!`, estimated for sampled timers), gauge `s_top_key_count{key}` (estimated events of the ≤ 10 heaviest keys per series, key = 16-hex-digit hash) |
+//! | sampled `s` | summary `s`: `s{quantile}` estimated (0.5, 0.9, 0.99, 0.999), `s_count` exact, `s_sum` exact for `record!` (a Horvitz–Thompson estimate for sampled timers); gauge `s_quantile_std_error{for_quantile}`; gauge `s_top_keys{key}` (estimated events of the ≤ 10 heaviest keys per series, key = 16-hex-digit hash) |
 //! | the engine | `hotmeter_*` meta-metrics with HELP text: sample rate, sampled / flushed / dropped records by reason, flush count / duration / drains, ring utilization, rings, critical lane depth and losses, arenas, registration errors, series overflow, rejected histogram observations, estimated recording overhead |
 //!
-//! Sampled metrics are gauges, not a `summary`, because prometheus-client 0.25 has no
-//! summary type; the exact count and sum are their own families so that they stay
-//! counters / exact in PromQL.
+//! The renderings pass `promtool check metrics` (lint included), Python's strict
+//! OpenMetrics parser, and a real Prometheus scrape (see `tests/`).
 //!
 //! Registration refuses a family whose exposed names would collide with another's
 //! ([`Error::ExpositionCollision`](crate::Error::ExpositionCollision)), and names starting
@@ -124,7 +123,8 @@ pub(crate) fn render_with(
 /// A prometheus-client [`Collector`](prometheus_client::collector::Collector) over an
 /// engine: register it in your own `prometheus_client::registry::Registry` to expose
 /// hotmeter's series next to yours. Each `encode` reads the exact values and the last
-/// published estimates (no lock a writer or the flusher needs). Exemplars need
+/// published estimates (no lock a writer or the flusher needs). prometheus-client has no
+/// summary type, so sampled metrics (summaries) are left out of this path, and exemplars need
 /// [`Engine::render`](crate::Engine::render) (see the module docs), and a non-finite value
 /// comes out as prometheus-client writes it (`inf`, which Prometheus reads but the
 /// OpenMetrics ABNF spells `+Inf`).
@@ -149,6 +149,7 @@ impl prometheus_client::collector::Collector for EngineCollector {
             .checked_sub(registry.pipeline().start.elapsed())
             .unwrap_or(SystemTime::UNIX_EPOCH);
         let mut families = model::build(&registry.snapshot(), start, Some(&self.shared.http));
+        families.retain(|f| f.kind != model::Kind::Summary);
         for f in &mut families {
             for s in &mut f.series {
                 if let model::Sample::Histogram { exemplars, .. } = &mut s.value {

@@ -19,6 +19,8 @@ pub enum Kind {
     Gauge,
     /// Cumulative buckets, `_sum` and `_count`.
     Histogram,
+    /// Quantiles (estimated), exact `_sum` and `_count`.
+    Summary,
 }
 
 /// One exposed family.
@@ -61,6 +63,15 @@ pub enum Sample {
         sum: f64,
         /// `(bucket index, exemplar)`, bucket indices increasing.
         exemplars: Vec<(usize, Exemplar)>,
+    },
+    /// A summary: `(quantile, estimate)` pairs, exact count and sum.
+    Summary {
+        /// `(q, value)` in increasing `q`.
+        quantiles: Vec<(f64, f64)>,
+        /// Events recorded.
+        count: u64,
+        /// Sum of the values.
+        sum: f64,
     },
 }
 
@@ -156,8 +167,12 @@ pub fn build(
     out
 }
 
-fn help_of(f: &FamilySnapshot, fallback: &str) -> String {
-    f.help.clone().unwrap_or_else(|| fallback.to_string())
+/// The family's HELP, or a default naming it and its kind (an empty HELP is legal, but
+/// linters flag it).
+fn help_of(f: &FamilySnapshot, _: &str) -> String {
+    f.help
+        .clone()
+        .unwrap_or_else(|| format!("{} {}", f.kind, f.name))
 }
 
 fn counter_family(f: &FamilySnapshot) -> Family {
@@ -269,35 +284,36 @@ fn bucket_exemplars(
 
 fn sampled_families(f: &FamilySnapshot, out: &mut Vec<Family>) {
     let name = &f.name;
-    let help = f.help.as_deref().unwrap_or("sampled events");
-    let mut quantiles = Vec::new();
+    let help = f
+        .help
+        .clone()
+        .unwrap_or_else(|| format!("sampled metric {name}"));
+    let mut summaries = Vec::new();
     let mut std_errors = Vec::new();
-    let mut counts = Vec::new();
-    let mut sums = Vec::new();
     let mut keys = Vec::new();
     for s in &f.series {
         let Value::Sampled(v) = &s.value else {
             continue;
         };
+        summaries.push(Series {
+            labels: s.labels.clone(),
+            value: Sample::Summary {
+                quantiles: v
+                    .estimate
+                    .quantiles
+                    .iter()
+                    .map(|q| (q.q, q.value))
+                    .collect(),
+                count: v.count,
+                sum: v.sum,
+            },
+        });
         for q in &v.estimate.quantiles {
-            let label = float_label(q.q);
-            quantiles.push(Series {
-                labels: with_label(&s.labels, "quantile", label.clone()),
-                value: Sample::Gauge(q.value),
-            });
             std_errors.push(Series {
-                labels: with_label(&s.labels, "quantile", label),
+                labels: with_label(&s.labels, "for_quantile", float_label(q.q)),
                 value: Sample::Gauge((q.upper - q.lower) / (2.0 * crate::flush::estimate::Z95)),
             });
         }
-        counts.push(Series {
-            labels: s.labels.clone(),
-            value: Sample::Counter(v.count),
-        });
-        sums.push(Series {
-            labels: s.labels.clone(),
-            value: Sample::Gauge(v.sum),
-        });
         for &(key, count, _) in &v.estimate.top_keys {
             keys.push(Series {
                 labels: with_label(&s.labels, "key", key_label(key)),
@@ -307,9 +323,11 @@ fn sampled_families(f: &FamilySnapshot, out: &mut Vec<Family>) {
     }
     out.push(Family {
         name: name.clone(),
-        help: format!("{help} (estimated quantiles from sampled events)"),
-        kind: Kind::Gauge,
-        series: quantiles,
+        help: format!(
+            "{help} (quantiles estimated from sampled events; _count exact; _sum exact for recorded values, a Horvitz-Thompson estimate for sampled timers)"
+        ),
+        kind: Kind::Summary,
+        series: summaries,
     });
     out.push(Family {
         name: format!("{name}_quantile_std_error"),
@@ -320,21 +338,7 @@ fn sampled_families(f: &FamilySnapshot, out: &mut Vec<Family>) {
         series: std_errors,
     });
     out.push(Family {
-        name: format!("{name}_count"),
-        help: format!("{help} (events recorded, exact)"),
-        kind: Kind::Counter,
-        series: counts,
-    });
-    out.push(Family {
-        name: format!("{name}_sum"),
-        help: format!(
-            "{help} (sum of the values: exact for recorded values, a Horvitz-Thompson estimate for sampled timers)"
-        ),
-        kind: Kind::Gauge,
-        series: sums,
-    });
-    out.push(Family {
-        name: format!("{name}_top_key_count"),
+        name: format!("{name}_top_keys"),
         help: format!(
             "{help} (estimated events of the heaviest keys; `key` is the key's 64-bit hash in hex)"
         ),
@@ -576,10 +580,10 @@ fn meta_families(snapshot: &Snapshot, sampled: SampledMeta, out: &mut Vec<Family
         Sample::Counter(s.lane_lost),
     ));
     out.push(single(
-        "hotmeter_recording_overhead_nanoseconds",
+        "hotmeter_recording_overhead_seconds",
         "Estimated cost of one sampled-layer call at the current rates, from a calibration at start.",
         Gauge,
-        Sample::Gauge(s.overhead_ns_per_call),
+        Sample::Gauge(s.overhead_ns_per_call * 1e-9),
     ));
 }
 
@@ -622,4 +626,37 @@ pub fn escape_label_value(out: &mut String, v: &str) {
 /// Writes `v` as an integer.
 pub fn write_u64(out: &mut String, v: u64) {
     let _ = write!(out, "{v}");
+}
+
+/// A summary's samples, the same in both formats: quantiles, `_sum`, `_count`.
+pub fn write_summary(
+    out: &mut String,
+    name: &str,
+    labels: &[(String, String)],
+    quantiles: &[(f64, f64)],
+    count: u64,
+    sum: f64,
+) {
+    let mut q = String::new();
+    for &(p, v) in quantiles {
+        q.clear();
+        format_float(&mut q, p);
+        out.push_str(name);
+        write_labels(out, labels, Some(("quantile", &q)));
+        out.push(' ');
+        format_float(out, v);
+        out.push('\n');
+    }
+    out.push_str(name);
+    out.push_str("_sum");
+    write_labels(out, labels, None);
+    out.push(' ');
+    format_float(out, sum);
+    out.push('\n');
+    out.push_str(name);
+    out.push_str("_count");
+    write_labels(out, labels, None);
+    out.push(' ');
+    write_u64(out, count);
+    out.push('\n');
 }

@@ -7,7 +7,8 @@
 //!   buckets it counts itself (`Exemplar` has no public constructor), while ours are exact
 //!   per-thread counts;
 //! - families holding a non-finite value: prometheus-client writes `inf` / `-inf`, which the
-//!   OpenMetrics ABNF does not allow (`+Inf`, `-Inf`).
+//!   OpenMetrics ABNF does not allow (`+Inf`, `-Inf`);
+//! - summaries (sampled metrics): prometheus-client 0.25 has no summary type.
 
 use std::fmt;
 use std::time::UNIX_EPOCH;
@@ -37,6 +38,7 @@ pub(crate) fn needs_own_encoder(f: &Family) -> bool {
         Sample::Counter(_) => false,
         Sample::Gauge(v) => !v.is_finite(),
         Sample::Histogram { exemplars, sum, .. } => !exemplars.is_empty() || !sum.is_finite(),
+        Sample::Summary { .. } => true,
     })
 }
 
@@ -59,6 +61,8 @@ fn metric_type(kind: Kind) -> MetricType {
         Kind::Counter => MetricType::Counter,
         Kind::Gauge => MetricType::Gauge,
         Kind::Histogram => MetricType::Histogram,
+        // Never reached: summaries always take `encode_family` (see `needs_own_encoder`).
+        Kind::Summary => MetricType::Unknown,
     }
 }
 
@@ -73,6 +77,7 @@ fn encode_value(encoder: &mut MetricEncoder, value: &Sample) -> fmt::Result {
             sum,
             ..
         } => encoder.encode_histogram::<NoLabelSet>(*sum, *count, buckets, None),
+        Sample::Summary { .. } => Err(fmt::Error),
     }
 }
 
@@ -104,6 +109,7 @@ pub(crate) fn encode_family(out: &mut String, f: &Family) {
         Kind::Counter => " counter\n",
         Kind::Gauge => " gauge\n",
         Kind::Histogram => " histogram\n",
+        Kind::Summary => " summary\n",
     });
     for s in &f.series {
         match &s.value {
@@ -122,6 +128,11 @@ pub(crate) fn encode_family(out: &mut String, f: &Family) {
                 format_float(out, *v);
                 out.push('\n');
             }
+            Sample::Summary {
+                quantiles,
+                count,
+                sum,
+            } => super::model::write_summary(out, &f.name, &s.labels, quantiles, *count, *sum),
             Sample::Histogram {
                 buckets,
                 count,

@@ -134,6 +134,7 @@ fn suffixes(kind: &str, format: Format) -> &'static [&'static str] {
     match (kind, format) {
         ("counter", Format::OpenMetrics) => &["_total"],
         ("histogram", _) => &["_bucket", "_count", "_sum"],
+        ("summary", _) => &["", "_count", "_sum"],
         _ => &[""],
     }
 }
@@ -171,7 +172,7 @@ pub fn parse(text: &str, format: Format) -> Result<Vec<ParsedFamily>, String> {
         }
         if let Some(rest) = line.strip_prefix("# TYPE ") {
             let (name, kind) = rest.split_once(' ').ok_or("TYPE without type")?;
-            if !["counter", "gauge", "histogram"].contains(&kind) {
+            if !["counter", "gauge", "histogram", "summary"].contains(&kind) {
                 return Err(format!("unexpected type {kind:?}"));
             }
             if families.iter().any(|f| f.name == name) {

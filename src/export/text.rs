@@ -29,6 +29,7 @@ pub fn encode(out: &mut String, families: &[Family]) {
             Kind::Counter => " counter\n",
             Kind::Gauge => " gauge\n",
             Kind::Histogram => " histogram\n",
+            Kind::Summary => " summary\n",
         });
         for s in &f.series {
             match &s.value {
@@ -46,6 +47,11 @@ pub fn encode(out: &mut String, families: &[Family]) {
                     format_float(out, *v);
                     out.push('\n');
                 }
+                Sample::Summary {
+                    quantiles,
+                    count,
+                    sum,
+                } => super::model::write_summary(out, &name, &s.labels, quantiles, *count, *sum),
                 Sample::Histogram {
                     buckets,
                     count,

@@ -604,10 +604,10 @@ fn normalize_labels(labels: &[(&str, &str)], kind: MetricKind) -> Result<LabelSe
                 rule: "`le` is reserved for histogram buckets",
             });
         }
-        if kind == MetricKind::Sampled && (k == "quantile" || k == "key") {
+        if kind == MetricKind::Sampled && ["quantile", "for_quantile", "key"].contains(&k) {
             return Err(Error::InvalidLabelName {
                 name: k.into(),
-                rule: "`quantile` and `key` are reserved on sampled metrics (their exported estimates use them)",
+                rule: "`quantile`, `for_quantile` and `key` are reserved on sampled metrics (their exported estimates use them)",
             });
         }
         out.push((k.into(), truncate_label_value(v).into()));

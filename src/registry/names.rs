@@ -63,17 +63,10 @@ pub(crate) fn exposed_names(name: &str, kind: crate::metric::MetricKind) -> Vec<
             .iter()
             .map(|s| format!("{name}{s}"))
             .collect(),
-        MetricKind::Sampled => [
-            "",
-            "_quantile_std_error",
-            "_count",
-            "_count_total",
-            "_sum",
-            "_top_key_count",
-        ]
-        .iter()
-        .map(|s| format!("{name}{s}"))
-        .collect(),
+        MetricKind::Sampled => ["", "_quantile_std_error", "_count", "_sum", "_top_keys"]
+            .iter()
+            .map(|s| format!("{name}{s}"))
+            .collect(),
     }
 }
 

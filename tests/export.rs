@@ -1,0 +1,288 @@
+//! The exposition of a real engine: both formats parse strictly and carry the exact values,
+//! exemplars come from keyed histogram records, bad registrations are refused, and the
+//! external validators (`promtool check metrics`, Python's strict OpenMetrics parser) accept
+//! the renderings.
+
+mod common;
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use hotmeter::export::parse::{ParsedFamily, parse};
+use hotmeter::{Engine, Error, Format, HistogramConfig, SampleKey};
+
+/// An engine exercising every kind, escaping included; every sampled call is kept.
+fn engine() -> Engine {
+    let engine = Engine::builder()
+        .sample_rate(1.0)
+        .max_sample_rate(1.0)
+        .adaptive(false)
+        .seed(11)
+        .build()
+        .unwrap();
+    let r = engine.registry();
+    let weird = "a\"b\\c\nd";
+    r.counter("requests_total", &[("path", weird), ("method", "GET")])
+        .unwrap()
+        .add(41);
+    r.describe(
+        "requests_total",
+        "Requests \"served\" \\ by path\nsecond line",
+    )
+    .unwrap();
+    r.counter("jobs", &[]).unwrap().add(3);
+    r.gauge("temperature_celsius", &[("room", weird)])
+        .unwrap()
+        .set(-2.5);
+    let h = r
+        .histogram_with(
+            "latency_seconds",
+            &[("route", "/")],
+            &HistogramConfig::seconds()
+                .with_bounds(&[0.001, 0.01, 0.1, 1.0])
+                .unwrap(),
+        )
+        .unwrap();
+    for v in [0.0005, 0.005, 0.05, 0.5, 5.0, 0.05] {
+        h.record(v);
+    }
+    h.record_keyed(0.02, &"trace-42");
+    let s = r.sampled("message_bytes", &[("kind", "data")]).unwrap();
+    for i in 0..2000u64 {
+        s.record_keyed((i % 100) as f64, &(i % 5));
+    }
+    engine.flush();
+    engine
+}
+
+fn family<'a>(fams: &'a [ParsedFamily], name: &str) -> &'a ParsedFamily {
+    fams.iter()
+        .find(|f| f.name == name)
+        .unwrap_or_else(|| panic!("no family {name}"))
+}
+
+fn value(f: &ParsedFamily, sample: &str, labels: &[(&str, &str)]) -> f64 {
+    f.samples
+        .iter()
+        .find(|s| {
+            s.name == sample
+                && s.labels.len() == labels.len()
+                && labels
+                    .iter()
+                    .all(|(k, v)| s.labels.iter().any(|(a, b)| a == k && b == v))
+        })
+        .unwrap_or_else(|| panic!("no sample {sample}{labels:?} in {}", f.name))
+        .value
+}
+
+#[test]
+fn both_formats_carry_the_exact_values() {
+    let engine = engine();
+    let snap = engine.registry().snapshot();
+    for format in [Format::OpenMetrics, Format::Text] {
+        let text = engine.render(format).unwrap();
+        let fams = parse(&text, format).unwrap_or_else(|e| panic!("{format:?}: {e}\n{text}"));
+        let req_family = if format == Format::OpenMetrics {
+            "requests"
+        } else {
+            "requests_total"
+        };
+        let req = family(&fams, req_family);
+        assert_eq!(req.help, "Requests \"served\" \\ by path\nsecond line");
+        assert_eq!(
+            value(
+                req,
+                "requests_total",
+                &[("method", "GET"), ("path", "a\"b\\c\nd")]
+            ),
+            41.0
+        );
+        assert!(!text.contains("_total_total"));
+        assert_eq!(
+            value(
+                family(&fams, "temperature_celsius"),
+                "temperature_celsius",
+                &[("room", "a\"b\\c\nd")]
+            ),
+            -2.5
+        );
+        // Histogram: cumulative buckets equal to the snapshot's, +Inf == count == 7.
+        let h = snap
+            .histogram("latency_seconds", &[("route", "/")])
+            .unwrap();
+        let lat = family(&fams, "latency_seconds");
+        for &(le, cumulative) in &h.buckets {
+            let mut s = String::new();
+            if le.is_infinite() {
+                s.push_str("+Inf");
+            } else {
+                s.push_str(&format!("{le:?}"));
+            }
+            assert_eq!(
+                value(lat, "latency_seconds_bucket", &[("route", "/"), ("le", &s)]),
+                cumulative as f64,
+                "le={s}"
+            );
+        }
+        assert_eq!(value(lat, "latency_seconds_count", &[("route", "/")]), 7.0);
+        // Sampled: exact count, quantiles present.
+        let m = family(&fams, "message_bytes");
+        assert_eq!(m.kind, "summary");
+        assert_eq!(value(m, "message_bytes_count", &[("kind", "data")]), 2000.0);
+        let p50 = value(m, "message_bytes", &[("kind", "data"), ("quantile", "0.5")]);
+        assert!((40.0..=60.0).contains(&p50), "p50 {p50}");
+        // Five keys, each ~400 events (every event was kept: exact).
+        let keys = family(&fams, "message_bytes_top_keys");
+        assert_eq!(keys.samples.len(), 5);
+        assert!(keys.samples.iter().all(|s| s.value == 400.0));
+        // Meta-metrics.
+        let rate = family(&fams, "hotmeter_sample_rate");
+        assert_eq!(
+            value(rate, "hotmeter_sample_rate", &[("metric", "message_bytes")]),
+            1.0
+        );
+    }
+}
+
+#[test]
+fn exemplars_come_from_keyed_histogram_records_in_openmetrics_only() {
+    let engine = engine();
+    let om = engine.render(Format::OpenMetrics).unwrap();
+    let fams = parse(&om, Format::OpenMetrics).unwrap();
+    let lat = family(&fams, "latency_seconds");
+    let with: Vec<_> = lat
+        .samples
+        .iter()
+        .filter(|s| s.exemplar.is_some())
+        .collect();
+    assert_eq!(with.len(), 1, "{om}");
+    let (labels, v, ts) = with[0].exemplar.clone().unwrap();
+    assert_eq!(v, 0.02);
+    // The parser checked the exemplar lies in its bucket; it is the first `le` >= 0.02.
+    let snap = engine.registry().snapshot();
+    let h = snap
+        .histogram("latency_seconds", &[("route", "/")])
+        .unwrap();
+    let le = h.buckets.iter().find(|b| b.0 >= 0.02).unwrap().0;
+    assert!(
+        with[0].labels.contains(&("le".into(), format!("{le:?}"))),
+        "{:?} vs {le}",
+        with[0].labels
+    );
+    let key = format!("{:016x}", "trace-42".key_hash());
+    assert_eq!(labels, vec![("key".to_string(), key)]);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let ts = ts.expect("timestamp");
+    assert!(ts <= now + 1.0 && ts > now - 600.0, "{ts} vs {now}");
+    let text = engine.render(Format::Text).unwrap();
+    assert!(!text.contains(" # {"), "no exemplars in 0.0.4");
+}
+
+#[test]
+fn collisions_and_reserved_names_are_refused() {
+    let engine = Engine::builder().build().unwrap();
+    let r = engine.registry();
+    r.counter("x", &[]).unwrap();
+    assert!(matches!(
+        r.gauge("x_total", &[]),
+        Err(Error::ExpositionCollision { .. })
+    ));
+    assert!(matches!(
+        r.counter("x_total", &[]),
+        Err(Error::ExpositionCollision { .. })
+    ));
+    r.histogram("h", &[]).unwrap();
+    assert!(matches!(
+        r.gauge("h_count", &[]),
+        Err(Error::ExpositionCollision { .. })
+    ));
+    r.sampled("s", &[]).unwrap();
+    let e = r.gauge("s_sum", &[]).unwrap_err();
+    assert!(e.to_string().contains("\"s_sum\""), "{e}");
+    assert!(matches!(
+        r.counter("hotmeter_mine", &[]),
+        Err(Error::InvalidMetricName { .. })
+    ));
+    assert!(matches!(
+        r.sampled("t", &[("quantile", "x")]),
+        Err(Error::InvalidLabelName { .. })
+    ));
+    // The refused names left nothing behind: the rendering still parses.
+    parse(
+        &engine.render(Format::OpenMetrics).unwrap(),
+        Format::OpenMetrics,
+    )
+    .unwrap();
+    parse(&engine.render(Format::Text).unwrap(), Format::Text).unwrap();
+}
+
+fn run_with_stdin(cmd: &mut Command, input: &str) -> std::process::Output {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn promtool_accepts_the_text_format() {
+    if !common::tool_available("promtool") {
+        return;
+    }
+    let text = engine().render(Format::Text).unwrap();
+    let out = run_with_stdin(Command::new("promtool").args(["check", "metrics"]), &text);
+    assert!(
+        out.status.success(),
+        "promtool: {:?}\n{}{}\n{text}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn python_strict_parser_accepts_openmetrics() {
+    if !common::tool_available("python3") {
+        return;
+    }
+    let probe = Command::new("python3")
+        .args(["-c", "import prometheus_client.openmetrics.parser"])
+        .output()
+        .unwrap();
+    if !probe.status.success() {
+        // The module is the tool here.
+        assert!(
+            common::tool_available("hotmeter-missing-python-prometheus-client"),
+            "unreachable"
+        );
+        return;
+    }
+    let om = engine().render(Format::OpenMetrics).unwrap();
+    let script = "import sys\nfrom prometheus_client.openmetrics.parser import text_string_to_metric_families as p\nfams = list(p(sys.stdin.read()))\nn = sum(len(f.samples) for f in fams)\nex = sum(1 for f in fams for s in f.samples if s.exemplar)\nprint(len(fams), n, ex)\n";
+    let out = run_with_stdin(Command::new("python3").args(["-c", script]), &om);
+    assert!(
+        out.status.success(),
+        "python parser: {}\n{om}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed = String::from_utf8_lossy(&out.stdout);
+    let nums: Vec<usize> = printed
+        .split_whitespace()
+        .map(|x| x.parse().unwrap())
+        .collect();
+    let ours = parse(&om, Format::OpenMetrics).unwrap();
+    assert_eq!(nums[0], ours.len(), "family count");
+    assert_eq!(nums[1], ours.iter().map(|f| f.samples.len()).sum::<usize>());
+    assert_eq!(nums[2], 1, "one exemplar");
+}

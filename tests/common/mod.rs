@@ -58,7 +58,7 @@ pub fn exchange(addr: SocketAddr, raw: &[u8]) -> std::io::Result<Reply> {
 
 /// `GET path` with extra headers.
 pub fn get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Reply {
-    let mut req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n");
+    let mut req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }

@@ -110,7 +110,7 @@ pub(crate) fn render_with(
     let start = SystemTime::now()
         .checked_sub(registry.pipeline().start.elapsed())
         .unwrap_or(SystemTime::UNIX_EPOCH);
-    let families = model::build(&snapshot, start, http);
+    let families = model::build(snapshot, start, http);
     let series: usize = families.iter().map(|f| f.series.len()).sum();
     let mut out = String::with_capacity(4096 + series * 96);
     match format {
@@ -148,7 +148,7 @@ impl prometheus_client::collector::Collector for EngineCollector {
         let start = SystemTime::now()
             .checked_sub(registry.pipeline().start.elapsed())
             .unwrap_or(SystemTime::UNIX_EPOCH);
-        let mut families = model::build(&registry.snapshot(), start, Some(&self.shared.http));
+        let mut families = model::build(registry.snapshot(), start, Some(&self.shared.http));
         families.retain(|f| f.kind != model::Kind::Summary);
         for f in &mut families {
             for s in &mut f.series {

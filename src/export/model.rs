@@ -120,24 +120,25 @@ fn with_label(labels: &[(String, String)], name: &str, value: String) -> Vec<(St
 /// Builds the model of a snapshot: every user family, then hotmeter's meta-metrics.
 /// `start` is the wall-clock time the sampling pipeline's record times count from.
 pub fn build(
-    snapshot: &Snapshot,
+    snapshot: Snapshot,
     start: SystemTime,
     http: Option<&super::http::ServeStats>,
 ) -> Vec<Family> {
     let mut out = Vec::with_capacity(snapshot.families.len() + 24);
     let mut sampled_meta = SampledMeta::default();
-    for f in &snapshot.families {
+    let Snapshot { families, meta } = snapshot;
+    for f in families {
         match f.kind {
             MetricKind::Counter => out.push(counter_family(f)),
             MetricKind::Gauge => out.push(gauge_family(f)),
-            MetricKind::Histogram => out.push(histogram_family(f, start)),
+            MetricKind::Histogram => out.push(histogram_family(&f, start)),
             MetricKind::Sampled => {
-                sampled_families(f, &mut out);
-                sampled_meta.add(f);
+                sampled_families(&f, &mut out);
+                sampled_meta.add(&f);
             }
         }
     }
-    meta_families(snapshot, sampled_meta, &mut out);
+    meta_families(&meta, sampled_meta, &mut out);
     if let Some(h) = http {
         use std::sync::atomic::Ordering::Relaxed;
         out.push(per_metric(
@@ -175,17 +176,17 @@ fn help_of(f: &FamilySnapshot, _: &str) -> String {
         .unwrap_or_else(|| format!("{} {}", f.kind, f.name))
 }
 
-fn counter_family(f: &FamilySnapshot) -> Family {
+fn counter_family(f: FamilySnapshot) -> Family {
     Family {
         name: f.name.strip_suffix("_total").unwrap_or(&f.name).to_string(),
-        help: help_of(f, ""),
+        help: help_of(&f, ""),
         kind: Kind::Counter,
         series: f
             .series
-            .iter()
+            .into_iter()
             .filter_map(|s| match s.value {
                 Value::Counter(v) => Some(Series {
-                    labels: s.labels.clone(),
+                    labels: s.labels,
                     value: Sample::Counter(v),
                 }),
                 _ => None,
@@ -194,17 +195,17 @@ fn counter_family(f: &FamilySnapshot) -> Family {
     }
 }
 
-fn gauge_family(f: &FamilySnapshot) -> Family {
+fn gauge_family(f: FamilySnapshot) -> Family {
     Family {
-        name: f.name.clone(),
-        help: help_of(f, ""),
+        help: help_of(&f, ""),
+        name: f.name,
         kind: Kind::Gauge,
         series: f
             .series
-            .iter()
+            .into_iter()
             .filter_map(|s| match s.value {
                 Value::Gauge(v) => Some(Series {
-                    labels: s.labels.clone(),
+                    labels: s.labels,
                     value: Sample::Gauge(v),
                 }),
                 _ => None,
@@ -428,9 +429,8 @@ fn per_metric(
     }
 }
 
-fn meta_families(snapshot: &Snapshot, sampled: SampledMeta, out: &mut Vec<Family>) {
+fn meta_families(m: &crate::registry::MetaSnapshot, sampled: SampledMeta, out: &mut Vec<Family>) {
     use Kind::{Counter, Gauge};
-    let m = &snapshot.meta;
     let s = &m.sampling;
     out.push(single(
         "hotmeter_arenas_created",

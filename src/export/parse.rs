@@ -158,7 +158,8 @@ pub fn parse(text: &str, format: Format) -> Result<Vec<ParsedFamily>, String> {
         return Err("last line not terminated".into());
     }
     let mut pending_help: Option<(String, String)> = None;
-    for line in body.lines() {
+    // `\n` only: a `\r` is an ordinary character in label values and HELP.
+    for line in body.split_terminator('\n') {
         if let Some(rest) = line.strip_prefix("# HELP ") {
             let (name, help) = rest.split_once(' ').unwrap_or((rest, ""));
             if !is_metric_name(name) {

@@ -148,7 +148,7 @@ fn start() -> SystemTime {
 }
 
 fn user_families() -> Vec<Family> {
-    model::build(&snapshot(), start(), None)
+    model::build(snapshot(), start(), None)
         .into_iter()
         .filter(|f| !f.name.starts_with("hotmeter_"))
         .collect()
@@ -233,7 +233,7 @@ fn openmetrics_golden() {
 /// prometheus-client's agree byte for byte on every family both can write, meta included.
 #[test]
 fn own_openmetrics_encoder_matches_prometheus_client() {
-    let mut families = model::build(&snapshot(), start(), None);
+    let mut families = model::build(snapshot(), start(), None);
     families.retain(|f| f.kind != model::Kind::Summary);
     for f in &mut families {
         for s in &mut f.series {
@@ -257,7 +257,7 @@ fn own_openmetrics_encoder_matches_prometheus_client() {
 /// series with the same values, and HELP texts and label values round-trip.
 #[test]
 fn both_formats_parse_and_agree() {
-    let families = model::build(&snapshot(), start(), None);
+    let families = model::build(snapshot(), start(), None);
     let mut om = String::new();
     openmetrics::encode(&mut om, families.clone()).unwrap();
     let mut txt = String::new();
@@ -314,12 +314,12 @@ fn non_finite_values_use_the_openmetrics_spelling() {
     snap.families[4].series[0].value = Value::Gauge(f64::INFINITY);
     snap.families[4].series[1].value = Value::Gauge(f64::NAN);
     let mut om = String::new();
-    openmetrics::encode(&mut om, model::build(&snap, start(), None)).unwrap();
+    openmetrics::encode(&mut om, model::build(snap.clone(), start(), None)).unwrap();
     assert!(om.contains("\ntemperature +Inf\n"), "{om}");
     assert!(om.contains("\ntemperature{room=\"x\"} NaN\n"), "{om}");
     parse(&om, Format::OpenMetrics).unwrap();
     let mut txt = String::new();
-    text::encode(&mut txt, &model::build(&snap, start(), None));
+    text::encode(&mut txt, &model::build(snap.clone(), start(), None));
     assert!(txt.contains("\ntemperature +Inf\n"), "{txt}");
     parse(&txt, Format::Text).unwrap();
 }

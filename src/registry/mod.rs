@@ -56,7 +56,8 @@ fn allocate_cells(n: u32) -> Result<u32> {
         .map_err(|_| Error::CellSpaceExhausted)
 }
 
-pub(crate) type LabelSet = Box<[(Box<str>, Box<str>)]>;
+/// A series' sorted label pairs; an `Arc` so snapshots copy the series list cheaply.
+pub(crate) type LabelSet = Arc<[(Box<str>, Box<str>)]>;
 
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Handle {
@@ -584,7 +585,7 @@ fn leak_gauge_cell() -> &'static AtomicU64 {
 }
 
 fn overflow_labels() -> LabelSet {
-    Box::new([(OVERFLOW_LABEL.0.into(), OVERFLOW_LABEL.1.into())])
+    Arc::new([(OVERFLOW_LABEL.0.into(), OVERFLOW_LABEL.1.into())])
 }
 
 /// Validates label names, rejects duplicates, truncates long values and sorts by name.
@@ -616,5 +617,5 @@ fn normalize_labels(labels: &[(&str, &str)], kind: MetricKind) -> Result<LabelSe
     if let Some(w) = out.windows(2).find(|w| w[0].0 == w[1].0) {
         return Err(Error::DuplicateLabel(w[0].0.to_string()));
     }
-    Ok(out.into_boxed_slice())
+    Ok(out.into())
 }

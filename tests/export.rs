@@ -206,6 +206,12 @@ fn collisions_and_reserved_names_are_refused() {
         r.counter("hotmeter_mine", &[]),
         Err(Error::InvalidMetricName { .. })
     ));
+    for bad in ["_", "_total"] {
+        assert!(
+            matches!(r.counter(bad, &[]), Err(Error::InvalidMetricName { .. })),
+            "{bad}"
+        );
+    }
     assert!(matches!(
         r.sampled("t", &[("quantile", "x")]),
         Err(Error::InvalidLabelName { .. })

@@ -352,6 +352,13 @@ impl Registry {
             Some(f) => f,
             None => {
                 let exposed = names::exposed_names(name, kind);
+                if exposed.iter().any(|e| check_metric_name(e).is_err()) {
+                    // `_` as a counter exposes `__total`; `_total` exposes an empty family.
+                    return Err(Error::InvalidMetricName {
+                        name: name.into(),
+                        rule: "the names it exposes (a counter's base name and `<base>_total`) must follow the metric name rules too",
+                    });
+                }
                 if let Some((e, existing)) = exposed
                     .iter()
                     .find_map(|e| inner.exposed.get(e).map(|f| (e, f)))

@@ -9,15 +9,26 @@
 //! message, both measured in this run), checks every exact value against the workload's own
 //! tally, and sets each sampled estimate beside the truth with its standard error.
 //!
+//! While it runs it serves `/metrics` (default `127.0.0.1:9464`; a free port if that one is
+//! taken) for Prometheus or `curl`; at the end it scrapes its own endpoint and checks that
+//! the exposition shows the same numbers as the report. It runs 20 s by default, or until
+//! Ctrl-C (which ends the current round and still prints the report).
+//!
 //! ```text
-//! cargo run --release --example demo -- [--seconds N] [--threads N]
+//! cargo run --release --example demo -- [--seconds N] [--threads N] [--listen ADDR]
 //! ```
 
 use std::hash::Hasher;
 use std::hint::black_box;
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use hotmeter::SampleKey;
+
+/// Set by Ctrl-C: workers finish their round, the report is printed.
+static STOP: AtomicBool = AtomicBool::new(false);
 
 const CLIENTS: [&str; 4] = ["alpha", "bravo", "charlie", "delta"];
 const MAX_LEN: usize = 96;
@@ -121,9 +132,10 @@ fn run_round(instrumented: bool, for_how_long: Duration, tally: &mut Tally) -> (
     (n, start.elapsed())
 }
 
-fn parse_args() -> (u64, usize) {
-    let mut seconds = 10u64;
+fn parse_args() -> (u64, usize, SocketAddr) {
+    let mut seconds = 20u64;
     let mut threads = 2usize;
+    let mut listen: SocketAddr = "127.0.0.1:9464".parse().expect("literal address");
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = |name: &str| -> u64 {
@@ -132,20 +144,55 @@ fn parse_args() -> (u64, usize) {
                 std::process::exit(2)
             })
         };
+        if arg == "--listen" {
+            listen = args.next().and_then(|v| v.parse().ok()).unwrap_or_else(|| {
+                eprintln!("--listen needs an address such as 127.0.0.1:9464");
+                std::process::exit(2)
+            });
+            continue;
+        }
         match arg.as_str() {
             "--seconds" => seconds = value("--seconds").max(2),
             "--threads" => threads = value("--threads").max(1) as usize,
             other => {
-                eprintln!("unknown argument {other:?}; usage: demo [--seconds N] [--threads N]");
+                eprintln!(
+                    "unknown argument {other:?}; usage: demo [--seconds N] [--threads N] [--listen ADDR]"
+                );
                 std::process::exit(2);
             }
         }
     }
-    (seconds, threads)
+    (seconds, threads, listen)
+}
+
+/// `GET /metrics` on our own endpoint, text format.
+fn scrape(addr: SocketAddr) -> std::io::Result<String> {
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: demo\r\nAccept: text/plain;version=0.0.4\r\nConnection: close\r\n\r\n")?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf)?;
+    let (head, body) = buf
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| std::io::Error::other("no HTTP header end"))?;
+    if !head.starts_with("HTTP/1.1 200") {
+        return Err(std::io::Error::other(format!("answer {head:?}")));
+    }
+    Ok(body.to_string())
+}
+
+/// The value of sample line `series` (name and labels exactly as rendered) in `text`.
+fn scraped(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.parse().ok())
 }
 
 fn main() {
-    let (seconds, threads) = parse_args();
+    let (seconds, threads, listen) = parse_args();
+    if let Err(e) = ctrlc::set_handler(|| STOP.store(true, Ordering::Relaxed)) {
+        eprintln!("no Ctrl-C handler ({e}); the demo runs its full time");
+    }
     let engine = hotmeter::Engine::builder()
         .from_env()
         .unwrap_or_else(|e| {
@@ -155,9 +202,21 @@ fn main() {
         .install()
         .expect("the demo installs the global engine before any macro runs");
     let registry = engine.registry();
+    let addr = engine.serve(listen).or_else(|e| {
+        eprintln!("cannot listen on {listen} ({e}); using a free port instead");
+        engine.serve(SocketAddr::new(listen.ip(), 0))
+    });
+    let addr = match addr {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("cannot serve /metrics: {e}");
+            std::process::exit(2)
+        }
+    };
     println!(
-        "hotmeter demo: {threads} threads, {seconds} s of alternating bare / instrumented rounds"
+        "hotmeter demo: {threads} threads, {seconds} s of alternating bare / instrumented rounds (Ctrl-C ends early)"
     );
+    println!("serving http://{addr}/metrics  (try: curl -s http://{addr}/metrics | grep demo_)");
 
     let workers: Vec<_> = (0..threads)
         .map(|_| {
@@ -167,6 +226,10 @@ fn main() {
                 let (mut bare, mut inst) = (Tally::default(), Tally::default());
                 let mut per_round = Vec::new();
                 for round in 0..seconds {
+                    // Stop on an even count of rounds, so bare and instrumented stay paired.
+                    if STOP.load(Ordering::Relaxed) && round % 2 == 0 {
+                        break;
+                    }
                     let instrumented = round % 2 == 1;
                     let tally = if instrumented { &mut inst } else { &mut bare };
                     let (n, took) = run_round(instrumented, Duration::from_secs(1), tally);
@@ -184,6 +247,9 @@ fn main() {
         std::thread::sleep(
             (start + Duration::from_secs(s)).saturating_duration_since(Instant::now()),
         );
+        if STOP.load(Ordering::Relaxed) && workers.iter().all(|w| w.is_finished()) {
+            break;
+        }
         let snap = registry.snapshot();
         let msgs = snap.counter("demo_messages_total", &[]).unwrap_or(0);
         let m = &snap.meta.sampling;
@@ -365,6 +431,38 @@ fn main() {
         "engine's own estimate of its recording cost: {:.1} ns per sampled-layer call",
         m.overhead_ns_per_call
     );
+
+    // The exposition must say what this report says.
+    println!("\n== a scrape of http://{addr}/metrics, against this report");
+    match scrape(addr) {
+        Ok(text) => {
+            let mut checks = vec![
+                ("demo_messages_total".to_string(), msgs as f64),
+                ("demo_message_bytes_count".to_string(), bytes.count as f64),
+                ("demo_message_bytes_sum".to_string(), bytes.sum),
+                ("demo_messages_failed_count".to_string(), fc as f64),
+                ("demo_handle_seconds_count".to_string(), timer.count as f64),
+            ];
+            for q in &e.quantiles {
+                checks.push((
+                    format!("demo_message_bytes{{quantile=\"{:?}\"}}", q.q),
+                    q.value,
+                ));
+            }
+            for (series, want) in &checks {
+                let got = scraped(&text, series);
+                let same = got == Some(*want);
+                println!(
+                    "{series:<42} report {want:>16}   scrape {:>16}   {}",
+                    got.map_or("missing".into(), |g| g.to_string()),
+                    if same { "same" } else { "DIFFERENT" }
+                );
+                check(series, same);
+            }
+        }
+        Err(e) => check(&format!("scrape failed: {e}"), false),
+    }
+
     println!(
         "\nexact: {}",
         if ok {

@@ -443,6 +443,7 @@ impl Registry {
             kind: MetricKind,
             config: Option<HistogramConfig>,
             series: Vec<(LabelSet, Handle)>,
+            overflow: Option<Handle>,
             folded: u64,
         }
         let pending: Vec<Pending> = {
@@ -451,23 +452,28 @@ impl Registry {
                 .families
                 .iter()
                 .map(|(name, f)| {
-                    let mut series: Vec<(LabelSet, Handle)> =
+                    let series: Vec<(LabelSet, Handle)> =
                         f.series.iter().map(|(l, h)| (l.clone(), *h)).collect();
-                    series.sort_by(|a, b| a.0.cmp(&b.0));
-                    if let Some(h) = f.overflow {
-                        series.push((overflow_labels(), h));
-                    }
                     Pending {
                         name: name.clone(),
                         help: inner.help.get(name).cloned(),
                         kind: f.kind,
                         config: f.histogram.clone(),
                         series,
+                        overflow: f.overflow,
                         folded: f.folded,
                     }
                 })
                 .collect()
         };
+        // Sorted after the lock is released: under it, only Arc clones and copies.
+        let mut pending = pending;
+        for p in &mut pending {
+            p.series.sort_by(|a, b| a.0.cmp(&b.0));
+            if let Some(h) = p.overflow {
+                p.series.push((overflow_labels(), h));
+            }
+        }
         let published = self.pipeline.published();
         let mut meta = MetaSnapshot {
             sampling: published.stats.clone(),

@@ -283,27 +283,34 @@ fn sampled_after_flush(name: &str) -> hotmeter::SampledValue {
         .unwrap_or_else(|| panic!("{name} is registered"))
 }
 
-fn check_not_sampled(_: ()) {
+fn check_not_sampled(calls: usize) {
     let v = sampled_after_flush("iai_not_sampled_bytes");
-    assert_eq!(v.count, (WARMUP + N) as u64);
-    assert_eq!(v.pushed, 0, "the not-sampled bench sampled a call: pick another seed");
+    assert_eq!(v.count, (WARMUP + calls) as u64);
+    assert_eq!(
+        v.pushed, 0,
+        "the not-sampled bench sampled a call: pick another seed"
+    );
 }
 
-fn check_sampled(_: ()) {
+fn check_sampled(calls: usize) {
     let v = sampled_after_flush("iai_sampled_bytes");
-    assert_eq!(v.pushed, (WARMUP + N) as u64, "p = 1 samples every call");
+    assert_eq!(
+        v.pushed,
+        (WARMUP + calls) as u64,
+        "p = 1 samples every call"
+    );
     assert_eq!(v.dropped(), 0, "no sampled record may meet a full ring");
 }
 
-fn check_critical(_: ()) {
+fn check_critical(calls: usize) {
     let v = sampled_after_flush("iai_failed");
-    assert_eq!(v.pushed, (WARMUP + N) as u64);
+    assert_eq!(v.pushed, (WARMUP + calls) as u64);
     assert_eq!(v.critical_to_lane, 0, "every critical record fits the ring");
 }
 
-fn check_timer(_: ()) {
+fn check_timer(calls: usize) {
     let v = sampled_after_flush("iai_handle_seconds");
-    assert_eq!(v.count, (WARMUP + N) as u64);
+    assert_eq!(v.count, (WARMUP + calls) as u64);
     assert_eq!(v.dropped(), 0);
 }
 
@@ -366,10 +373,11 @@ fn baseline_plain_tls_count_and_sum(n: usize) {
 }
 
 #[library_benchmark(setup = setup_not_sampled, teardown = check_not_sampled)]
-fn record_not_sampled(n: usize) {
+fn record_not_sampled(n: usize) -> usize {
     for i in 0..n {
         op_record_not_sampled(i as f64);
     }
+    n
 }
 
 // Baseline of the sampled and critical rows: one push into a ring alone.
@@ -382,17 +390,19 @@ fn baseline_ring_push((n, mut p, c): (usize, Producer, Consumer)) -> (Producer, 
 }
 
 #[library_benchmark(setup = setup_sampled, teardown = check_sampled)]
-fn record_sampled_p1(n: usize) {
+fn record_sampled_p1(n: usize) -> usize {
     for i in 0..n {
         op_record_sampled(i as f64);
     }
+    n
 }
 
 #[library_benchmark(setup = setup_critical, teardown = check_critical)]
-fn record_critical(n: usize) {
+fn record_critical(n: usize) -> usize {
     for i in 0..n {
         op_record_critical(i as f64);
     }
+    n
 }
 
 // Baseline of the timer row: an always-on timer, two clock reads.
@@ -404,10 +414,11 @@ fn baseline_two_instant_now(n: usize) {
 }
 
 #[library_benchmark(setup = setup_timer, teardown = check_timer)]
-fn sampled_timer_p1_64(n: usize) {
+fn sampled_timer_p1_64(n: usize) -> usize {
     for _ in 0..n {
         op_sampled_timer();
     }
+    n
 }
 
 library_benchmark_group!(

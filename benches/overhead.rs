@@ -88,7 +88,7 @@ impl Worker {
         let size = 64 + (r & 63) as usize; // 64..=127 bytes
         let client = ((r >> 8) & 0xff) as u32;
         let flags = (r >> 16) as u16;
-        let failed = (r >> 40) % 1000 == 0;
+        let failed = (r >> 40).is_multiple_of(1000);
 
         // Build: header, then a payload.
         let buf = &mut self.buf;

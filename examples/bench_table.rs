@@ -8,6 +8,13 @@
 //! For each group it prints every contender's median ns per operation (per thread), its
 //! ratio to the plain thread-local baseline of the same group and run, and for hotmeter rows
 //! how many times faster than the fastest peer crate it is.
+//!
+//! The `overhead/*` groups of `cargo bench --bench overhead` get their own table: each
+//! instrumented loop's median ns per message beside the bare loop of the same group and
+//! run, and the overhead `(instrumented - bare) / bare` in percent.
+//!
+//! Results are read from `$CARGO_TARGET_DIR/criterion` (default `target/criterion`), or
+//! from the directory given as the first argument.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -39,6 +46,32 @@ fn find(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
+/// Groups of `benches/overhead.rs`: one message-handling loop, bare and instrumented.
+const OVERHEAD_PREFIX: &str = "overhead/";
+const BARE: &str = "bare";
+
+/// An `overhead/*` group: median ns per message and the overhead over the bare loop.
+fn overhead_table(group: &str, rows: &[(String, f64)]) {
+    let bare = rows.iter().find(|r| r.0 == BARE).map(|r| r.1);
+    println!("### `{group}`\n");
+    println!("| contender | median ns per message | + ns over bare | overhead % |");
+    println!("|---|---:|---:|---:|");
+    for (id, ns) in rows {
+        let (plus, pct) = match bare {
+            Some(b) if id != BARE => (
+                format!("{:+.2}", ns - b),
+                format!("{:+.1}%", 100.0 * (ns - b) / b),
+            ),
+            _ => (String::new(), String::new()),
+        };
+        println!("| {id} | {ns:.2} | {plus} | {pct} |");
+    }
+    if bare.is_none() {
+        println!("\n(no `{BARE}` row in this group: run the whole bench)");
+    }
+    println!();
+}
+
 fn read_json(path: &Path) -> serde_json::Value {
     let text = fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
@@ -48,7 +81,11 @@ fn main() {
     let root = std::env::args()
         .nth(1)
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("target/criterion"));
+        .unwrap_or_else(|| {
+            std::env::var_os("CARGO_TARGET_DIR")
+                .map_or_else(|| PathBuf::from("target"), PathBuf::from)
+                .join("criterion")
+        });
     let mut dirs = Vec::new();
     find(&root, &mut dirs);
     if dirs.is_empty() {
@@ -82,6 +119,10 @@ fn main() {
     );
     for (group, mut rows) in groups {
         rows.sort_by(|a, b| a.1.total_cmp(&b.1));
+        if group.starts_with(OVERHEAD_PREFIX) {
+            overhead_table(&group, &rows);
+            continue;
+        }
         let baseline = rows.iter().find(|r| r.0 == BASELINE).map(|r| r.1);
         let best_peer = rows
             .iter()

@@ -17,13 +17,19 @@
 //! from the directory given as the first argument.
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-const BASELINE: &str = "plain_thread_local_add";
+/// Criterion group → `(function id, median ns)` rows.
+pub type Groups = BTreeMap<String, Vec<(String, f64)>>;
+
+/// The plain baseline row of the per-operation groups.
+pub const BASELINE: &str = "plain_thread_local_add";
 const PEERS: [&str; 3] = ["metrics", "prometheus", "prometheus_client"];
 
-fn is_peer(id: &str) -> bool {
+/// Whether a row is a peer crate's.
+pub fn is_peer(id: &str) -> bool {
     PEERS
         .iter()
         .any(|p| id == *p || id.starts_with(&format!("{p}_")))
@@ -51,11 +57,11 @@ const OVERHEAD_PREFIX: &str = "overhead/";
 const BARE: &str = "bare";
 
 /// An `overhead/*` group: median ns per message and the overhead over the bare loop.
-fn overhead_table(group: &str, rows: &[(String, f64)]) {
+fn overhead_table(out: &mut String, group: &str, rows: &[(String, f64)]) {
     let bare = rows.iter().find(|r| r.0 == BARE).map(|r| r.1);
-    println!("### `{group}`\n");
-    println!("| contender | median ns per message | + ns over bare | overhead % |");
-    println!("|---|---:|---:|---:|");
+    let _ = writeln!(out, "### `{group}`\n");
+    let _ = writeln!(out, "| contender | median ns per message | + ns over bare | overhead % |");
+    let _ = writeln!(out, "|---|---:|---:|---:|");
     for (id, ns) in rows {
         let (plus, pct) = match bare {
             Some(b) if id != BARE => (
@@ -64,12 +70,12 @@ fn overhead_table(group: &str, rows: &[(String, f64)]) {
             ),
             _ => (String::new(), String::new()),
         };
-        println!("| {id} | {ns:.2} | {plus} | {pct} |");
+        let _ = writeln!(out, "| {id} | {ns:.2} | {plus} | {pct} |");
     }
     if bare.is_none() {
-        println!("\n(no `{BARE}` row in this group: run the whole bench)");
+        let _ = writeln!(out, "\n(no `{BARE}` row in this group: run the whole bench)");
     }
-    println!();
+    let _ = writeln!(out);
 }
 
 fn read_json(path: &Path) -> serde_json::Value {
@@ -77,26 +83,20 @@ fn read_json(path: &Path) -> serde_json::Value {
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-fn main() {
-    let root = std::env::args()
-        .nth(1)
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            std::env::var_os("CARGO_TARGET_DIR")
-                .map_or_else(|| PathBuf::from("target"), PathBuf::from)
-                .join("criterion")
-        });
+/// Where criterion saved its results: the first argument, or `$CARGO_TARGET_DIR/criterion`.
+pub fn results_dir(arg: Option<String>) -> PathBuf {
+    arg.map(PathBuf::from).unwrap_or_else(|| {
+        std::env::var_os("CARGO_TARGET_DIR")
+            .map_or_else(|| PathBuf::from("target"), PathBuf::from)
+            .join("criterion")
+    })
+}
+
+/// Every group's rows (median ns), sorted fastest first.
+pub fn collect(root: &Path) -> Groups {
     let mut dirs = Vec::new();
-    find(&root, &mut dirs);
-    if dirs.is_empty() {
-        eprintln!(
-            "no criterion results under {}; run `cargo bench --bench record` first",
-            root.display()
-        );
-        std::process::exit(1);
-    }
-    // group -> [(function id, median ns)]
-    let mut groups: BTreeMap<String, Vec<(String, f64)>> = BTreeMap::new();
+    find(root, &mut dirs);
+    let mut groups = Groups::new();
     for d in dirs {
         let bench = read_json(&d.join("benchmark.json"));
         let est = read_json(&d.join("estimates.json"));
@@ -105,6 +105,14 @@ fn main() {
         let median = est["median"]["point_estimate"].as_f64().unwrap_or(f64::NAN);
         groups.entry(group).or_default().push((id, median));
     }
+    for rows in groups.values_mut() {
+        rows.sort_by(|a, b| a.1.total_cmp(&b.1));
+    }
+    groups
+}
+
+/// The machine line: CPU model and core count.
+pub fn machine() -> String {
     let cpu = fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|s| {
@@ -114,13 +122,15 @@ fn main() {
         })
         .unwrap_or_else(|| "unknown CPU".into());
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    println!(
-        "Machine: {cpu}, {cores} cores (shared, noisy). Median ns per operation per thread.\n"
-    );
-    for (group, mut rows) in groups {
-        rows.sort_by(|a, b| a.1.total_cmp(&b.1));
+    format!("{cpu}, {cores} cores (shared, noisy)")
+}
+
+/// One markdown table per group.
+pub fn markdown(groups: &Groups) -> String {
+    let mut out = String::new();
+    for (group, rows) in groups {
         if group.starts_with(OVERHEAD_PREFIX) {
-            overhead_table(&group, &rows);
+            overhead_table(&mut out, group, rows);
             continue;
         }
         let baseline = rows.iter().find(|r| r.0 == BASELINE).map(|r| r.1);
@@ -129,18 +139,37 @@ fn main() {
             .filter(|r| is_peer(&r.0))
             .map(|r| r.1)
             .fold(f64::INFINITY, f64::min);
-        println!("### `{group}`\n");
-        println!("| contender | median ns | × {BASELINE} | fastest peer ÷ this |");
-        println!("|---|---:|---:|---:|");
-        for (id, ns) in &rows {
+        let _ = writeln!(out, "### `{group}`\n");
+        let _ = writeln!(out, "| contender | median ns | × {BASELINE} | fastest peer ÷ this |");
+        let _ = writeln!(out, "|---|---:|---:|---:|");
+        for (id, ns) in rows {
             let vs_base = baseline.map_or("".into(), |b| format!("{:.2}", ns / b));
             let vs_peer = if id.starts_with("hotmeter") && best_peer.is_finite() {
                 format!("{:.1}×", best_peer / ns)
             } else {
                 String::new()
             };
-            println!("| {id} | {ns:.2} | {vs_base} | {vs_peer} |");
+            let _ = writeln!(out, "| {id} | {ns:.2} | {vs_base} | {vs_peer} |");
         }
-        println!();
+        let _ = writeln!(out);
     }
+    out
+}
+
+#[allow(dead_code)] // unused where `bench_report` includes this file as a module
+fn main() {
+    let root = results_dir(std::env::args().nth(1));
+    let groups = collect(&root);
+    if groups.is_empty() {
+        eprintln!(
+            "no criterion results under {}; run `cargo bench --bench record` first",
+            root.display()
+        );
+        std::process::exit(1);
+    }
+    println!(
+        "Machine: {}. Median ns per operation per thread.\n",
+        machine()
+    );
+    print!("{}", markdown(&groups));
 }

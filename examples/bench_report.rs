@@ -30,8 +30,18 @@ const CHART_GROUPS: [(&str, &str); 8] = [
 
 /// Libraries in the chart: the row(s) that stand for each, best (fastest) row taken.
 const LIBRARIES: [(&str, &[&str]); 5] = [
-    ("plain baseline", &["plain_thread_local_add", "bare"]),
-    ("hotmeter", &["hotmeter_macro", "hotmeter", "hotmeter_record"]),
+    (
+        "plain baseline",
+        &[
+            "plain_thread_local_add",
+            "bare",
+            "plain_tls_decrement_and_branch",
+        ],
+    ),
+    (
+        "hotmeter",
+        &["hotmeter_macro", "hotmeter", "hotmeter_record_macro"],
+    ),
     ("metrics", &["metrics_handle", "metrics_macro", "metrics"]),
     ("prometheus", &["prometheus"]),
     ("prometheus-client", &["prometheus_client"]),
@@ -76,7 +86,9 @@ fn chart(groups: &table::Groups, path: &str) -> Result<(), Box<dyn std::error::E
         .x_label_formatter(&|x| {
             let i = x.round();
             if (x - i).abs() < 0.01 && i >= 0.0 {
-                present.get(i as usize).map_or(String::new(), |p| p.1.to_string())
+                present
+                    .get(i as usize)
+                    .map_or(String::new(), |p| p.1.to_string())
             } else {
                 String::new()
             }
@@ -148,8 +160,8 @@ fn main() {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let status = Command::new(cargo)
             .args([
-                "bench", "--bench", "record", "--bench", "sampled", "--bench", "export",
-                "--bench", "overhead",
+                "bench", "--bench", "record", "--bench", "sampled", "--bench", "export", "--bench",
+                "overhead",
             ])
             .status()
             .expect("run cargo bench");
@@ -193,5 +205,8 @@ fn main() {
         table::markdown(&groups)
     );
     std::fs::write("BENCHMARKS.md", md).expect("write BENCHMARKS.md");
-    println!("wrote BENCHMARKS.md and BENCHMARKS.svg ({} groups)", groups.len());
+    println!(
+        "wrote BENCHMARKS.md and BENCHMARKS.svg ({} groups)",
+        groups.len()
+    );
 }

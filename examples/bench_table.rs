@@ -60,7 +60,10 @@ const BARE: &str = "bare";
 fn overhead_table(out: &mut String, group: &str, rows: &[(String, f64)]) {
     let bare = rows.iter().find(|r| r.0 == BARE).map(|r| r.1);
     let _ = writeln!(out, "### `{group}`\n");
-    let _ = writeln!(out, "| contender | median ns per message | + ns over bare | overhead % |");
+    let _ = writeln!(
+        out,
+        "| contender | median ns per message | + ns over bare | overhead % |"
+    );
     let _ = writeln!(out, "|---|---:|---:|---:|");
     for (id, ns) in rows {
         let (plus, pct) = match bare {
@@ -73,7 +76,10 @@ fn overhead_table(out: &mut String, group: &str, rows: &[(String, f64)]) {
         let _ = writeln!(out, "| {id} | {ns:.2} | {plus} | {pct} |");
     }
     if bare.is_none() {
-        let _ = writeln!(out, "\n(no `{BARE}` row in this group: run the whole bench)");
+        let _ = writeln!(
+            out,
+            "\n(no `{BARE}` row in this group: run the whole bench)"
+        );
     }
     let _ = writeln!(out);
 }
@@ -140,7 +146,19 @@ pub fn markdown(groups: &Groups) -> String {
             .map(|r| r.1)
             .fold(f64::INFINITY, f64::min);
         let _ = writeln!(out, "### `{group}`\n");
-        let _ = writeln!(out, "| contender | median ns | × {BASELINE} | fastest peer ÷ this |");
+        // Whole renderings take milliseconds: print those groups in ms.
+        if rows.iter().all(|r| r.1 > 1e5) {
+            let _ = writeln!(out, "| contender | median ms |\n|---|---:|");
+            for (id, ns) in rows {
+                let _ = writeln!(out, "| {id} | {:.2} |", ns / 1e6);
+            }
+            let _ = writeln!(out);
+            continue;
+        }
+        let _ = writeln!(
+            out,
+            "| contender | median ns | × {BASELINE} | fastest peer ÷ this |"
+        );
         let _ = writeln!(out, "|---|---:|---:|---:|");
         for (id, ns) in rows {
             let vs_base = baseline.map_or("".into(), |b| format!("{:.2}", ns / b));

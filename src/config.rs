@@ -244,10 +244,19 @@ impl Config {
                 .map_err(|_| err("HOTMETER_SEED", &v, "an unsigned 64-bit integer"))?;
         }
         if let Some(v) = get("HOTMETER_LISTEN") {
-            self.listen =
-                Some(v.trim().parse().map_err(|_| {
-                    err("HOTMETER_LISTEN", &v, "an address such as 127.0.0.1:9464")
-                })?);
+            let v = v.trim();
+            let addr = if v == "default" {
+                crate::export::http::DEFAULT_ADDR
+            } else {
+                v
+            };
+            self.listen = Some(addr.parse().map_err(|_| {
+                err(
+                    "HOTMETER_LISTEN",
+                    v,
+                    "an address such as 127.0.0.1:9464, or `default` (127.0.0.1:9464)",
+                )
+            })?);
         }
         if let Some(v) = get("HOTMETER_TOKEN") {
             let t = v.trim();
@@ -396,7 +405,7 @@ mod tests {
             (
                 "HOTMETER_LISTEN",
                 "localhost",
-                "an address such as 127.0.0.1:9464",
+                "an address such as 127.0.0.1:9464, or `default` (127.0.0.1:9464)",
             ),
         ] {
             let e = Config::default()
@@ -434,5 +443,28 @@ mod tests {
             ..Config::default()
         };
         assert_eq!(bad.validate().unwrap_err().knob, "critical_lane_capacity");
+    }
+
+    #[test]
+    fn token_and_default_listen() {
+        let c = Config::default()
+            .apply_env_from(env(&[
+                ("HOTMETER_TOKEN", " s3cret "),
+                ("HOTMETER_LISTEN", "default"),
+            ]))
+            .unwrap();
+        assert_eq!(c.token, Some(Secret("s3cret".into())));
+        assert_eq!(c.listen, Some("127.0.0.1:9464".parse().unwrap()));
+        assert!(
+            !format!("{c:?}").contains("s3cret"),
+            "Debug redacts the token"
+        );
+        for bad in ["", "two words", "tab\there"] {
+            let e = Config::default()
+                .apply_env_from(env(&[("HOTMETER_TOKEN", bad)]))
+                .unwrap_err();
+            assert_eq!(e.knob, "HOTMETER_TOKEN");
+            assert_eq!(e.value, "***", "the error does not repeat the token");
+        }
     }
 }

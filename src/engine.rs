@@ -335,8 +335,8 @@ impl Engine {
     }
 
     /// Every series and the engine's meta-metrics in an exposition format, for mounting in
-    /// your own HTTP server (answer with [`Format::content_type`]; pick the format with
-    /// [`Format::from_accept`]). Reads exact values and the last published estimates; never
+    /// your own HTTP server (answer with [`Format::content_type`](crate::Format::content_type); pick the format with
+    /// [`Format::from_accept`](crate::Format::from_accept)). Reads exact values and the last published estimates; never
     /// holds a lock a recording thread or the flusher needs.
     ///
     /// # Errors

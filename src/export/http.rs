@@ -26,6 +26,10 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
 use super::Format;
 
+/// The conventional address of the endpoint (`HOTMETER_LISTEN=default`, the demo's default):
+/// loopback only, so nothing is exposed beyond the machine unless asked for.
+pub const DEFAULT_ADDR: &str = "127.0.0.1:9464";
+
 /// Limits and options of the metrics endpoint.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServeConfig {
@@ -388,4 +392,77 @@ fn handle(ctx: &Ctx, req: Request<Incoming>) -> Response<PermitBody> {
         h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
     }
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+
+    fn exchange(addr: SocketAddr, accept_gzip: bool) -> String {
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let gzip = if accept_gzip {
+            "Accept-Encoding: gzip\r\n"
+        } else {
+            ""
+        };
+        write!(s, "GET /metrics HTTP/1.1\r\nHost: x\r\n{gzip}\r\n").unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    }
+
+    /// An encoder failure is a 500 with a short message and nothing of the rendering.
+    #[test]
+    fn an_encode_error_is_a_500_with_no_partial_body() {
+        let server = serve(
+            "127.0.0.1:0".parse().unwrap(),
+            ServeConfig::default(),
+            Arc::default(),
+            Box::new(|_| Err(std::fmt::Error)),
+        )
+        .unwrap();
+        for gzip in [false, true] {
+            let reply = exchange(server.local_addr(), gzip);
+            assert!(reply.starts_with("HTTP/1.1 500"), "{reply}");
+            let body = reply.split_once("\r\n\r\n").unwrap().1;
+            assert_eq!(body, "encoding failed\n");
+            assert!(!reply.contains("Content-Encoding"), "{reply}");
+        }
+        assert_eq!(server.stats.errors.load(Ordering::Relaxed), 2);
+        assert_eq!(server.scrapes(), 0);
+        server.stop();
+    }
+
+    #[test]
+    fn zero_limits_are_refused() {
+        for config in [
+            ServeConfig {
+                max_connections: 0,
+                ..ServeConfig::default()
+            },
+            ServeConfig {
+                max_concurrent_scrapes: 0,
+                ..ServeConfig::default()
+            },
+        ] {
+            let err = serve(
+                "127.0.0.1:0".parse().unwrap(),
+                config,
+                Arc::default(),
+                Box::new(|_| Ok(String::new())),
+            )
+            .unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+        }
+    }
+
+    #[test]
+    fn token_comparison() {
+        assert!(same(b"abc", b"abc"));
+        assert!(!same(b"abc", b"abd"));
+        assert!(!same(b"abc", b"abcd"));
+        assert!(!same(b"", b"a"));
+    }
 }

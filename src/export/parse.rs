@@ -5,6 +5,12 @@
 
 use super::Format;
 
+/// Label pairs in order, unescaped.
+pub type Labels = Vec<(String, String)>;
+
+/// A parsed exemplar: labels, value, timestamp.
+pub type ParsedExemplar = (Labels, f64, Option<f64>);
+
 /// A parsed family.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ParsedFamily {
@@ -28,7 +34,7 @@ pub struct ParsedSample {
     /// The value.
     pub value: f64,
     /// An exemplar: labels, value, timestamp.
-    pub exemplar: Option<(Vec<(String, String)>, f64, Option<f64>)>,
+    pub exemplar: Option<ParsedExemplar>,
 }
 
 fn is_metric_name(s: &str) -> bool {
@@ -80,8 +86,7 @@ fn parse_float(s: &str) -> Result<f64, String> {
 }
 
 /// Parses `{a="x",b="y"}` at the start of `s`; returns the labels and the rest.
-fn parse_labels(s: &str, quotes_in_help: bool) -> Result<(Vec<(String, String)>, &str), String> {
-    let _ = quotes_in_help;
+fn parse_labels(s: &str) -> Result<(Labels, &str), String> {
     let mut labels = Vec::new();
     let Some(mut rest) = s.strip_prefix('{') else {
         return Ok((labels, s));
@@ -204,7 +209,7 @@ pub fn parse(text: &str, format: Format) -> Result<Vec<ParsedFamily>, String> {
         if !suffix_ok {
             return Err(format!("sample {name:?} in family {:?}", family.name));
         }
-        let (labels, rest) = parse_labels(&line[name_end..], true)?;
+        let (labels, rest) = parse_labels(&line[name_end..])?;
         let rest = rest.strip_prefix(' ').ok_or("no space before value")?;
         let (value, exemplar) = match rest.split_once(" # ") {
             Some((v, e)) if format == Format::OpenMetrics => (v, Some(e)),
@@ -218,7 +223,7 @@ pub fn parse(text: &str, format: Format) -> Result<Vec<ParsedFamily>, String> {
                 if !name.ends_with("_bucket") && !name.ends_with("_total") {
                     return Err("exemplar on a sample that cannot carry one".into());
                 }
-                let (elabels, rest) = parse_labels(e, true)?;
+                let (elabels, rest) = parse_labels(e)?;
                 if !e.starts_with('{') {
                     return Err("exemplar without label set".into());
                 }

@@ -265,7 +265,7 @@ fn both_formats_parse_and_agree() {
     let om = parse(&om, Format::OpenMetrics).unwrap();
     let txt = parse(&txt, Format::Text).unwrap();
     let samples = |fams: &[super::parse::ParsedFamily]| {
-        let mut v: Vec<(String, Vec<(String, String)>, u64)> = fams
+        let mut v: Vec<(String, super::parse::Labels, u64)> = fams
             .iter()
             .flat_map(|f| f.samples.iter())
             .map(|s| {

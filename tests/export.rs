@@ -179,6 +179,11 @@ fn exemplars_come_from_keyed_histogram_records_in_openmetrics_only() {
     assert!(ts <= now + 1.0 && ts > now - 600.0, "{ts} vs {now}");
     let text = engine.render(Format::Text).unwrap();
     assert!(!text.contains(" # {"), "no exemplars in 0.0.4");
+    // Only histograms keep exemplars: a keyed sampled metric's records feed its top keys.
+    let snap = engine.registry().snapshot();
+    let bytes = snap.sampled("message_bytes", &[("kind", "data")]).unwrap();
+    assert!(!bytes.estimate.top_keys.is_empty());
+    assert!(bytes.estimate.exemplars.is_empty());
 }
 
 #[test]

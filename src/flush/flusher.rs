@@ -32,6 +32,9 @@ struct SeriesAgg {
     top: TopK,
     /// The latest keyed record per fine value bucket (`value.to_bits() >> 49`).
     exemplars: HashMap<u64, ExemplarRecord, rustc_hash::FxBuildHasher>,
+    /// Whether this series' family keeps exemplars: assumed until the first publish learns
+    /// its family (then the map is dropped for families that do not).
+    track_exemplars: bool,
     /// The last published estimate, and whether records arrived since.
     estimate: Arc<SeriesEstimate>,
     dirty: bool,
@@ -43,6 +46,7 @@ impl Default for SeriesAgg {
             dist: Distribution::new(),
             top: TopK::new(TOP_K_CAPACITY),
             exemplars: HashMap::default(),
+            track_exemplars: true,
             estimate: Arc::default(),
             dirty: false,
         }
@@ -56,6 +60,9 @@ impl SeriesAgg {
         self.dist.add(r.value, r.k);
         if r.key != 0 {
             self.top.add(r.key, r.weight() as f64);
+            if !self.track_exemplars {
+                return;
+            }
             let e = ExemplarRecord {
                 value: r.value,
                 key: r.key,
@@ -287,6 +294,10 @@ impl FlushState {
                 let base = s.series.base;
                 let est = match self.index.get(&base).map(|&i| &mut self.series[i]) {
                     Some(agg) => {
+                        if agg.track_exemplars && !s.series.metric.exemplars {
+                            agg.track_exemplars = false;
+                            agg.exemplars = HashMap::default();
+                        }
                         if agg.dirty {
                             agg.estimate = Arc::new(agg.estimate());
                             agg.dirty = false;

@@ -386,6 +386,7 @@ impl Registry {
                             },
                             k: AtomicU8::new(self.pipeline.config.initial_k),
                             keyed,
+                            exemplars: kind == MetricKind::Histogram,
                             pipeline: Arc::clone(&self.pipeline),
                         }));
                         self.pipeline.register_metric(metric);

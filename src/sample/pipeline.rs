@@ -43,6 +43,9 @@ pub struct SampledMetric {
     pub k: AtomicU8,
     /// Keyed (consistent) sampling on the event key instead of a random gap.
     pub keyed: bool,
+    /// A histogram's exemplar sampler: the flusher keeps its keyed records as exemplars
+    /// (other families' keyed records only feed their top keys).
+    pub exemplars: bool,
     /// The pipeline its records go to.
     pub pipeline: Arc<Pipeline>,
 }

@@ -1,0 +1,162 @@
+//! Abuse of the `/metrics` endpoint: malformed requests, a 64 KiB header, 100 concurrent
+//! scrapes, clients that stop reading, one that never sends. The server stays up, its
+//! threads stay bounded, and a writer recording throughout stays exact. Alone in its test
+//! binary, so the thread count it checks is not moved by other tests' engines.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use common::{exchange, get};
+use hotmeter::export::parse::parse;
+use hotmeter::{Engine, Format, ServeConfig};
+
+fn local() -> SocketAddr {
+    "127.0.0.1:0".parse().unwrap()
+}
+
+fn threads() -> usize {
+    std::fs::read_dir("/proc/self/task").map_or(0, |d| d.count())
+}
+
+#[test]
+fn abuse_leaves_the_server_up_bounded_and_writers_exact() {
+    let engine = Arc::new(Engine::builder().build().unwrap());
+    let r = engine.registry();
+    // ~10k series, a multi-megabyte body: more than the socket buffers hold, so a client
+    // that stops reading really blocks the write.
+    for i in 0..10 {
+        let name = format!("load_{i}_total");
+        for j in 0..1000 {
+            r.counter(&name, &[("series", &format!("{j:04}-padding-padding"))])
+                .unwrap()
+                .inc();
+        }
+    }
+    let config = ServeConfig {
+        max_concurrent_scrapes: 2,
+        max_connections: 32,
+        header_timeout: Duration::from_secs(1),
+        exchange_timeout: Duration::from_secs(2),
+        token: None,
+    };
+    let addr = engine.serve_with(local(), config).unwrap();
+    let threads_before = threads();
+
+    // A writer records throughout.
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (engine, stop) = (Arc::clone(&engine), Arc::clone(&stop));
+        std::thread::spawn(move || {
+            let c = engine.registry().counter("writes_total", &[]).unwrap();
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) || n < 100_000 {
+                c.inc();
+                n += 1;
+                if n >= 50_000_000 {
+                    break;
+                }
+            }
+            n
+        })
+    };
+
+    // Malformed requests.
+    for raw in [
+        &b"GARBAGE\r\n\r\n"[..],
+        b"GET /metrics HTTP/9.9\r\n\r\n",
+        b"\x00\x01\x02\xff\r\n\r\n",
+        b"GET /metrics HTTP/1.1\r\nBad Header Line\r\n\r\n",
+    ] {
+        let r = exchange(addr, raw);
+        if let Ok(r) = r {
+            assert!(r.status >= 400, "status {}", r.status);
+        }
+    }
+    let huge = format!(
+        "GET /metrics HTTP/1.1\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(64 * 1024)
+    );
+    if let Ok(r) = exchange(addr, huge.as_bytes()) {
+        assert!(r.status >= 400);
+    }
+
+    // Clients that stop reading (after the request) and one that never sends.
+    let mut stalled = Vec::new();
+    for _ in 0..3 {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        stalled.push(s);
+    }
+    let silent = TcpStream::connect(addr).unwrap();
+    // Past the exchange deadline while nobody reads the stalled streams.
+    std::thread::sleep(Duration::from_secs(3));
+
+    // 100 concurrent scrapes: each gets 200, 503, or (past the connection limit) a close.
+    let scrapers: Vec<_> = (0..100)
+        .map(|_| {
+            std::thread::spawn(move || {
+                match exchange(addr, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n") {
+                    Ok(r) => r.status,
+                    Err(_) => 0,
+                }
+            })
+        })
+        .collect();
+    let statuses: Vec<u16> = scrapers.into_iter().map(|t| t.join().unwrap()).collect();
+    assert!(
+        statuses.iter().all(|s| [0, 200, 503].contains(s)),
+        "{statuses:?}"
+    );
+    assert!(statuses.contains(&200), "{statuses:?}");
+
+    // The silent client is cut off by the header timeout, the stalled ones by the deadline.
+    let mut silent = silent;
+    silent
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut buf = [0u8; 64];
+    let n = silent.read(&mut buf).unwrap_or(0);
+    assert!(
+        n == 0 || buf.starts_with(b"HTTP/1.1 408"),
+        "silent client got {n} bytes"
+    );
+    for mut s in stalled {
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let t = Instant::now();
+        let mut total = 0;
+        let mut chunk = vec![0u8; 1 << 16];
+        // Drain what was sent before the cut; the stream must end (EOF or reset), not hang.
+        loop {
+            match s.read(&mut chunk) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => total += n,
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(60),
+                "stalled stream never ended"
+            );
+        }
+        let _ = total;
+    }
+
+    // Still serving, with a bounded number of threads.
+    let ok = get(addr, "/metrics", &[]);
+    assert_eq!(ok.status, 200);
+    parse(&ok.text(), Format::Text).unwrap();
+    assert!(
+        threads() <= threads_before + 3,
+        "threads grew from {threads_before} to {}",
+        threads()
+    );
+
+    stop.store(true, Ordering::Relaxed);
+    let n = writer.join().unwrap();
+    let snap = engine.registry().snapshot();
+    assert_eq!(snap.counter("writes_total", &[]), Some(n));
+}

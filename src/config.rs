@@ -41,6 +41,11 @@ pub struct Config {
     /// (`HOTMETER_WAKE_ON_HIGH_WATER`, true). Off, rings are drained only every
     /// `flush_interval` (or by `Engine::flush`): cheaper, more drops under bursts.
     pub wake_on_high_water: bool,
+    /// Sliding window the estimated quantiles cover (`HOTMETER_QUANTILE_WINDOW`, 10 min, as
+    /// Prometheus client summaries): older records age out in five steps, so a quantile
+    /// reflects the last 8–10 minutes. Exact counts and sums, the Horvitz–Thompson totals
+    /// and the top keys stay cumulative.
+    pub quantile_window: Duration,
     /// Where to serve `/metrics` (`HOTMETER_LISTEN`, e.g. `127.0.0.1:9464`; default none):
     /// [`EngineBuilder::build`](crate::EngineBuilder::build) and `install` start the
     /// endpoint, and the lazily started global engine does too.
@@ -69,6 +74,7 @@ impl Default for Config {
             adaptive: true,
             ring_capacity: 2048,
             flush_interval: Duration::from_secs(1),
+            quantile_window: Duration::from_secs(600),
             overflow: Overflow::DropNewest,
             series_cap: crate::DEFAULT_SERIES_CAP,
             critical_lane_capacity: 65536,
@@ -196,6 +202,7 @@ impl Config {
             lane_capacity: self.critical_lane_capacity,
             seed: self.seed,
             wake_on_high_water: self.wake_on_high_water,
+            quantile_window: self.quantile_window,
         }
     }
 
@@ -224,6 +231,9 @@ impl Config {
         }
         if let Some(v) = get("HOTMETER_FLUSH_INTERVAL") {
             self.flush_interval = parse_duration("HOTMETER_FLUSH_INTERVAL", &v)?;
+        }
+        if let Some(v) = get("HOTMETER_QUANTILE_WINDOW") {
+            self.quantile_window = parse_duration("HOTMETER_QUANTILE_WINDOW", &v)?;
         }
         if let Some(v) = get("HOTMETER_OVERFLOW") {
             self.overflow = parse_overflow("HOTMETER_OVERFLOW", &v)?;
@@ -303,6 +313,9 @@ impl Config {
         }
         if self.flush_interval.is_zero() {
             return Err(err("flush_interval", "0", "a non-zero duration"));
+        }
+        if self.quantile_window.is_zero() {
+            return Err(err("quantile_window", "0", "a non-zero duration"));
         }
         if !(2..=MAX_RING_CAPACITY).contains(&self.ring_capacity) {
             return Err(err(

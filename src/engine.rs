@@ -103,6 +103,10 @@ impl EngineBuilder {
         overflow: Overflow
     );
     knob!(
+        /// Sliding window of the estimated quantiles (default 10 min).
+        quantile_window: Duration
+    );
+    knob!(
         /// Series per metric before label sets fold into one overflow series.
         series_cap: usize
     );

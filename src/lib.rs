@@ -66,6 +66,25 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! ## Prometheus
+//!
+//! [`Engine::render`] writes every series in OpenMetrics 1.0 or the 0.0.4 text format
+//! ([`Format::from_accept`] picks one from a request's `Accept` header);
+//! [`Engine::serve`] runs a `/metrics` endpoint (gzip, limits, optional bearer token) until
+//! the engine shuts down; [`Engine::collector`] plugs hotmeter into a prometheus-client
+//! registry. See the [`export`] module for how each kind is exposed.
+//!
+//! ```
+//! let engine = hotmeter::Engine::builder().build()?;
+//! engine.registry().counter("jobs_total", &[("queue", "a\"b")])?.add(3);
+//! let text = engine.render(hotmeter::Format::Text)?;
+//! assert!(text.contains("jobs_total{queue=\"a\\\"b\"} 3\n"));
+//! let addr = engine.serve("127.0.0.1:0".parse()?)?; // GET http://{addr}/metrics
+//! assert!(addr.port() != 0);
+//! engine.shutdown(); // stops the endpoint too
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
 //! ## Names and labels
 //!
 //! Names follow the Prometheus rules (`[a-zA-Z_:][a-zA-Z0-9_:]*` for metrics,

@@ -435,3 +435,54 @@ fn a_registry_without_a_flusher_keeps_no_rings() {
     assert_eq!(v.flushed + v.dropped(), 0);
     assert_eq!(snap.meta.sampling.rings, 0);
 }
+
+/// Quantiles cover a sliding window: once a window has passed, the old records no longer
+/// count and a new regime shows; exact and Horvitz–Thompson counts stay cumulative; an
+/// idle window publishes no quantiles. Every event is kept (p = 1), so nothing here is
+/// random; the sleeps only have to exceed the window.
+#[test]
+fn quantiles_cover_a_sliding_window() {
+    let window = Duration::from_millis(250);
+    let engine = Engine::builder()
+        .sample_rate(1.0)
+        .max_sample_rate(1.0)
+        .adaptive(false)
+        .flush_interval(Duration::from_secs(3600))
+        .quantile_window(window)
+        .ring_capacity(1 << 12)
+        .build()
+        .unwrap();
+    let s = engine.registry().sampled("window_bytes", &[]).unwrap();
+    let p50 = |engine: &Engine| {
+        let snap = engine.registry().snapshot();
+        let v = snap.sampled("window_bytes", &[]).unwrap().clone();
+        (v.estimate.quantiles.first().map(|q| q.value), v)
+    };
+    for _ in 0..1000 {
+        s.record(10.0);
+    }
+    engine.flush();
+    let (q, _) = p50(&engine);
+    assert!((q.unwrap() - 10.0).abs() < 0.2, "{q:?}");
+    std::thread::sleep(window + window / 2);
+    for _ in 0..1000 {
+        s.record(1000.0);
+    }
+    engine.flush();
+    let (q, v) = p50(&engine);
+    assert!(
+        (q.unwrap() - 1000.0).abs() < 20.0,
+        "old records still counted: {q:?}"
+    );
+    assert_eq!(v.count, 2000);
+    assert_eq!(
+        v.estimate.count_estimate, 2000.0,
+        "HT totals are cumulative"
+    );
+    assert_eq!(v.flushed, 2000, "accounting is cumulative");
+    std::thread::sleep(window + window / 2);
+    engine.flush();
+    let (q, v) = p50(&engine);
+    assert_eq!(q, None, "an idle window has no quantiles");
+    assert_eq!(v.estimate.count_estimate, 2000.0);
+}

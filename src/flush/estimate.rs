@@ -80,6 +80,15 @@ impl Distribution {
     /// Adds one record: `value`, sampled with probability `2^-k`.
     #[inline]
     pub fn add(&mut self, value: f64, k: u8) {
+        if self.add_totals(value, k) {
+            self.add_to_histogram(value, k);
+        }
+    }
+
+    /// Adds one record to the Horvitz–Thompson totals only (no histogram: quantiles do not
+    /// see it). Returns whether the value is one the histogram would take.
+    #[inline]
+    pub fn add_totals(&mut self, value: f64, k: u8) -> bool {
         let w = (1u64 << k.min(63)) as f64;
         self.records += 1;
         self.sum_w += w;
@@ -91,8 +100,13 @@ impl Distribution {
         }
         if value.is_nan() || value < 0.0 {
             self.rejected += 1;
-            return;
+            return false;
         }
+        true
+    }
+
+    #[inline]
+    fn add_to_histogram(&mut self, value: f64, k: u8) {
         let scaled = value / UNIT;
         let v = if scaled >= (1u64 << 62) as f64 {
             self.clamped += 1;
@@ -102,6 +116,20 @@ impl Distribution {
         };
         // `auto(true)` grows the range as needed, so this cannot fail below 2^62.
         let _ = self.hist.record_n(v, 1u64 << k.min(63));
+    }
+
+    /// Adds everything `other` holds (histogram and totals) to this one.
+    pub fn merge(&mut self, other: &Distribution) {
+        // Both auto-resize, so adding cannot fail on range.
+        let _ = self.hist.add(&other.hist);
+        self.records += other.records;
+        self.sum_w += other.sum_w;
+        self.sum_w2 += other.sum_w2;
+        self.sum_wy += other.sum_wy;
+        self.var_count += other.var_count;
+        self.var_sum += other.var_sum;
+        self.rejected += other.rejected;
+        self.clamped += other.clamped;
     }
 
     /// Records added.

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use std::ptr;
 use std::sync::atomic::Ordering;
@@ -25,10 +25,19 @@ const TOP_K_PUBLISHED: usize = 10;
 /// Quantiles published per series.
 const QUANTILES: [f64; 4] = [0.5, 0.9, 0.99, 0.999];
 
-/// Per sampled series, what the flusher accumulates from its records (since start).
+/// Steps the quantile window ages out in (as Prometheus client summaries' age buckets).
+const WINDOW_STEPS: usize = 5;
+
+/// Per sampled series, what the flusher accumulates from its records: Horvitz–Thompson
+/// totals and top keys since start, the distribution over a sliding window.
 #[derive(Debug)]
 struct SeriesAgg {
+    /// Totals since start (its histogram stays empty: quantiles come from `windows`).
     dist: Distribution,
+    /// The window's steps, oldest first; records go to the last.
+    windows: std::collections::VecDeque<Distribution>,
+    /// When the last step began.
+    step_started: Instant,
     top: TopK,
     /// The latest keyed record per fine value bucket (`value.to_bits() >> 49`).
     exemplars: HashMap<u64, ExemplarRecord, rustc_hash::FxBuildHasher>,
@@ -44,6 +53,8 @@ impl Default for SeriesAgg {
     fn default() -> Self {
         Self {
             dist: Distribution::new(),
+            windows: std::collections::VecDeque::from([Distribution::new()]),
+            step_started: Instant::now(),
             top: TopK::new(TOP_K_CAPACITY),
             exemplars: HashMap::default(),
             track_exemplars: true,
@@ -57,7 +68,10 @@ impl SeriesAgg {
     #[inline]
     fn absorb(&mut self, r: &Record) {
         self.dirty = true;
-        self.dist.add(r.value, r.k);
+        self.dist.add_totals(r.value, r.k);
+        if let Some(w) = self.windows.back_mut() {
+            w.add(r.value, r.k);
+        }
         if r.key != 0 {
             self.top.add(r.key, r.weight() as f64);
             if !self.track_exemplars {
@@ -77,16 +91,44 @@ impl SeriesAgg {
         }
     }
 
+    /// Starts new window steps for the time passed (at most a whole window's worth), dropping
+    /// the oldest; marks the series for re-estimation when a dropped step held records.
+    fn age(&mut self, now: Instant, step: Duration) {
+        let elapsed = now.saturating_duration_since(self.step_started);
+        let steps = (elapsed.as_nanos() / step.as_nanos().max(1)).min(WINDOW_STEPS as u128);
+        if steps == 0 {
+            return;
+        }
+        for _ in 0..steps {
+            if self.windows.len() >= WINDOW_STEPS
+                && let Some(old) = self.windows.pop_front()
+                && old.records() > 0
+            {
+                self.dirty = true;
+            }
+            self.windows.push_back(Distribution::new());
+        }
+        self.step_started = if steps as usize == WINDOW_STEPS {
+            now
+        } else {
+            self.step_started + step * steps as u32
+        };
+    }
+
     fn estimate(&self) -> SeriesEstimate {
         let count = self.dist.count_estimate();
         let total = self.dist.total_estimate();
+        let mut window = Distribution::new();
+        for w in &self.windows {
+            window.merge(w);
+        }
         SeriesEstimate {
             records: self.dist.records(),
-            n_eff: self.dist.n_eff(),
+            n_eff: window.n_eff(),
             quantiles: QUANTILES
                 .iter()
                 .filter_map(|&q| {
-                    self.dist.quantile(q, Z95).map(|e| Quantile {
+                    window.quantile(q, Z95).map(|e| Quantile {
                         q,
                         value: e.value,
                         lower: e.lower,
@@ -275,6 +317,12 @@ impl FlushState {
     pub(crate) fn flush(&mut self, registry: &Registry) {
         let start = Instant::now();
         let pipeline = registry.pipeline();
+        // Age the quantile windows before draining, so this interval's records land in the
+        // step that is current now.
+        let step = pipeline.config.quantile_window / WINDOW_STEPS as u32;
+        for agg in &mut self.series {
+            agg.age(start, step);
+        }
         self.drain(pipeline);
         let window = std::mem::take(&mut self.window);
         let (fill_max, drained) = (window.fill_max, window.records);

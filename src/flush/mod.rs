@@ -36,9 +36,10 @@ pub struct Quantile {
 pub struct SeriesEstimate {
     /// Records flushed (weights summed give the estimated count).
     pub records: u64,
-    /// Effective sample size `(Σw)²/Σw²`.
+    /// Effective sample size `(Σw)²/Σw²` of the records in the quantile window.
     pub n_eff: f64,
-    /// Quantiles 0.5, 0.9, 0.99, 0.999.
+    /// Quantiles 0.5, 0.9, 0.99, 0.999 of the records in the quantile window
+    /// ([`Config::quantile_window`](crate::Config::quantile_window)); none when it is empty.
     pub quantiles: Vec<Quantile>,
     /// Horvitz–Thompson estimate of the sum of values, and its standard error
     /// `sqrt(Σ w(w−1)y²)`.

@@ -32,6 +32,8 @@ pub struct SamplingConfig {
     pub seed: u64,
     /// Whether a ring past 3/4 full wakes the flusher.
     pub wake_on_high_water: bool,
+    /// Sliding window of the estimated quantiles.
+    pub quantile_window: std::time::Duration,
 }
 
 /// The state a sampled metric family shares between its call sites and the flusher.

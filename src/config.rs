@@ -464,8 +464,15 @@ mod tests {
             .apply_env_from(env(&[
                 ("HOTMETER_TOKEN", " s3cret "),
                 ("HOTMETER_LISTEN", "default"),
+                ("HOTMETER_QUANTILE_WINDOW", "30s"),
             ]))
             .unwrap();
+        assert_eq!(c.quantile_window, Duration::from_secs(30));
+        let zero = Config {
+            quantile_window: Duration::ZERO,
+            ..Config::default()
+        };
+        assert_eq!(zero.validate().unwrap_err().knob, "quantile_window");
         assert_eq!(c.token, Some(Secret("s3cret".into())));
         assert_eq!(c.listen, Some("127.0.0.1:9464".parse().unwrap()));
         assert!(

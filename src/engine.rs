@@ -296,6 +296,17 @@ impl Engine {
         self.serve_with(addr, config)
     }
 
+    /// The addresses this engine's endpoints listen on (after port 0 was resolved), in the
+    /// order they were started: how to find the endpoint `HOTMETER_LISTEN=127.0.0.1:0` got.
+    pub fn endpoints(&self) -> Vec<SocketAddr> {
+        self.servers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .map(|s| s.local_addr())
+            .collect()
+    }
+
     /// [`Engine::serve`] with explicit limits and options.
     ///
     /// # Errors

@@ -9,7 +9,7 @@ pub use snapshot::{FamilySnapshot, MetaSnapshot, SampledValue, SeriesSnapshot, S
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crossbeam_utils::CachePadded;
 
@@ -106,7 +106,9 @@ struct Inner {
 /// also keeps its registry's sampling pipeline (its configuration, bookkeeping and the
 /// critical lane's queued records) alive for the process.
 pub struct Registry {
-    inner: Mutex<Inner>,
+    /// Read by snapshots (scrapes) and the flusher, written by registration: a scrape
+    /// copying the series list never blocks the flusher, and recording never takes it.
+    inner: RwLock<Inner>,
     series_cap: usize,
     registration_errors: AtomicU64,
     pipeline: Arc<Pipeline>,
@@ -121,7 +123,7 @@ impl Default for Registry {
 impl std::fmt::Debug for Registry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Registry")
-            .field("families", &self.lock().families.len())
+            .field("families", &self.read().families.len())
             .field("series_cap", &self.series_cap)
             .finish()
     }
@@ -153,7 +155,7 @@ impl Registry {
     /// rings until someone drains them).
     pub(crate) fn with_config(config: &Config) -> Self {
         Self {
-            inner: Mutex::new(Inner::default()),
+            inner: RwLock::new(Inner::default()),
             series_cap: config.series_cap.max(1),
             registration_errors: AtomicU64::new(0),
             pipeline: Arc::new(Pipeline::new(config.sampling())),
@@ -165,10 +167,15 @@ impl Registry {
         &self.pipeline
     }
 
-    fn lock(&self) -> MutexGuard<'_, Inner> {
-        // Poisoning: the maps are only mutated after every check passed, so a panic while
-        // holding the lock cannot leave them half-updated.
-        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    /// Shared access (snapshots, the flusher, lookups). A panic while the lock is held
+    /// leaves `Inner` consistent (every update is one insert), so poisoning is ignored.
+    fn read(&self) -> RwLockReadGuard<'_, Inner> {
+        self.inner.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Exclusive access (registration, `describe`).
+    fn write(&self) -> RwLockWriteGuard<'_, Inner> {
+        self.inner.write().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The counter `name{labels}`, registering it on first use.
@@ -271,7 +278,7 @@ impl Registry {
     /// # Errors
     /// [`Error::UnknownMetric`] if no sampled family of that name exists.
     pub fn set_sample_rate(&self, name: &str, rate: f64) -> Result<()> {
-        let inner = self.lock();
+        let inner = self.read();
         let metric = inner
             .families
             .get(name)
@@ -287,7 +294,7 @@ impl Registry {
 
     /// Every sampled series: family name, labels, handle. For the flusher.
     pub(crate) fn sampled_series(&self) -> Vec<(Box<str>, LabelSet, Sampled)> {
-        let inner = self.lock();
+        let inner = self.read();
         let mut out = Vec::new();
         for (name, f) in &inner.families {
             if !matches!(f.kind, MetricKind::Sampled | MetricKind::Histogram) {
@@ -323,7 +330,7 @@ impl Registry {
             name: name.into(),
             rule,
         })?;
-        self.lock().help.insert(name.into(), help.into());
+        self.write().help.insert(name.into(), help.into());
         Ok(())
     }
 
@@ -347,7 +354,7 @@ impl Registry {
             rule,
         })?;
         let labels = normalize_labels(labels, kind)?;
-        let mut inner = self.lock();
+        let mut inner = self.write();
         let family = match inner.families.get_mut(name) {
             Some(f) => f,
             None => {
@@ -436,7 +443,8 @@ impl Registry {
     }
 
     /// The exact value of every series, read without stopping writers. The registry lock is
-    /// held only to copy the list of series, never while reading cells.
+    /// held only to copy the list of series (Arc clones), never while reading cells, and
+    /// shared: concurrent scrapes and the flusher never wait for each other.
     pub fn snapshot(&self) -> Snapshot {
         struct Pending {
             name: Box<str>,
@@ -448,7 +456,7 @@ impl Registry {
             folded: u64,
         }
         let pending: Vec<Pending> = {
-            let inner = self.lock();
+            let inner = self.read();
             inner
                 .families
                 .iter()

@@ -220,18 +220,21 @@ impl HistogramSite {
     }
 }
 
-/// A sampled-event call site (`record!`, `sampled_timer!`) with a literal name.
+/// A sampled-event call site (`record!`, `sampled_timer!`) with a literal name and
+/// literal labels (if any).
 #[derive(Debug)]
 pub struct SampledSite {
     name: &'static str,
+    labels: &'static [(&'static str, &'static str)],
     series: PtrCache<SampledSeries>,
 }
 
 impl SampledSite {
     /// A site not yet resolved.
-    pub const fn new(name: &'static str) -> Self {
+    pub const fn new(name: &'static str, labels: &'static [(&'static str, &'static str)]) -> Self {
         Self {
             name,
+            labels,
             series: PtrCache::new(),
         }
     }
@@ -248,7 +251,7 @@ impl SampledSite {
     #[cold]
     #[inline(never)]
     fn resolve(&self) -> Sampled {
-        let Handle::Sampled(s) = resolve(self.name, &[], MetricKind::Sampled) else {
+        let Handle::Sampled(s) = resolve(self.name, self.labels, MetricKind::Sampled) else {
             unreachable!("resolve returns the kind asked for")
         };
         self.series.set(s.series);
@@ -299,6 +302,15 @@ impl DynSite {
         match self.handle(values, MetricKind::Gauge) {
             Handle::Gauge(g) => g,
             _ => discard_gauge(),
+        }
+    }
+
+    /// The sampled series for these label values.
+    #[inline]
+    pub fn sampled(&'static self, values: &[&str]) -> Sampled {
+        match self.handle(values, MetricKind::Sampled) {
+            Handle::Sampled(s) => s,
+            _ => discard_sampled(),
         }
     }
 

@@ -113,63 +113,88 @@ macro_rules! timer {
     ($($args:tt)+) => { $crate::histogram!($($args)+).start_timer() };
 }
 
-/// The sampled series of a literal name, resolved once per call site.
+/// The sampled series of a literal name (and labels), resolved once per call site when
+/// every label value is a literal, through the per-thread label cache otherwise.
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __hotmeter_sampled_site {
-    ($name:literal) => {{
-        const _: () = $crate::__macro_support::assert_metric_name($name);
+    ($name:literal $(, $k:literal => $v:literal)* $(,)?) => {{
+        const _: () = {
+            $crate::__macro_support::assert_metric_name($name);
+            $( $crate::__macro_support::assert_label_name($k); )*
+        };
         static __HOTMETER_SITE: $crate::__macro_support::SampledSite =
-            $crate::__macro_support::SampledSite::new($name);
+            $crate::__macro_support::SampledSite::new($name, &[$(($k, $v)),*]);
         __HOTMETER_SITE.get()
+    }};
+    ($name:literal $(, $k:literal => $v:expr)+ $(,)?) => {{
+        const _: () = {
+            $crate::__macro_support::assert_metric_name($name);
+            $( $crate::__macro_support::assert_label_name($k); )+
+        };
+        static __HOTMETER_SITE: $crate::__macro_support::DynSite =
+            $crate::__macro_support::DynSite::new($name, &[$($k),+]);
+        __HOTMETER_SITE.sampled(&[$( $crate::__macro_support::label_value(&$v) ),+])
     }};
 }
 
 /// Records a sampled event into the global engine: the exact count and sum always, and a
 /// compact record (value, key, time, the rate it was sampled at) for the calls the sampler
-/// selects. See [`Sampled`](crate::Sampled).
+/// selects. See [`Sampled`](crate::Sampled). Labels follow the value (and the key), as
+/// `"name" => value` pairs; literal values resolve once per call site, others through a
+/// per-thread cache. `quantile`, `for_quantile` and `key` are reserved label names here.
 ///
 /// ```
 /// let len = 512usize;
 /// let client_id = 42u64;
+/// let route = String::from("/upload");
 /// hotmeter::record!("message_bytes", len as f64);                  // sampled
 /// hotmeter::record!("message_bytes", len as f64, key = client_id); // with a key
+/// hotmeter::record!("message_bytes", len as f64, "kind" => "data"); // with labels
+/// hotmeter::record!("message_bytes", len as f64, key = client_id, "route" => route);
 /// hotmeter::record!(critical, "message_failed", 1.0);              // never sampled out
-/// hotmeter::record!(critical, "message_failed", 1.0, key = "client-7");
+/// hotmeter::record!(critical, "message_failed", 1.0, key = "client-7", "kind" => "io");
 /// ```
 ///
 /// ```compile_fail
 /// hotmeter::record!("message bytes", 1.0);
 /// ```
+///
+/// ```compile_fail
+/// hotmeter::record!("message_bytes", 1.0, "bad-label" => "x");
+/// ```
 #[macro_export]
 macro_rules! record {
-    (critical, $name:literal, $value:expr, key = $key:expr $(,)?) => {
-        $crate::__hotmeter_sampled_site!($name).record_critical_keyed($value, &$key)
+    // Labels travel as token trees, so literal values still reach the static site.
+    (critical, $name:literal, $value:expr, key = $key:expr $(, $($labels:tt)*)?) => {
+        $crate::__hotmeter_sampled_site!($name $(, $($labels)*)?)
+            .record_critical_keyed($value, &$key)
     };
-    (critical, $name:literal, $value:expr $(,)?) => {
-        $crate::__hotmeter_sampled_site!($name).record_critical($value)
+    (critical, $name:literal, $value:expr $(, $($labels:tt)*)?) => {
+        $crate::__hotmeter_sampled_site!($name $(, $($labels)*)?).record_critical($value)
     };
-    ($name:literal, $value:expr, key = $key:expr $(,)?) => {
-        $crate::__hotmeter_sampled_site!($name).record_keyed($value, &$key)
+    ($name:literal, $value:expr, key = $key:expr $(, $($labels:tt)*)?) => {
+        $crate::__hotmeter_sampled_site!($name $(, $($labels)*)?).record_keyed($value, &$key)
     };
-    ($name:literal, $value:expr $(,)?) => {
-        $crate::__hotmeter_sampled_site!($name).record($value)
+    ($name:literal, $value:expr $(, $($labels:tt)*)?) => {
+        $crate::__hotmeter_sampled_site!($name $(, $($labels)*)?).record($value)
     };
 }
 
 /// A timer that reads the clock only when the call is sampled; the count stays exact. See
-/// [`Sampled::start_timer`](crate::Sampled::start_timer).
+/// [`Sampled::start_timer`](crate::Sampled::start_timer). Labels as in [`record!`].
 ///
 /// ```
 /// fn handle() {
 ///     let _t = hotmeter::sampled_timer!("handle_seconds");
+///     let _r = hotmeter::sampled_timer!("route_seconds", "route" => "/a");
 ///     // ... the work ...
 /// }
 /// handle();
 /// ```
 #[macro_export]
 macro_rules! sampled_timer {
-    ($name:literal $(,)?) => {
-        $crate::__hotmeter_sampled_site!($name).start_timer()
+    ($name:literal $(, $($labels:tt)*)?) => {
+        $crate::__hotmeter_sampled_site!($name $(, $($labels)*)?).start_timer()
     };
 }

@@ -211,6 +211,26 @@ fn collisions_and_reserved_names_are_refused() {
         r.counter("hotmeter_mine", &[]),
         Err(Error::InvalidMetricName { .. })
     ));
+    // `_created` is OpenMetrics' too, for counters, histograms and summaries.
+    assert!(matches!(
+        r.gauge("x_created", &[]),
+        Err(Error::ExpositionCollision { .. })
+    ));
+    assert!(matches!(
+        r.gauge("h_created", &[]),
+        Err(Error::ExpositionCollision { .. })
+    ));
+    // The overflow series' label is hotmeter's.
+    assert!(matches!(
+        r.counter("y_total", &[("hotmeter_overflow", "true")]),
+        Err(Error::InvalidLabelName { .. })
+    ));
+    // An empty label value is no label (Prometheus' reading): one series, not two.
+    r.counter("z_total", &[("a", "")]).unwrap().inc();
+    r.counter("z_total", &[]).unwrap().inc();
+    let snap = r.snapshot();
+    assert_eq!(snap.family("z_total").unwrap().series.len(), 1);
+    assert_eq!(snap.counter("z_total", &[]), Some(2));
     for bad in ["_", "_total"] {
         assert!(
             matches!(r.counter(bad, &[]), Err(Error::InvalidMetricName { .. })),

@@ -35,7 +35,8 @@ pub const DEFAULT_ADDR: &str = "127.0.0.1:9464";
 pub struct ServeConfig {
     /// Open connections at most; past it a new connection is closed unanswered.
     pub max_connections: usize,
-    /// Scrapes rendered or written at once; past it a request is answered 503.
+    /// Scrapes rendered or written at once (each renders on its own blocking thread); past
+    /// it a request is answered 503.
     pub max_concurrent_scrapes: usize,
     /// Time a client has to send its request headers.
     pub header_timeout: Duration,
@@ -158,6 +159,12 @@ pub(crate) fn serve(
             "max_connections and max_concurrent_scrapes must be at least 1",
         ));
     }
+    if config.header_timeout.is_zero() || config.exchange_timeout.is_zero() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "header_timeout and exchange_timeout must be non-zero",
+        ));
+    }
     let listener = StdListener::bind(addr)?;
     listener.set_nonblocking(true)?;
     let addr = listener.local_addr()?;
@@ -171,6 +178,9 @@ pub(crate) fn serve(
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_io()
         .enable_time()
+        // Renders run on blocking threads, one per scrape permit at most.
+        .max_blocking_threads(ctx.config.max_concurrent_scrapes)
+        .thread_name("hotmeter-render")
         .build()?;
     let thread = {
         let stop = Arc::clone(&stop);
@@ -230,7 +240,7 @@ async fn accept_loop(listener: StdListener, ctx: Arc<Ctx>, stop: Arc<Notify>) {
             let deadline = ctx.config.exchange_timeout;
             let service = hyper::service::service_fn(move |req| {
                 let ctx = Arc::clone(&ctx);
-                async move { Ok::<_, Infallible>(handle(&ctx, req)) }
+                async move { Ok::<_, Infallible>(handle(ctx, req).await) }
             });
             let conn = http.serve_connection(TokioIo::new(stream), service);
             // Past the deadline the connection (and any unsent body) is dropped.
@@ -286,34 +296,43 @@ fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-fn authorized(req: &Request<Incoming>, token: &str) -> bool {
-    req.headers()
+fn authorized(headers: &hyper::HeaderMap, token: &str) -> bool {
+    headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .is_some_and(|t| same(t.trim().as_bytes(), token.as_bytes()))
+        .and_then(|v| v.trim().split_once(' '))
+        // The scheme is case-insensitive (RFC 7235).
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .is_some_and(|(_, t)| same(t.trim().as_bytes(), token.as_bytes()))
 }
 
-/// Whether `Accept-Encoding` allows gzip (present with a non-zero `q`).
-fn wants_gzip(req: &Request<Incoming>) -> bool {
-    let Some(v) = req
-        .headers()
+/// Whether `Accept-Encoding` allows gzip: an explicit `gzip` entry decides by its `q`;
+/// otherwise a `*` entry does; `q=0` refuses (parameter names case-insensitive).
+fn wants_gzip(headers: &hyper::HeaderMap) -> bool {
+    let Some(v) = headers
         .get(header::ACCEPT_ENCODING)
         .and_then(|v| v.to_str().ok())
     else {
         return false;
     };
-    v.split(',').any(|coding| {
+    let (mut gzip, mut any) = (None, None);
+    for coding in v.split(',') {
         let mut parts = coding.split(';').map(str::trim);
         let name = parts.next().unwrap_or("");
         let q = parts
-            .find_map(|p| p.strip_prefix("q="))
-            .map_or(1.0, |q| q.trim().parse::<f64>().unwrap_or(0.0));
-        (name.eq_ignore_ascii_case("gzip") || name == "*") && q > 0.0
-    })
+            .filter_map(|p| p.split_once('='))
+            .find(|(k, _)| k.trim().eq_ignore_ascii_case("q"))
+            .map_or(1.0, |(_, q)| q.trim().parse::<f64>().unwrap_or(0.0));
+        if name.eq_ignore_ascii_case("gzip") || name.eq_ignore_ascii_case("x-gzip") {
+            gzip = Some(q);
+        } else if name == "*" {
+            any = Some(q);
+        }
+    }
+    gzip.or(any).is_some_and(|q| q > 0.0)
 }
 
-fn handle(ctx: &Ctx, req: Request<Incoming>) -> Response<PermitBody> {
+async fn handle(ctx: Arc<Ctx>, req: Request<Incoming>) -> Response<PermitBody> {
     let stats = &ctx.stats;
     if req.uri().path() != "/metrics" {
         stats.not_found.fetch_add(1, Ordering::Relaxed);
@@ -327,7 +346,7 @@ fn handle(ctx: &Ctx, req: Request<Incoming>) -> Response<PermitBody> {
         return r;
     }
     if let Some(token) = &ctx.config.token
-        && !authorized(&req, token)
+        && !authorized(req.headers(), token)
     {
         stats.unauthorized.fetch_add(1, Ordering::Relaxed);
         let mut r = plain(StatusCode::UNAUTHORIZED, "unauthorized\n");
@@ -352,26 +371,39 @@ fn handle(ctx: &Ctx, req: Request<Incoming>) -> Response<PermitBody> {
             .get(header::ACCEPT)
             .and_then(|v| v.to_str().ok()),
     );
-    let Ok(text) = (ctx.render)(format) else {
-        stats.errors.fetch_add(1, Ordering::Relaxed);
-        return plain(StatusCode::INTERNAL_SERVER_ERROR, "encoding failed\n");
-    };
-    let gzip = wants_gzip(&req);
-    let body = if gzip {
-        use std::io::Write as _;
-        let mut enc = flate2::write::GzEncoder::new(
-            Vec::with_capacity(text.len() / 4),
-            flate2::Compression::fast(),
-        );
-        match enc.write_all(text.as_bytes()).and_then(|()| enc.finish()) {
-            Ok(v) => Bytes::from(v),
-            Err(_) => {
-                stats.errors.fetch_add(1, Ordering::Relaxed);
-                return plain(StatusCode::INTERNAL_SERVER_ERROR, "compression failed\n");
+    let gzip = wants_gzip(req.headers());
+    // Rendering and compressing are CPU work: off the I/O thread (at most
+    // `max_concurrent_scrapes` at once, as many as permits), so accepting, timeouts and
+    // other exchanges go on meanwhile.
+    let work = {
+        let ctx = Arc::clone(&ctx);
+        tokio::task::spawn_blocking(move || -> Result<Bytes, &'static str> {
+            let text = (ctx.render)(format).map_err(|_| "encoding failed\n")?;
+            if !gzip {
+                return Ok(Bytes::from(text));
             }
+            use std::io::Write as _;
+            let mut enc = flate2::write::GzEncoder::new(
+                Vec::with_capacity(text.len() / 4),
+                flate2::Compression::fast(),
+            );
+            enc.write_all(text.as_bytes())
+                .and_then(|()| enc.finish())
+                .map(Bytes::from)
+                .map_err(|_| "compression failed\n")
+        })
+    };
+    let body = match work.await {
+        Ok(Ok(body)) => body,
+        Ok(Err(why)) => {
+            stats.errors.fetch_add(1, Ordering::Relaxed);
+            return plain(StatusCode::INTERNAL_SERVER_ERROR, why);
         }
-    } else {
-        Bytes::from(text)
+        Err(_) => {
+            // The render panicked (or the runtime is shutting down).
+            stats.errors.fetch_add(1, Ordering::Relaxed);
+            return plain(StatusCode::INTERNAL_SERVER_ERROR, "encoding failed\n");
+        }
     };
     stats.ok.fetch_add(1, Ordering::Relaxed);
     let mut r = Response::new(PermitBody {
@@ -439,6 +471,14 @@ mod tests {
     fn zero_limits_are_refused() {
         for config in [
             ServeConfig {
+                header_timeout: Duration::ZERO,
+                ..ServeConfig::default()
+            },
+            ServeConfig {
+                exchange_timeout: Duration::ZERO,
+                ..ServeConfig::default()
+            },
+            ServeConfig {
                 max_connections: 0,
                 ..ServeConfig::default()
             },
@@ -456,6 +496,59 @@ mod tests {
             .unwrap_err();
             assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
         }
+    }
+
+    fn headers(pairs: &[(&'static str, &str)]) -> hyper::HeaderMap {
+        let mut h = hyper::HeaderMap::new();
+        for &(k, v) in pairs {
+            h.append(k, HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn accept_encoding() {
+        let cases = [
+            (None, false),
+            (Some("gzip"), true),
+            (Some("GZIP"), true),
+            (Some("deflate, gzip;q=0.5"), true),
+            (Some("gzip;q=0"), false),
+            (Some("gzip;Q=0"), false),
+            (Some("gzip; q=0.0, *"), false),
+            (Some("*"), true),
+            (Some("*;q=0"), false),
+            (Some("br, deflate"), false),
+            (Some("identity"), false),
+        ];
+        for (v, want) in cases {
+            let pairs: Vec<(&'static str, &str)> =
+                v.iter().map(|v| ("accept-encoding", *v)).collect();
+            let h = headers(&pairs);
+            assert_eq!(wants_gzip(&h), want, "{v:?}");
+        }
+    }
+
+    #[test]
+    fn bearer_scheme_is_case_insensitive_and_the_token_exact() {
+        let t = "s3cret";
+        for (v, want) in [
+            ("Bearer s3cret", true),
+            ("bearer s3cret", true),
+            ("BEARER  s3cret ", true),
+            ("Bearer s3cre", false),
+            ("Bearer s3cret2", false),
+            ("Basic s3cret", false),
+            ("s3cret", false),
+            ("Bearer", false),
+        ] {
+            assert_eq!(
+                authorized(&headers(&[("authorization", v)]), t),
+                want,
+                "{v:?}"
+            );
+        }
+        assert!(!authorized(&headers(&[]), t));
     }
 
     #[test]

@@ -296,23 +296,35 @@ fn sampled_families(f: &FamilySnapshot, out: &mut Vec<Family>) {
         let Value::Sampled(v) = &s.value else {
             continue;
         };
+        // No events in the quantile window: every quantile is NaN (as OpenMetrics asks),
+        // so the series stay put instead of coming and going.
+        let quantiles: Vec<(f64, f64, f64)> = if v.estimate.quantiles.is_empty() {
+            crate::flush::flusher::QUANTILES
+                .iter()
+                .map(|&q| (q, f64::NAN, f64::NAN))
+                .collect()
+        } else {
+            v.estimate
+                .quantiles
+                .iter()
+                .map(|q| {
+                    let se = (q.upper - q.lower) / (2.0 * crate::flush::estimate::Z95);
+                    (q.q, q.value, se)
+                })
+                .collect()
+        };
         summaries.push(Series {
             labels: s.labels.clone(),
             value: Sample::Summary {
-                quantiles: v
-                    .estimate
-                    .quantiles
-                    .iter()
-                    .map(|q| (q.q, q.value))
-                    .collect(),
+                quantiles: quantiles.iter().map(|&(q, v, _)| (q, v)).collect(),
                 count: v.count,
                 sum: v.sum,
             },
         });
-        for q in &v.estimate.quantiles {
+        for &(q, _, se) in &quantiles {
             std_errors.push(Series {
-                labels: with_label(&s.labels, "for_quantile", float_label(q.q)),
-                value: Sample::Gauge((q.upper - q.lower) / (2.0 * crate::flush::estimate::Z95)),
+                labels: with_label(&s.labels, "for_quantile", float_label(q)),
+                value: Sample::Gauge(se),
             });
         }
         for &(key, count, _) in &v.estimate.top_keys {
@@ -647,12 +659,16 @@ pub fn write_summary(
         format_float(out, v);
         out.push('\n');
     }
-    out.push_str(name);
-    out.push_str("_sum");
-    write_labels(out, labels, None);
-    out.push(' ');
-    format_float(out, sum);
-    out.push('\n');
+    // A summary's sum must not be negative or NaN (OpenMetrics); it is optional, so a
+    // metric that recorded negative values (or NaN) exposes its count and quantiles only.
+    if sum >= 0.0 {
+        out.push_str(name);
+        out.push_str("_sum");
+        write_labels(out, labels, None);
+        out.push(' ');
+        format_float(out, sum);
+        out.push('\n');
+    }
     out.push_str(name);
     out.push_str("_count");
     write_labels(out, labels, None);

@@ -250,6 +250,33 @@ pub fn parse(text: &str, format: Format) -> Result<Vec<ParsedFamily>, String> {
     if pending_help.is_some() {
         return Err("HELP without TYPE".into());
     }
+    // Counter-like samples (counter totals, histogram and summary counts, sums, buckets)
+    // must not be negative or NaN.
+    for f in &families {
+        for smp in &f.samples {
+            let counter_like = match f.kind.as_str() {
+                "counter" => true,
+                "histogram" => true,
+                "summary" => smp.name != f.name,
+                _ => false,
+            };
+            if counter_like && (smp.value.is_nan() || smp.value < 0.0) {
+                return Err(format!("{}: {} is negative or NaN", f.name, smp.name));
+            }
+        }
+    }
+    // A family's name is nobody else's sample name.
+    for f in &families {
+        if let Some(g) = families
+            .iter()
+            .find(|g| g.name != f.name && g.samples.iter().any(|smp| smp.name == f.name))
+        {
+            return Err(format!(
+                "family {:?} clashes with a sample of {:?}",
+                f.name, g.name
+            ));
+        }
+    }
     for f in &families {
         if f.kind == "histogram" {
             check_histogram(f)?;

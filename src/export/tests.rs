@@ -337,6 +337,9 @@ fn the_parser_rejects_what_the_formats_forbid() {
         "# TYPE h histogram\nh_bucket{le=\"+Inf\"} 2\nh_count 3\n# EOF\n",
         "# TYPE a gauge\na 1 # {k=\"v\"} 1\n# EOF\n", // exemplar on a gauge
         "# TYPE a gauge\na one\n# EOF\n",
+        "# TYPE s summary\ns_sum -1.0\ns_count 1\n# EOF\n", // negative summary sum
+        "# TYPE c counter\nc_total NaN\n# EOF\n",           // NaN counter
+        "# TYPE c counter\nc_total 1\n# TYPE c_total gauge\nc_total 2\n# EOF\n", // clash
     ];
     for t in bad_om {
         assert!(parse(t, Format::OpenMetrics).is_err(), "accepted {t:?}");
@@ -375,5 +378,38 @@ fn accept_negotiation() {
     ];
     for &(accept, want) in cases {
         assert_eq!(Format::from_accept(accept), want, "{accept:?}");
+    }
+}
+
+/// A summary whose window holds no events exposes every quantile as NaN (and NaN
+/// standard errors), and a negative or NaN sum is left out (OpenMetrics forbids it; the
+/// sum is optional): both renderings still parse and agree.
+#[test]
+fn empty_windows_and_negative_sums() {
+    for sum in [-5.0, f64::NAN, 0.0] {
+        let mut snap = snapshot();
+        if let Value::Sampled(v) = &mut snap.families[2].series[0].value {
+            v.estimate.quantiles.clear();
+            v.sum = sum;
+        }
+        let families = model::build(snap, start(), None);
+        let mut om = String::new();
+        openmetrics::encode(&mut om, families.clone()).unwrap();
+        let mut txt = String::new();
+        text::encode(&mut txt, &families);
+        for (body, format) in [(&om, Format::OpenMetrics), (&txt, Format::Text)] {
+            let fams = parse(body, format).unwrap_or_else(|e| panic!("{e}\n{body}"));
+            let m = fams.iter().find(|f| f.name == "msg_bytes").unwrap();
+            let quantiles: Vec<_> = m.samples.iter().filter(|s| s.name == "msg_bytes").collect();
+            assert_eq!(quantiles.len(), 4, "{body}");
+            assert!(quantiles.iter().all(|s| s.value.is_nan()));
+            let has_sum = m.samples.iter().any(|s| s.name == "msg_bytes_sum");
+            assert_eq!(has_sum, sum == 0.0, "sum {sum}: {body}");
+            let se = fams
+                .iter()
+                .find(|f| f.name == "msg_bytes_quantile_std_error")
+                .unwrap();
+            assert_eq!(se.samples.len(), 4);
+        }
     }
 }

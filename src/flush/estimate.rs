@@ -55,6 +55,10 @@ pub struct Distribution {
     var_hist: Option<Histogram<u64>>,
     /// The one `k` every histogram record shares, [`NO_K`] or [`MIXED`].
     uniform_k: u8,
+    /// `Σw` and `Σw²` of the records in the histogram (not those it rejected: negative,
+    /// NaN), for the quantile intervals.
+    hist_w: f64,
+    hist_w2: f64,
     records: u64,
     sum_w: f64,
     sum_w2: f64,
@@ -82,6 +86,8 @@ impl Distribution {
             hist,
             var_hist: None,
             uniform_k: NO_K,
+            hist_w: 0.0,
+            hist_w2: 0.0,
             records: 0,
             sum_w: 0.0,
             sum_w2: 0.0,
@@ -105,7 +111,8 @@ impl Distribution {
     /// see it). Returns whether the value is one the histogram would take.
     #[inline]
     pub fn add_totals(&mut self, value: f64, k: u8) -> bool {
-        let w = (1u64 << k.min(63)) as f64;
+        // The same cap as the histogram's, so both weigh a record alike.
+        let w = (1u64 << k.min(62)) as f64;
         self.records += 1;
         self.sum_w += w;
         self.sum_w2 += w * w;
@@ -139,6 +146,9 @@ impl Distribution {
         }
         // `auto(true)` grows the range as needed, so this cannot fail below 2^62.
         let _ = self.hist.record_n(v, 1u64 << k);
+        let w = (1u64 << k) as f64;
+        self.hist_w += w;
+        self.hist_w2 += w * w;
         if let Some(var) = &mut self.var_hist
             && k > 0
         {
@@ -192,6 +202,8 @@ impl Distribution {
         // Both auto-resize, so adding cannot fail on range.
         let _ = self.hist.add(&other.hist);
         self.records += other.records;
+        self.hist_w += other.hist_w;
+        self.hist_w2 += other.hist_w2;
         self.sum_w += other.sum_w;
         self.sum_w2 += other.sum_w2;
         self.sum_wy += other.sum_wy;
@@ -265,23 +277,21 @@ impl Distribution {
         let at = self.hist.value_at_quantile(q);
         let cut = self.hist.highest_equivalent(at);
         let c = self.hist.count_between(0, cut) as f64;
-        let b = self.sum_w2 - self.sum_w;
-        if c <= 0.0 || self.sum_w <= 0.0 {
+        // Only the records the histogram holds: rejected ones (negative, NaN) are not
+        // part of the distribution whose quantile this is.
+        let (sum_w, b) = (self.hist_w, self.hist_w2 - self.hist_w);
+        if c <= 0.0 || sum_w <= 0.0 {
             return self.n_eff();
         }
         let a = self.var_at_or_below(cut, c);
         let a_lo = a / c;
-        let a_hi = if self.sum_w > c {
-            (b - a).max(0.0) / (self.sum_w - c)
+        let a_hi = if sum_w > c {
+            (b - a).max(0.0) / (sum_w - c)
         } else {
-            b / self.sum_w
+            b / sum_w
         };
         let d = (1.0 - q) * a_lo + q * a_hi;
-        if d > 0.0 {
-            self.sum_w / d
-        } else {
-            f64::INFINITY
-        }
+        if d > 0.0 { sum_w / d } else { f64::INFINITY }
     }
 
     /// Estimated count of events with value ≤ `bound`, calibrated so the total equals

@@ -23,7 +23,7 @@ const TOP_K_CAPACITY: usize = 64;
 /// Keys published per series.
 const TOP_K_PUBLISHED: usize = 10;
 /// Quantiles published per series.
-const QUANTILES: [f64; 4] = [0.5, 0.9, 0.99, 0.999];
+pub(crate) const QUANTILES: [f64; 4] = [0.5, 0.9, 0.99, 0.999];
 
 /// Steps the quantile window ages out in (as Prometheus client summaries' age buckets).
 const WINDOW_STEPS: usize = 5;

@@ -353,8 +353,9 @@ pub struct HistogramSnapshot {
     pub sum: f64,
     /// Observations rejected: negative, NaN or infinite.
     pub invalid: u64,
-    /// Sampled keyed observations ([`Histogram::record_keyed`]), at most one per fine
-    /// bucket (the latest), as of the flusher's last flush.
+    /// Sampled keyed observations ([`Histogram::record_keyed`]) as of the flusher's last
+    /// flush: the latest per value group (a value's exponent and top 3 mantissa bits), at
+    /// most 256 groups, in increasing value. The exporter puts each in its bucket.
     pub exemplars: Vec<crate::flush::ExemplarRecord>,
 }
 

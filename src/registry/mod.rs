@@ -610,7 +610,9 @@ fn overflow_labels() -> LabelSet {
     Arc::new([(OVERFLOW_LABEL.0.into(), OVERFLOW_LABEL.1.into())])
 }
 
-/// Validates label names, rejects duplicates, truncates long values and sorts by name.
+/// Validates label names, rejects duplicates, truncates long values, drops empty values and
+/// sorts by name. An empty value is dropped because Prometheus treats `a=""` as no label
+/// `a`: keeping it would expose two series Prometheus sees as one.
 fn normalize_labels(labels: &[(&str, &str)], kind: MetricKind) -> Result<LabelSet> {
     if labels.len() > MAX_LABELS {
         return Err(Error::TooManyLabels(labels.len()));
@@ -621,6 +623,12 @@ fn normalize_labels(labels: &[(&str, &str)], kind: MetricKind) -> Result<LabelSe
             name: k.into(),
             rule,
         })?;
+        if k.starts_with("hotmeter_") {
+            return Err(Error::InvalidLabelName {
+                name: k.into(),
+                rule: "label names starting with `hotmeter_` are reserved (the overflow series uses one)",
+            });
+        }
         if kind == MetricKind::Histogram && k == "le" {
             return Err(Error::InvalidLabelName {
                 name: k.into(),
@@ -639,5 +647,6 @@ fn normalize_labels(labels: &[(&str, &str)], kind: MetricKind) -> Result<LabelSe
     if let Some(w) = out.windows(2).find(|w| w[0].0 == w[1].0) {
         return Err(Error::DuplicateLabel(w[0].0.to_string()));
     }
+    out.retain(|(_, v)| !v.is_empty());
     Ok(out.into())
 }

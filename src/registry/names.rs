@@ -54,19 +54,32 @@ const fn starts_with(b: &[u8], prefix: &[u8]) -> bool {
 pub(crate) fn exposed_names(name: &str, kind: crate::metric::MetricKind) -> Vec<String> {
     use crate::metric::MetricKind;
     match kind {
+        // `_created` is never written, but OpenMetrics reserves it for counters, histograms
+        // and summaries: another family of that name would clash in a strict parser.
         MetricKind::Counter => {
             let base = name.strip_suffix("_total").unwrap_or(name);
-            vec![base.into(), format!("{base}_total")]
+            vec![
+                base.into(),
+                format!("{base}_total"),
+                format!("{base}_created"),
+            ]
         }
         MetricKind::Gauge => vec![name.into()],
-        MetricKind::Histogram => ["", "_bucket", "_count", "_sum"]
+        MetricKind::Histogram => ["", "_bucket", "_count", "_sum", "_created"]
             .iter()
             .map(|s| format!("{name}{s}"))
             .collect(),
-        MetricKind::Sampled => ["", "_quantile_std_error", "_count", "_sum", "_top_keys"]
-            .iter()
-            .map(|s| format!("{name}{s}"))
-            .collect(),
+        MetricKind::Sampled => [
+            "",
+            "_quantile_std_error",
+            "_count",
+            "_sum",
+            "_created",
+            "_top_keys",
+        ]
+        .iter()
+        .map(|s| format!("{name}{s}"))
+        .collect(),
     }
 }
 

@@ -20,7 +20,8 @@ fuzz_target!(|ops: Vec<Op>| {
     let registry = Registry::new();
     // What the registry accepted: (exposed sample name, labels) -> value.
     let mut expected: Vec<(String, Vec<(String, String)>, f64)> = Vec::new();
-    let mut helps: Vec<(String, String)> = Vec::new();
+    // The last HELP set per name wins.
+    let mut helps: std::collections::BTreeMap<String, String> = Default::default();
     for op in ops.into_iter().take(32) {
         match op {
             Op::Counter { name, labels, n } => {
@@ -43,7 +44,7 @@ fuzz_target!(|ops: Vec<Op>| {
             }
             Op::Describe { name, help } => {
                 if registry.describe(&name, &help).is_ok() {
-                    helps.push((name, help));
+                    helps.insert(name, help);
                 }
             }
         }

@@ -1,5 +1,6 @@
 //! The `/metrics` endpoint: hyper 1.x on a current-thread tokio runtime in one background
-//! thread, so serving never touches the recording threads or the flusher.
+//! thread (renders run on its blocking threads, at most one per scrape permit), so serving
+//! never touches the recording threads or the flusher.
 //!
 //! Limits, all on by default: connections (excess ones are closed at once), concurrent
 //! scrapes (excess answered 503), a header-read timeout, and a deadline for the whole

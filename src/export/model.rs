@@ -599,28 +599,97 @@ fn meta_families(m: &crate::registry::MetaSnapshot, sampled: SampledMeta, out: &
     ));
 }
 
-/// `labels` rendered `{a="x",b="y"}` with `escape` applied to values (empty when none).
-pub fn write_labels(out: &mut String, labels: &[(String, String)], extra: Option<(&str, &str)>) {
-    if labels.is_empty() && extra.is_none() {
-        return;
-    }
-    out.push('{');
-    let mut first = true;
-    for (k, v) in labels
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .chain(extra)
-    {
-        if !first {
-            out.push(',');
+/// A label set as written: an optional label before the series' labels (OpenMetrics'
+/// `le`, where prometheus-client puts it), the series' labels, an optional one after.
+#[derive(Clone, Copy)]
+pub struct Labels<'a> {
+    /// Written first.
+    pub before: Option<(&'a str, &'a str)>,
+    /// The series' own labels.
+    pub series: &'a [(String, String)],
+    /// Written last.
+    pub after: Option<(&'a str, &'a str)>,
+}
+
+impl<'a> Labels<'a> {
+    /// Just the series' labels.
+    pub fn of(series: &'a [(String, String)]) -> Self {
+        Self {
+            before: None,
+            series,
+            after: None,
         }
-        first = false;
-        out.push_str(k);
-        out.push_str("=\"");
-        escape_label_value(out, v);
-        out.push('"');
     }
-    out.push('}');
+
+    /// Writes `{a="x",b="y"}` with escaped values, or nothing for an empty set.
+    pub fn write(&self, out: &mut String) {
+        let all = self
+            .before
+            .into_iter()
+            .chain(self.series.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .chain(self.after);
+        let mut first = true;
+        for (k, v) in all {
+            out.push(if first { '{' } else { ',' });
+            first = false;
+            out.push_str(k);
+            out.push_str("=\"");
+            escape_label_value(out, v);
+            out.push('"');
+        }
+        if !first {
+            out.push('}');
+        }
+    }
+}
+
+/// A sample value as written: an integer, or a float in [`format_float`]'s spelling.
+#[derive(Clone, Copy)]
+pub enum Num {
+    /// A count.
+    Int(u64),
+    /// Anything else.
+    Float(f64),
+}
+
+/// Appends `<name><suffix><labels> <value>` with no newline (an exemplar may follow).
+pub fn write_sample(out: &mut String, name: &str, suffix: &str, labels: Labels<'_>, value: Num) {
+    out.push_str(name);
+    out.push_str(suffix);
+    labels.write(out);
+    out.push(' ');
+    match value {
+        Num::Int(v) => {
+            let _ = write!(out, "{v}");
+        }
+        Num::Float(v) => format_float(out, v),
+    }
+}
+
+/// [`write_sample`] and a newline.
+pub fn sample_line(out: &mut String, name: &str, suffix: &str, labels: Labels<'_>, value: Num) {
+    write_sample(out, name, suffix, labels, value);
+    out.push('\n');
+}
+
+/// `# TYPE <name> <kind>` and a newline.
+pub fn type_line(out: &mut String, name: &str, kind: Kind) {
+    out.push_str("# TYPE ");
+    out.push_str(name);
+    out.push_str(match kind {
+        Kind::Counter => " counter\n",
+        Kind::Gauge => " gauge\n",
+        Kind::Histogram => " histogram\n",
+        Kind::Summary => " summary\n",
+    });
+}
+
+/// The `_sum` (when given) and `_count` lines of a histogram or summary.
+pub fn sum_and_count(out: &mut String, name: &str, labels: &[(String, String)], sum: Option<f64>, count: u64) {
+    if let Some(sum) = sum {
+        sample_line(out, name, "_sum", Labels::of(labels), Num::Float(sum));
+    }
+    sample_line(out, name, "_count", Labels::of(labels), Num::Int(count));
 }
 
 /// Label-value escaping, the same in both formats: `\` → `\\`, `"` → `\"`, newline → `\n`.
@@ -633,11 +702,6 @@ pub fn escape_label_value(out: &mut String, v: &str) {
             c => out.push(c),
         }
     }
-}
-
-/// Writes `v` as an integer.
-pub fn write_u64(out: &mut String, v: u64) {
-    let _ = write!(out, "{v}");
 }
 
 /// A summary's samples, the same in both formats: quantiles, `_sum`, `_count`.
@@ -653,26 +717,13 @@ pub fn write_summary(
     for &(p, v) in quantiles {
         q.clear();
         format_float(&mut q, p);
-        out.push_str(name);
-        write_labels(out, labels, Some(("quantile", &q)));
-        out.push(' ');
-        format_float(out, v);
-        out.push('\n');
+        let l = Labels {
+            after: Some(("quantile", &q)),
+            ..Labels::of(labels)
+        };
+        sample_line(out, name, "", l, Num::Float(v));
     }
     // A summary's sum must not be negative or NaN (OpenMetrics); it is optional, so a
     // metric that recorded negative values (or NaN) exposes its count and quantiles only.
-    if sum >= 0.0 {
-        out.push_str(name);
-        out.push_str("_sum");
-        write_labels(out, labels, None);
-        out.push(' ');
-        format_float(out, sum);
-        out.push('\n');
-    }
-    out.push_str(name);
-    out.push_str("_count");
-    write_labels(out, labels, None);
-    out.push(' ');
-    write_u64(out, count);
-    out.push('\n');
+    sum_and_count(out, name, labels, (sum >= 0.0).then_some(sum), count);
 }

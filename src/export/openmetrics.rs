@@ -17,7 +17,10 @@ use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::MetricType;
 
-use super::model::{Family, Kind, Sample, format_float, write_labels, write_u64};
+use super::model::{
+    Family, Kind, Labels, Num, Sample, format_float, sample_line, sum_and_count, type_line,
+    write_sample, write_summary,
+};
 
 /// A prometheus-client [`Collector`] over a fixed list of families.
 #[derive(Debug)]
@@ -103,54 +106,24 @@ pub(crate) fn encode_family(out: &mut String, f: &Family) {
     out.push(' ');
     out.push_str(&escape_help(&f.help));
     out.push('\n');
-    out.push_str("# TYPE ");
-    out.push_str(&f.name);
-    out.push_str(match f.kind {
-        Kind::Counter => " counter\n",
-        Kind::Gauge => " gauge\n",
-        Kind::Histogram => " histogram\n",
-        Kind::Summary => " summary\n",
-    });
+    type_line(out, &f.name, f.kind);
     for s in &f.series {
+        let labels = Labels::of(&s.labels);
         match &s.value {
-            Sample::Counter(v) => {
-                out.push_str(&f.name);
-                out.push_str("_total");
-                write_labels(out, &s.labels, None);
-                out.push(' ');
-                write_u64(out, *v);
-                out.push('\n');
-            }
-            Sample::Gauge(v) => {
-                out.push_str(&f.name);
-                write_labels(out, &s.labels, None);
-                out.push(' ');
-                format_float(out, *v);
-                out.push('\n');
-            }
+            Sample::Counter(v) => sample_line(out, &f.name, "_total", labels, Num::Int(*v)),
+            Sample::Gauge(v) => sample_line(out, &f.name, "", labels, Num::Float(*v)),
             Sample::Summary {
                 quantiles,
                 count,
                 sum,
-            } => super::model::write_summary(out, &f.name, &s.labels, quantiles, *count, *sum),
+            } => write_summary(out, &f.name, &s.labels, quantiles, *count, *sum),
             Sample::Histogram {
                 buckets,
                 count,
                 sum,
                 exemplars,
             } => {
-                out.push_str(&f.name);
-                out.push_str("_sum");
-                write_labels(out, &s.labels, None);
-                out.push(' ');
-                format_float(out, *sum);
-                out.push('\n');
-                out.push_str(&f.name);
-                out.push_str("_count");
-                write_labels(out, &s.labels, None);
-                out.push(' ');
-                write_u64(out, *count);
-                out.push('\n');
+                sum_and_count(out, &f.name, &s.labels, Some(*sum), *count);
                 let mut cumulative = 0;
                 let mut exemplars = exemplars.iter().peekable();
                 let mut le = String::new();
@@ -158,17 +131,14 @@ pub(crate) fn encode_family(out: &mut String, f: &Family) {
                     cumulative += n;
                     le.clear();
                     format_float(&mut le, upper);
-                    let mut labels = Vec::with_capacity(s.labels.len() + 1);
-                    labels.push(("le".to_string(), le.clone()));
-                    labels.extend_from_slice(&s.labels);
-                    out.push_str(&f.name);
-                    out.push_str("_bucket");
-                    write_labels(out, &labels, None);
-                    out.push(' ');
-                    write_u64(out, cumulative);
+                    let l = Labels {
+                        before: Some(("le", &le)),
+                        ..labels
+                    };
+                    write_sample(out, &f.name, "_bucket", l, Num::Int(cumulative));
                     if let Some((_, e)) = exemplars.next_if(|(j, _)| *j == i) {
                         out.push_str(" # ");
-                        write_labels(out, &e.labels, None);
+                        Labels::of(&e.labels).write(out);
                         if e.labels.is_empty() {
                             out.push_str("{}");
                         }

@@ -7,7 +7,10 @@
 //! and newline only (0.0.4 leaves `"` alone in HELP), label values escaped as in
 //! OpenMetrics.
 
-use super::model::{Family, Kind, Sample, format_float, write_labels, write_u64};
+use super::model::{
+    Family, Kind, Labels, Num, Sample, format_float, sample_line, sum_and_count, type_line,
+    write_summary,
+};
 
 /// Appends the 0.0.4 rendering of `families` to `out`.
 pub fn encode(out: &mut String, families: &[Family]) {
@@ -23,35 +26,17 @@ pub fn encode(out: &mut String, families: &[Family]) {
             escape_help(out, &f.help);
             out.push('\n');
         }
-        out.push_str("# TYPE ");
-        out.push_str(&name);
-        out.push_str(match f.kind {
-            Kind::Counter => " counter\n",
-            Kind::Gauge => " gauge\n",
-            Kind::Histogram => " histogram\n",
-            Kind::Summary => " summary\n",
-        });
+        type_line(out, &name, f.kind);
         for s in &f.series {
+            let labels = Labels::of(&s.labels);
             match &s.value {
-                Sample::Counter(v) => {
-                    out.push_str(&name);
-                    write_labels(out, &s.labels, None);
-                    out.push(' ');
-                    write_u64(out, *v);
-                    out.push('\n');
-                }
-                Sample::Gauge(v) => {
-                    out.push_str(&name);
-                    write_labels(out, &s.labels, None);
-                    out.push(' ');
-                    format_float(out, *v);
-                    out.push('\n');
-                }
+                Sample::Counter(v) => sample_line(out, &name, "", labels, Num::Int(*v)),
+                Sample::Gauge(v) => sample_line(out, &name, "", labels, Num::Float(*v)),
                 Sample::Summary {
                     quantiles,
                     count,
                     sum,
-                } => super::model::write_summary(out, &name, &s.labels, quantiles, *count, *sum),
+                } => write_summary(out, &name, &s.labels, quantiles, *count, *sum),
                 Sample::Histogram {
                     buckets,
                     count,
@@ -64,25 +49,13 @@ pub fn encode(out: &mut String, families: &[Family]) {
                         cumulative += n;
                         le.clear();
                         format_float(&mut le, upper);
-                        out.push_str(&name);
-                        out.push_str("_bucket");
-                        write_labels(out, &s.labels, Some(("le", &le)));
-                        out.push(' ');
-                        write_u64(out, cumulative);
-                        out.push('\n');
+                        let l = Labels {
+                            after: Some(("le", &le)),
+                            ..labels
+                        };
+                        sample_line(out, &name, "_bucket", l, Num::Int(cumulative));
                     }
-                    out.push_str(&name);
-                    out.push_str("_sum");
-                    write_labels(out, &s.labels, None);
-                    out.push(' ');
-                    format_float(out, *sum);
-                    out.push('\n');
-                    out.push_str(&name);
-                    out.push_str("_count");
-                    write_labels(out, &s.labels, None);
-                    out.push(' ');
-                    write_u64(out, *count);
-                    out.push('\n');
+                    sum_and_count(out, &name, &s.labels, Some(*sum), *count);
                 }
             }
         }

@@ -685,7 +685,13 @@ pub fn type_line(out: &mut String, name: &str, kind: Kind) {
 }
 
 /// The `_sum` (when given) and `_count` lines of a histogram or summary.
-pub fn sum_and_count(out: &mut String, name: &str, labels: &[(String, String)], sum: Option<f64>, count: u64) {
+pub fn sum_and_count(
+    out: &mut String,
+    name: &str,
+    labels: &[(String, String)],
+    sum: Option<f64>,
+    count: u64,
+) {
     if let Some(sum) = sum {
         sample_line(out, name, "_sum", Labels::of(labels), Num::Float(sum));
     }

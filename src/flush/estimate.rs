@@ -59,16 +59,88 @@ pub struct Distribution {
     /// NaN), for the quantile intervals.
     hist_w: f64,
     hist_w2: f64,
+    /// Horvitz–Thompson totals of every record added.
+    pub totals: Totals,
+    /// Records outside the histogram's range, clamped to its nearest end.
+    pub clamped: u64,
+}
+
+/// Horvitz–Thompson totals of weighted records (`w = 2^k`): the count, the sum of values
+/// and their variances, without the distribution. What a series keeps since start.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Totals {
     records: u64,
     sum_w: f64,
     sum_w2: f64,
     sum_wy: f64,
     var_count: f64,
     var_sum: f64,
-    /// Records with a negative or NaN value (kept out of the distribution).
+    /// Records with a negative or NaN value (kept out of any distribution).
     pub rejected: u64,
-    /// Records outside the histogram's range, clamped to its nearest end.
-    pub clamped: u64,
+}
+
+impl Totals {
+    /// Adds one record: `value`, sampled with probability `2^-k`. Returns whether a
+    /// distribution would take the value (not negative, not NaN).
+    #[inline]
+    pub fn add(&mut self, value: f64, k: u8) -> bool {
+        // The same cap as the histogram's, so both weigh a record alike.
+        let w = (1u64 << k.min(62)) as f64;
+        self.records += 1;
+        self.sum_w += w;
+        self.sum_w2 += w * w;
+        self.var_count += w * (w - 1.0);
+        if value.is_finite() {
+            self.sum_wy += w * value;
+            self.var_sum += w * (w - 1.0) * value * value;
+        }
+        if value.is_nan() || value < 0.0 {
+            self.rejected += 1;
+            return false;
+        }
+        true
+    }
+
+    /// Adds `other`'s records.
+    pub fn merge(&mut self, other: &Totals) {
+        self.records += other.records;
+        self.sum_w += other.sum_w;
+        self.sum_w2 += other.sum_w2;
+        self.sum_wy += other.sum_wy;
+        self.var_count += other.var_count;
+        self.var_sum += other.var_sum;
+        self.rejected += other.rejected;
+    }
+
+    /// Records added.
+    pub fn records(&self) -> u64 {
+        self.records
+    }
+
+    /// Effective sample size `(Σw)²/Σw²` (equals the record count when all weights agree).
+    pub fn n_eff(&self) -> f64 {
+        if self.sum_w2 > 0.0 {
+            self.sum_w * self.sum_w / self.sum_w2
+        } else {
+            0.0
+        }
+    }
+
+    /// Horvitz–Thompson count `Σw`, standard error `sqrt(Σ w(w−1))`.
+    pub fn count_estimate(&self) -> Estimate {
+        Estimate {
+            value: self.sum_w,
+            std_error: self.var_count.sqrt(),
+        }
+    }
+
+    /// Horvitz–Thompson total `Σ w·y`, standard error `sqrt(Σ w(w−1)·y²)`.
+    pub fn total_estimate(&self) -> Estimate {
+        Estimate {
+            value: self.sum_wy,
+            std_error: self.var_sum.sqrt(),
+        }
+    }
 }
 
 impl Default for Distribution {
@@ -88,13 +160,7 @@ impl Distribution {
             uniform_k: NO_K,
             hist_w: 0.0,
             hist_w2: 0.0,
-            records: 0,
-            sum_w: 0.0,
-            sum_w2: 0.0,
-            sum_wy: 0.0,
-            var_count: 0.0,
-            var_sum: 0.0,
-            rejected: 0,
+            totals: Totals::default(),
             clamped: 0,
         }
     }
@@ -102,30 +168,9 @@ impl Distribution {
     /// Adds one record: `value`, sampled with probability `2^-k`.
     #[inline]
     pub fn add(&mut self, value: f64, k: u8) {
-        if self.add_totals(value, k) {
+        if self.totals.add(value, k) {
             self.add_to_histogram(value, k);
         }
-    }
-
-    /// Adds one record to the Horvitz–Thompson totals only (no histogram: quantiles do not
-    /// see it). Returns whether the value is one the histogram would take.
-    #[inline]
-    pub fn add_totals(&mut self, value: f64, k: u8) -> bool {
-        // The same cap as the histogram's, so both weigh a record alike.
-        let w = (1u64 << k.min(62)) as f64;
-        self.records += 1;
-        self.sum_w += w;
-        self.sum_w2 += w * w;
-        self.var_count += w * (w - 1.0);
-        if value.is_finite() {
-            self.sum_wy += w * value;
-            self.var_sum += w * (w - 1.0) * value * value;
-        }
-        if value.is_nan() || value < 0.0 {
-            self.rejected += 1;
-            return false;
-        }
-        true
     }
 
     #[inline]
@@ -201,46 +246,30 @@ impl Distribution {
         }
         // Both auto-resize, so adding cannot fail on range.
         let _ = self.hist.add(&other.hist);
-        self.records += other.records;
         self.hist_w += other.hist_w;
         self.hist_w2 += other.hist_w2;
-        self.sum_w += other.sum_w;
-        self.sum_w2 += other.sum_w2;
-        self.sum_wy += other.sum_wy;
-        self.var_count += other.var_count;
-        self.var_sum += other.var_sum;
-        self.rejected += other.rejected;
+        self.totals.merge(&other.totals);
         self.clamped += other.clamped;
     }
 
     /// Records added.
     pub fn records(&self) -> u64 {
-        self.records
+        self.totals.records()
     }
 
-    /// Effective sample size `(Σw)²/Σw²` (equals the record count when all weights agree).
+    /// Effective sample size `(Σw)²/Σw²` of every record added.
     pub fn n_eff(&self) -> f64 {
-        if self.sum_w2 > 0.0 {
-            self.sum_w * self.sum_w / self.sum_w2
-        } else {
-            0.0
-        }
+        self.totals.n_eff()
     }
 
-    /// Horvitz–Thompson count `Σw`, standard error `sqrt(Σ w(w−1))`.
+    /// Horvitz–Thompson count of every record added (see [`Totals::count_estimate`]).
     pub fn count_estimate(&self) -> Estimate {
-        Estimate {
-            value: self.sum_w,
-            std_error: self.var_count.sqrt(),
-        }
+        self.totals.count_estimate()
     }
 
-    /// Horvitz–Thompson total `Σ w·y`, standard error `sqrt(Σ w(w−1)·y²)`.
+    /// Horvitz–Thompson total of every record added (see [`Totals::total_estimate`]).
     pub fn total_estimate(&self) -> Estimate {
-        Estimate {
-            value: self.sum_wy,
-            std_error: self.var_sum.sqrt(),
-        }
+        self.totals.total_estimate()
     }
 
     /// The `q`-quantile with a `z`-sigma rank interval `q ± z·sqrt(q(1−q)/n_eff)`, read
@@ -298,7 +327,7 @@ impl Distribution {
     /// `exact_count` (a ratio estimator: `exact_count · W(≤ bound) / W`), with the standard
     /// error of the uncalibrated Horvitz–Thompson count of that bucket scaled the same way.
     pub fn count_at_or_below(&self, bound: f64, exact_count: u64) -> Estimate {
-        if self.sum_w <= 0.0 {
+        if self.totals.sum_w <= 0.0 {
             return Estimate::default();
         }
         let limit = if bound / UNIT >= (1u64 << 62) as f64 {
@@ -316,7 +345,7 @@ impl Distribution {
                 var_le += c * (self.var_ratio() - 1.0).max(0.0);
             }
         }
-        let scale = exact_count as f64 / self.sum_w;
+        let scale = exact_count as f64 / self.totals.sum_w;
         Estimate {
             value: w_le * scale,
             std_error: var_le.sqrt() * scale,
@@ -325,8 +354,9 @@ impl Distribution {
 
     /// `Σw² / Σw`: the weight a record "typically" has (exact when all weights agree).
     fn var_ratio(&self) -> f64 {
-        if self.sum_w > 0.0 {
-            self.sum_w2 / self.sum_w
+        let t = &self.totals;
+        if t.sum_w > 0.0 {
+            t.sum_w2 / t.sum_w
         } else {
             1.0
         }
@@ -640,7 +670,7 @@ mod tests {
         d.add(-1.0, 0);
         d.add(1e30, 0);
         d.add(0.5, 3);
-        assert_eq!(d.rejected, 2);
+        assert_eq!(d.totals.rejected, 2);
         assert_eq!(d.clamped, 1);
         assert_eq!(d.records(), 4);
         assert_eq!(d.count_estimate().value, 1.0 + 1.0 + 1.0 + 8.0);

@@ -8,7 +8,7 @@ use std::ptr;
 use std::sync::atomic::Ordering;
 
 use super::controller::{ControllerConfig, ControllerState, Observation, step};
-use super::estimate::{Distribution, TopK, Z95};
+use super::estimate::{Distribution, TopK, Totals, Z95};
 use super::{
     EXEMPLARS_PER_SERIES, ExemplarRecord, FlushStats, Published, Quantile, SeriesEstimate,
 };
@@ -32,8 +32,8 @@ const WINDOW_STEPS: usize = 5;
 /// totals and top keys since start, the distribution over a sliding window.
 #[derive(Debug)]
 struct SeriesAgg {
-    /// Totals since start (its histogram stays empty: quantiles come from `windows`).
-    dist: Distribution,
+    /// Horvitz–Thompson totals since start (quantiles come from `windows`).
+    totals: Totals,
     /// The window's steps, oldest first; records go to the last.
     windows: std::collections::VecDeque<Distribution>,
     /// When the last step began.
@@ -52,7 +52,7 @@ struct SeriesAgg {
 impl Default for SeriesAgg {
     fn default() -> Self {
         Self {
-            dist: Distribution::new(),
+            totals: Totals::default(),
             windows: std::collections::VecDeque::from([Distribution::new()]),
             step_started: Instant::now(),
             top: TopK::new(TOP_K_CAPACITY),
@@ -68,7 +68,7 @@ impl SeriesAgg {
     #[inline]
     fn absorb(&mut self, r: &Record) {
         self.dirty = true;
-        self.dist.add_totals(r.value, r.k);
+        self.totals.add(r.value, r.k);
         if let Some(w) = self.windows.back_mut() {
             w.add(r.value, r.k);
         }
@@ -116,14 +116,14 @@ impl SeriesAgg {
     }
 
     fn estimate(&self) -> SeriesEstimate {
-        let count = self.dist.count_estimate();
-        let total = self.dist.total_estimate();
+        let count = self.totals.count_estimate();
+        let total = self.totals.total_estimate();
         let mut window = Distribution::new();
         for w in &self.windows {
             window.merge(w);
         }
         SeriesEstimate {
-            records: self.dist.records(),
+            records: self.totals.records(),
             n_eff: window.n_eff(),
             quantiles: QUANTILES
                 .iter()

@@ -37,13 +37,15 @@
 //! message on each thread while both run at once (the shape of `benches/record.rs`).
 
 use std::hint::black_box;
-use std::sync::{Arc, Barrier, OnceLock};
+use std::sync::{Barrier, OnceLock};
 use std::time::{Duration, Instant};
 
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, Criterion, criterion_group, criterion_main};
-use metrics::{Key, KeyName, Metadata, Recorder, SharedString, Unit};
-use metrics_util::registry::{AtomicStorage, Registry};
+
+#[path = "common/metrics_rs.rs"]
+mod metrics_rs;
+use metrics_rs::{drain_metrics_histograms, metrics_registry};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 
@@ -218,47 +220,6 @@ fn hotmeter_engine() {
             .install()
             .expect("the bench installs the global engine before any macro runs");
     });
-}
-
-/// metrics-util's registry, as exporters use it (the recorder of `benches/record.rs`).
-struct BenchRecorder {
-    registry: &'static Registry<Key, AtomicStorage>,
-}
-
-impl Recorder for BenchRecorder {
-    fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
-    fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
-    fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
-
-    fn register_counter(&self, key: &Key, _: &Metadata<'_>) -> metrics::Counter {
-        self.registry
-            .get_or_create_counter(key, |c| metrics::Counter::from_arc(Arc::clone(c)))
-    }
-
-    fn register_gauge(&self, key: &Key, _: &Metadata<'_>) -> metrics::Gauge {
-        self.registry
-            .get_or_create_gauge(key, |g| metrics::Gauge::from_arc(Arc::clone(g)))
-    }
-
-    fn register_histogram(&self, key: &Key, _: &Metadata<'_>) -> metrics::Histogram {
-        self.registry
-            .get_or_create_histogram(key, |h| metrics::Histogram::from_arc(Arc::clone(h)))
-    }
-}
-
-fn metrics_registry() -> &'static Registry<Key, AtomicStorage> {
-    static REGISTRY: OnceLock<&'static Registry<Key, AtomicStorage>> = OnceLock::new();
-    REGISTRY.get_or_init(|| {
-        let registry: &'static _ = Box::leak(Box::new(Registry::atomic()));
-        metrics::set_global_recorder(BenchRecorder { registry })
-            .unwrap_or_else(|_| panic!("a metrics recorder is already installed"));
-        registry
-    })
-}
-
-/// Drops the raw observations metrics-rs histograms have buffered, as a scrape would.
-fn drain_metrics_histograms() {
-    metrics_registry().visit_histograms(|_, h| h.clear());
 }
 
 fn nothing() {}

@@ -151,7 +151,7 @@ pub use engine::{Engine, EngineBuilder, InstallError, global_engine};
 #[cfg(not(loom))]
 pub use error::{Error, Result};
 #[cfg(not(loom))]
-pub use export::http::{MetricsServer, ServeConfig};
+pub use export::http::ServeConfig;
 #[cfg(not(loom))]
 pub use export::{EngineCollector, Format};
 #[cfg(not(loom))]

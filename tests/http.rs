@@ -4,16 +4,12 @@
 mod common;
 
 use std::io::Read;
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::time::Duration;
 
-use common::{PROMETHEUS_ACCEPT, exchange, get};
+use common::{PROMETHEUS_ACCEPT, exchange, get, local};
 use hotmeter::export::parse::parse;
 use hotmeter::{Engine, Format};
-
-fn local() -> SocketAddr {
-    "127.0.0.1:0".parse().unwrap()
-}
 
 #[test]
 fn negotiates_the_format_and_gzip() {

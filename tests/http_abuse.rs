@@ -11,13 +11,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{exchange, get};
+use common::{exchange, get, local};
 use hotmeter::export::parse::parse;
 use hotmeter::{Engine, Format, ServeConfig};
-
-fn local() -> SocketAddr {
-    "127.0.0.1:0".parse().unwrap()
-}
 
 /// `GET /metrics`, reading the reply to its end through a small buffer: its status.
 fn streamed_status(addr: SocketAddr) -> std::io::Result<u16> {

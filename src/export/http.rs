@@ -88,39 +88,25 @@ impl ServeStats {
     }
 }
 
-/// A running endpoint. Stopping it (explicitly, or on drop) stops accepting, lets
-/// exchanges in flight finish within their deadline, and joins the thread.
+/// A running endpoint, held by its engine. Stopping it (explicitly, or on drop) stops
+/// accepting, lets exchanges in flight finish within their deadline, and joins the thread.
+/// What it answered is counted in the [`ServeStats`] it was started with (the engine's,
+/// exported as `hotmeter_http_*`).
 #[derive(Debug)]
-pub struct MetricsServer {
+pub(crate) struct MetricsServer {
     addr: SocketAddr,
     stop: Arc<Notify>,
     thread: Option<JoinHandle<()>>,
-    stats: Arc<ServeStats>,
 }
 
 impl MetricsServer {
     /// The address it listens on (useful after binding port 0).
-    pub fn local_addr(&self) -> SocketAddr {
+    pub(crate) fn local_addr(&self) -> SocketAddr {
         self.addr
     }
 
-    /// Requests answered 200 so far.
-    pub fn scrapes(&self) -> u64 {
-        self.stats.ok.load(Ordering::Relaxed)
-    }
-
-    /// Requests answered 503 (too many concurrent scrapes) so far.
-    pub fn busy_rejections(&self) -> u64 {
-        self.stats.busy.load(Ordering::Relaxed)
-    }
-
-    /// Connections closed unanswered because `max_connections` were open.
-    pub fn refused_connections(&self) -> u64 {
-        self.stats.refused_connections.load(Ordering::Relaxed)
-    }
-
     /// Stops the endpoint and joins its thread.
-    pub fn stop(mut self) {
+    pub(crate) fn stop(mut self) {
         self.stop_inner();
     }
 
@@ -193,7 +179,6 @@ pub(crate) fn serve(
         addr,
         stop,
         thread: Some(thread),
-        stats,
     })
 }
 
@@ -449,10 +434,11 @@ mod tests {
     /// An encoder failure is a 500 with a short message and nothing of the rendering.
     #[test]
     fn an_encode_error_is_a_500_with_no_partial_body() {
+        let stats = Arc::new(ServeStats::default());
         let server = serve(
             "127.0.0.1:0".parse().unwrap(),
             ServeConfig::default(),
-            Arc::default(),
+            Arc::clone(&stats),
             Box::new(|_| Err(std::fmt::Error)),
         )
         .unwrap();
@@ -463,8 +449,8 @@ mod tests {
             assert_eq!(body, "encoding failed\n");
             assert!(!reply.contains("Content-Encoding"), "{reply}");
         }
-        assert_eq!(server.stats.errors.load(Ordering::Relaxed), 2);
-        assert_eq!(server.scrapes(), 0);
+        assert_eq!(stats.errors.load(Ordering::Relaxed), 2);
+        assert_eq!(stats.ok.load(Ordering::Relaxed), 0);
         server.stop();
     }
 

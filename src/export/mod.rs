@@ -106,11 +106,7 @@ pub(crate) fn render_with(
     format: Format,
     http: Option<&http::ServeStats>,
 ) -> Result<String, std::fmt::Error> {
-    let snapshot = registry.snapshot();
-    let start = SystemTime::now()
-        .checked_sub(registry.pipeline().start.elapsed())
-        .unwrap_or(SystemTime::UNIX_EPOCH);
-    let families = model::build(snapshot, start, http);
+    let families = model::build(registry.snapshot(), started(registry), http);
     let series: usize = families.iter().map(|f| f.series.len()).sum();
     let mut out = String::with_capacity(4096 + series * 96);
     match format {
@@ -118,6 +114,14 @@ pub(crate) fn render_with(
         Format::Text => text::encode(&mut out, &families),
     }
     Ok(out)
+}
+
+/// The wall-clock time the sampling pipeline's record times count from (exemplar
+/// timestamps).
+fn started(registry: &Registry) -> SystemTime {
+    SystemTime::now()
+        .checked_sub(registry.pipeline().start.elapsed())
+        .unwrap_or(SystemTime::UNIX_EPOCH)
 }
 
 /// A prometheus-client [`Collector`](prometheus_client::collector::Collector) over an
@@ -145,10 +149,11 @@ impl prometheus_client::collector::Collector for EngineCollector {
         encoder: prometheus_client::encoding::DescriptorEncoder,
     ) -> Result<(), std::fmt::Error> {
         let registry = self.shared.registry();
-        let start = SystemTime::now()
-            .checked_sub(registry.pipeline().start.elapsed())
-            .unwrap_or(SystemTime::UNIX_EPOCH);
-        let mut families = model::build(registry.snapshot(), start, Some(&self.shared.http));
+        let mut families = model::build(
+            registry.snapshot(),
+            started(registry),
+            Some(&self.shared.http),
+        );
         families.retain(|f| f.kind != model::Kind::Summary);
         for f in &mut families {
             for s in &mut f.series {

@@ -170,7 +170,7 @@ pub fn build(
 
 /// The family's HELP, or a default naming it and its kind (an empty HELP is legal, but
 /// linters flag it).
-fn help_of(f: &FamilySnapshot, _: &str) -> String {
+fn help_of(f: &FamilySnapshot) -> String {
     f.help
         .clone()
         .unwrap_or_else(|| format!("{} {}", f.kind, f.name))
@@ -179,7 +179,7 @@ fn help_of(f: &FamilySnapshot, _: &str) -> String {
 fn counter_family(f: FamilySnapshot) -> Family {
     Family {
         name: f.name.strip_suffix("_total").unwrap_or(&f.name).to_string(),
-        help: help_of(&f, ""),
+        help: help_of(&f),
         kind: Kind::Counter,
         series: f
             .series
@@ -197,7 +197,7 @@ fn counter_family(f: FamilySnapshot) -> Family {
 
 fn gauge_family(f: FamilySnapshot) -> Family {
     Family {
-        help: help_of(&f, ""),
+        help: help_of(&f),
         name: f.name,
         kind: Kind::Gauge,
         series: f
@@ -246,7 +246,7 @@ fn histogram_family(f: &FamilySnapshot, start: SystemTime) -> Family {
         .collect();
     Family {
         name: f.name.clone(),
-        help: help_of(f, ""),
+        help: help_of(f),
         kind: Kind::Histogram,
         series,
     }

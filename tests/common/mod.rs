@@ -6,6 +6,11 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
+/// Loopback, any free port.
+pub fn local() -> SocketAddr {
+    "127.0.0.1:0".parse().unwrap()
+}
+
 /// A parsed response.
 #[derive(Debug)]
 pub struct Reply {

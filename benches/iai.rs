@@ -116,6 +116,11 @@ fn op_counter_literal_label() {
 }
 
 #[inline(never)]
+fn op_counter_literal() {
+    hotmeter::counter!("iai_messages_total").inc();
+}
+
+#[inline(never)]
 fn op_counter_dynamic_label(route: &str) {
     hotmeter::counter!("iai_routed_total", "route" => route).inc();
 }
@@ -148,6 +153,16 @@ fn op_plain_tls_count_and_sum(v: f64) {
 #[inline(never)]
 fn op_record_not_sampled(v: f64) {
     hotmeter::record!("iai_not_sampled_bytes", v);
+}
+
+#[inline(never)]
+fn op_record_keyed_not_sampled(v: f64, client: u64) {
+    hotmeter::record!("iai_keyed_bytes", v, key = client);
+}
+
+#[inline(never)]
+fn op_sampled_timer_not_sampled() {
+    let _t = hotmeter::sampled_timer!("iai_rare_seconds");
 }
 
 #[inline(never)]
@@ -192,6 +207,7 @@ fn setup_exact() -> usize {
     for i in 0..WARMUP {
         op_plain_tls_add();
         op_counter_literal_label();
+        op_counter_literal();
         op_plain_tls_count_and_sum(i as f64);
     }
     N
@@ -222,6 +238,15 @@ fn setup_not_sampled() -> usize {
     install(RARE);
     for i in 0..WARMUP {
         op_record_not_sampled(i as f64);
+    }
+    N
+}
+
+fn setup_keyed_not_sampled() -> usize {
+    install(RARE);
+    for i in 0..WARMUP {
+        op_record_keyed_not_sampled(i as f64, i as u64);
+        op_sampled_timer_not_sampled();
     }
     N
 }
@@ -292,6 +317,25 @@ fn check_not_sampled(calls: usize) {
     );
 }
 
+fn check_keyed_not_sampled(calls: usize) {
+    let v = sampled_after_flush("iai_keyed_bytes");
+    assert_eq!(v.count, (WARMUP + calls) as u64);
+    assert_eq!(
+        v.pushed, 0,
+        "the keyed bench sampled a call: pick another seed"
+    );
+}
+
+fn check_timer_not_sampled(calls: usize) {
+    let v = sampled_after_flush("iai_rare_seconds");
+    // The setup's warm-up calls count too (both benches share the setup).
+    assert!(v.count >= calls as u64);
+    assert_eq!(
+        v.pushed, 0,
+        "the timer bench sampled a call: pick another seed"
+    );
+}
+
 fn check_sampled(calls: usize) {
     let v = sampled_after_flush("iai_sampled_bytes");
     assert_eq!(
@@ -330,6 +374,13 @@ fn baseline_plain_tls_add(n: usize) {
 fn counter_inc_literal_label(n: usize) {
     for _ in 0..n {
         op_counter_literal_label();
+    }
+}
+
+#[library_benchmark(setup = setup_exact)]
+fn counter_inc_literal(n: usize) {
+    for _ in 0..n {
+        op_counter_literal();
     }
 }
 
@@ -380,6 +431,22 @@ fn record_not_sampled(n: usize) -> usize {
     n
 }
 
+#[library_benchmark(setup = setup_keyed_not_sampled, teardown = check_keyed_not_sampled)]
+fn record_keyed_not_sampled(n: usize) -> usize {
+    for i in 0..n {
+        op_record_keyed_not_sampled(i as f64, i as u64);
+    }
+    n
+}
+
+#[library_benchmark(setup = setup_keyed_not_sampled, teardown = check_timer_not_sampled)]
+fn sampled_timer_not_sampled(n: usize) -> usize {
+    for _ in 0..n {
+        op_sampled_timer_not_sampled();
+    }
+    n
+}
+
 // Baseline of the sampled and critical rows: one push into a ring alone.
 #[library_benchmark(setup = setup_ring)]
 fn baseline_ring_push((n, mut p, c): (usize, Producer, Consumer)) -> (Producer, Consumer) {
@@ -425,6 +492,7 @@ library_benchmark_group!(
     name = exact;
     benchmarks =
         baseline_plain_tls_add,
+        counter_inc_literal,
         counter_inc_literal_label,
         counter_inc_dynamic_label,
         baseline_shared_store,
@@ -437,6 +505,8 @@ library_benchmark_group!(
     benchmarks =
         baseline_plain_tls_count_and_sum,
         record_not_sampled,
+        record_keyed_not_sampled,
+        sampled_timer_not_sampled,
         baseline_ring_push,
         record_sampled_p1,
         record_critical,

@@ -44,7 +44,8 @@ pub enum Error {
     UnknownMetric(String),
     /// A histogram configuration that cannot be built (`reason` says why).
     InvalidHistogramConfig(String),
-    /// The process-wide cell space (1 Mi cells) is used up.
+    /// The process-wide cell space (64 Mi cells, about 300,000 default histogram series or
+    /// 64 million counter series) is used up.
     CellSpaceExhausted,
     /// A new family would expose a name another family already exposes (a counter `x` and
     /// a gauge `x_total`, a histogram `h` and a gauge `h_count`, ...): the exposition would

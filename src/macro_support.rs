@@ -1,23 +1,43 @@
 //! What the macros expand to. `#[doc(hidden)]`: not a stable API.
 //!
-//! A call site with a literal name and literal labels owns a `static` site that caches its
-//! resolved handle: after the first call it is one load and a branch, then the record path.
+//! A call site with a literal name and literal labels expands to two items: a `static`
+//! [`Site`] that resolves the series once for the whole process, and a `const`,
+//! destructor-free `thread_local!` [`Slot`] that caches the address of the series' cells in
+//! the calling thread's arena. The macro returns a [`SiteHandle`] (the two together), whose
+//! record path is a thread-local load, a null test and the adds: no arena lookup, no chunk
+//! table, no site-id test. A slot is filled on its thread's first call and reset by the
+//! thread's arena holder before the arena goes back to the pool (see
+//! [`Holder`](crate::arena::Holder)), so a cached address never outlives the thread's
+//! ownership of its cells.
+//!
 //! A call site with dynamic label values resolves through a per-thread cache in front of the
 //! registry, so a hit costs a hash of the values and no lock.
 
 use core::cell::RefCell;
 use core::hash::{BuildHasher, Hasher};
+use core::marker::PhantomData;
 use core::ptr;
-use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, Ordering};
-use std::sync::OnceLock;
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::thread::LocalKey;
+use std::time::Instant;
 
-use crate::metric::{Counter, Gauge, Histogram, HistogramConfig, HistogramSeries, MetricKind};
+pub use crate::arena::Slot;
+use crate::arena::local::fill_slot;
+use crate::metric::{
+    Counter, Gauge, Histogram, HistogramConfig, HistogramSeries, MetricKind, Timer,
+};
 pub use crate::registry::names::{assert_label_name, assert_metric_name};
-use crate::registry::{FamilyConfig, Handle, RESERVED_CELLS, Registry, global};
-use crate::sample::sampled::{Sampled, SampledSeries};
+use crate::registry::{FamilyConfig, Handle, RESERVED_CELLS, global};
+use crate::sample::key::SampleKey;
+use crate::sample::pipeline::{Pipeline, SampledMetric};
+use crate::sample::sampled::{self, Sampled, SampledSeries, SampledTimer};
 
 /// Cell 1 (reserved) backs the discard counter.
 const DISCARD_COUNTER: Counter = Counter { id: 1 };
+/// Reserved cells from here back the discard sampled series (the discard histogram uses
+/// cells `0..HistogramConfig::seconds().cells()`, which ends below it).
+const DISCARD_SAMPLED_BASE: u32 = RESERVED_CELLS - sampled::cells::CELLS;
 
 fn discard_gauge() -> Gauge {
     static CELL: AtomicU64 = AtomicU64::new(0);
@@ -28,7 +48,7 @@ fn discard_histogram() -> Histogram {
     static SERIES: OnceLock<HistogramSeries> = OnceLock::new();
     let series = SERIES.get_or_init(|| {
         let config = HistogramConfig::seconds();
-        debug_assert!(config.cells() <= RESERVED_CELLS);
+        debug_assert!(config.cells() <= DISCARD_SAMPLED_BASE);
         HistogramSeries {
             base: 0,
             layout: config.layout(),
@@ -39,67 +59,182 @@ fn discard_histogram() -> Histogram {
     Histogram { series }
 }
 
-/// A sampled series registered in a private registry of its own: never exported.
+/// A sampled series on reserved cells with a pipeline of its own that is closed from the
+/// start: nothing is exported, nothing queues, and building it cannot fail (it allocates no
+/// cells), so a call site whose registration failed always has somewhere to record.
 fn discard_sampled() -> Sampled {
-    static DISCARD: OnceLock<Sampled> = OnceLock::new();
-    *DISCARD.get_or_init(|| {
-        let registry: &'static Registry = Box::leak(Box::new(Registry::new()));
-        registry
-            .sampled("discarded", &[])
-            .expect("a valid name in an empty registry")
-    })
+    static SERIES: OnceLock<SampledSeries> = OnceLock::new();
+    let series = SERIES.get_or_init(|| {
+        let config = crate::config::Config {
+            critical_lane_capacity: 1,
+            ..crate::config::Config::default()
+        };
+        let pipeline = Arc::new(Pipeline::new(config.sampling()));
+        pipeline.close();
+        let metric: &'static SampledMetric = Box::leak(Box::new(SampledMetric {
+            name: "hotmeter_discarded".into(),
+            k: core::sync::atomic::AtomicU8::new(pipeline.config.initial_k),
+            keyed: false,
+            exemplars: false,
+            pipeline,
+        }));
+        SampledSeries {
+            base: DISCARD_SAMPLED_BASE,
+            metric,
+        }
+    });
+    Sampled { series }
 }
 
-/// A failed registration at a macro call site: counted, reported on stderr, and the site
-/// records into a discard handle (never exported) instead of panicking on a hot path.
+/// A failed registration at a macro call site: counted, reported on stderr the first time
+/// for this call site (`reported`), and the site records into a discard handle (never
+/// exported) instead of panicking on a hot path.
 #[cold]
-fn report(name: &str, err: &crate::Error) {
+fn report(name: &str, err: &crate::Error, reported: &AtomicBool) {
     global().note_registration_error();
-    eprintln!("hotmeter: metric {name:?} not recorded: {err}");
+    // Relaxed: only deduplicates a message; two racing first failures may both print.
+    if !reported.swap(true, Ordering::Relaxed) {
+        eprintln!("hotmeter: metric {name:?} not recorded: {err} (reported once per call site)");
+    }
 }
 
-fn resolve(name: &str, labels: &[(&str, &str)], kind: MetricKind) -> Handle {
-    match global().series(name, labels, kind, FamilyConfig::Default) {
-        Ok(h) => h,
+fn resolve<H: SiteKind>(name: &str, labels: &[(&str, &str)], reported: &AtomicBool) -> H {
+    match global().series(name, labels, H::KIND, FamilyConfig::Default) {
+        Ok(h) => handle_as(h).expect("the registry returns the kind asked for"),
         Err(err) => {
-            report(name, &err);
-            match kind {
-                MetricKind::Counter => Handle::Counter(DISCARD_COUNTER),
-                MetricKind::Gauge => Handle::Gauge(discard_gauge()),
-                MetricKind::Histogram => Handle::Histogram(discard_histogram()),
-                MetricKind::Sampled => Handle::Sampled(discard_sampled()),
-            }
+            report(name, &err, reported);
+            H::discard()
         }
     }
 }
 
-/// A counter call site with a literal name and literal labels.
-#[derive(Debug)]
-pub struct CounterSite {
-    name: &'static str,
-    labels: &'static [(&'static str, &'static str)],
-    /// The resolved cell id; 0 until resolved (cell 0 is reserved, never a real series).
-    id: AtomicU32,
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for crate::Counter {}
+    impl Sealed for crate::Gauge {}
+    impl Sealed for crate::Histogram {}
+    impl Sealed for crate::Sampled {}
 }
 
-impl CounterSite {
+/// A handle kind a call site can cache: `Copy`, `'static`, and representable as one
+/// non-zero word.
+pub trait SiteKind: sealed::Sealed + Copy + 'static {
+    /// The metric kind this handle records.
+    const KIND: MetricKind;
+    /// The handle as a non-zero word.
+    fn to_bits(self) -> usize;
+    /// The handle back from [`SiteKind::to_bits`].
+    ///
+    /// # Safety
+    /// `bits` must come from `to_bits` of a handle of this kind.
+    unsafe fn from_bits(bits: usize) -> Self;
+    /// A handle that records into cells nobody exports.
+    fn discard() -> Self;
+}
+
+impl SiteKind for Counter {
+    const KIND: MetricKind = MetricKind::Counter;
+    fn to_bits(self) -> usize {
+        self.id as usize // ids start past the reserved cells, 0 is never one
+    }
+    unsafe fn from_bits(bits: usize) -> Self {
+        Counter { id: bits as u32 }
+    }
+    fn discard() -> Self {
+        DISCARD_COUNTER
+    }
+}
+
+impl SiteKind for Gauge {
+    const KIND: MetricKind = MetricKind::Gauge;
+    fn to_bits(self) -> usize {
+        ptr::from_ref(self.cell) as usize
+    }
+    unsafe fn from_bits(bits: usize) -> Self {
+        // SAFETY: `bits` is the address of a `&'static AtomicU64` (the caller's contract).
+        let r = unsafe { &*(bits as *const AtomicU64) };
+        Gauge { cell: r }
+    }
+    fn discard() -> Self {
+        discard_gauge()
+    }
+}
+
+impl SiteKind for Histogram {
+    const KIND: MetricKind = MetricKind::Histogram;
+    fn to_bits(self) -> usize {
+        ptr::from_ref(self.series) as usize
+    }
+    unsafe fn from_bits(bits: usize) -> Self {
+        // SAFETY: `bits` is the address of a `&'static HistogramSeries` (the caller's contract).
+        let r = unsafe { &*(bits as *const HistogramSeries) };
+        Histogram { series: r }
+    }
+    fn discard() -> Self {
+        discard_histogram()
+    }
+}
+
+impl SiteKind for Sampled {
+    const KIND: MetricKind = MetricKind::Sampled;
+    fn to_bits(self) -> usize {
+        ptr::from_ref(self.series) as usize
+    }
+    unsafe fn from_bits(bits: usize) -> Self {
+        // SAFETY: `bits` is the address of a `&'static SampledSeries` (the caller's contract).
+        let r = unsafe { &*(bits as *const SampledSeries) };
+        Sampled { series: r }
+    }
+    fn discard() -> Self {
+        discard_sampled()
+    }
+}
+
+/// The handle of kind `H` in a registry [`Handle`], if it is of that kind.
+fn handle_as<H: SiteKind>(h: Handle) -> Option<H> {
+    let (kind, bits) = match h {
+        Handle::Counter(c) => (MetricKind::Counter, c.to_bits()),
+        Handle::Gauge(g) => (MetricKind::Gauge, g.to_bits()),
+        Handle::Histogram(h) => (MetricKind::Histogram, h.to_bits()),
+        Handle::Sampled(s) => (MetricKind::Sampled, s.to_bits()),
+    };
+    // SAFETY: the bits come from `to_bits` of a handle of kind `H::KIND`.
+    (kind == H::KIND).then(|| unsafe { H::from_bits(bits) })
+}
+
+/// A call site with a literal name and literal labels: resolves its series once per
+/// process and caches the handle.
+#[derive(Debug)]
+pub struct Site<H> {
+    name: &'static str,
+    labels: &'static [(&'static str, &'static str)],
+    /// The resolved handle as [`SiteKind::to_bits`]; 0 until resolved.
+    resolved: AtomicUsize,
+    reported: AtomicBool,
+    kind: PhantomData<fn() -> H>,
+}
+
+impl<H: SiteKind> Site<H> {
     /// A site not yet resolved.
     pub const fn new(name: &'static str, labels: &'static [(&'static str, &'static str)]) -> Self {
         Self {
             name,
             labels,
-            id: AtomicU32::new(0),
+            resolved: AtomicUsize::new(0),
+            reported: AtomicBool::new(false),
+            kind: PhantomData,
         }
     }
 
-    /// The site's counter.
+    /// The site's handle, resolving it on first use.
     #[inline(always)]
-    pub fn get(&self) -> Counter {
-        // Relaxed: the id is a plain integer; the arena cells it names are reached through
-        // the arena's own synchronisation.
-        let id = self.id.load(Ordering::Relaxed);
-        if id != 0 {
-            Counter { id }
+    pub fn get(&self) -> H {
+        // Acquire: pairs with the Release store in `resolve`, so a handle pointing to a
+        // series (histogram, sampled) is read after the series' fields are visible.
+        let bits = self.resolved.load(Ordering::Acquire);
+        if bits != 0 {
+            // SAFETY: only `resolve` stores non-zero bits here, from `H::to_bits`.
+            unsafe { H::from_bits(bits) }
         } else {
             self.resolve()
         }
@@ -107,155 +242,310 @@ impl CounterSite {
 
     #[cold]
     #[inline(never)]
-    fn resolve(&self) -> Counter {
-        let Handle::Counter(c) = resolve(self.name, self.labels, MetricKind::Counter) else {
-            unreachable!("resolve returns the kind asked for")
-        };
-        // Relaxed: see `get`. Racing resolutions store the same id.
-        self.id.store(c.id, Ordering::Relaxed);
-        c
-    }
-}
-
-/// A call site's cached pointer to a `'static` series, null until resolved.
-#[derive(Debug)]
-struct PtrCache<T: 'static>(AtomicPtr<T>);
-
-impl<T: 'static> PtrCache<T> {
-    const fn new() -> Self {
-        Self(AtomicPtr::new(ptr::null_mut()))
-    }
-
-    #[inline(always)]
-    fn get(&self) -> Option<&'static T> {
-        // Acquire: pairs with the Release store in `set`, so the series' fields are visible
-        // before the record path reads them.
-        let p = self.0.load(Ordering::Acquire);
-        // SAFETY: only `set` stores here, and it only takes `&'static T` (series leaked by
-        // the registry, or a static discard series), so a non-null pointer is valid forever.
-        unsafe { p.as_ref() }
-    }
-
-    fn set(&self, value: &'static T) {
-        // Release: publishes the series; pairs with the Acquire load in `get`. Racing
-        // resolutions store the same pointer.
-        self.0
-            .store(ptr::from_ref(value).cast_mut(), Ordering::Release);
-    }
-}
-
-/// A gauge call site with a literal name and literal labels.
-#[derive(Debug)]
-pub struct GaugeSite {
-    name: &'static str,
-    labels: &'static [(&'static str, &'static str)],
-    cell: PtrCache<AtomicU64>,
-}
-
-impl GaugeSite {
-    /// A site not yet resolved.
-    pub const fn new(name: &'static str, labels: &'static [(&'static str, &'static str)]) -> Self {
-        Self {
-            name,
-            labels,
-            cell: PtrCache::new(),
-        }
-    }
-
-    /// The site's gauge.
-    #[inline(always)]
-    pub fn get(&self) -> Gauge {
-        match self.cell.get() {
-            Some(cell) => Gauge { cell },
-            None => self.resolve(),
-        }
-    }
-
-    #[cold]
-    #[inline(never)]
-    fn resolve(&self) -> Gauge {
-        let Handle::Gauge(g) = resolve(self.name, self.labels, MetricKind::Gauge) else {
-            unreachable!("resolve returns the kind asked for")
-        };
-        self.cell.set(g.cell);
-        g
-    }
-}
-
-/// A histogram (or timer) call site with a literal name and literal labels.
-#[derive(Debug)]
-pub struct HistogramSite {
-    name: &'static str,
-    labels: &'static [(&'static str, &'static str)],
-    series: PtrCache<HistogramSeries>,
-}
-
-impl HistogramSite {
-    /// A site not yet resolved.
-    pub const fn new(name: &'static str, labels: &'static [(&'static str, &'static str)]) -> Self {
-        Self {
-            name,
-            labels,
-            series: PtrCache::new(),
-        }
-    }
-
-    /// The site's histogram.
-    #[inline(always)]
-    pub fn get(&self) -> Histogram {
-        match self.series.get() {
-            Some(series) => Histogram { series },
-            None => self.resolve(),
-        }
-    }
-
-    #[cold]
-    #[inline(never)]
-    fn resolve(&self) -> Histogram {
-        let Handle::Histogram(h) = resolve(self.name, self.labels, MetricKind::Histogram) else {
-            unreachable!("resolve returns the kind asked for")
-        };
-        self.series.set(h.series);
+    fn resolve(&self) -> H {
+        let h: H = resolve(self.name, self.labels, &self.reported);
+        // Release: publishes the series the bits point to; pairs with the Acquire load in
+        // `get`. Racing resolutions store the same handle.
+        self.resolved.store(h.to_bits(), Ordering::Release);
         h
     }
+
+    /// The handle the macro returns: this site with the calling thread's `slot`.
+    #[inline(always)]
+    pub fn at(&'static self, slot: &'static LocalKey<Slot>) -> SiteHandle<H> {
+        SiteHandle { site: self, slot }
+    }
 }
 
-/// A sampled-event call site (`record!`, `sampled_timer!`) with a literal name and
-/// literal labels (if any).
-#[derive(Debug)]
-pub struct SampledSite {
-    name: &'static str,
-    labels: &'static [(&'static str, &'static str)],
-    series: PtrCache<SampledSeries>,
+/// What a literal-label macro call returns: the call site and its per-thread cell cache.
+/// Recording through it reaches the calling thread's cells in one thread-local load; it is
+/// `Copy`, `Send` and `Sync` (each thread that uses it reads its own slot).
+///
+/// [`SiteHandle::handle`] gives the plain handle ([`Counter`], [`Gauge`], [`Histogram`],
+/// [`Sampled`]) for code that stores one.
+pub struct SiteHandle<H: 'static> {
+    site: &'static Site<H>,
+    slot: &'static LocalKey<Slot>,
 }
 
-impl SampledSite {
-    /// A site not yet resolved.
-    pub const fn new(name: &'static str, labels: &'static [(&'static str, &'static str)]) -> Self {
-        Self {
-            name,
-            labels,
-            series: PtrCache::new(),
-        }
+impl<H> Clone for SiteHandle<H> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<H> Copy for SiteHandle<H> {}
+
+impl<H: SiteKind + core::fmt::Debug> core::fmt::Debug for SiteHandle<H> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("SiteHandle")
+            .field("name", &self.site.name)
+            .field("labels", &self.site.labels)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<H: SiteKind> SiteHandle<H> {
+    /// The site's plain handle.
+    #[inline]
+    pub fn handle(self) -> H {
+        self.site.get()
     }
 
-    /// The site's sampled series.
+    /// This thread's cached cells, or null.
     #[inline(always)]
-    pub fn get(&self) -> Sampled {
-        match self.series.get() {
-            Some(series) => Sampled { series },
-            None => self.resolve(),
+    fn cells(self) -> *const AtomicU64 {
+        self.slot.with(Slot::cell)
+    }
+}
+
+/// Adds `n` to the owner-written cell `c` (a relaxed load and a relaxed store: the thread
+/// holding the arena is the cell's only writer).
+#[inline(always)]
+fn add(c: &AtomicU64, n: u64) -> u64 {
+    // Relaxed: single writer (see `Arena::add`).
+    let v = c.load(Ordering::Relaxed).wrapping_add(n);
+    c.store(v, Ordering::Relaxed);
+    v
+}
+
+/// Adds `v` to the `f64` in the owner-written cell `c`.
+#[inline(always)]
+fn add_f64(c: &AtomicU64, v: f64) {
+    // Relaxed: single writer (see `Arena::add`).
+    let old = f64::from_bits(c.load(Ordering::Relaxed));
+    c.store((old + v).to_bits(), Ordering::Relaxed);
+}
+
+/// Cell `i` from a slot's base address.
+///
+/// # Safety
+/// `base` is a non-null slot address of a series with more than `i` cells (a series'
+/// cells never straddle a chunk, so all of them follow its first cell in one chunk).
+#[inline(always)]
+unsafe fn cell<'a>(base: *const AtomicU64, i: u32) -> &'a AtomicU64 {
+    // SAFETY: the caller's contract; arena chunks are never freed while the process runs.
+    unsafe { &*base.add(i as usize) }
+}
+
+impl SiteHandle<Counter> {
+    /// Adds one.
+    #[inline(always)]
+    pub fn inc(self) {
+        self.add(1);
+    }
+
+    /// Adds `n`.
+    #[inline(always)]
+    pub fn add(self, n: u64) {
+        let c = self.cells();
+        if !c.is_null() {
+            // SAFETY: a filled counter slot holds the address of its one cell.
+            add(unsafe { cell(c, 0) }, n);
+        } else {
+            self.add_cold(n);
         }
     }
 
     #[cold]
     #[inline(never)]
-    fn resolve(&self) -> Sampled {
-        let Handle::Sampled(s) = resolve(self.name, self.labels, MetricKind::Sampled) else {
-            unreachable!("resolve returns the kind asked for")
-        };
-        self.series.set(s.series);
-        s
+    fn add_cold(self, n: u64) {
+        let counter = self.site.get();
+        match fill_slot(self.slot, counter.id, 0) {
+            Some(c) => {
+                add(c, n);
+            }
+            None => counter.add(n),
+        }
+    }
+
+    /// The exact value (see [`Counter::value`]).
+    pub fn value(self) -> u64 {
+        self.handle().value()
+    }
+}
+
+impl SiteHandle<Gauge> {
+    /// Sets the value.
+    #[inline(always)]
+    pub fn set(self, v: f64) {
+        self.site.get().set(v);
+    }
+
+    /// Adds `v`.
+    #[inline(always)]
+    pub fn add(self, v: f64) {
+        self.site.get().add(v);
+    }
+
+    /// Subtracts `v`.
+    #[inline(always)]
+    pub fn sub(self, v: f64) {
+        self.site.get().sub(v);
+    }
+
+    /// The current value.
+    pub fn value(self) -> f64 {
+        self.site.get().value()
+    }
+}
+
+impl SiteHandle<Histogram> {
+    /// Records one observation (see [`Histogram::record`]).
+    #[inline(always)]
+    pub fn record(self, v: f64) {
+        let c = self.cells();
+        if !c.is_null() && Histogram::is_usual(v) {
+            let aux = self.slot.with(Slot::aux);
+            let bucket = crate::metric::Layout::bucket_packed(aux, v);
+            // SAFETY: a filled histogram slot holds the address of its series' first cell,
+            // and `bucket_packed` stays within the layout its `aux` was packed from.
+            unsafe {
+                add_f64(cell(c, Histogram::SUM_CELL), v);
+                add(cell(c, Histogram::FIRST_BUCKET_CELL + bucket), 1);
+            }
+        } else {
+            self.record_cold(v);
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn record_cold(self, v: f64) {
+        let h = self.site.get();
+        if Histogram::is_usual(v) {
+            let _ = fill_slot(self.slot, h.series.base, h.series.layout.packed());
+        }
+        h.record(v);
+    }
+
+    /// Records one observation with a key (see [`Histogram::record_keyed`]).
+    #[inline]
+    pub fn record_keyed<K: SampleKey + ?Sized>(self, v: f64, key: &K) {
+        self.record(v);
+        self.handle().record_exemplar(v, key);
+    }
+
+    /// Starts a timer that records the elapsed seconds when dropped.
+    #[inline]
+    pub fn start_timer(self) -> Timer {
+        Timer::at_site(self, Instant::now())
+    }
+}
+
+impl SiteHandle<Sampled> {
+    /// This thread's cells of the site's series, or null (empty slot, or a keyed family,
+    /// whose calls always take the handle path).
+    #[inline(always)]
+    fn sampled_cells(self) -> *const AtomicU64 {
+        self.cells()
+    }
+
+    /// Fills the slot if the family allows it (keyed families decide per key, on the
+    /// handle path) and returns the cells.
+    #[cold]
+    #[inline(never)]
+    fn fill(self) -> Option<(Sampled, &'static AtomicU64)> {
+        let s = self.site.get();
+        if s.series.metric.keyed {
+            return None;
+        }
+        fill_slot(self.slot, s.series.base, 0).map(|c| (s, c))
+    }
+
+    /// Records `value` (see [`Sampled::record`]).
+    #[inline(always)]
+    pub fn record(self, value: f64) {
+        let c = self.sampled_cells();
+        if !c.is_null() {
+            // SAFETY: a filled sampled slot holds the address of its series' first cell.
+            let n = unsafe { sampled::record_exact(c, value) };
+            // SAFETY: as above.
+            if n >= unsafe { sampled::next_at(c) } {
+                sampled::sample_at(self.site.get(), n, value, 0);
+            }
+        } else {
+            self.record_cold(value);
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn record_cold(self, value: f64) {
+        match self.fill() {
+            Some(_) => self.record(value),
+            None => self.handle().record(value),
+        }
+    }
+
+    /// Records `value` with a key (see [`Sampled::record_keyed`]).
+    #[inline(always)]
+    pub fn record_keyed<K: SampleKey + ?Sized>(self, value: f64, key: &K) {
+        let c = self.sampled_cells();
+        if !c.is_null() {
+            // SAFETY: a filled sampled slot holds the address of its series' first cell,
+            // and the family is not keyed (`fill`).
+            let n = unsafe { sampled::record_exact(c, value) };
+            // SAFETY: as above.
+            if n >= unsafe { sampled::next_at(c) } {
+                sampled::sample_keyed_at(self.site.get(), n, value, key);
+            }
+        } else {
+            self.record_keyed_cold(value, key);
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn record_keyed_cold<K: SampleKey + ?Sized>(self, value: f64, key: &K) {
+        match self.fill() {
+            Some(_) => self.record_keyed(value, key),
+            None => self.handle().record_keyed(value, key),
+        }
+    }
+
+    /// Records a critical event (see [`Sampled::record_critical`]).
+    #[inline]
+    pub fn record_critical(self, value: f64) {
+        self.handle().record_critical(value);
+    }
+
+    /// Records a critical event with a key (see [`Sampled::record_critical_keyed`]).
+    #[inline]
+    pub fn record_critical_keyed<K: SampleKey + ?Sized>(self, value: f64, key: &K) {
+        self.handle().record_critical_keyed(value, key);
+    }
+
+    /// Starts a timer that reads the clock only if this call is sampled (see
+    /// [`Sampled::start_timer`]).
+    #[inline(always)]
+    pub fn start_timer(self) -> SampledTimer {
+        let c = self.sampled_cells();
+        if !c.is_null() {
+            // SAFETY: a filled sampled slot holds the address of its series' first cell.
+            let n = unsafe { sampled::count_exact(c) };
+            // SAFETY: as above.
+            if n >= unsafe { sampled::next_at(c) } {
+                return sampled::timer_at(self.site.get(), n);
+            }
+            SampledTimer::not_sampled()
+        } else {
+            self.start_timer_cold()
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn start_timer_cold(self) -> SampledTimer {
+        match self.fill() {
+            Some(_) => self.start_timer(),
+            None => self.handle().start_timer(),
+        }
+    }
+
+    /// The exact number of events recorded.
+    pub fn count(self) -> u64 {
+        self.handle().count()
     }
 }
 
@@ -279,51 +569,26 @@ thread_local! {
 pub struct DynSite {
     name: &'static str,
     keys: &'static [&'static str],
+    reported: AtomicBool,
 }
 
 impl DynSite {
     /// A site for `name` with label names `keys` (values come per call).
     pub const fn new(name: &'static str, keys: &'static [&'static str]) -> Self {
-        Self { name, keys }
-    }
-
-    /// The counter for these label values (in the order of `keys`).
-    #[inline]
-    pub fn counter(&'static self, values: &[&str]) -> Counter {
-        match self.handle(values, MetricKind::Counter) {
-            Handle::Counter(c) => c,
-            _ => DISCARD_COUNTER,
+        Self {
+            name,
+            keys,
+            reported: AtomicBool::new(false),
         }
     }
 
-    /// The gauge for these label values.
+    /// The handle for these label values (in the order of `keys`).
     #[inline]
-    pub fn gauge(&'static self, values: &[&str]) -> Gauge {
-        match self.handle(values, MetricKind::Gauge) {
-            Handle::Gauge(g) => g,
-            _ => discard_gauge(),
-        }
+    pub fn get<H: SiteKind>(&'static self, values: &[&str]) -> H {
+        handle_as(self.handle::<H>(values)).unwrap_or_else(H::discard)
     }
 
-    /// The sampled series for these label values.
-    #[inline]
-    pub fn sampled(&'static self, values: &[&str]) -> Sampled {
-        match self.handle(values, MetricKind::Sampled) {
-            Handle::Sampled(s) => s,
-            _ => discard_sampled(),
-        }
-    }
-
-    /// The histogram for these label values.
-    #[inline]
-    pub fn histogram(&'static self, values: &[&str]) -> Histogram {
-        match self.handle(values, MetricKind::Histogram) {
-            Handle::Histogram(h) => h,
-            _ => discard_histogram(),
-        }
-    }
-
-    fn handle(&'static self, values: &[&str], kind: MetricKind) -> Handle {
+    fn handle<H: SiteKind>(&'static self, values: &[&str]) -> Handle {
         let site = ptr::from_ref(self) as usize;
         let mut hasher = rustc_hash::FxBuildHasher.build_hasher();
         hasher.write_usize(site);
@@ -343,20 +608,26 @@ impl DynSite {
         });
         match hit {
             Ok(Some(handle)) => handle,
-            _ => self.miss(site, hash, values, kind),
+            _ => self.miss::<H>(site, hash, values),
         }
     }
 
     #[cold]
     #[inline(never)]
-    fn miss(&'static self, site: usize, hash: u64, values: &[&str], kind: MetricKind) -> Handle {
+    fn miss<H: SiteKind>(&'static self, site: usize, hash: u64, values: &[&str]) -> Handle {
         let labels: Vec<(&str, &str)> = self
             .keys
             .iter()
             .copied()
             .zip(values.iter().copied())
             .collect();
-        let handle = resolve(self.name, &labels, kind);
+        let handle = match global().series(self.name, &labels, H::KIND, FamilyConfig::Default) {
+            Ok(h) => h,
+            Err(err) => {
+                report(self.name, &err, &self.reported);
+                return H::discard_handle();
+            }
+        };
         let _ = DYN_CACHE.try_with(|cache| {
             let mut cache = cache.borrow_mut();
             if cache.is_empty() {
@@ -370,6 +641,22 @@ impl DynSite {
             });
         });
         handle
+    }
+}
+
+/// The registry [`Handle`] of a kind's discard handle.
+trait DiscardHandle {
+    fn discard_handle() -> Handle;
+}
+
+impl<H: SiteKind> DiscardHandle for H {
+    fn discard_handle() -> Handle {
+        match H::KIND {
+            MetricKind::Counter => Handle::Counter(DISCARD_COUNTER),
+            MetricKind::Gauge => Handle::Gauge(discard_gauge()),
+            MetricKind::Histogram => Handle::Histogram(discard_histogram()),
+            MetricKind::Sampled => Handle::Sampled(discard_sampled()),
+        }
     }
 }
 

@@ -2,28 +2,36 @@
 //! literal names and label names are checked at compile time, and a site with only literal
 //! labels resolves its series once.
 
-/// Shared body of the handle macros: `$site` is the static site type, `$method` the
-/// [`DynSite`](crate::__macro_support::DynSite) method for dynamic label values.
+/// The one call-site body of every recording macro, for handle kind `$kind` (`Counter`,
+/// `Gauge`, `Histogram`, `Sampled`). Literal label values: a `static` site that resolves
+/// the series once, and a `const`, destructor-free thread-local slot caching this thread's
+/// cells of it; the result is a [`SiteHandle`](crate::__macro_support::SiteHandle).
+/// Dynamic label values: a site resolving through the per-thread label cache; the result is
+/// the plain handle.
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __hotmeter_site {
-    ($site:ident, $method:ident, $name:literal $(, $k:literal => $v:literal)* $(,)?) => {{
+    ($kind:ident, $name:literal $(, $k:literal => $v:literal)* $(,)?) => {{
         const _: () = {
             $crate::__macro_support::assert_metric_name($name);
             $( $crate::__macro_support::assert_label_name($k); )*
         };
-        static __HOTMETER_SITE: $crate::__macro_support::$site =
-            $crate::__macro_support::$site::new($name, &[$(($k, $v)),*]);
-        __HOTMETER_SITE.get()
+        static __HOTMETER_SITE: $crate::__macro_support::Site<$crate::$kind> =
+            $crate::__macro_support::Site::new($name, &[$(($k, $v)),*]);
+        ::std::thread_local! {
+            static __HOTMETER_SLOT: $crate::__macro_support::Slot =
+                const { $crate::__macro_support::Slot::new() };
+        }
+        __HOTMETER_SITE.at(&__HOTMETER_SLOT)
     }};
-    ($site:ident, $method:ident, $name:literal $(, $k:literal => $v:expr)+ $(,)?) => {{
+    ($kind:ident, $name:literal $(, $k:literal => $v:expr)+ $(,)?) => {{
         const _: () = {
             $crate::__macro_support::assert_metric_name($name);
             $( $crate::__macro_support::assert_label_name($k); )+
         };
         static __HOTMETER_SITE: $crate::__macro_support::DynSite =
             $crate::__macro_support::DynSite::new($name, &[$($k),+]);
-        __HOTMETER_SITE.$method(&[$( $crate::__macro_support::label_value(&$v) ),+])
+        __HOTMETER_SITE.get::<$crate::$kind>(&[$( $crate::__macro_support::label_value(&$v) ),+])
     }};
 }
 
@@ -60,7 +68,7 @@ macro_rules! __hotmeter_site {
 /// site records into a discard handle: a hot path never panics.
 #[macro_export]
 macro_rules! counter {
-    ($($args:tt)+) => { $crate::__hotmeter_site!(CounterSite, counter, $($args)+) };
+    ($($args:tt)+) => { $crate::__hotmeter_site!(Counter, $($args)+) };
 }
 
 /// The [`Gauge`](crate::Gauge) `name{labels}` in the global registry. Same rules as
@@ -76,7 +84,7 @@ macro_rules! counter {
 /// ```
 #[macro_export]
 macro_rules! gauge {
-    ($($args:tt)+) => { $crate::__hotmeter_site!(GaugeSite, gauge, $($args)+) };
+    ($($args:tt)+) => { $crate::__hotmeter_site!(Gauge, $($args)+) };
 }
 
 /// The [`Histogram`](crate::Histogram) `name{labels}` in the global registry, with the
@@ -94,7 +102,7 @@ macro_rules! gauge {
 /// ```
 #[macro_export]
 macro_rules! histogram {
-    ($($args:tt)+) => { $crate::__hotmeter_site!(HistogramSite, histogram, $($args)+) };
+    ($($args:tt)+) => { $crate::__hotmeter_site!(Histogram, $($args)+) };
 }
 
 /// A [`Timer`](crate::Timer) guard that records the seconds until it is dropped into the
@@ -111,31 +119,6 @@ macro_rules! histogram {
 #[macro_export]
 macro_rules! timer {
     ($($args:tt)+) => { $crate::histogram!($($args)+).start_timer() };
-}
-
-/// The sampled series of a literal name (and labels), resolved once per call site when
-/// every label value is a literal, through the per-thread label cache otherwise.
-#[doc(hidden)]
-#[macro_export]
-macro_rules! __hotmeter_sampled_site {
-    ($name:literal $(, $k:literal => $v:literal)* $(,)?) => {{
-        const _: () = {
-            $crate::__macro_support::assert_metric_name($name);
-            $( $crate::__macro_support::assert_label_name($k); )*
-        };
-        static __HOTMETER_SITE: $crate::__macro_support::SampledSite =
-            $crate::__macro_support::SampledSite::new($name, &[$(($k, $v)),*]);
-        __HOTMETER_SITE.get()
-    }};
-    ($name:literal $(, $k:literal => $v:expr)+ $(,)?) => {{
-        const _: () = {
-            $crate::__macro_support::assert_metric_name($name);
-            $( $crate::__macro_support::assert_label_name($k); )+
-        };
-        static __HOTMETER_SITE: $crate::__macro_support::DynSite =
-            $crate::__macro_support::DynSite::new($name, &[$($k),+]);
-        __HOTMETER_SITE.sampled(&[$( $crate::__macro_support::label_value(&$v) ),+])
-    }};
 }
 
 /// Records a sampled event into the global engine: the exact count and sum always, and a
@@ -167,17 +150,17 @@ macro_rules! __hotmeter_sampled_site {
 macro_rules! record {
     // Labels travel as token trees, so literal values still reach the static site.
     (critical, $name:literal, $value:expr, key = $key:expr $(, $($labels:tt)*)?) => {
-        $crate::__hotmeter_sampled_site!($name $(, $($labels)*)?)
+        $crate::__hotmeter_site!(Sampled, $name $(, $($labels)*)?)
             .record_critical_keyed($value, &$key)
     };
     (critical, $name:literal, $value:expr $(, $($labels:tt)*)?) => {
-        $crate::__hotmeter_sampled_site!($name $(, $($labels)*)?).record_critical($value)
+        $crate::__hotmeter_site!(Sampled, $name $(, $($labels)*)?).record_critical($value)
     };
     ($name:literal, $value:expr, key = $key:expr $(, $($labels:tt)*)?) => {
-        $crate::__hotmeter_sampled_site!($name $(, $($labels)*)?).record_keyed($value, &$key)
+        $crate::__hotmeter_site!(Sampled, $name $(, $($labels)*)?).record_keyed($value, &$key)
     };
     ($name:literal, $value:expr $(, $($labels:tt)*)?) => {
-        $crate::__hotmeter_sampled_site!($name $(, $($labels)*)?).record($value)
+        $crate::__hotmeter_site!(Sampled, $name $(, $($labels)*)?).record($value)
     };
 }
 
@@ -195,6 +178,6 @@ macro_rules! record {
 #[macro_export]
 macro_rules! sampled_timer {
     ($name:literal $(, $($labels:tt)*)?) => {
-        $crate::__hotmeter_sampled_site!($name $(, $($labels)*)?).start_timer()
+        $crate::__hotmeter_site!(Sampled, $name $(, $($labels)*)?).start_timer()
     };
 }

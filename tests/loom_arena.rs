@@ -181,3 +181,46 @@ fn concurrent_creation_races_reader() {
         assert_eq!(set.sum(0), 3);
     });
 }
+
+/// Model 4: call-site slots. Two threads each hold an arena through a [`Holder`], cache a
+/// cell's address in a slot (a thread-local in the library, a local here) and add through
+/// the cached address; the first releases its holder while the second may be adopting that
+/// very arena. The holder resets its slots before it releases the arena, so no write goes
+/// through a stale address into an arena another thread now owns: no increment is lost.
+#[test]
+fn slot_reset_before_release_races_adoption() {
+    use hotmeter::arena::{Holder, Slot};
+
+    fn add_through(slot: &Slot, n: u64) {
+        let cell = slot.cell();
+        assert!(!cell.is_null(), "a filled slot");
+        // SAFETY (test): a filled slot points at a live cell of the arena this thread holds.
+        let cell = unsafe { &*cell };
+        cell.store(cell.load(Ordering::Relaxed) + n, Ordering::Relaxed);
+    }
+
+    model(|| {
+        let set = Arc::new(ArenaSet::new());
+        let worker = |n: u64| {
+            let set = set.clone();
+            thread::spawn(move || {
+                let slot = Slot::new();
+                let holder = Holder::acquire(&set);
+                // SAFETY (test): `slot` outlives `holder` on this thread.
+                unsafe { holder.fill(&slot, 3, 0) };
+                add_through(&slot, n);
+                add_through(&slot, n);
+                holder.release();
+                assert!(slot.cell().is_null(), "release resets the slot");
+            })
+        };
+        let t1 = worker(1);
+        let t2 = worker(10);
+        let seen = set.sum(3);
+        assert!(seen <= 22, "sum(3) = {seen}");
+        t1.join().unwrap();
+        t2.join().unwrap();
+        assert_eq!(set.sum(3), 22);
+        assert_eq!(set.live(), 0);
+    });
+}

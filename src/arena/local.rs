@@ -3,8 +3,10 @@
 //! the pool when the thread exits.
 
 use core::cell::Cell;
+use core::sync::atomic::AtomicU64;
+use std::thread::LocalKey;
 
-use super::{Arena, ArenaSet};
+use super::{Arena, ArenaSet, Holder, Slot};
 
 /// Every thread's arena, for every registry in the process.
 pub(crate) static ARENAS: ArenaSet = ArenaSet::new();
@@ -17,23 +19,51 @@ thread_local! {
     static GUARD: Guard = Guard::acquire();
 }
 
-struct Guard(&'static Arena);
+struct Guard(Option<Holder<'static>>);
 
 impl Guard {
     fn acquire() -> Self {
-        let arena = ARENAS.acquire();
-        CURRENT.set(arena);
-        Guard(arena)
+        let holder = Holder::acquire(&ARENAS);
+        CURRENT.set(holder.arena());
+        Guard(Some(holder))
     }
 }
 
 impl Drop for Guard {
     fn drop(&mut self) {
         // Clear the fast pointer first, so nothing on this thread writes the arena after it
-        // is released (a later recording takes the slow path below).
+        // is released (a later recording takes the slow path below); the holder resets the
+        // call-site slots it filled before it releases the arena.
         CURRENT.set(core::ptr::null());
-        ARENAS.release(self.0);
+        if let Some(holder) = self.0.take() {
+            holder.release();
+        }
     }
+}
+
+/// Fills a call site's thread-local `slot` with the address of cell `id` in this thread's
+/// arena (and `aux`), and returns that cell. `None` when the thread is past its guard's
+/// destructor: the caller then records through [`with_arena`] (a borrowed arena) and the
+/// slot stays empty.
+#[cold]
+#[inline(never)]
+pub(crate) fn fill_slot(
+    slot: &'static LocalKey<Slot>,
+    id: u32,
+    aux: u64,
+) -> Option<&'static AtomicU64> {
+    GUARD
+        .try_with(|guard| {
+            let holder = guard.0.as_ref()?;
+            Some(slot.with(|slot| {
+                // SAFETY: `slot` is a call site's `const`, destructor-free thread-local of
+                // this thread: valid for the thread's whole life (past every thread-local
+                // destructor, the guard's included), and read only by this thread.
+                unsafe { holder.fill(slot, id, aux) }
+            }))
+        })
+        .ok()
+        .flatten()
 }
 
 /// Runs `f` on this thread's arena, acquiring one on first use.
@@ -52,11 +82,11 @@ pub(crate) fn with_arena<R>(f: impl FnOnce(&Arena) -> R) -> R {
 #[cold]
 #[inline(never)]
 fn with_arena_slow<R>(f: impl FnOnce(&Arena) -> R) -> R {
-    match GUARD.try_with(|guard| guard.0) {
-        Ok(arena) => f(arena),
+    match GUARD.try_with(|guard| guard.0.as_ref().map(Holder::arena)) {
+        Ok(Some(arena)) => f(arena),
         // The thread is past its guard's destructor (a recording from another thread-local's
         // destructor): borrow an arena for this one call.
-        Err(_) => {
+        Ok(None) | Err(_) => {
             /// Gives the borrowed arena back even if `f` panics.
             struct Borrowed(&'static Arena);
             impl Drop for Borrowed {

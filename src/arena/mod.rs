@@ -8,9 +8,17 @@
 //! back to the pool and the next new thread adopts it, adding on top of what is there. Sums
 //! stay exact across any amount of thread churn, with no folding step, and memory is bounded
 //! by the peak number of live threads.
+//!
+//! On top of the arena, a [`Holder`] is one thread's tenure of an arena together with the
+//! per-call-site [`Slot`]s it filled: each slot caches the address of its call site's cells
+//! in this arena, so a macro's hot path is one thread-local load, a test and the add. The
+//! holder resets every slot it filled *before* it gives the arena back, so no cached address
+//! outlives the thread's ownership of the cells it points to.
 
 #[cfg(not(loom))]
 pub(crate) mod local;
+
+use core::cell::{Cell, RefCell};
 
 use crate::sync::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 
@@ -19,9 +27,12 @@ pub(crate) const CHUNK_SHIFT: u32 = if cfg!(loom) { 1 } else { 9 };
 /// Cells in one chunk (512: 4 KiB, one page).
 pub(crate) const CHUNK_CELLS: usize = 1 << CHUNK_SHIFT;
 /// Entries in an arena's chunk table; a power of two so that masking an id replaces the
-/// bounds check on the hot path.
-pub(crate) const MAX_CHUNKS: usize = if cfg!(loom) { 4 } else { 2048 };
-/// The size of the cell id space shared by every registry in the process (1 Mi cells).
+/// bounds check on the hot path. 128 Ki chunks: 64 Mi cells (512 MiB of cells in an arena
+/// whose thread touched every series). The table itself is 1 MiB of *virtual* memory per
+/// arena, allocated zeroed, so only the pages of it that point to touched chunks become
+/// resident (one 4 KiB page per 256 Ki cells).
+pub(crate) const MAX_CHUNKS: usize = if cfg!(loom) { 4 } else { 1 << 17 };
+/// The size of the cell id space shared by every registry in the process (64 Mi cells).
 #[cfg_attr(loom, allow(dead_code))]
 pub(crate) const MAX_CELLS: usize = CHUNK_CELLS * MAX_CHUNKS;
 
@@ -48,12 +59,32 @@ pub struct Arena {
 }
 
 impl Arena {
-    fn new() -> Self {
-        Self {
+    /// A new arena, held (`in_use`), on the heap. Outside loom it is allocated zeroed (all
+    /// its fields are atomics whose zero bits are null / false), so its large chunk table
+    /// costs address space, not memory, until chunks are installed.
+    #[cfg(not(loom))]
+    fn new_boxed() -> *mut Arena {
+        let layout = std::alloc::Layout::new::<Arena>();
+        // SAFETY: `Arena` has a non-zero size. The zeroed bytes are a valid `Arena`: every
+        // field is an `AtomicPtr` (zero = null), an `AtomicBool` (zero = false) or an array
+        // of them.
+        let arena = unsafe { std::alloc::alloc_zeroed(layout) }.cast::<Arena>();
+        if arena.is_null() {
+            std::alloc::handle_alloc_error(layout);
+        }
+        // SAFETY: just allocated and initialised (zeroed) above; not yet shared.
+        unsafe { &*arena }.in_use.store(true, Ordering::Relaxed);
+        arena
+    }
+
+    /// A new arena, held (`in_use`), on the heap (loom atomics are not zero-initialisable).
+    #[cfg(loom)]
+    fn new_boxed() -> *mut Arena {
+        Box::into_raw(Box::new(Self {
             chunks: core::array::from_fn(|_| AtomicPtr::new(core::ptr::null_mut())),
             in_use: AtomicBool::new(true),
             next: AtomicPtr::new(core::ptr::null_mut()),
-        }
+        }))
     }
 
     /// The owner's view of the chunk holding cell `id`, allocating it on first touch.
@@ -82,6 +113,13 @@ impl Arena {
     #[inline(always)]
     fn owned_cell(&self, id: u32) -> &AtomicU64 {
         &self.owned_chunk(id).cells[id as usize & (CHUNK_CELLS - 1)]
+    }
+
+    /// The address of cell `id`, allocating its chunk on first touch: the cells from `id` to
+    /// the end of its chunk follow it. Owner only.
+    #[inline(always)]
+    pub fn cell_ptr(&self, id: u32) -> *const AtomicU64 {
+        self.owned_cell(id)
     }
 
     /// The owner's view of the cells from `base` to the end of its chunk: one chunk lookup
@@ -118,28 +156,15 @@ impl Arena {
         );
     }
 
-    /// Adds `v` to the `f64` stored (as bits) in cell `id`. Owner only.
+    /// Adds `v` to the `f64` stored (as bits) in cell `id`. Owner only. (The record paths
+    /// use [`Block::add_f64`] or a call-site slot; the loom models use this.)
+    #[cfg_attr(not(loom), allow(dead_code))]
     #[inline(always)]
     pub fn add_f64(&self, id: u32, v: f64) {
         let cell = self.owned_cell(id);
         // Relaxed: as in `add`.
         let old = f64::from_bits(cell.load(Ordering::Relaxed));
         cell.store((old + v).to_bits(), Ordering::Relaxed);
-    }
-
-    /// The owner's read of cell `id`. Owner only.
-    #[inline(always)]
-    pub fn get(&self, id: u32) -> u64 {
-        // Relaxed: only this thread writes the cell.
-        self.owned_cell(id).load(Ordering::Relaxed)
-    }
-
-    /// Overwrites cell `id`. Owner only; for state cells (a sampler's next sample index),
-    /// never for summed values.
-    #[inline(always)]
-    pub fn set(&self, id: u32, v: u64) {
-        // Relaxed: only this thread writes the cell; readers want any recent value.
-        self.owned_cell(id).store(v, Ordering::Relaxed);
     }
 
     /// Reads cell `id`; any thread. A chunk never touched reads as 0.
@@ -185,16 +210,6 @@ impl Block<'_> {
         );
     }
 
-    /// Adds one to cell `base + i` and returns the new value.
-    #[inline(always)]
-    pub fn bump(&self, i: u32) -> u64 {
-        let cell = self.cell(i);
-        // Relaxed: single writer, as in `Arena::add`.
-        let v = cell.load(Ordering::Relaxed).wrapping_add(1);
-        cell.store(v, Ordering::Relaxed);
-        v
-    }
-
     /// Adds `v` to the `f64` in cell `base + i`.
     #[inline(always)]
     pub fn add_f64(&self, i: u32, v: f64) {
@@ -203,19 +218,112 @@ impl Block<'_> {
         let old = f64::from_bits(cell.load(Ordering::Relaxed));
         cell.store((old + v).to_bits(), Ordering::Relaxed);
     }
+}
 
-    /// Reads cell `base + i`.
-    #[inline(always)]
-    pub fn get(&self, i: u32) -> u64 {
-        // Relaxed: only the owner writes it.
-        self.cell(i).load(Ordering::Relaxed)
+/// One call site's cache of its cells in the calling thread's arena: the address of the
+/// site's first cell (null until filled) and one word the site may use for what its record
+/// path needs besides (a histogram's bucket layout). Lives in a `const`, destructor-free
+/// `thread_local!` of the call site, so reading it is a plain thread-local load.
+#[derive(Debug)]
+pub struct Slot {
+    cell: Cell<*const AtomicU64>,
+    aux: Cell<u64>,
+}
+
+impl Slot {
+    /// An empty slot.
+    #[cfg(not(loom))]
+    pub const fn new() -> Self {
+        Self {
+            cell: Cell::new(core::ptr::null()),
+            aux: Cell::new(0),
+        }
     }
 
-    /// Overwrites cell `base + i` (state cells only, never summed values).
+    /// An empty slot.
+    #[cfg(loom)]
+    pub fn new() -> Self {
+        Self {
+            cell: Cell::new(core::ptr::null()),
+            aux: Cell::new(0),
+        }
+    }
+
+    /// The cached address of the site's first cell, or null. A non-null address points into
+    /// the arena this thread holds, and stays valid until the thread's [`Holder`] releases
+    /// it (which resets the slot first).
     #[inline(always)]
-    pub fn set(&self, i: u32, v: u64) {
-        // Relaxed: only the owner writes it.
-        self.cell(i).store(v, Ordering::Relaxed);
+    pub fn cell(&self) -> *const AtomicU64 {
+        self.cell.get()
+    }
+
+    /// The word stored beside the address by [`Holder::fill`].
+    #[inline(always)]
+    pub fn aux(&self) -> u64 {
+        self.aux.get()
+    }
+}
+
+#[cfg(not(loom))]
+impl Default for Slot {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// One thread's tenure of an arena, and the call-site [`Slot`]s it filled. Releasing it
+/// resets those slots, then returns the arena to its set.
+pub struct Holder<'a> {
+    set: &'a ArenaSet,
+    arena: &'a Arena,
+    filled: RefCell<Vec<*const Slot>>,
+}
+
+impl<'a> Holder<'a> {
+    /// Acquires an arena of `set` (see [`ArenaSet::acquire`]).
+    pub fn acquire(set: &'a ArenaSet) -> Self {
+        Self {
+            set,
+            arena: set.acquire(),
+            filled: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// The held arena.
+    #[inline(always)]
+    pub fn arena(&self) -> &'a Arena {
+        self.arena
+    }
+
+    /// Caches in `slot` the address of cell `id` of the held arena (installing its chunk on
+    /// first touch) and `aux`, and returns that cell. Cells `id..` up to the end of `id`'s
+    /// chunk may then be reached from the address.
+    ///
+    /// # Safety
+    ///
+    /// `slot` must stay valid (not moved, not freed) until this holder is released or
+    /// dropped, and must only be read on the thread that holds this holder: it is a
+    /// destructor-free thread-local of that thread (in the library), or a value that
+    /// outlives the holder on its thread (in models).
+    pub unsafe fn fill(&self, slot: &Slot, id: u32, aux: u64) -> &'a AtomicU64 {
+        let cell = self.arena.owned_cell(id);
+        slot.cell.set(cell);
+        slot.aux.set(aux);
+        self.filled.borrow_mut().push(slot);
+        cell
+    }
+
+    /// Resets every slot this holder filled, then gives the arena back to its set: no slot
+    /// still points into the arena once another thread may adopt it.
+    pub fn release(self) {
+        for slot in self.filled.take() {
+            // SAFETY: `fill`'s contract: the slot is still valid and read only by this
+            // thread, which is running this release.
+            unsafe { &*slot }.cell.set(core::ptr::null());
+        }
+        // The resets above are plain thread-local writes: no other thread reads these slots,
+        // and the arena's writes are handed over by `release`'s Release store.
+        self.set.release(self.arena);
     }
 }
 
@@ -253,8 +361,8 @@ impl ArenaSet {
         // its fields (and, transitively, every older arena's) are initialised.
         let mut next = self.head.load(Ordering::Acquire);
         core::iter::from_fn(move || {
-            // SAFETY: list nodes come from `Box::into_raw` in `acquire` and are freed only by
-            // `drop`, which needs `&mut self`.
+            // SAFETY: list nodes come from `Arena::new_boxed` in `acquire` and are freed only
+            // by `drop`, which needs `&mut self`.
             let arena = unsafe { next.as_ref() }?;
             // Relaxed: `next` was written before the node was published (see `acquire`), and
             // we reached the node through an Acquire load, so its value is visible.
@@ -281,7 +389,7 @@ impl ArenaSet {
                 return arena;
             }
         }
-        let arena = Box::into_raw(Box::new(Arena::new()));
+        let arena = Arena::new_boxed();
         // Relaxed: a statistic only.
         self.created.fetch_add(1, Ordering::Relaxed);
         self.live.fetch_add(1, Ordering::Relaxed);
@@ -345,8 +453,8 @@ impl Drop for ArenaSet {
         // `&mut self`: no arena or chunk of this set is borrowed any more.
         let mut next = self.head.load(Ordering::Relaxed);
         while !next.is_null() {
-            // SAFETY: every node came from `Box::into_raw` in `acquire` and is freed once,
-            // here.
+            // SAFETY: every node came from `Arena::new_boxed` in `acquire` (the global
+            // allocator with `Arena`'s layout, as `Box` uses) and is freed once, here.
             let arena = unsafe { Box::from_raw(next) };
             next = arena.next.load(Ordering::Relaxed);
             for slot in &arena.chunks {

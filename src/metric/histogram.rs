@@ -15,6 +15,7 @@ use crate::sample::sampled::Sampled;
 
 use crate::arena::local::{ARENAS, with_arena};
 use crate::error::{Error, Result};
+use crate::macro_support::SiteHandle;
 
 /// Linear sub-buckets per power of two: 2^3 = 8, so a bucket is at most 12.5% wide.
 pub(crate) const SUB_BITS: u32 = 3;
@@ -176,6 +177,21 @@ impl Layout {
         (key - self.key_low).clamp(0, self.last as i64) as u32
     }
 
+    /// The layout in one word, for a call site's slot (see [`Layout::bucket_packed`]).
+    pub(crate) fn packed(&self) -> u64 {
+        // `key_low` is in 7..=16_375 (exponents -1022..=1023), so it fits the low half.
+        self.key_low as u32 as u64 | (self.last as u64) << 32
+    }
+
+    /// [`Layout::bucket`] from a [`Layout::packed`] word.
+    #[inline(always)]
+    pub(crate) fn bucket_packed(packed: u64, v: f64) -> u32 {
+        let key = (v.to_bits().saturating_sub(1) >> (52 - SUB_BITS)) as i64;
+        let key_low = packed as u32 as i64;
+        let last = (packed >> 32) as i64;
+        (key - key_low).clamp(0, last) as u32
+    }
+
     /// The inclusive upper edge of bucket `i` (`+inf` for the overflow bucket).
     pub(crate) fn upper_edge(&self, i: u32) -> f64 {
         if i >= self.last {
@@ -229,6 +245,18 @@ pub struct Histogram {
 }
 
 impl Histogram {
+    /// The cell offset of the sum in a series.
+    pub(crate) const SUM_CELL: u32 = SUM;
+    /// The cell offset of the first bucket in a series.
+    pub(crate) const FIRST_BUCKET_CELL: u32 = FIRST_BUCKET;
+
+    /// Whether `v` is recorded as it is: finite and non-negative (not `-0.0` either, which
+    /// takes the unusual path to become `0.0`).
+    #[inline(always)]
+    pub(crate) fn is_usual(v: f64) -> bool {
+        v.to_bits() < INF_BITS
+    }
+
     /// Records one observation.
     #[inline]
     pub fn record(self, v: f64) {
@@ -251,6 +279,12 @@ impl Histogram {
     #[inline]
     pub fn record_keyed<K: SampleKey + ?Sized>(self, v: f64, key: &K) {
         self.record(v);
+        self.record_exemplar(v, key);
+    }
+
+    /// The exemplar half of [`Histogram::record_keyed`].
+    #[inline]
+    pub(crate) fn record_exemplar<K: SampleKey + ?Sized>(self, v: f64, key: &K) {
         if v.to_bits() >= INF_BITS {
             return;
         }
@@ -278,7 +312,7 @@ impl Histogram {
     #[inline]
     pub fn start_timer(self) -> Timer {
         Timer {
-            histogram: self,
+            target: TimerTarget::Handle(self),
             start: Instant::now(),
         }
     }
@@ -327,18 +361,39 @@ impl Eq for Histogram {}
 #[must_use = "a timer records when it is dropped; bind it with `let _t = ...`"]
 #[derive(Debug)]
 pub struct Timer {
-    histogram: Histogram,
+    target: TimerTarget,
     start: Instant,
 }
 
+/// Where a [`Timer`] records: a handle, or a macro call site (through its slot).
+#[derive(Debug)]
+enum TimerTarget {
+    Handle(Histogram),
+    Site(SiteHandle<Histogram>),
+}
+
 impl Timer {
+    /// A timer recording through a `timer!` call site.
+    #[inline]
+    pub(crate) fn at_site(site: SiteHandle<Histogram>, start: Instant) -> Self {
+        Self {
+            target: TimerTarget::Site(site),
+            start,
+        }
+    }
+
     /// Stops the timer now, recording the elapsed time.
     pub fn stop(self) {}
 }
 
 impl Drop for Timer {
+    #[inline]
     fn drop(&mut self) {
-        self.histogram.record(self.start.elapsed().as_secs_f64());
+        let secs = self.start.elapsed().as_secs_f64();
+        match self.target {
+            TimerTarget::Handle(h) => h.record(secs),
+            TimerTarget::Site(s) => s.record(secs),
+        }
     }
 }
 

@@ -7,8 +7,8 @@ mod histogram;
 
 pub use counter::Counter;
 pub use gauge::Gauge;
-pub(crate) use histogram::HistogramSeries;
 pub use histogram::{Histogram, HistogramConfig, HistogramSnapshot, Timer};
+pub(crate) use histogram::{HistogramSeries, Layout};
 
 use core::fmt;
 

@@ -1,6 +1,8 @@
 //! The sampled layer: compact records, per-thread rings, the critical lane, the samplers.
 
 #[cfg(not(loom))]
+pub(crate) mod clock;
+#[cfg(not(loom))]
 pub mod key;
 pub mod lane;
 #[cfg(not(loom))]

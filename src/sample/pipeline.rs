@@ -68,6 +68,8 @@ pub struct Pipeline {
     pub config: SamplingConfig,
     /// Time origin of record timestamps.
     pub start: Instant,
+    /// The coarse clock's reading at `start` (see [`Pipeline::coarse_ns`]).
+    coarse_start: u64,
     /// Critical records whose ring was full.
     pub lane: Lane,
     /// Consumers of rings created since the flusher last looked.
@@ -109,6 +111,7 @@ impl Pipeline {
             lane: Lane::new(config.lane_capacity),
             config,
             start: Instant::now(),
+            coarse_start: super::clock::coarse_ns(),
             new_rings: Mutex::new(Vec::new()),
             metrics: Mutex::new(Vec::new()),
             flusher: OnceLock::new(),
@@ -118,6 +121,13 @@ impl Pipeline {
             closed: AtomicBool::new(false),
             accepts: AtomicBool::new(false),
         }
+    }
+
+    /// Nanoseconds since `start` on the coarse clock (one tick of resolution): the
+    /// timestamp of a sampled record.
+    #[inline]
+    pub fn coarse_ns(&self) -> u64 {
+        super::clock::coarse_ns().saturating_sub(self.coarse_start)
     }
 
     /// Hands a new ring's consumer to the flusher.

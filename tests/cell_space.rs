@@ -1,0 +1,87 @@
+//! The process-wide cell space: large enough for big programs, and when it does run out,
+//! registration fails with a counted error and macro call sites record into discard
+//! handles instead of panicking. Own binary: it fills the process's cell space.
+
+use hotmeter::{Error, HistogramConfig, Registry};
+
+#[test]
+fn big_programs_fit_and_exhaustion_never_panics_a_call_site() {
+    // 100,000 default histogram series and 1,000,000 counter series (issue 9's size),
+    // across families of 1000 series (the default cap).
+    let r = Registry::new();
+    let values: Vec<String> = (0..1000).map(|i| i.to_string()).collect();
+    for f in 0..100 {
+        let name = format!("h{f}_seconds");
+        for v in &values {
+            r.histogram(&name, &[("user", v)]).expect("fits");
+        }
+    }
+    for f in 0..1000 {
+        let name = format!("c{f}_total");
+        for v in &values {
+            r.counter(&name, &[("user", v)]).expect("fits");
+        }
+    }
+    let c = r.counter("c999_total", &[("user", "999")]).unwrap();
+    c.add(5);
+    assert_eq!(c.value(), 5);
+
+    // Fill the rest with the widest histograms (508 cells, one per 512-cell chunk) until
+    // the space runs out: a clean error, not a panic.
+    let wide = HistogramConfig::range(1e-9, 1e9).unwrap();
+    let filler = Registry::new();
+    let mut exhausted = false;
+    'fill: for f in 0..1000 {
+        let name = format!("wide{f}");
+        for v in &values {
+            match filler.histogram_with(&name, &[("v", v)], &wide) {
+                Ok(_) => {}
+                Err(Error::CellSpaceExhausted) => {
+                    exhausted = true;
+                    break 'fill;
+                }
+                Err(e) => panic!("unexpected error {e}"),
+            }
+        }
+    }
+    assert!(exhausted, "the cell space has a limit");
+    // The last chunk may still hold a few single cells: take them too.
+    let mut last = 0;
+    while filler
+        .counter("last_cells_total", &[("v", &last.to_string())])
+        .is_ok()
+    {
+        last += 1;
+        assert!(last < 512, "at most one chunk's cells remain");
+    }
+
+    // Every kind of macro call site now fails to register: each records into a discard
+    // handle, never panics, and the failures are counted.
+    let before = hotmeter::global().snapshot().meta.registration_errors;
+    for _ in 0..1000 {
+        every_cell_backed_site();
+    }
+    let route = String::from("/r");
+    hotmeter::counter!("after_exhaustion_routed_total", "route" => route).inc();
+    let snap = hotmeter::global().snapshot();
+    // Gauges take no cells: the six literal cell-backed sites failed once each (a literal
+    // site resolves once), the dynamic one once (it retries per call, counting each).
+    assert_eq!(snap.meta.registration_errors - before, 7);
+    assert_eq!(snap.counter("after_exhaustion_total", &[]), None);
+    hotmeter::gauge!("after_exhaustion_gauge").set(1.0);
+    assert_eq!(
+        hotmeter::global()
+            .snapshot()
+            .gauge("after_exhaustion_gauge", &[]),
+        Some(1.0)
+    );
+}
+
+fn every_cell_backed_site() {
+    hotmeter::counter!("after_exhaustion_total").inc();
+    hotmeter::histogram!("after_exhaustion_seconds").record(0.1);
+    hotmeter::record!("after_exhaustion_bytes", 1.0);
+    hotmeter::record!("after_exhaustion_keyed_bytes", 1.0, key = 7u64);
+    hotmeter::record!(critical, "after_exhaustion_failed", 1.0);
+    drop(hotmeter::sampled_timer!("after_exhaustion_handle_seconds"));
+}

@@ -28,6 +28,7 @@ use crate::metric::{
     Counter, Gauge, Histogram, HistogramConfig, HistogramSeries, MetricKind, Timer,
 };
 pub use crate::registry::names::{assert_label_name, assert_metric_name};
+use crate::registry::names::truncate_label_value;
 use crate::registry::{FamilyConfig, Handle, RESERVED_CELLS, global};
 use crate::sample::key::SampleKey;
 use crate::sample::pipeline::{Pipeline, SampledMetric};
@@ -552,6 +553,10 @@ impl SiteHandle<Sampled> {
 /// Slots in one thread's dynamic-label cache (direct-mapped: a colliding entry replaces
 /// the old one, which then costs one registry lookup when it comes back).
 const DYN_CACHE_SLOTS: usize = 1024;
+/// Label-value bytes one thread's cache may hold; past it the cache starts over empty.
+/// Values are stored as the registry stores them (at most
+/// [`MAX_LABEL_VALUE_BYTES`](crate::MAX_LABEL_VALUE_BYTES) each).
+pub(crate) const DYN_CACHE_MAX_BYTES: usize = 256 * 1024;
 
 struct CacheEntry {
     hash: u64,
@@ -560,8 +565,22 @@ struct CacheEntry {
     handle: Handle,
 }
 
+impl CacheEntry {
+    fn bytes(&self) -> usize {
+        self.values.iter().map(|v| v.len()).sum()
+    }
+}
+
+/// One thread's dynamic-label cache and the label-value bytes it holds.
+struct DynCache {
+    entries: Vec<Option<CacheEntry>>,
+    bytes: usize,
+}
+
 thread_local! {
-    static DYN_CACHE: RefCell<Vec<Option<CacheEntry>>> = const { RefCell::new(Vec::new()) };
+    static DYN_CACHE: RefCell<DynCache> = const {
+        RefCell::new(DynCache { entries: Vec::new(), bytes: 0 })
+    };
 }
 
 /// A call site with literal label names and at least one dynamic label value.
@@ -592,18 +611,23 @@ impl DynSite {
         let site = ptr::from_ref(self) as usize;
         let mut hasher = rustc_hash::FxBuildHasher.build_hasher();
         hasher.write_usize(site);
+        // Values as the registry keeps them: two values that agree in their first
+        // `MAX_LABEL_VALUE_BYTES` are one series, and the cache stores no more than that.
         for v in values {
-            hasher.write(v.as_bytes());
+            hasher.write(truncate_label_value(v).as_bytes());
             hasher.write_u8(0xff); // not valid UTF-8: separates values unambiguously
         }
         let hash = hasher.finish();
         let hit = DYN_CACHE.try_with(|cache| {
             let cache = cache.borrow();
-            let e = cache.get(hash as usize % DYN_CACHE_SLOTS)?.as_ref()?;
+            let e = cache.entries.get(hash as usize % DYN_CACHE_SLOTS)?.as_ref()?;
             (e.hash == hash
                 && e.site == site
                 && e.values.len() == values.len()
-                && e.values.iter().zip(values).all(|(a, b)| &**a == *b))
+                && e.values
+                    .iter()
+                    .zip(values)
+                    .all(|(a, b)| **a == *truncate_label_value(b)))
             .then_some(e.handle)
         });
         match hit {
@@ -628,17 +652,30 @@ impl DynSite {
                 return H::discard_handle();
             }
         };
+        let entry = CacheEntry {
+            hash,
+            site,
+            values: values
+                .iter()
+                .map(|v| Box::<str>::from(truncate_label_value(v)))
+                .collect(),
+            handle,
+        };
         let _ = DYN_CACHE.try_with(|cache| {
-            let mut cache = cache.borrow_mut();
-            if cache.is_empty() {
-                cache.resize_with(DYN_CACHE_SLOTS, || None);
+            let cache = &mut *cache.borrow_mut();
+            if cache.entries.is_empty() {
+                cache.entries.resize_with(DYN_CACHE_SLOTS, || None);
             }
-            cache[hash as usize % DYN_CACHE_SLOTS] = Some(CacheEntry {
-                hash,
-                site,
-                values: values.iter().map(|v| Box::<str>::from(*v)).collect(),
-                handle,
-            });
+            let slot = &mut cache.entries[hash as usize % DYN_CACHE_SLOTS];
+            cache.bytes -= slot.as_ref().map_or(0, CacheEntry::bytes);
+            if cache.bytes + entry.bytes() > DYN_CACHE_MAX_BYTES {
+                // Start over: a bound on memory, at the price of one registry lookup per
+                // entry when its label values come back.
+                cache.entries.iter_mut().for_each(|e| *e = None);
+                cache.bytes = 0;
+            }
+            cache.bytes += entry.bytes();
+            cache.entries[hash as usize % DYN_CACHE_SLOTS] = Some(entry);
         });
         handle
     }

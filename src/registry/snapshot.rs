@@ -80,9 +80,11 @@ pub struct SampledValue {
 }
 
 impl SampledValue {
-    /// Events the sampler skipped: `count - pushed`.
+    /// Events the sampler skipped: `count - pushed`. The two are read one after the other
+    /// while writers run, so a snapshot may hold a `pushed` that counts events its `count`
+    /// missed: the difference saturates at 0 then.
     pub fn skipped(&self) -> u64 {
-        self.count - self.pushed
+        self.count.saturating_sub(self.pushed)
     }
 
     /// Records dropped for any reason.
@@ -162,5 +164,30 @@ impl Snapshot {
     /// The family called `name`, if it exists.
     pub fn family(&self, name: &str) -> Option<&FamilySnapshot> {
         self.families.iter().find(|f| f.name == name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `count` and `pushed` are read one after the other while writers run, so a snapshot
+    /// can hold a `pushed` that already includes events its `count` missed.
+    #[test]
+    fn skipped_does_not_underflow_when_pushed_was_read_later() {
+        let v = SampledValue {
+            count: 10,
+            sum: 0.0,
+            rate: 1.0,
+            pushed: 12,
+            flushed: 12,
+            dropped_full: 0,
+            dropped_oldest: 0,
+            dropped_timeout: 0,
+            critical_to_lane: 0,
+            critical_lost: 0,
+            estimate: SeriesEstimate::default(),
+        };
+        assert_eq!(v.skipped(), 0);
     }
 }

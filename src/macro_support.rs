@@ -27,10 +27,10 @@ use crate::arena::local::fill_slot;
 use crate::metric::{
     Counter, Gauge, Histogram, HistogramConfig, HistogramSeries, MetricKind, Timer,
 };
-pub use crate::registry::names::{assert_label_name, assert_metric_name};
 use crate::registry::names::truncate_label_value;
+pub use crate::registry::names::{assert_label_name, assert_metric_name};
 use crate::registry::{FamilyConfig, Handle, RESERVED_CELLS, global};
-use crate::sample::key::SampleKey;
+use crate::sample::key::{KeyArg, SampleKey};
 use crate::sample::pipeline::{Pipeline, SampledMetric};
 use crate::sample::sampled::{self, Sampled, SampledSeries, SampledTimer};
 
@@ -227,6 +227,15 @@ impl<H: SiteKind> Site<H> {
         }
     }
 
+    /// The site's handle if it is resolved.
+    #[inline(always)]
+    fn resolved(&self) -> Option<H> {
+        // Acquire: as in `get`.
+        let bits = self.resolved.load(Ordering::Acquire);
+        // SAFETY: only `resolve` stores non-zero bits here, from `H::to_bits`.
+        (bits != 0).then(|| unsafe { H::from_bits(bits) })
+    }
+
     /// The site's handle, resolving it on first use.
     #[inline(always)]
     pub fn get(&self) -> H {
@@ -370,19 +379,37 @@ impl SiteHandle<Gauge> {
     /// Sets the value.
     #[inline(always)]
     pub fn set(self, v: f64) {
+        match self.site.resolved() {
+            Some(g) => g.set(v),
+            None => self.set_cold(v),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn set_cold(self, v: f64) {
         self.site.get().set(v);
     }
 
     /// Adds `v`.
     #[inline(always)]
     pub fn add(self, v: f64) {
+        match self.site.resolved() {
+            Some(g) => g.add(v),
+            None => self.add_cold(v),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn add_cold(self, v: f64) {
         self.site.get().add(v);
     }
 
     /// Subtracts `v`.
     #[inline(always)]
     pub fn sub(self, v: f64) {
-        self.site.get().sub(v);
+        self.add(-v);
     }
 
     /// The current value.
@@ -457,31 +484,18 @@ impl SiteHandle<Sampled> {
     /// Records `value` (see [`Sampled::record`]).
     #[inline(always)]
     pub fn record(self, value: f64) {
-        let c = self.sampled_cells();
-        if !c.is_null() {
-            // SAFETY: a filled sampled slot holds the address of its series' first cell.
-            let n = unsafe { sampled::record_exact(c, value) };
-            // SAFETY: as above.
-            if n >= unsafe { sampled::next_at(c) } {
-                sampled::sample_at(self.site.get(), n, value, 0);
-            }
-        } else {
-            self.record_cold(value);
-        }
-    }
-
-    #[cold]
-    #[inline(never)]
-    fn record_cold(self, value: f64) {
-        match self.fill() {
-            Some(_) => self.record(value),
-            None => self.handle().record(value),
-        }
+        self.record_key(value, KeyArg::NONE);
     }
 
     /// Records `value` with a key (see [`Sampled::record_keyed`]).
     #[inline(always)]
     pub fn record_keyed<K: SampleKey + ?Sized>(self, value: f64, key: &K) {
+        self.record_key(value, key.key_arg());
+    }
+
+    /// Count and sum through the slot; the countdown test; everything else out of line.
+    #[inline(always)]
+    fn record_key(self, value: f64, key: KeyArg<'_>) {
         let c = self.sampled_cells();
         if !c.is_null() {
             // SAFETY: a filled sampled slot holds the address of its series' first cell,
@@ -489,19 +503,27 @@ impl SiteHandle<Sampled> {
             let n = unsafe { sampled::record_exact(c, value) };
             // SAFETY: as above.
             if n >= unsafe { sampled::next_at(c) } {
-                sampled::sample_keyed_at(self.site.get(), n, value, key);
+                self.sample_cold(c, n, value, key);
             }
         } else {
-            self.record_keyed_cold(value, key);
+            self.record_cold(value, key);
         }
+    }
+
+    /// The countdown reached this call: decide, and push if sampled.
+    #[cold]
+    #[inline(never)]
+    fn sample_cold(self, c: *const AtomicU64, n: u64, value: f64, key: KeyArg<'_>) {
+        // SAFETY: `c` is this thread's filled slot for the site's series (`record_key`).
+        unsafe { sampled::sample_at(c, self.site.get(), n, value, key.hash()) };
     }
 
     #[cold]
     #[inline(never)]
-    fn record_keyed_cold<K: SampleKey + ?Sized>(self, value: f64, key: &K) {
+    fn record_cold(self, value: f64, key: KeyArg<'_>) {
         match self.fill() {
-            Some(_) => self.record_keyed(value, key),
-            None => self.handle().record_keyed(value, key),
+            Some(_) => self.record_key(value, key),
+            None => self.handle().record_key_arg(value, key),
         }
     }
 
@@ -526,22 +548,28 @@ impl SiteHandle<Sampled> {
             // SAFETY: a filled sampled slot holds the address of its series' first cell.
             let n = unsafe { sampled::count_exact(c) };
             // SAFETY: as above.
-            if n >= unsafe { sampled::next_at(c) } {
-                return sampled::timer_at(self.site.get(), n);
+            if n < unsafe { sampled::next_at(c) } {
+                return SampledTimer::not_sampled();
             }
-            SampledTimer::not_sampled()
-        } else {
-            self.start_timer_cold()
         }
+        self.start_timer_cold()
     }
 
+    /// An empty slot, or the countdown reached this call.
     #[cold]
     #[inline(never)]
     fn start_timer_cold(self) -> SampledTimer {
-        match self.fill() {
-            Some(_) => self.start_timer(),
-            None => self.handle().start_timer(),
+        let c = self.sampled_cells();
+        if c.is_null() {
+            return match self.fill() {
+                Some(_) => self.start_timer(),
+                None => self.handle().start_timer(),
+            };
         }
+        // SAFETY: as in `start_timer`; the count was taken there.
+        let n = unsafe { sampled::count_now(c) };
+        // SAFETY: `c` is this thread's filled slot for the site's series.
+        unsafe { sampled::timer_at(c, self.site.get(), n) }
     }
 
     /// The exact number of events recorded.
@@ -620,7 +648,10 @@ impl DynSite {
         let hash = hasher.finish();
         let hit = DYN_CACHE.try_with(|cache| {
             let cache = cache.borrow();
-            let e = cache.entries.get(hash as usize % DYN_CACHE_SLOTS)?.as_ref()?;
+            let e = cache
+                .entries
+                .get(hash as usize % DYN_CACHE_SLOTS)?
+                .as_ref()?;
             (e.hash == hash
                 && e.site == site
                 && e.values.len() == values.len()

@@ -45,9 +45,5 @@ fn megabyte_label_values_do_not_grow_the_cache() {
     // The registry keeps ≤ 1 KiB per value (~0.6 MiB here) and the cache ≤ 256 KiB; the
     // old cache kept every value whole (600 MiB). 32 MiB leaves room for the allocator.
     let growth = after.saturating_sub(before);
-    assert!(
-        growth < 32 << 20,
-        "RSS grew by {} MiB",
-        growth >> 20
-    );
+    assert!(growth < 32 << 20, "RSS grew by {} MiB", growth >> 20);
 }

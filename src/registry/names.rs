@@ -130,10 +130,16 @@ pub const MAX_LABEL_VALUE_BYTES: usize = 1024;
 pub const MAX_LABELS: usize = 32;
 
 /// `value` cut to at most [`MAX_LABEL_VALUE_BYTES`] bytes, at a character boundary.
+#[inline]
 pub(crate) fn truncate_label_value(value: &str) -> &str {
     if value.len() <= MAX_LABEL_VALUE_BYTES {
         return value;
     }
+    truncate_long(value)
+}
+
+#[cold]
+fn truncate_long(value: &str) -> &str {
     let mut end = MAX_LABEL_VALUE_BYTES;
     while !value.is_char_boundary(end) {
         end -= 1;

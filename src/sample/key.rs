@@ -7,6 +7,97 @@ use xxhash_rust::xxh3::xxh3_64;
 pub trait SampleKey {
     /// A stable 64-bit hash of the key. Never 0 (0 means "no key" in a record).
     fn key_hash(&self) -> u64;
+
+    /// The key in two words, hashed only if the event is sampled (integers and strings);
+    /// other keys are hashed at once.
+    #[doc(hidden)]
+    #[inline(always)]
+    fn key_arg(&self) -> KeyArg<'_> {
+        KeyArg::hashed(self.key_hash())
+    }
+}
+
+/// A key passed by value in two registers down to the sampled path, which hashes it only
+/// when the event is sampled. Not a stable API.
+#[doc(hidden)]
+#[derive(Clone, Copy)]
+pub struct KeyArg<'a> {
+    /// An integer key, a string's address, or a hash.
+    word: u64,
+    /// A string's length, or [`KeyArg::INT`] / [`KeyArg::HASH`] (no string is that long:
+    /// lengths are at most `isize::MAX`).
+    len: usize,
+    str: core::marker::PhantomData<&'a str>,
+}
+
+impl<'a> KeyArg<'a> {
+    const INT: usize = usize::MAX;
+    const HASH: usize = usize::MAX - 1;
+
+    /// No key (a record's key hash 0).
+    pub const NONE: KeyArg<'static> = KeyArg {
+        word: 0,
+        len: Self::HASH,
+        str: core::marker::PhantomData,
+    };
+
+    /// Whether this is [`KeyArg::NONE`].
+    #[inline(always)]
+    pub fn is_none(self) -> bool {
+        self.len == Self::HASH && self.word == 0
+    }
+
+    #[inline(always)]
+    fn int(v: u64) -> Self {
+        Self {
+            word: v,
+            len: Self::INT,
+            str: core::marker::PhantomData,
+        }
+    }
+
+    #[inline(always)]
+    fn hashed(h: u64) -> Self {
+        Self {
+            word: h,
+            len: Self::HASH,
+            str: core::marker::PhantomData,
+        }
+    }
+
+    #[inline(always)]
+    fn str(s: &'a str) -> Self {
+        Self {
+            word: s.as_ptr() as u64,
+            len: s.len(),
+            str: core::marker::PhantomData,
+        }
+    }
+
+    /// The key's [`SampleKey::key_hash`]; 0 for [`KeyArg::NONE`].
+    #[inline]
+    pub fn hash(self) -> u64 {
+        match self.len {
+            Self::INT => int_hash(self.word),
+            Self::HASH => self.word,
+            len => {
+                // SAFETY: built by `KeyArg::str` from a `&'a str` of this address and
+                // length, which `'a` keeps alive.
+                let s = unsafe {
+                    core::str::from_utf8_unchecked(core::slice::from_raw_parts(
+                        self.word as usize as *const u8,
+                        len,
+                    ))
+                };
+                s.key_hash()
+            }
+        }
+    }
+}
+
+#[inline]
+fn int_hash(v: u64) -> u64 {
+    nonzero(xxh3_64(&v.to_le_bytes()))
 }
 
 #[inline]
@@ -19,12 +110,22 @@ impl SampleKey for str {
     fn key_hash(&self) -> u64 {
         nonzero(xxh3_64(self.as_bytes()))
     }
+
+    #[inline(always)]
+    fn key_arg(&self) -> KeyArg<'_> {
+        KeyArg::str(self)
+    }
 }
 
 impl SampleKey for String {
     #[inline]
     fn key_hash(&self) -> u64 {
         self.as_str().key_hash()
+    }
+
+    #[inline(always)]
+    fn key_arg(&self) -> KeyArg<'_> {
+        KeyArg::str(self)
     }
 }
 
@@ -33,6 +134,11 @@ impl<T: SampleKey + ?Sized> SampleKey for &T {
     fn key_hash(&self) -> u64 {
         (**self).key_hash()
     }
+
+    #[inline(always)]
+    fn key_arg(&self) -> KeyArg<'_> {
+        (**self).key_arg()
+    }
 }
 
 macro_rules! int_keys {
@@ -40,7 +146,12 @@ macro_rules! int_keys {
         impl SampleKey for $t {
             #[inline]
             fn key_hash(&self) -> u64 {
-                nonzero(xxh3_64(&(*self as u64).to_le_bytes()))
+                int_hash(*self as u64)
+            }
+
+            #[inline(always)]
+            fn key_arg(&self) -> KeyArg<'_> {
+                KeyArg::int(*self as u64)
             }
         }
     )*};
@@ -58,6 +169,26 @@ pub fn keep_keyed(hash: u64, k: u8) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn key_args_hash_as_their_keys() {
+        /// A key type of a user's own: hashed at once.
+        struct Custom;
+        impl SampleKey for Custom {
+            fn key_hash(&self) -> u64 {
+                42
+            }
+        }
+        let s = String::from("client-7");
+        assert_eq!(s.key_arg().hash(), s.key_hash());
+        assert_eq!("client-7".key_arg().hash(), "client-7".key_hash());
+        assert_eq!((&"x").key_arg().hash(), "x".key_hash());
+        assert_eq!("".key_arg().hash(), "".key_hash());
+        assert_eq!(7u64.key_arg().hash(), 7u64.key_hash());
+        assert_eq!((-1i32).key_arg().hash(), (-1i32).key_hash());
+        assert_eq!(u64::MAX.key_arg().hash(), u64::MAX.key_hash());
+        assert_eq!(Custom.key_arg().hash(), 42);
+    }
 
     #[test]
     fn hashes_are_stable_and_nonzero() {

@@ -23,6 +23,19 @@ impl Record {
     /// Bytes a record occupies in a ring slot.
     pub const SIZE: usize = 32;
 
+    /// A record of these fields.
+    #[inline(always)]
+    pub fn new(series: u32, k: u8, value: f64, key: u64, time_ns: u64, critical: bool) -> Self {
+        Self {
+            series,
+            k,
+            value,
+            key,
+            time_ns,
+            critical,
+        }
+    }
+
     /// The weight `2^k` (how many events this record stands for).
     #[inline]
     pub fn weight(&self) -> u64 {

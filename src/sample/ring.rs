@@ -122,6 +122,10 @@ struct Shared {
     producer_gone: AtomicBool,
     /// Set when the [`Consumer`] is dropped.
     consumer_gone: AtomicBool,
+    /// Weight (`2^k` per record) of the records this ring's producer dropped, by
+    /// [`drop_slot`] of their series; only the producer writes, and each only grows. See
+    /// [`Consumer::drain_weighted`].
+    dropped: [AtomicU64; DROP_SLOTS],
     /// Under loom, a stand-in cell per slot that the producer "writes" and the consumer
     /// "reads" alongside the real words, so loom's causality check proves each consumer read
     /// happens-before the producer's next write of that slot. The atomics alone cannot show
@@ -182,6 +186,16 @@ impl Shared {
     }
 }
 
+/// Tallies of dropped weight per ring: a series' records are tallied at `series % DROP_SLOTS`
+/// (series sharing a slot share its tally; see [`Consumer::drain_weighted`]).
+pub const DROP_SLOTS: usize = if cfg!(loom) { 2 } else { 64 };
+
+/// The drop tally slot of a series.
+#[inline]
+pub fn drop_slot(series: u32) -> usize {
+    series as usize % DROP_SLOTS
+}
+
 /// Records between `head` and `tail` when the two were read at different moments: 0 if
 /// `head` appears past `tail`, never more than `capacity`.
 #[inline]
@@ -217,6 +231,7 @@ pub fn ring(capacity: usize, policy: Overflow) -> (Producer, Consumer) {
         policy,
         producer_gone: AtomicBool::new(false),
         consumer_gone: AtomicBool::new(false),
+        dropped: core::array::from_fn(|_| AtomicU64::new(0)),
         #[cfg(loom)]
         shadow: (0..capacity)
             .map(|_| loom::cell::UnsafeCell::new(()))
@@ -231,6 +246,8 @@ pub fn ring(capacity: usize, policy: Overflow) -> (Producer, Consumer) {
         shared,
         head: 0,
         tail_cache: 0,
+        dropped_seen: [0; DROP_SLOTS],
+        dropped_carry: [0; DROP_SLOTS],
     };
     (producer, consumer)
 }
@@ -278,6 +295,28 @@ impl Producer {
         // Relaxed: a snapshot for reporting; no slot is read on the strength of it.
         let head = self.shared.head.load(Ordering::Relaxed);
         distance(head, self.tail, self.capacity())
+    }
+
+    /// Tallies `weight` (a dropped record's `2^k`) against `series`: the consumer weights the
+    /// records of the same series it drains next to stand for it
+    /// ([`Consumer::drain_weighted`]).
+    #[inline]
+    pub fn note_dropped(&self, series: u32, weight: u64) {
+        let tally = &self.shared.dropped[drop_slot(series)];
+        // Relaxed: only this producer writes the tally (a load and a store, no RMW); the
+        // consumer reads some recent value, and a drop it misses now it sees at its next
+        // drain. No other data is published through it.
+        tally.store(
+            tally.load(Ordering::Relaxed).wrapping_add(weight),
+            Ordering::Relaxed,
+        );
+    }
+
+    /// An upper bound of [`Producer::len`] from the producer's own copies of the indices:
+    /// no load of the consumer's cache line.
+    #[inline]
+    pub fn len_upper_bound(&self) -> usize {
+        self.tail.wrapping_sub(self.head_cache)
     }
 
     /// Whether the ring is empty now, as the producer sees it.
@@ -430,6 +469,10 @@ pub struct Consumer {
     head: usize,
     /// Some past value of `tail`: `tail` only grows, so every record below it is published.
     tail_cache: usize,
+    /// The producer's drop tallies as of the last [`Consumer::drain_weighted`].
+    dropped_seen: [u64; DROP_SLOTS],
+    /// Dropped weight not yet given to a drained record (no record of its slot was drained).
+    dropped_carry: [u64; DROP_SLOTS],
 }
 
 impl Consumer {
@@ -490,6 +533,60 @@ impl Consumer {
         // Release: our reads of the `n` slots happen-before the producer overwrites them;
         // pairs with the Acquire load of `head` in `Producer::has_space`.
         self.shared.head.store(self.head, Ordering::Release);
+        n
+    }
+
+    /// [`Consumer::drain`], handing each record with a *scale*: how many records of its
+    /// series each drained one stands for, counting those the producer dropped.
+    ///
+    /// Before draining, reads the weight the producer dropped since the last call, per drop
+    /// slot (see [`drop_slot`]). Drops happen only while the ring is full, so the records
+    /// drained now are the ones pushed around the drops, from the same thread: each
+    /// non-critical record of a slot with dropped weight `D` and drained weight `W` (sum of
+    /// `2^k`) gets scale `(W + D) / W`, so the drained weight equals what was sampled, and
+    /// estimates built from it stay unbiased when the dropped events are like their
+    /// neighbours in time. A slot with drops but nothing drained keeps its weight for the
+    /// next call. Critical records (never dropped, weight 1) always get 1. Without drops
+    /// this is `drain` with scale 1; with drops the records pass through `buf`.
+    pub fn drain_weighted(
+        &mut self,
+        max: usize,
+        buf: &mut Vec<Record>,
+        mut f: impl FnMut(Record, f64),
+    ) -> usize {
+        let mut dropped = [0u64; DROP_SLOTS];
+        let mut any = false;
+        for (j, d) in dropped.iter_mut().enumerate() {
+            // Relaxed: see `Producer::note_dropped`.
+            let now = self.shared.dropped[j].load(Ordering::Relaxed);
+            *d = now.wrapping_sub(self.dropped_seen[j]) + self.dropped_carry[j];
+            self.dropped_seen[j] = now;
+            self.dropped_carry[j] = 0;
+            any |= *d > 0;
+        }
+        if !any {
+            return self.drain(max, |r| f(r, 1.0));
+        }
+        buf.clear();
+        let n = self.drain(max, |r| buf.push(r));
+        let mut drained = [0u64; DROP_SLOTS];
+        for r in buf.iter().filter(|r| !r.critical) {
+            drained[drop_slot(r.series)] += r.weight();
+        }
+        for j in 0..DROP_SLOTS {
+            if drained[j] == 0 {
+                self.dropped_carry[j] = dropped[j];
+            }
+        }
+        for r in buf.drain(..) {
+            let j = drop_slot(r.series);
+            let scale = if r.critical || drained[j] == 0 {
+                1.0
+            } else {
+                (drained[j] + dropped[j]) as f64 / drained[j] as f64
+            };
+            f(r, scale);
+        }
         n
     }
 
@@ -620,6 +717,65 @@ impl core::fmt::Debug for Consumer {
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
+
+    fn weighted_rec(series: u32, k: u8, critical: bool) -> Record {
+        Record::new(series, k, 1.0, 0, 0, critical)
+    }
+
+    #[test]
+    fn drain_weighted_gives_dropped_weight_to_the_same_series() {
+        let (mut p, mut c) = ring(8, Overflow::DropNewest);
+        let mut buf = Vec::new();
+        // No drops: every scale is 1.
+        p.push(weighted_rec(3, 2, false));
+        let mut seen = Vec::new();
+        c.drain_weighted(usize::MAX, &mut buf, |r, s| seen.push((r.series, s)));
+        assert_eq!(seen, [(3, 1.0)]);
+
+        // Series 3: two records of weight 4 stored, three of weight 4 dropped; series 4:
+        // one stored of weight 2 and nothing dropped; one critical record of series 3.
+        for r in [
+            weighted_rec(3, 2, false),
+            weighted_rec(3, 2, false),
+            weighted_rec(4, 1, false),
+            weighted_rec(3, 0, true),
+        ] {
+            assert_eq!(p.push(r), Push::Stored);
+        }
+        for _ in 0..3 {
+            p.note_dropped(3, 4);
+        }
+        // Series 5 dropped weight 8 but has no record in the ring: carried over.
+        p.note_dropped(5, 8);
+        let mut seen = Vec::new();
+        c.drain_weighted(usize::MAX, &mut buf, |r, s| {
+            seen.push((r.series, r.critical, s))
+        });
+        assert_eq!(
+            seen,
+            [
+                (3, false, 2.5),
+                (3, false, 2.5),
+                (4, false, 1.0),
+                (3, true, 1.0)
+            ]
+        );
+        // Weight drained for series 3 (non-critical): 2 × 4 × 2.5 = 20 = 8 stored + 12 dropped.
+
+        p.push(weighted_rec(5, 3, false));
+        let mut seen = Vec::new();
+        c.drain_weighted(usize::MAX, &mut buf, |r, s| seen.push((r.series, s)));
+        assert_eq!(
+            seen,
+            [(5, 2.0)],
+            "the carried weight 8 goes to the next record of 5"
+        );
+
+        p.push(weighted_rec(5, 3, false));
+        let mut seen = Vec::new();
+        c.drain_weighted(usize::MAX, &mut buf, |r, s| seen.push((r.series, s)));
+        assert_eq!(seen, [(5, 1.0)], "and only once");
+    }
     use std::collections::VecDeque;
     use std::thread;
 

@@ -18,7 +18,7 @@ use crate::sync::{AtomicU64, Ordering};
 use rand_core::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 
-use super::key::{SampleKey, keep_keyed};
+use super::key::{KeyArg, SampleKey, keep_keyed};
 use super::pipeline::{Pipeline, SampledMetric};
 use super::record::Record;
 use super::ring::{Producer, Push, ring};
@@ -158,6 +158,15 @@ pub(crate) unsafe fn count_exact(c: *const AtomicU64) -> u64 {
     Cells(c).add(COUNT, 1)
 }
 
+/// The series' count in this thread's arena now.
+///
+/// # Safety
+/// As [`record_exact`].
+#[inline(always)]
+pub(crate) unsafe fn count_now(c: *const AtomicU64) -> u64 {
+    Cells(c).get(COUNT)
+}
+
 /// The count at which this thread samples the series next.
 ///
 /// # Safety
@@ -168,24 +177,21 @@ pub(crate) unsafe fn next_at(c: *const AtomicU64) -> u64 {
 }
 
 /// A call site's `record!` reached its countdown (`n` is its new count).
-#[cold]
-#[inline(never)]
-pub(crate) fn sample_at(s: Sampled, n: u64, value: f64, key: u64) {
-    with_arena(|arena| sample_slow(Cells::of(arena, s.series), s.series, n, value, key));
-}
-
-/// A call site's keyed `record!` reached its countdown: the key is hashed only now.
-#[cold]
-#[inline(never)]
-pub(crate) fn sample_keyed_at<K: SampleKey + ?Sized>(s: Sampled, n: u64, value: f64, key: &K) {
-    sample_at(s, n, value, key.key_hash());
+///
+/// # Safety
+/// As [`record_exact`], with `c` the cells of `s`.
+#[inline]
+pub(crate) unsafe fn sample_at(c: *const AtomicU64, s: Sampled, n: u64, value: f64, key: u64) {
+    sample_slow(Cells(c), s.series, n, value, key);
 }
 
 /// A call site's `sampled_timer!` reached its countdown.
-#[cold]
-#[inline(never)]
-pub(crate) fn timer_at(s: Sampled, n: u64) -> SampledTimer {
-    let k = with_arena(|arena| decide_slow(Cells::of(arena, s.series), s.series, n));
+///
+/// # Safety
+/// As [`sample_at`].
+#[inline]
+pub(crate) unsafe fn timer_at(c: *const AtomicU64, s: Sampled, n: u64) -> SampledTimer {
+    let k = decide_slow(Cells(c), s.series, n);
     SampledTimer {
         sampled: k.map(|k| (s.series, k, Instant::now())),
     }
@@ -214,9 +220,26 @@ impl Sampled {
             let cells = Cells::of(arena, s);
             let n = cells.record_exact(value);
             if n >= cells.get(NEXT_AT) {
-                sample_slow(cells, s, n, value, 0);
+                sample_handle_slow(cells, s, n, value, 0);
             }
         });
+    }
+
+    /// [`Sampled::record`] or [`Sampled::record_keyed`] with the key as a [`KeyArg`]
+    /// ([`KeyArg::NONE`]: no key).
+    #[inline]
+    pub(crate) fn record_key_arg(self, value: f64, key: KeyArg<'_>) {
+        struct Arg<'a>(KeyArg<'a>);
+        impl SampleKey for Arg<'_> {
+            fn key_hash(&self) -> u64 {
+                self.0.hash()
+            }
+        }
+        if key.is_none() {
+            self.record(value);
+        } else {
+            self.record_keyed(value, &Arg(key));
+        }
     }
 
     /// Records `value` with a key (client, request id) carried in the record for per-key
@@ -238,7 +261,7 @@ impl Sampled {
                 }
             } else if n >= cells.get(NEXT_AT) {
                 // The key is hashed only when the event is sampled.
-                sample_slow(cells, s, n, value, key.key_hash());
+                sample_handle_slow(cells, s, n, value, key.key_hash());
             }
         });
     }
@@ -342,7 +365,7 @@ fn timer_slow(s: &'static SampledSeries, k: u8, start: Instant) {
     with_arena(|arena| {
         let cells = Cells::of(arena, s);
         cells.add_f64(SUM, secs * (1u64 << k) as f64);
-        push(cells, s, k, secs, 0, time_ns, false);
+        push(cells, s, Record::new(s.base, k, secs, 0, time_ns, false));
     });
 }
 
@@ -374,14 +397,17 @@ impl ThreadSampler {
         }
     }
 
-    /// A gap `G ≥ 1` with `P(G = g) = p(1-p)^(g-1)`, `p = 2^-k`, by inversion:
-    /// `G = 1 + floor(ln U / ln(1-p))` with `U` uniform on `(0, 1]`. One logarithm: the
-    /// denominator comes from the table.
-    #[inline]
+    /// A gap `G ≥ 1` with `P(G = g) = p(1-p)^(g-1)`, `p = 2^-k`: 1 when `k = 0`, else a
+    /// draw (out of line: the sampled path stays small).
+    #[inline(always)]
     fn gap(&mut self, k: u8) -> u64 {
-        if k == 0 {
-            return 1;
-        }
+        if k == 0 { 1 } else { self.draw_gap(k) }
+    }
+
+    /// The gap for `k > 0` by inversion: `G = 1 + floor(ln U / ln(1-p))` with `U` uniform on
+    /// `(0, 1]`. One logarithm: the denominator comes from the table.
+    #[inline(never)]
+    fn draw_gap(&mut self, k: u8) -> u64 {
         let u = 1.0 - (self.rng.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64);
         let q = self.gap_q[k as usize & 63];
         let g = (u.ln() / q).floor();
@@ -393,46 +419,143 @@ impl ThreadSampler {
     }
 }
 
+/// This thread's samplers, boxed so that their addresses stay put while [`FAST`] holds
+/// one. Dropping it (at thread exit) first empties `FAST`.
+struct Samplers(Vec<Box<ThreadSampler>>);
+
+impl Samplers {
+    /// Removes the samplers of pipelines that shut down (their rings with them).
+    fn forget_closed(&mut self) {
+        if self.0.iter().any(|t| t.pipeline.is_closed()) {
+            FAST.set(NO_SAMPLER);
+            self.0.retain(|t| !t.pipeline.is_closed());
+        }
+    }
+}
+
+impl Drop for Samplers {
+    fn drop(&mut self) {
+        FAST.set(NO_SAMPLER);
+    }
+}
+
+/// An empty [`FAST`].
+const NO_SAMPLER: (*const Pipeline, *mut ThreadSampler) =
+    (core::ptr::null(), core::ptr::null_mut());
+
 thread_local! {
-    /// This thread's samplers, one per pipeline it sampled into.
-    static SAMPLERS: RefCell<Vec<ThreadSampler>> = const { RefCell::new(Vec::new()) };
-    /// Index in `SAMPLERS` of the sampler used last: with one engine (the usual case) every
-    /// lookup hits it, with no search. Only a hint: the pipeline is compared before use.
-    static LAST: Cell<usize> = const { Cell::new(0) };
+    static SAMPLERS: RefCell<Samplers> = const { RefCell::new(Samplers(Vec::new())) };
+    /// The sampler used last and its pipeline: with one engine (the usual case) every
+    /// lookup hits it with two plain thread-local loads. `const` and destructor-free, so
+    /// it is readable at any time; emptied before any sampler is dropped.
+    static FAST: Cell<(*const Pipeline, *mut ThreadSampler)> = const { Cell::new(NO_SAMPLER) };
+    /// Set while a sampler of this thread is in use (by either path): a recording made
+    /// from inside one (an allocator that records, say) finds no sampler instead of a
+    /// second `&mut` to it.
+    static BUSY: Cell<bool> = const { Cell::new(false) };
 }
 
 /// Drops this thread's sampling state (and rings) for pipelines whose engine shut down.
 pub(crate) fn forget_closed() {
-    let _ = SAMPLERS.try_with(|samplers| {
-        samplers.borrow_mut().retain(|t| !t.pipeline.is_closed());
-    });
+    if BUSY.get() {
+        return;
+    }
+    let _ = SAMPLERS.try_with(|samplers| samplers.borrow_mut().forget_closed());
 }
 
-/// Runs `f` on this thread's sampler for `pipeline`, creating it (and its ring) on first
-/// use. `None` when no ring may be created for it (nobody drains it, or it shut down) or
-/// the thread is past its thread-local destructors.
-#[inline]
+/// Clears [`BUSY`] when dropped, also when the sampled path unwinds.
+struct Busy;
+
+impl Busy {
+    #[inline(always)]
+    fn enter() -> Option<Self> {
+        if BUSY.get() {
+            return None;
+        }
+        BUSY.set(true);
+        Some(Busy)
+    }
+}
+
+impl Drop for Busy {
+    #[inline(always)]
+    fn drop(&mut self) {
+        BUSY.set(false);
+    }
+}
+
+/// This thread's sampler for one pipeline, in use: the only reference to it while held.
+struct InUse {
+    t: *mut ThreadSampler,
+    _busy: Busy,
+}
+
+impl core::ops::Deref for InUse {
+    type Target = ThreadSampler;
+    #[inline(always)]
+    fn deref(&self) -> &ThreadSampler {
+        // SAFETY: see `sampler`: `t` is live and only reached through this value.
+        unsafe { &*self.t }
+    }
+}
+
+impl core::ops::DerefMut for InUse {
+    #[inline(always)]
+    fn deref_mut(&mut self) -> &mut ThreadSampler {
+        // SAFETY: see `sampler`.
+        unsafe { &mut *self.t }
+    }
+}
+
+/// This thread's sampler for `pipeline`, created (with its ring) on first use. `None` when
+/// no ring may be created for it (nobody drains it, or it shut down), the thread is past
+/// its thread-local destructors, or a sampler is already in use on this thread (a
+/// recording from inside the sampled path).
+///
+/// The returned [`InUse`] points at `FAST`'s sampler (just read, or just set by
+/// `sampler_slow`): boxed in this thread's `SAMPLERS`, and `FAST` is emptied before any of
+/// them is dropped, so it is live; it holds [`Busy`], which every other way to a sampler,
+/// and every way to drop one, checks first, so it is the only reference.
+#[inline(always)]
+fn sampler(pipeline: &Arc<Pipeline>) -> Option<InUse> {
+    let busy = Busy::enter()?;
+    let (p, t) = FAST.get();
+    let t = if core::ptr::eq(p, Arc::as_ptr(pipeline)) {
+        t
+    } else {
+        sampler_slow(pipeline)?
+    };
+    Some(InUse { t, _busy: busy })
+}
+
+/// Runs `f` on this thread's sampler for `pipeline` (see [`sampler`]).
+#[inline(always)]
 fn with_sampler<R>(pipeline: &Arc<Pipeline>, f: impl FnOnce(&mut ThreadSampler) -> R) -> Option<R> {
+    let mut t = sampler(pipeline)?;
+    Some(f(&mut t))
+}
+
+/// [`with_sampler`] when `FAST` holds another pipeline's sampler or none: finds or creates
+/// it and makes it the `FAST` one. The caller holds [`Busy`].
+#[cold]
+#[inline(never)]
+fn sampler_slow(pipeline: &Arc<Pipeline>) -> Option<*mut ThreadSampler> {
     SAMPLERS
         .try_with(|samplers| {
             let mut samplers = samplers.borrow_mut();
-            let last = LAST.get();
-            let i = match samplers.get(last) {
-                Some(t) if Arc::ptr_eq(&t.pipeline, pipeline) => last,
-                _ => find_sampler(&mut samplers, pipeline)?,
-            };
-            Some(f(&mut samplers[i]))
+            find_sampler(&mut samplers, pipeline).map(|t| t as *mut ThreadSampler)
         })
         .ok()
         .flatten()
 }
 
-/// The index of this thread's sampler for `pipeline`, created if needed; remembered in
-/// `LAST`.
-#[cold]
-#[inline(never)]
-fn find_sampler(samplers: &mut Vec<ThreadSampler>, pipeline: &Arc<Pipeline>) -> Option<usize> {
+/// This thread's sampler for `pipeline`, created if needed, and made the [`FAST`] one.
+fn find_sampler<'a>(
+    samplers: &'a mut Samplers,
+    pipeline: &Arc<Pipeline>,
+) -> Option<&'a mut ThreadSampler> {
     let i = match samplers
+        .0
         .iter()
         .position(|t| Arc::ptr_eq(&t.pipeline, pipeline))
     {
@@ -443,18 +566,19 @@ fn find_sampler(samplers: &mut Vec<ThreadSampler>, pipeline: &Arc<Pipeline>) -> 
         None => {
             // Drop this thread's state for engines that shut down, so short-lived engines
             // (tests) do not pile up rings in long-lived threads.
-            samplers.retain(|t| !t.pipeline.is_closed());
-            samplers.push(ThreadSampler::new(pipeline));
-            samplers.len() - 1
+            samplers.forget_closed();
+            samplers.0.push(Box::new(ThreadSampler::new(pipeline)));
+            samplers.0.len() - 1
         }
     };
-    LAST.set(i);
-    Some(i)
+    let t: &mut ThreadSampler = &mut samplers.0[i];
+    FAST.set((Arc::as_ptr(pipeline), t));
+    Some(t)
 }
 
 /// Decides with sampler `t` whether the event at count `n` is sampled, and draws the next
 /// gap; the `k` to record it with, or `None`.
-#[inline]
+#[inline(always)]
 fn decide(t: &mut ThreadSampler, cells: Cells, s: &SampledSeries, n: u64) -> Option<u8> {
     let k_now = s.metric.k();
     let record_k = if cells.get(NEXT_AT) == 0 {
@@ -493,102 +617,68 @@ fn decide_slow(cells: Cells, s: &SampledSeries, n: u64) -> Option<u8> {
     })
 }
 
-/// Decides and, when sampled, pushes: one sampler lookup for both.
-#[cold]
-#[inline(never)]
+/// Decides and, when sampled, pushes: one sampler lookup for both. Inlined into the two
+/// cold callers (a call site's and a handle's), so the sampled path is one out-of-line call.
+#[inline(always)]
 fn sample_slow(cells: Cells, s: &SampledSeries, n: u64, value: f64, key: u64) {
     let pipeline = &s.metric.pipeline;
-    let sampled = with_sampler(pipeline, |t| {
-        let k = decide(t, cells, s, n)?;
-        Some((
-            k,
-            push_with(t, cells, s, k, value, key, pipeline.coarse_ns(), false),
-        ))
-    });
-    match sampled {
-        None => no_sampler(cells, n),
-        Some(None) => {}
-        Some(Some((_, outcome))) => settle(cells, pipeline, outcome),
+    let Some(mut t) = sampler(pipeline) else {
+        return no_sampler(cells, n);
+    };
+    if let Some(k) = decide(&mut t, cells, s, n) {
+        let time_ns = pipeline.coarse_ns();
+        push_in(
+            &mut t,
+            cells,
+            s,
+            Record::new(s.base, k, value, key, time_ns, false),
+        );
     }
+}
+
+/// [`sample_slow`] out of line, for the handle path.
+#[cold]
+#[inline(never)]
+fn sample_handle_slow(cells: Cells, s: &SampledSeries, n: u64, value: f64, key: u64) {
+    sample_slow(cells, s, n, value, key);
 }
 
 #[cold]
 #[inline(never)]
 fn keyed_slow(cells: Cells, s: &SampledSeries, value: f64, key: u64, k: u8) {
-    push(
-        cells,
-        s,
-        k,
-        value,
-        key,
-        s.metric.pipeline.coarse_ns(),
-        false,
-    );
+    let time_ns = s.metric.pipeline.coarse_ns();
+    push(cells, s, Record::new(s.base, k, value, key, time_ns, false));
 }
 
 #[cold]
 #[inline(never)]
 fn critical_slow(cells: Cells, s: &SampledSeries, value: f64, key: u64) {
-    push(cells, s, 0, value, key, s.metric.pipeline.coarse_ns(), true);
+    let time_ns = s.metric.pipeline.coarse_ns();
+    push(cells, s, Record::new(s.base, 0, value, key, time_ns, true));
 }
 
-/// Pushes one selected event (count it, then the ring, the lane or a drop counter).
-fn push(
-    cells: Cells,
-    s: &SampledSeries,
-    k: u8,
-    value: f64,
-    key: u64,
-    time_ns: u64,
-    critical: bool,
-) {
+/// Pushes one selected event into this thread's ring for its pipeline.
+fn push(cells: Cells, s: &SampledSeries, record: Record) {
     let pipeline = &s.metric.pipeline;
-    let outcome = with_sampler(pipeline, |t| {
-        push_with(t, cells, s, k, value, key, time_ns, critical)
-    })
-    // No ring (shut down, never drained, or past this thread's destructors): only the
-    // lane can take it.
-    .unwrap_or_else(|| {
+    if with_sampler(pipeline, |t| push_in(t, cells, s, record)).is_none() {
+        // No ring (shut down, never drained, or past this thread's destructors): only the
+        // lane can take it.
         cells.add(PUSHED, 1);
-        Push::Full(Record {
-            series: s.base,
-            k,
-            value,
-            key,
-            time_ns,
-            critical,
-        })
-    });
-    settle(cells, pipeline, outcome);
+        settle(cells, pipeline, Push::Full(record));
+    }
 }
 
-/// Counts the push and pushes into `t`'s ring; `settle` then accounts for the outcome.
-#[allow(clippy::too_many_arguments)]
-#[inline]
-fn push_with(
-    t: &mut ThreadSampler,
-    cells: Cells,
-    s: &SampledSeries,
-    k: u8,
-    value: f64,
-    key: u64,
-    time_ns: u64,
-    critical: bool,
-) -> Push {
-    let record = Record {
-        series: s.base,
-        k,
-        value,
-        key,
-        time_ns,
-        critical,
-    };
+/// Counts the push, pushes into `t`'s ring, and accounts for a record that did not fit
+/// (to the lane if critical, else a drop counter).
+#[inline(always)]
+fn push_in(t: &mut ThreadSampler, cells: Cells, s: &SampledSeries, record: Record) {
     cells.add(PUSHED, 1);
     let pipeline = &s.metric.pipeline;
     if pipeline.is_closed() {
-        return Push::Full(record);
+        // The final drain may have run: nothing reads this ring any more.
+        return settle(cells, pipeline, Push::Full(record));
     }
-    let outcome = if critical {
+    let outcome = if record.critical {
         match t.producer.try_push(record) {
             Ok(()) => Push::Stored,
             Err(r) => Push::Full(r),
@@ -596,14 +686,28 @@ fn push_with(
     } else {
         t.producer.push(record)
     };
-    if t.producer.len() >= pipeline.high_water {
+    // The producer's own upper bound first: the shared `head` is read only near the mark.
+    if t.producer.len_upper_bound() >= pipeline.high_water
+        && t.producer.len() >= pipeline.high_water
+    {
         pipeline.wake();
     }
-    outcome
+    if !matches!(outcome, Push::Stored) {
+        // A sampled record this ring lost: the consumer weights its neighbours for it.
+        match outcome {
+            Push::Full(r) | Push::TimedOut(r) | Push::Evicted(r) if !r.critical => {
+                t.producer.note_dropped(r.series, r.weight());
+            }
+            _ => {}
+        }
+        settle(cells, pipeline, outcome);
+    }
 }
 
-/// Accounts for a push's outcome: stored, or to the lane (critical), or a drop counter.
-#[inline]
+/// Accounts for a push that did not store its record: to the lane (critical), or a drop
+/// counter.
+#[cold]
+#[inline(never)]
 fn settle(cells: Cells, pipeline: &Pipeline, outcome: Push) {
     match outcome {
         Push::Stored => {}

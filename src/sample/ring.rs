@@ -727,7 +727,7 @@ mod tests {
         let (mut p, mut c) = ring(8, Overflow::DropNewest);
         let mut buf = Vec::new();
         // No drops: every scale is 1.
-        p.push(weighted_rec(3, 2, false));
+        assert_eq!(p.push(weighted_rec(3, 2, false)), Push::Stored);
         let mut seen = Vec::new();
         c.drain_weighted(usize::MAX, &mut buf, |r, s| seen.push((r.series, s)));
         assert_eq!(seen, [(3, 1.0)]);
@@ -762,7 +762,7 @@ mod tests {
         );
         // Weight drained for series 3 (non-critical): 2 × 4 × 2.5 = 20 = 8 stored + 12 dropped.
 
-        p.push(weighted_rec(5, 3, false));
+        assert_eq!(p.push(weighted_rec(5, 3, false)), Push::Stored);
         let mut seen = Vec::new();
         c.drain_weighted(usize::MAX, &mut buf, |r, s| seen.push((r.series, s)));
         assert_eq!(
@@ -771,7 +771,7 @@ mod tests {
             "the carried weight 8 goes to the next record of 5"
         );
 
-        p.push(weighted_rec(5, 3, false));
+        assert_eq!(p.push(weighted_rec(5, 3, false)), Push::Stored);
         let mut seen = Vec::new();
         c.drain_weighted(usize::MAX, &mut buf, |r, s| seen.push((r.series, s)));
         assert_eq!(seen, [(5, 1.0)], "and only once");

@@ -420,7 +420,9 @@ impl ThreadSampler {
 }
 
 /// This thread's samplers, boxed so that their addresses stay put while [`FAST`] holds
-/// one. Dropping it (at thread exit) first empties `FAST`.
+/// one (the `Vec` reallocates as engines come and go). Dropping it (at thread exit) first
+/// empties `FAST`.
+#[allow(clippy::vec_box)]
 struct Samplers(Vec<Box<ThreadSampler>>);
 
 impl Samplers {

@@ -106,6 +106,8 @@
 //! None yet. `--cfg loom` builds the lock-free core (arenas, ring, critical lane) against
 //! `loom` for model checking.
 #![deny(unsafe_op_in_unsafe_fn)]
+// Under the off switch the record paths are compiled out, and what only they use is unused.
+#![cfg_attr(hotmeter_disabled, allow(dead_code, unused_imports))]
 #![warn(missing_docs, clippy::undocumented_unsafe_blocks)]
 
 mod sync;

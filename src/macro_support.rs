@@ -260,6 +260,7 @@ impl<H: SiteKind> Site<H> {
         h
     }
 
+    #[cfg(not(hotmeter_disabled))]
     /// The handle the macro returns: this site with the calling thread's `slot`.
     #[inline(always)]
     pub fn at(&'static self, slot: &'static LocalKey<Slot>) -> SiteHandle<H> {
@@ -267,6 +268,7 @@ impl<H: SiteKind> Site<H> {
     }
 }
 
+#[cfg(not(hotmeter_disabled))]
 /// What a literal-label macro call returns: the call site and its per-thread cell cache.
 /// Recording through it reaches the calling thread's cells in one thread-local load; it is
 /// `Copy`, `Send` and `Sync` (each thread that uses it reads its own slot).
@@ -278,14 +280,17 @@ pub struct SiteHandle<H: 'static> {
     slot: &'static LocalKey<Slot>,
 }
 
+#[cfg(not(hotmeter_disabled))]
 impl<H> Clone for SiteHandle<H> {
     fn clone(&self) -> Self {
         *self
     }
 }
 
+#[cfg(not(hotmeter_disabled))]
 impl<H> Copy for SiteHandle<H> {}
 
+#[cfg(not(hotmeter_disabled))]
 impl<H: SiteKind + core::fmt::Debug> core::fmt::Debug for SiteHandle<H> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("SiteHandle")
@@ -295,6 +300,7 @@ impl<H: SiteKind + core::fmt::Debug> core::fmt::Debug for SiteHandle<H> {
     }
 }
 
+#[cfg(not(hotmeter_disabled))]
 impl<H: SiteKind> SiteHandle<H> {
     /// The site's plain handle.
     #[inline]
@@ -338,6 +344,7 @@ unsafe fn cell<'a>(base: *const AtomicU64, i: u32) -> &'a AtomicU64 {
     unsafe { &*base.add(i as usize) }
 }
 
+#[cfg(not(hotmeter_disabled))]
 impl SiteHandle<Counter> {
     /// Adds one.
     #[inline(always)]
@@ -375,6 +382,7 @@ impl SiteHandle<Counter> {
     }
 }
 
+#[cfg(not(hotmeter_disabled))]
 impl SiteHandle<Gauge> {
     /// Sets the value.
     #[inline(always)]
@@ -418,6 +426,7 @@ impl SiteHandle<Gauge> {
     }
 }
 
+#[cfg(not(hotmeter_disabled))]
 impl SiteHandle<Histogram> {
     /// Records one observation (see [`Histogram::record`]).
     #[inline(always)]
@@ -461,6 +470,7 @@ impl SiteHandle<Histogram> {
     }
 }
 
+#[cfg(not(hotmeter_disabled))]
 impl SiteHandle<Sampled> {
     /// This thread's cells of the site's series, or null (empty slot, or a keyed family,
     /// whose calls always take the handle path).
@@ -575,6 +585,115 @@ impl SiteHandle<Sampled> {
     /// The exact number of events recorded.
     pub fn count(self) -> u64 {
         self.handle().count()
+    }
+}
+
+#[cfg(hotmeter_disabled)]
+pub use off::SiteHandle;
+
+/// What the macros return under `--cfg hotmeter_disabled`: the same methods, doing nothing.
+#[cfg(hotmeter_disabled)]
+mod off {
+    use core::marker::PhantomData;
+
+    use crate::sample::key::SampleKey;
+    use crate::{Counter, Gauge, Histogram, Sampled, SampledTimer, Timer};
+
+    use super::SiteKind;
+
+    /// A call site's handle in a build with `--cfg hotmeter_disabled`: every method is an
+    /// empty inline function, so an instrumented function compiles to its bare twin.
+    pub struct SiteHandle<H>(PhantomData<fn() -> H>);
+
+    impl<H> Clone for SiteHandle<H> {
+        fn clone(&self) -> Self {
+            *self
+        }
+    }
+
+    impl<H> Copy for SiteHandle<H> {}
+
+    impl<H> core::fmt::Debug for SiteHandle<H> {
+        fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+            f.write_str("SiteHandle(disabled)")
+        }
+    }
+
+    impl<H: SiteKind> SiteHandle<H> {
+        /// The handle every disabled call site returns.
+        pub const DISABLED: Self = SiteHandle(PhantomData);
+
+        /// A handle that records nothing (a discard handle).
+        pub fn handle(self) -> H {
+            H::discard()
+        }
+    }
+
+    impl SiteHandle<Counter> {
+        /// Does nothing.
+        #[inline(always)]
+        pub fn inc(self) {}
+        /// Does nothing.
+        #[inline(always)]
+        pub fn add(self, _n: u64) {}
+        /// 0.
+        pub fn value(self) -> u64 {
+            0
+        }
+    }
+
+    impl SiteHandle<Gauge> {
+        /// Does nothing.
+        #[inline(always)]
+        pub fn set(self, _v: f64) {}
+        /// Does nothing.
+        #[inline(always)]
+        pub fn add(self, _v: f64) {}
+        /// Does nothing.
+        #[inline(always)]
+        pub fn sub(self, _v: f64) {}
+        /// 0.
+        pub fn value(self) -> f64 {
+            0.0
+        }
+    }
+
+    impl SiteHandle<Histogram> {
+        /// Does nothing.
+        #[inline(always)]
+        pub fn record(self, _v: f64) {}
+        /// Does nothing.
+        #[inline(always)]
+        pub fn record_keyed<K: SampleKey + ?Sized>(self, _v: f64, _key: &K) {}
+        /// A timer that reads no clock.
+        #[inline(always)]
+        pub fn start_timer(self) -> Timer {
+            Timer::DISABLED
+        }
+    }
+
+    impl SiteHandle<Sampled> {
+        /// Does nothing.
+        #[inline(always)]
+        pub fn record(self, _value: f64) {}
+        /// Does nothing.
+        #[inline(always)]
+        pub fn record_keyed<K: SampleKey + ?Sized>(self, _value: f64, _key: &K) {}
+        /// Does nothing.
+        #[inline(always)]
+        pub fn record_critical(self, _value: f64) {}
+        /// Does nothing.
+        #[inline(always)]
+        pub fn record_critical_keyed<K: SampleKey + ?Sized>(self, _value: f64, _key: &K) {}
+        /// A timer that reads no clock.
+        #[inline(always)]
+        pub fn start_timer(self) -> SampledTimer {
+            SampledTimer::not_sampled()
+        }
+        /// 0.
+        pub fn count(self) -> u64 {
+            0
+        }
     }
 }
 

@@ -8,6 +8,7 @@
 /// cells of it; the result is a [`SiteHandle`](crate::__macro_support::SiteHandle).
 /// Dynamic label values: a site resolving through the per-thread label cache; the result is
 /// the plain handle.
+#[cfg(not(hotmeter_disabled))]
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __hotmeter_site {
@@ -32,6 +33,23 @@ macro_rules! __hotmeter_site {
         static __HOTMETER_SITE: $crate::__macro_support::DynSite =
             $crate::__macro_support::DynSite::new($name, &[$($k),+]);
         __HOTMETER_SITE.get::<$crate::$kind>(&[$( $crate::__macro_support::label_value(&$v) ),+])
+    }};
+}
+
+/// [`__hotmeter_site!`] under `--cfg hotmeter_disabled`: the same compile-time checks, label
+/// values evaluated (as borrows) and dropped, no statics, no thread-locals, and a handle
+/// whose methods are empty.
+#[cfg(hotmeter_disabled)]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __hotmeter_site {
+    ($kind:ident, $name:literal $(, $k:literal => $v:expr)* $(,)?) => {{
+        const _: () = {
+            $crate::__macro_support::assert_metric_name($name);
+            $( $crate::__macro_support::assert_label_name($k); )*
+        };
+        $( let _ = $crate::__macro_support::label_value(&$v); )*
+        $crate::__macro_support::SiteHandle::<$crate::$kind>::DISABLED
     }};
 }
 

@@ -13,6 +13,9 @@ impl Gauge {
     /// Sets the value.
     #[inline]
     pub fn set(self, v: f64) {
+        if cfg!(hotmeter_disabled) {
+            return;
+        }
         // Relaxed: the gauge is a single independent value; no other data is published
         // through it.
         self.cell.store(v.to_bits(), Ordering::Relaxed);
@@ -21,6 +24,9 @@ impl Gauge {
     /// Adds `v` (atomically with respect to other `add`/`sub`/`set` calls).
     #[inline]
     pub fn add(self, v: f64) {
+        if cfg!(hotmeter_disabled) {
+            return;
+        }
         // Relaxed: as in `set`; the CAS loop alone makes concurrent adds not lose updates.
         let _ = self
             .cell

@@ -260,6 +260,9 @@ impl Histogram {
     /// Records one observation.
     #[inline]
     pub fn record(self, v: f64) {
+        if cfg!(hotmeter_disabled) {
+            return;
+        }
         if v.to_bits() >= INF_BITS {
             return self.record_unusual(v);
         }
@@ -285,6 +288,9 @@ impl Histogram {
     /// The exemplar half of [`Histogram::record_keyed`].
     #[inline]
     pub(crate) fn record_exemplar<K: SampleKey + ?Sized>(self, v: f64, key: &K) {
+        if cfg!(hotmeter_disabled) {
+            return;
+        }
         if v.to_bits() >= INF_BITS {
             return;
         }
@@ -311,10 +317,13 @@ impl Histogram {
     /// Starts a timer that records the elapsed seconds into this histogram when dropped.
     #[inline]
     pub fn start_timer(self) -> Timer {
-        Timer {
+        #[cfg(not(hotmeter_disabled))]
+        return Timer {
             target: TimerTarget::Handle(self),
             start: Instant::now(),
-        }
+        };
+        #[cfg(hotmeter_disabled)]
+        return Timer::DISABLED;
     }
 
     /// Per fine bucket, the exact number of observations (not cumulative).
@@ -358,6 +367,7 @@ impl PartialEq for Histogram {
 impl Eq for Histogram {}
 
 /// Records the seconds elapsed since it was created into a histogram when dropped.
+#[cfg(not(hotmeter_disabled))]
 #[must_use = "a timer records when it is dropped; bind it with `let _t = ...`"]
 #[derive(Debug)]
 pub struct Timer {
@@ -365,6 +375,7 @@ pub struct Timer {
     start: Instant,
 }
 
+#[cfg(not(hotmeter_disabled))]
 /// Where a [`Timer`] records: a handle, or a macro call site (through its slot).
 #[derive(Debug)]
 enum TimerTarget {
@@ -372,6 +383,7 @@ enum TimerTarget {
     Site(SiteHandle<Histogram>),
 }
 
+#[cfg(not(hotmeter_disabled))]
 impl Timer {
     /// A timer recording through a `timer!` call site.
     #[inline]
@@ -386,6 +398,7 @@ impl Timer {
     pub fn stop(self) {}
 }
 
+#[cfg(not(hotmeter_disabled))]
 impl Drop for Timer {
     #[inline]
     fn drop(&mut self) {
@@ -395,6 +408,24 @@ impl Drop for Timer {
             TimerTarget::Site(s) => s.record(secs),
         }
     }
+}
+
+/// Records the seconds elapsed since it was created into a histogram when dropped; under
+/// `--cfg hotmeter_disabled` it reads no clock and records nothing.
+#[cfg(hotmeter_disabled)]
+#[must_use = "a timer records when it is dropped; bind it with `let _t = ...`"]
+#[derive(Debug)]
+pub struct Timer {
+    _off: (),
+}
+
+#[cfg(hotmeter_disabled)]
+impl Timer {
+    /// The timer of a disabled build.
+    pub(crate) const DISABLED: Timer = Timer { _off: () };
+
+    /// Stops the timer now, recording the elapsed time.
+    pub fn stop(self) {}
 }
 
 /// The exact state of one histogram series at a point in time.

@@ -215,6 +215,9 @@ impl Sampled {
     /// Records `value`: exact count and sum always; a compact record when sampled.
     #[inline]
     pub fn record(self, value: f64) {
+        if cfg!(hotmeter_disabled) {
+            return;
+        }
         let s = self.series;
         with_arena(move |arena| {
             let cells = Cells::of(arena, s);
@@ -247,6 +250,9 @@ impl Sampled {
     /// or dropped together.
     #[inline]
     pub fn record_keyed<K: SampleKey + ?Sized>(self, value: f64, key: &K) {
+        if cfg!(hotmeter_disabled) {
+            return;
+        }
         let s = self.series;
         with_arena(|arena| {
             let cells = Cells::of(arena, s);
@@ -281,6 +287,9 @@ impl Sampled {
 
     #[inline]
     fn record_critical_keyed_hash(self, value: f64, key: u64) {
+        if cfg!(hotmeter_disabled) {
+            return;
+        }
         let s = self.series;
         with_arena(|arena| {
             let cells = Cells::of(arena, s);
@@ -296,6 +305,9 @@ impl Sampled {
     /// error), while the count stays exact.
     #[inline]
     pub fn start_timer(self) -> SampledTimer {
+        if cfg!(hotmeter_disabled) {
+            return SampledTimer::not_sampled();
+        }
         let s = self.series;
         let k = with_arena(|arena| {
             let cells = Cells::of(arena, s);

@@ -207,6 +207,13 @@ impl std::error::Error for InstallError {}
 
 static GLOBAL: OnceLock<Engine> = OnceLock::new();
 
+/// The process-wide registry the macros record into: the global engine's (see
+/// [`Engine::install`](crate::Engine) and [`global_engine`]). It lives here, not in the
+/// registry module, so that the registry never names the engine above it.
+pub fn global() -> &'static Registry {
+    global_engine().registry()
+}
+
 /// The global engine the macros record into, started on first use with the defaults and
 /// the `HOTMETER_*` environment. A malformed variable is reported on stderr (naming the
 /// variable and the accepted form) and the defaults are used instead: a metrics library

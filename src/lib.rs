@@ -149,7 +149,7 @@ pub use macro_support as __macro_support;
 #[cfg(not(loom))]
 pub use config::{Config, ConfigError, Secret};
 #[cfg(not(loom))]
-pub use engine::{Engine, EngineBuilder, InstallError, global_engine};
+pub use engine::{Engine, EngineBuilder, InstallError, global, global_engine};
 #[cfg(not(loom))]
 pub use error::{Error, Result};
 #[cfg(not(loom))]
@@ -169,7 +169,7 @@ pub use registry::names::{MAX_LABEL_VALUE_BYTES, MAX_LABELS, check_label_name, c
 #[cfg(not(loom))]
 pub use registry::{
     DEFAULT_SERIES_CAP, FamilySnapshot, MetaSnapshot, OVERFLOW_LABEL, Registry, SampledValue,
-    SeriesSnapshot, Snapshot, Value, global,
+    SeriesSnapshot, Snapshot, Value,
 };
 #[cfg(not(loom))]
 pub use sample::key::SampleKey;

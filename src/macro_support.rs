@@ -7,7 +7,7 @@
 //! record path is a thread-local load, a null test and the adds: no arena lookup, no chunk
 //! table, no site-id test. A slot is filled on its thread's first call and reset by the
 //! thread's arena holder before the arena goes back to the pool (see
-//! [`Holder`](crate::arena::Holder)), so a cached address never outlives the thread's
+//! `arena::Holder`), so a cached address never outlives the thread's
 //! ownership of its cells.
 //!
 //! A call site with dynamic label values resolves through a per-thread cache in front of the
@@ -24,12 +24,13 @@ use std::time::Instant;
 
 pub use crate::arena::Slot;
 use crate::arena::local::fill_slot;
+use crate::engine::global;
 use crate::metric::{
     Counter, Gauge, Histogram, HistogramConfig, HistogramSeries, MetricKind, Timer,
 };
 use crate::registry::names::truncate_label_value;
 pub use crate::registry::names::{assert_label_name, assert_metric_name};
-use crate::registry::{FamilyConfig, Handle, RESERVED_CELLS, global};
+use crate::registry::{FamilyConfig, Handle, RESERVED_CELLS};
 use crate::sample::key::{KeyArg, SampleKey};
 use crate::sample::pipeline::{Pipeline, SampledMetric};
 use crate::sample::sampled::{self, Sampled, SampledSeries, SampledTimer};

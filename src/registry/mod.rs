@@ -98,7 +98,7 @@ struct Inner {
 }
 
 /// A set of metric families. Registration takes a lock; recording through the returned
-/// handles never does. Most programs use the process-wide [`global()`] registry through the
+/// handles never does. Most programs use the process-wide [`global()`](crate::global) registry through the
 /// macros; a `Registry` of your own is for dynamic names and isolated tests.
 ///
 /// Cells are never freed: a series, once registered, lives for the rest of the process (a
@@ -127,12 +127,6 @@ impl std::fmt::Debug for Registry {
             .field("series_cap", &self.series_cap)
             .finish()
     }
-}
-
-/// The process-wide registry the macros record into: the global engine's (see
-/// [`Engine::install`](crate::Engine) and [`global_engine`](crate::global_engine)).
-pub fn global() -> &'static Registry {
-    crate::engine::global_engine().registry()
 }
 
 impl Registry {
@@ -623,7 +617,7 @@ fn normalize_labels(labels: &[(&str, &str)], kind: MetricKind) -> Result<LabelSe
             name: k.into(),
             rule,
         })?;
-        if k.starts_with("hotmeter_") {
+        if k.starts_with(names::RESERVED_PREFIX) {
             return Err(Error::InvalidLabelName {
                 name: k.into(),
                 rule: "label names starting with `hotmeter_` are reserved (the overflow series uses one)",

@@ -101,10 +101,19 @@
 //! engine the global one the macros use. Without it, the global engine starts lazily with
 //! the defaults and the environment.
 //!
-//! ## Feature flags
+//! ## Feature flags and cfgs
 //!
-//! None yet. `--cfg loom` builds the lock-free core (arenas, ring, critical lane) against
-//! `loom` for model checking.
+//! No cargo features yet. Two `cfg`s, set through `RUSTFLAGS`:
+//!
+//! - `--cfg hotmeter_disabled`, the **off switch**: every macro keeps its API and its
+//!   compile-time name checks but compiles to nothing (no statics, no thread-locals, no
+//!   engine), and handles record nothing, so instrumented code builds as its bare twin (for
+//!   measuring what hotmeter costs your code: `.ci/off_switch` shows an instrumented function
+//!   disassembling to the same instructions as the bare one). A `cfg` rather than a cargo
+//!   feature, because features are additive: one dependency enabling it would silence every
+//!   crate in the build.
+//! - `--cfg loom` builds the lock-free core (arenas and their call-site slots, ring, critical
+//!   lane) against `loom` for model checking.
 #![deny(unsafe_op_in_unsafe_fn)]
 // Under the off switch the record paths are compiled out, and what only they use is unused.
 #![cfg_attr(hotmeter_disabled, allow(dead_code, unused_imports))]

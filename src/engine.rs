@@ -373,8 +373,9 @@ impl Engine {
         self.shared.registry.pipeline().published()
     }
 
-    /// Stops the flusher after a final drain: every record pushed before this returns is
-    /// flushed. Idempotent; callable from any thread. Recording keeps working afterwards
+    /// Stops the flusher after a final drain: every record pushed before this is called is
+    /// flushed when it returns, and none is left in a thread's ring (a push racing with the
+    /// call is flushed too, or counted as below). Idempotent; callable from any thread. Recording keeps working afterwards
     /// (exact counts and sums stay exact), but sampled records are then counted as
     /// `dropped_full` instead of pushed, and critical ones go to the critical lane, which
     /// [`Engine::flush`] still drains.
@@ -385,6 +386,11 @@ impl Engine {
         for s in servers {
             s.stop();
         }
+        // Closed before the last drains, and only once no push is in progress: a record
+        // pushed after the final drain would sit in a ring forever. From here on, sampled
+        // records count as dropped and critical ones go to the lane. The flusher still runs
+        // meanwhile, so a push blocked on a full ring (`Overflow::Block`) gets its drain.
+        self.shared.registry.pipeline().close();
         // Release: pairs with the Acquire load in `run`, so the flusher sees the request.
         self.shared.stop.store(true, Ordering::Release);
         let handle = self
@@ -401,7 +407,6 @@ impl Engine {
         // The final drain, on this thread: covers records pushed while the flusher was
         // finishing its last pass.
         self.shared.flush();
-        self.shared.registry.pipeline().close();
     }
 }
 

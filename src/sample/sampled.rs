@@ -367,14 +367,15 @@ fn push(arena: &Arena, s: &SampledSeries, k: u8, value: f64, key: u64, critical:
         critical,
     };
     arena.add(s.base + PUSHED, 1);
-    if pipeline.is_closed() {
+    // Held until the record is stored: `Pipeline::close` waits for it (shutdown's drain).
+    let Some(_pushing) = pipeline.begin_push() else {
         // After shutdown nothing drains the rings: count the record as dropped (a critical
         // one still goes to the lane, which `Engine::flush` drains).
         return match critical {
             true => to_lane(arena, pipeline, record),
             false => arena.add(s.base + DROP_FULL, 1),
         };
-    }
+    };
     let outcome = with_sampler(pipeline, |t| {
         let outcome = if critical {
             match t.producer.try_push(record) {

@@ -32,9 +32,12 @@ pub struct Config {
     /// Series per metric before label sets fold into the overflow series
     /// (`HOTMETER_SERIES_CAP`, 1000).
     pub series_cap: usize,
-    /// Records the shared critical lane holds at most (`HOTMETER_CRITICAL_LANE_CAPACITY`,
-    /// 65536: 2 MiB).
-    pub critical_lane_capacity: usize,
+    /// Memory the shared critical lane may grow to, bytes (`HOTMETER_CRITICAL_LANE_BYTES`,
+    /// 64 MiB: about 1.6 million records; accepts `65536`, `512KiB`, `64MiB`, `1GiB`). The
+    /// lane grows in blocks of 31 records as critical events overflow their rings and
+    /// shrinks as the flusher drains it; past the cap a critical event is lost, counted
+    /// and reported.
+    pub critical_lane_bytes: usize,
     /// Seed for the samplers' random gaps (`HOTMETER_SEED`; default: from the clock).
     pub seed: u64,
     /// Whether a producer whose ring passes 3/4 full wakes the flusher for an early drain
@@ -77,7 +80,7 @@ impl Default for Config {
             quantile_window: Duration::from_secs(600),
             overflow: Overflow::DropNewest,
             series_cap: crate::DEFAULT_SERIES_CAP,
-            critical_lane_capacity: 65536,
+            critical_lane_bytes: crate::sample::lane::DEFAULT_MAX_BYTES,
             wake_on_high_water: true,
             seed: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -122,8 +125,10 @@ fn err(knob: &str, value: &str, expected: &'static str) -> ConfigError {
 /// Largest ring: 2^24 records (512 MiB per thread) is far past any sane setting, and keeps
 /// the power-of-two rounding and the allocation from failing on a recording path.
 const MAX_RING_CAPACITY: usize = 1 << 24;
-/// Largest critical lane: 2^24 records.
-const MAX_LANE_CAPACITY: usize = 1 << 24;
+/// Largest critical-lane cap: 1 TiB (a cap, not an allocation: the lane grows on demand).
+const MAX_LANE_BYTES: usize = 1 << 40;
+const LANE_BYTES_FORM: &str =
+    "a size in bytes from 41 (one record) to 1TiB, e.g. 67108864, 512KiB, 64MiB or 1GiB";
 
 const RATE_FORM: &str = "a probability in (0, 1], e.g. 0.03";
 
@@ -140,6 +145,20 @@ fn parse_bool(knob: &str, v: &str) -> Result<bool, ConfigError> {
         "0" | "false" | "no" | "off" => Ok(false),
         _ => Err(err(knob, v, "true/false (also 1/0, yes/no, on/off)")),
     }
+}
+
+/// Parses a byte size: a bare number, or one with a `KiB`, `MiB` or `GiB` suffix.
+fn parse_bytes(knob: &str, v: &str) -> Result<usize, ConfigError> {
+    let t = v.trim();
+    let (num, shift) = [("KiB", 10), ("MiB", 20), ("GiB", 30)]
+        .into_iter()
+        .find_map(|(suffix, shift)| t.strip_suffix(suffix).map(|n| (n, shift)))
+        .unwrap_or((t, 0));
+    num.trim()
+        .parse::<usize>()
+        .ok()
+        .and_then(|n| n.checked_mul(1 << shift))
+        .ok_or_else(|| err(knob, v, LANE_BYTES_FORM))
 }
 
 fn parse_count(knob: &str, v: &str, min: usize) -> Result<usize, ConfigError> {
@@ -199,7 +218,7 @@ impl Config {
             adaptive: self.adaptive,
             ring_capacity: self.ring_capacity,
             overflow: self.overflow,
-            lane_capacity: self.critical_lane_capacity,
+            lane_bytes: self.critical_lane_bytes,
             seed: self.seed,
             wake_on_high_water: self.wake_on_high_water,
             quantile_window: self.quantile_window,
@@ -241,8 +260,8 @@ impl Config {
         if let Some(v) = get("HOTMETER_SERIES_CAP") {
             self.series_cap = parse_count("HOTMETER_SERIES_CAP", &v, 1)?;
         }
-        if let Some(v) = get("HOTMETER_CRITICAL_LANE_CAPACITY") {
-            self.critical_lane_capacity = parse_count("HOTMETER_CRITICAL_LANE_CAPACITY", &v, 1)?;
+        if let Some(v) = get("HOTMETER_CRITICAL_LANE_BYTES") {
+            self.critical_lane_bytes = parse_bytes("HOTMETER_CRITICAL_LANE_BYTES", &v)?;
         }
         if let Some(v) = get("HOTMETER_WAKE_ON_HIGH_WATER") {
             self.wake_on_high_water = parse_bool("HOTMETER_WAKE_ON_HIGH_WATER", &v)?;
@@ -324,11 +343,13 @@ impl Config {
                 "between 2 and 16777216 records",
             ));
         }
-        if !(1..=MAX_LANE_CAPACITY).contains(&self.critical_lane_capacity) {
+        if !(crate::sample::lane::BYTES_PER_RECORD..=MAX_LANE_BYTES)
+            .contains(&self.critical_lane_bytes)
+        {
             return Err(err(
-                "critical_lane_capacity",
-                &self.critical_lane_capacity.to_string(),
-                "between 1 and 16777216 records",
+                "critical_lane_bytes",
+                &self.critical_lane_bytes.to_string(),
+                LANE_BYTES_FORM,
             ));
         }
         Ok(())
@@ -360,7 +381,7 @@ mod tests {
                 ("HOTMETER_FLUSH_INTERVAL", "250ms"),
                 ("HOTMETER_OVERFLOW", "block:5ms"),
                 ("HOTMETER_SERIES_CAP", "7"),
-                ("HOTMETER_CRITICAL_LANE_CAPACITY", "10"),
+                ("HOTMETER_CRITICAL_LANE_BYTES", "512KiB"),
                 ("HOTMETER_SEED", "42"),
                 ("HOTMETER_WAKE_ON_HIGH_WATER", "no"),
                 ("HOTMETER_LISTEN", "127.0.0.1:9000"),
@@ -379,7 +400,7 @@ mod tests {
             }
         );
         assert_eq!(c.series_cap, 7);
-        assert_eq!(c.critical_lane_capacity, 10);
+        assert_eq!(c.critical_lane_bytes, 512 << 10);
         assert_eq!(c.seed, 42);
         assert!(!c.wake_on_high_water);
         assert_eq!(c.listen, Some("127.0.0.1:9000".parse().unwrap()));
@@ -415,6 +436,13 @@ mod tests {
                 "drop_newest, drop_oldest, or block:<duration> (e.g. block:5ms)",
             ),
             ("HOTMETER_SEED", "abc", "an unsigned 64-bit integer"),
+            ("HOTMETER_CRITICAL_LANE_BYTES", "64MB", LANE_BYTES_FORM),
+            ("HOTMETER_CRITICAL_LANE_BYTES", "-1", LANE_BYTES_FORM),
+            (
+                "HOTMETER_CRITICAL_LANE_BYTES",
+                "99999999999GiB",
+                LANE_BYTES_FORM,
+            ),
             (
                 "HOTMETER_LISTEN",
                 "localhost",
@@ -451,11 +479,13 @@ mod tests {
             };
             assert_eq!(bad.validate().unwrap_err().knob, "ring_capacity", "{cap}");
         }
-        let bad = Config {
-            critical_lane_capacity: usize::MAX,
-            ..Config::default()
-        };
-        assert_eq!(bad.validate().unwrap_err().knob, "critical_lane_capacity");
+        for bytes in [0, 40, MAX_LANE_BYTES + 1] {
+            let bad = Config {
+                critical_lane_bytes: bytes,
+                ..Config::default()
+            };
+            assert_eq!(bad.validate().unwrap_err().knob, "critical_lane_bytes");
+        }
     }
 
     #[test]

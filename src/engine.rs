@@ -111,8 +111,8 @@ impl EngineBuilder {
         series_cap: usize
     );
     knob!(
-        /// Records the critical lane holds at most.
-        critical_lane_capacity: usize
+        /// Memory the critical lane may grow to, bytes (default 64 MiB).
+        critical_lane_bytes: usize
     );
     knob!(
         /// Seed of the samplers' gap generators (fixed seeds make tests repeatable).

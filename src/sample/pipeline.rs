@@ -17,7 +17,8 @@ use std::time::Instant;
 
 use crossbeam_utils::CachePadded;
 
-use super::lane::Lane;
+use super::lane::{Lane, Queued};
+use super::record::Record;
 use super::ring::{Consumer, Overflow};
 use crate::flush::Published;
 
@@ -36,8 +37,8 @@ pub struct SamplingConfig {
     pub ring_capacity: usize,
     /// What a full ring does.
     pub overflow: Overflow,
-    /// Cap of the critical lane.
-    pub lane_capacity: usize,
+    /// Memory cap of the critical lane, bytes.
+    pub lane_bytes: usize,
     /// Seed of the per-thread gap generators.
     pub seed: u64,
     /// Whether a ring past 3/4 full wakes the flusher.
@@ -151,7 +152,7 @@ impl Pipeline {
             usize::MAX
         };
         Self {
-            lane: Lane::new(config.lane_capacity),
+            lane: Lane::with_max_bytes(config.lane_bytes),
             config,
             start: Instant::now(),
             new_rings: Mutex::new(Vec::new()),
@@ -292,6 +293,18 @@ impl Pipeline {
     pub fn accepts_rings(&self) -> bool {
         // Relaxed: a hint; a thread that misses the change samples into the lane / drops.
         self.accepts.load(Ordering::Relaxed) && !self.is_closed()
+    }
+
+    /// Queues a critical record in the lane (its ring was full, or the pipeline closed),
+    /// waking the flusher every [`Lane::wake_every`] records and on every refusal; gives the
+    /// record back when the lane is at its cap (counted in [`Lane::lost`]).
+    #[inline]
+    pub fn to_lane(&self, r: Record) -> Result<(), Record> {
+        let pushed = self.lane.push(r);
+        if !matches!(pushed, Ok(Queued::Queued)) && self.config.wake_on_high_water {
+            self.wake();
+        }
+        pushed.map(|_| ())
     }
 
     /// Wakes the flusher early (a ring passed its high-water mark).

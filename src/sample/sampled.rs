@@ -403,13 +403,8 @@ fn push(arena: &Arena, s: &SampledSeries, k: u8, value: f64, key: u64, critical:
 }
 
 fn to_lane(arena: &Arena, pipeline: &Pipeline, r: Record) {
-    match pipeline.lane.push(r) {
+    match pipeline.to_lane(r) {
         Ok(()) => arena.add(r.series + TO_LANE, 1),
-        Err(_) => {
-            arena.add(r.series + LANE_FULL, 1);
-            if pipeline.config.wake_on_high_water {
-                pipeline.wake();
-            }
-        }
+        Err(_) => arena.add(r.series + LANE_FULL, 1),
     }
 }

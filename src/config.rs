@@ -122,6 +122,41 @@ fn err(knob: &str, value: &str, expected: &'static str) -> ConfigError {
     }
 }
 
+/// A knob whose value came from the environment: the variable and the text it held (`***`
+/// for the token), so that a check failing later names what the user wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct FromEnv {
+    /// The builder method's name (as in [`ConfigError::knob`] from `validate`).
+    pub(crate) knob: &'static str,
+    /// The variable.
+    pub(crate) var: &'static str,
+    /// Its text.
+    pub(crate) raw: String,
+}
+
+/// `e` as the environment caused it: when its knob's value came from a variable in
+/// `origin`, the error names that variable and its text instead.
+pub(crate) fn blame(e: ConfigError, origin: &[FromEnv]) -> ConfigError {
+    match origin.iter().rev().find(|o| o.knob == e.knob) {
+        Some(o) => ConfigError {
+            knob: o.var.into(),
+            value: o.raw.clone(),
+            expected: e.expected,
+        },
+        None => e,
+    }
+}
+
+/// Shortest and longest flush interval: below 1 ms the flusher burns a core while idle;
+/// above an hour nothing is exported in practice (and `Duration::MAX` overflowed the
+/// flusher's clock arithmetic).
+pub const FLUSH_INTERVAL_RANGE: (Duration, Duration) =
+    (Duration::from_millis(1), Duration::from_secs(3600));
+const FLUSH_INTERVAL_FORM: &str = "a duration from 1ms to 1h, such as 250ms, 2s, 1.5s or 1m";
+/// Kept in step with `MAX_TOKEN_BYTES` by the test `token_form_states_the_limit`.
+const TOKEN_FORM: &str = "a non-empty token of printable ASCII without spaces, at most 14336 \
+     bytes (what a request header can carry)";
+
 /// Largest ring: 2^24 records (512 MiB per thread) is far past any sane setting, and keeps
 /// the power-of-two rounding and the allocation from failing on a recording path.
 const MAX_RING_CAPACITY: usize = 1 << 24;
@@ -168,7 +203,7 @@ fn parse_count(knob: &str, v: &str, min: usize) -> Result<usize, ConfigError> {
     }
 }
 
-/// Parses `250ms`, `2s`, `1.5s`, `1m`, or a bare number of seconds.
+/// Parses `250ms`, `2s`, `1.5s`, `1m`, `1h`, or a bare number of seconds.
 pub fn parse_duration(knob: &str, v: &str) -> Result<Duration, ConfigError> {
     const FORM: &str = "a duration such as 250ms, 2s, 1.5s or 1m";
     let t = v.trim();
@@ -178,6 +213,8 @@ pub fn parse_duration(knob: &str, v: &str) -> Result<Duration, ConfigError> {
         (n, 1.0)
     } else if let Some(n) = t.strip_suffix('m') {
         (n, 60.0)
+    } else if let Some(n) = t.strip_suffix('h') {
+        (n, 3600.0)
     } else {
         (t, 1.0)
     };
@@ -229,7 +266,47 @@ impl Config {
     ///
     /// # Errors
     /// The first malformed variable, naming it and the accepted form.
-    pub fn apply_env_from(
+    pub fn apply_env_from(self, get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        self.apply_env_traced(get, &mut Vec::new())
+    }
+
+    /// [`Config::apply_env_from`], noting in `origin` each knob a variable set. Every value
+    /// is checked on its own here (a variable that parses but is out of range is an error
+    /// naming it); checks between knobs, and binding `listen`, come later, with `origin`
+    /// to name the variable then ([`blame`]).
+    pub(crate) fn apply_env_traced(
+        mut self,
+        get: impl Fn(&str) -> Option<String>,
+        origin: &mut Vec<FromEnv>,
+    ) -> Result<Self, ConfigError> {
+        const VARS: [(&str, &str); 14] = [
+            ("HOTMETER_SAMPLE_RATE", "sample_rate"),
+            ("HOTMETER_MIN_SAMPLE_RATE", "min_sample_rate"),
+            ("HOTMETER_MAX_SAMPLE_RATE", "max_sample_rate"),
+            ("HOTMETER_ADAPTIVE", "adaptive"),
+            ("HOTMETER_RING_CAPACITY", "ring_capacity"),
+            ("HOTMETER_FLUSH_INTERVAL", "flush_interval"),
+            ("HOTMETER_QUANTILE_WINDOW", "quantile_window"),
+            ("HOTMETER_OVERFLOW", "overflow"),
+            ("HOTMETER_SERIES_CAP", "series_cap"),
+            ("HOTMETER_CRITICAL_LANE_BYTES", "critical_lane_bytes"),
+            ("HOTMETER_WAKE_ON_HIGH_WATER", "wake_on_high_water"),
+            ("HOTMETER_SEED", "seed"),
+            ("HOTMETER_LISTEN", "listen"),
+            ("HOTMETER_TOKEN", "token"),
+        ];
+        self = self.apply_env_values(&get)?;
+        for (var, knob) in VARS {
+            if let Some(v) = get(var) {
+                let raw = if knob == "token" { "***".into() } else { v };
+                origin.push(FromEnv { knob, var, raw });
+                self.check(knob).map_err(|e| blame(e, origin))?;
+            }
+        }
+        Ok(self)
+    }
+
+    fn apply_env_values(
         mut self,
         get: impl Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigError> {
@@ -289,12 +366,8 @@ impl Config {
         }
         if let Some(v) = get("HOTMETER_TOKEN") {
             let t = v.trim();
-            if t.is_empty() || !t.bytes().all(|b| b.is_ascii_graphic()) {
-                return Err(err(
-                    "HOTMETER_TOKEN",
-                    "***",
-                    "a non-empty token of printable ASCII without spaces",
-                ));
+            if !token_ok(t) {
+                return Err(err("HOTMETER_TOKEN", "***", TOKEN_FORM));
             }
             self.token = Some(Secret(t.to_string()));
         }
@@ -309,51 +382,109 @@ impl Config {
         self.apply_env_from(|k| std::env::var(k).ok())
     }
 
-    /// Checks the knobs against each other.
+    /// Checks every knob, and the knobs against each other.
     ///
     /// # Errors
-    /// A rate outside (0, 1], `min_sample_rate > max_sample_rate`, a zero flush interval.
+    /// A rate outside (0, 1], `min_sample_rate > max_sample_rate`, a flush interval outside
+    /// 1 ms ..= 1 h, a zero quantile window, a ring or lane cap out of range, a token that
+    /// is empty, not printable ASCII, or longer than a request header can carry
+    /// ([`MAX_TOKEN_BYTES`](crate::export::http::MAX_TOKEN_BYTES)).
     pub fn validate(&self) -> Result<(), ConfigError> {
-        for (knob, r) in [
-            ("sample_rate", self.sample_rate),
-            ("min_sample_rate", self.min_sample_rate),
-            ("max_sample_rate", self.max_sample_rate),
+        self.validate_traced(&[])
+    }
+
+    /// [`Config::validate`], naming the variable for values that came from the environment.
+    pub(crate) fn validate_traced(&self, origin: &[FromEnv]) -> Result<(), ConfigError> {
+        for knob in [
+            "sample_rate",
+            "min_sample_rate",
+            "max_sample_rate",
+            "flush_interval",
+            "quantile_window",
+            "ring_capacity",
+            "critical_lane_bytes",
+            "token",
         ] {
-            if !(r > 0.0 && r <= 1.0) {
-                return Err(err(knob, &r.to_string(), RATE_FORM));
-            }
+            self.check(knob).map_err(|e| blame(e, origin))?;
         }
         if self.min_sample_rate > self.max_sample_rate {
-            return Err(err(
-                "min_sample_rate",
-                &self.min_sample_rate.to_string(),
-                "min_sample_rate <= max_sample_rate",
-            ));
-        }
-        if self.flush_interval.is_zero() {
-            return Err(err("flush_interval", "0", "a non-zero duration"));
-        }
-        if self.quantile_window.is_zero() {
-            return Err(err("quantile_window", "0", "a non-zero duration"));
-        }
-        if !(2..=MAX_RING_CAPACITY).contains(&self.ring_capacity) {
-            return Err(err(
-                "ring_capacity",
-                &self.ring_capacity.to_string(),
-                "between 2 and 16777216 records",
-            ));
-        }
-        if !(crate::sample::lane::BYTES_PER_RECORD..=MAX_LANE_BYTES)
-            .contains(&self.critical_lane_bytes)
-        {
-            return Err(err(
-                "critical_lane_bytes",
-                &self.critical_lane_bytes.to_string(),
-                LANE_BYTES_FORM,
+            // Blame the one the user set in the environment, if only one of them was.
+            let from_env = |k: &str| origin.iter().any(|o| o.knob == k);
+            let (knob, value) = if from_env("max_sample_rate") && !from_env("min_sample_rate") {
+                ("max_sample_rate", self.max_sample_rate)
+            } else {
+                ("min_sample_rate", self.min_sample_rate)
+            };
+            return Err(blame(
+                err(
+                    knob,
+                    &value.to_string(),
+                    "min_sample_rate <= max_sample_rate",
+                ),
+                origin,
             ));
         }
         Ok(())
     }
+
+    /// Checks one knob on its own (knobs without a check pass).
+    fn check(&self, knob: &str) -> Result<(), ConfigError> {
+        let rate = |r: f64| {
+            if r > 0.0 && r <= 1.0 {
+                Ok(())
+            } else {
+                Err(err(knob, &r.to_string(), RATE_FORM))
+            }
+        };
+        match knob {
+            "sample_rate" => rate(self.sample_rate),
+            "min_sample_rate" => rate(self.min_sample_rate),
+            "max_sample_rate" => rate(self.max_sample_rate),
+            "flush_interval" => {
+                let (lo, hi) = FLUSH_INTERVAL_RANGE;
+                if (lo..=hi).contains(&self.flush_interval) {
+                    Ok(())
+                } else {
+                    Err(err(
+                        knob,
+                        &format!("{:?}", self.flush_interval),
+                        FLUSH_INTERVAL_FORM,
+                    ))
+                }
+            }
+            "quantile_window" if self.quantile_window.is_zero() => {
+                Err(err(knob, "0", "a non-zero duration"))
+            }
+            "ring_capacity" if !(2..=MAX_RING_CAPACITY).contains(&self.ring_capacity) => Err(err(
+                knob,
+                &self.ring_capacity.to_string(),
+                "between 2 and 16777216 records",
+            )),
+            "critical_lane_bytes"
+                if !(crate::sample::lane::BYTES_PER_RECORD..=MAX_LANE_BYTES)
+                    .contains(&self.critical_lane_bytes) =>
+            {
+                Err(err(
+                    knob,
+                    &self.critical_lane_bytes.to_string(),
+                    LANE_BYTES_FORM,
+                ))
+            }
+            "token" => match &self.token {
+                Some(Secret(t)) if !token_ok(t) => Err(err(knob, "***", TOKEN_FORM)),
+                _ => Ok(()),
+            },
+            _ => Ok(()),
+        }
+    }
+}
+
+/// A token the endpoint can compare: non-empty printable ASCII without spaces, short enough
+/// for a request header.
+fn token_ok(t: &str) -> bool {
+    !t.is_empty()
+        && t.len() <= crate::export::http::MAX_TOKEN_BYTES
+        && t.bytes().all(|b| b.is_ascii_graphic())
 }
 
 #[cfg(test)]
@@ -436,6 +567,15 @@ mod tests {
                 "drop_newest, drop_oldest, or block:<duration> (e.g. block:5ms)",
             ),
             ("HOTMETER_SEED", "abc", "an unsigned 64-bit integer"),
+            ("HOTMETER_FLUSH_INTERVAL", "0", FLUSH_INTERVAL_FORM),
+            ("HOTMETER_FLUSH_INTERVAL", "2h", FLUSH_INTERVAL_FORM),
+            ("HOTMETER_FLUSH_INTERVAL", "1e-9", FLUSH_INTERVAL_FORM),
+            (
+                "HOTMETER_RING_CAPACITY",
+                "16777217",
+                "between 2 and 16777216 records",
+            ),
+            ("HOTMETER_QUANTILE_WINDOW", "0", "a non-zero duration"),
             ("HOTMETER_CRITICAL_LANE_BYTES", "64MB", LANE_BYTES_FORM),
             ("HOTMETER_CRITICAL_LANE_BYTES", "-1", LANE_BYTES_FORM),
             (
@@ -516,5 +656,23 @@ mod tests {
             assert_eq!(e.knob, "HOTMETER_TOKEN");
             assert_eq!(e.value, "***", "the error does not repeat the token");
         }
+    }
+
+    #[test]
+    fn token_form_states_the_limit() {
+        let limit = crate::export::http::MAX_TOKEN_BYTES.to_string();
+        assert!(
+            TOKEN_FORM.contains(&format!(" {limit} bytes")),
+            "{TOKEN_FORM}"
+        );
+        let at = |n: usize| Config {
+            token: Some(Secret("t".repeat(n))),
+            ..Config::default()
+        };
+        at(crate::export::http::MAX_TOKEN_BYTES).validate().unwrap();
+        let e = at(crate::export::http::MAX_TOKEN_BYTES + 1)
+            .validate()
+            .unwrap_err();
+        assert_eq!(e, err("token", "***", TOKEN_FORM));
     }
 }

@@ -31,6 +31,14 @@ use super::Format;
 /// loopback only, so nothing is exposed beyond the machine unless asked for.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:9464";
 
+/// Largest request head (request line and headers) the endpoint reads; a longer one is
+/// refused by the HTTP parser.
+pub const MAX_REQUEST_HEAD_BYTES: usize = 16 * 1024;
+
+/// Longest bearer token accepted: what a request head can carry beside the request line and
+/// the other headers a scraper sends (2 KiB is left for them; Prometheus sends ~400 bytes).
+pub const MAX_TOKEN_BYTES: usize = MAX_REQUEST_HEAD_BYTES - 2 * 1024;
+
 /// Limits and options of the metrics endpoint.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServeConfig {
@@ -152,6 +160,16 @@ pub(crate) fn serve(
             "header_timeout and exchange_timeout must be non-zero",
         ));
     }
+    if config
+        .token
+        .as_ref()
+        .is_some_and(|t| t.len() > MAX_TOKEN_BYTES)
+    {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "the token is longer than a request header can carry (MAX_TOKEN_BYTES)",
+        ));
+    }
     let listener = StdListener::bind(addr)?;
     listener.set_nonblocking(true)?;
     let addr = listener.local_addr()?;
@@ -222,7 +240,7 @@ async fn accept_loop(listener: StdListener, ctx: Arc<Ctx>, stop: Arc<Notify>) {
             http.timer(TokioTimer::new())
                 .header_read_timeout(ctx.config.header_timeout)
                 .keep_alive(false)
-                .max_buf_size(16 * 1024);
+                .max_buf_size(MAX_REQUEST_HEAD_BYTES);
             let deadline = ctx.config.exchange_timeout;
             let service = hyper::service::service_fn(move |req| {
                 let ctx = Arc::clone(&ctx);
@@ -455,7 +473,7 @@ mod tests {
     }
 
     #[test]
-    fn zero_limits_are_refused() {
+    fn zero_limits_and_an_unreadable_token_are_refused() {
         for config in [
             ServeConfig {
                 header_timeout: Duration::ZERO,
@@ -471,6 +489,10 @@ mod tests {
             },
             ServeConfig {
                 max_concurrent_scrapes: 0,
+                ..ServeConfig::default()
+            },
+            ServeConfig {
+                token: Some("t".repeat(MAX_TOKEN_BYTES + 1)),
                 ..ServeConfig::default()
             },
         ] {

@@ -2,14 +2,14 @@
 //! into (registered here for the flusher on first use per thread), the critical lane, and
 //! the way to wake the flusher early.
 //!
-//! Closing is a handshake with the producers (Dekker's pattern on striped counters): a push
-//! announces itself in its thread's stripe, then checks `closed`; `close` sets `closed`,
-//! then waits until every stripe is empty. So once `close` returns, every push either
+//! Closing is a handshake with the producers (Dekker's pattern): a push announces itself in
+//! its thread's slot (the pipeline's address), then checks `closed`; `close` sets `closed`,
+//! then waits until no slot names this pipeline. So once `close` returns, every push either
 //! finished (its record is in a ring or the lane, for the final drain) or saw the pipeline
-//! closed. Only sampled and critical pushes pay (two uncontended RMWs); a call that is not
+//! closed. Only sampled and critical pushes pay: one store-with-fence to a slot no other
+//! thread writes (an `xchg` on x86, ~10 ns here), and a plain store; a call that is not
 //! sampled never gets here.
 
-use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::thread::Thread;
@@ -97,40 +97,84 @@ pub struct Pipeline {
     closed: AtomicBool,
     /// Set once something will drain this pipeline's rings (a flusher, or calibration).
     accepts: AtomicBool,
-    /// Pushes in progress, per stripe of threads (see the module docs).
-    pushing: Box<[CachePadded<AtomicU32>; STRIPES]>,
+    /// Pushes in progress by threads whose slot is gone (past their thread-local
+    /// destructors): rare, so one shared counter.
+    stragglers: AtomicU32,
 }
 
-/// Stripes of [`Pipeline::begin_push`]'s counters: threads take consecutive stripes, so up to
-/// this many live threads never share one (and share only a counter, not correctness, past it).
-const STRIPES: usize = 32;
+/// One thread's announcement of the push it is in: that pipeline's address, 0 when none.
+/// Written only by the thread leasing it; read by `Pipeline::close`.
+struct PushSlot(CachePadded<AtomicUsize>);
+
+/// Every slot ever made (leaked: as many as the peak of live pushing threads), and the ones
+/// whose thread exited, for reuse.
+struct Slots {
+    all: Vec<&'static PushSlot>,
+    free: Vec<&'static PushSlot>,
+}
+
+static SLOTS: Mutex<Slots> = Mutex::new(Slots {
+    all: Vec::new(),
+    free: Vec::new(),
+});
+
+/// A thread's slot, returned for reuse when the thread exits.
+struct SlotLease(&'static PushSlot);
+
+impl SlotLease {
+    #[cold]
+    fn take() -> Self {
+        let mut slots = SLOTS.lock().unwrap_or_else(PoisonError::into_inner);
+        let slot = slots.free.pop().unwrap_or_else(|| {
+            let slot: &'static PushSlot =
+                Box::leak(Box::new(PushSlot(CachePadded::new(AtomicUsize::new(0)))));
+            slots.all.push(slot);
+            slot
+        });
+        Self(slot)
+    }
+}
+
+impl Drop for SlotLease {
+    fn drop(&mut self) {
+        // The slot holds 0: no push is in progress on a thread running its destructors of
+        // this key (a push clears the slot before returning).
+        SLOTS
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .free
+            .push(self.0);
+    }
+}
 
 thread_local! {
-    /// This thread's stripe, `usize::MAX` until its first push. A const initializer with no
-    /// destructor: usable even while the thread's other thread-locals are being destroyed.
-    static STRIPE: Cell<usize> = const { Cell::new(usize::MAX) };
-}
-
-#[cold]
-fn assign_stripe() -> usize {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    // Relaxed: only spreads threads over stripes; any value is correct.
-    let s = NEXT.fetch_add(1, Ordering::Relaxed) % STRIPES;
-    let _ = STRIPE.try_with(|c| c.set(s));
-    s
+    static SLOT: SlotLease = SlotLease::take();
 }
 
 /// A push in progress (see [`Pipeline::begin_push`]); ends on drop.
 #[must_use = "the push is in progress while this lives"]
-pub struct PushGuard<'a>(&'a AtomicU32);
+pub struct PushGuard<'a>(Announced<'a>);
+
+enum Announced<'a> {
+    /// In this thread's slot.
+    Slot(&'static PushSlot),
+    /// In the pipeline's straggler count.
+    Shared(&'a AtomicU32),
+}
 
 impl Drop for PushGuard<'_> {
     #[inline]
     fn drop(&mut self) {
-        // Release: publishes the push done under this guard (the ring's tail store, the
-        // lane's queue) to `Pipeline::close`, whose Acquire load of this counter pairs
-        // with it; RMWs keep the release sequence when threads share the stripe.
-        self.0.fetch_sub(1, Ordering::Release);
+        match self.0 {
+            // Release: publishes the push done under this guard (the ring's tail store, the
+            // lane's queue) to `Pipeline::close`, whose SeqCst (so Acquire) load of this slot
+            // pairs with it. A plain store: only this thread writes its slot.
+            Announced::Slot(slot) => slot.0.store(0, Ordering::Release),
+            // Release: as above; an RMW, so the release sequence survives other stragglers.
+            Announced::Shared(count) => {
+                count.fetch_sub(1, Ordering::Release);
+            }
+        }
     }
 }
 
@@ -163,7 +207,7 @@ impl Pipeline {
             published: Mutex::new(Arc::default()),
             closed: AtomicBool::new(false),
             accepts: AtomicBool::new(false),
-            pushing: Box::new(std::array::from_fn(|_| CachePadded::new(AtomicU32::new(0)))),
+            stragglers: AtomicU32::new(0),
         }
     }
 
@@ -226,50 +270,72 @@ impl Pipeline {
     /// A push in progress is short (a ring write and perhaps a lane push), except under the
     /// `Block` overflow policy, where it waits at most its timeout for a drain.
     pub(crate) fn close(&self) {
-        // SeqCst: Dekker's store-then-load with `begin_push`'s SeqCst increment and load of
-        // `closed`: in the single total order either that increment comes first (and the
-        // loads below see it) or the push's load sees `true`.
+        // SeqCst: Dekker's store-then-load with `begin_push`'s SeqCst store to its slot and
+        // load of `closed`: in the single total order either that store comes first (and
+        // the loads below see it) or the push's load sees `true`.
         self.closed.store(true, Ordering::SeqCst);
-        for stripe in self.pushing.iter() {
+        let me = self.address();
+        // A thread taking a slot after this lock sees `closed` (the mutex orders it after
+        // the store above), so the slots listed here are the ones to wait for.
+        let slots = SLOTS
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .all
+            .clone();
+        for slot in slots {
             // SeqCst: the other half of the Dekker pair above; also an Acquire that pairs
-            // with `PushGuard::drop`'s Release decrement, so a push that finished is visible
-            // to the drain that follows.
-            while stripe.load(Ordering::SeqCst) != 0 {
+            // with `PushGuard::drop`'s Release store, so a push that finished is visible to
+            // the drain that follows.
+            while slot.0.load(Ordering::SeqCst) == me {
                 std::thread::yield_now();
             }
         }
+        // SeqCst: as for the slots, with `begin_push`'s SeqCst increment.
+        while self.stragglers.load(Ordering::SeqCst) != 0 {
+            std::thread::yield_now();
+        }
+    }
+
+    /// Whether the engine shut down.
+    pub fn is_closed(&self) -> bool {
+        // Relaxed: a hint for pruning thread state and a shortcut in `begin_push`, which
+        // checks again with SeqCst; a late reader only keeps a ring longer.
+        self.closed.load(Ordering::Relaxed)
+    }
+
+    /// What a slot holds while a push into this pipeline is in progress.
+    fn address(&self) -> usize {
+        std::ptr::from_ref(self) as usize
     }
 
     /// Announces a push into this pipeline's rings or lane; `None` once it is closed (the
     /// record must not go to a ring: nothing drains them any more). Hold the guard until
-    /// the record is stored.
+    /// the record is stored, and start no other push meanwhile on this thread (the slot
+    /// holds one pipeline; pushes do not nest).
     #[inline]
     pub fn begin_push(&self) -> Option<PushGuard<'_>> {
         if self.is_closed() {
-            // Closed for a while: no need to announce (and no traffic on the stripe for
-            // threads that keep recording after a shutdown).
+            // Closed for a while: no need to announce.
             return None;
         }
-        let stripe = match STRIPE.try_with(Cell::get) {
-            Ok(s) if s < STRIPES => s,
-            _ => assign_stripe(),
+        let guard = match SLOT.try_with(|lease| lease.0) {
+            Ok(slot) => {
+                // SeqCst: see `close`; pairs with its SeqCst store of `closed` and loads of
+                // the slots (Dekker: at least one side sees the other's write).
+                slot.0.store(self.address(), Ordering::SeqCst);
+                PushGuard(Announced::Slot(slot))
+            }
+            Err(_) => {
+                // SeqCst: as above, on the shared count.
+                self.stragglers.fetch_add(1, Ordering::SeqCst);
+                PushGuard(Announced::Shared(&self.stragglers))
+            }
         };
-        let counter = &*self.pushing[stripe];
-        // SeqCst: see `close`; pairs with its SeqCst store of `closed` and loads of the
-        // stripes (Dekker: at least one side sees the other's write).
-        counter.fetch_add(1, Ordering::SeqCst);
-        let guard = PushGuard(counter);
         // SeqCst: as above.
         if self.closed.load(Ordering::SeqCst) {
             return None;
         }
         Some(guard)
-    }
-
-    /// Whether the engine shut down.
-    pub fn is_closed(&self) -> bool {
-        // Relaxed: a hint for pruning thread state; a late reader only keeps a ring longer.
-        self.closed.load(Ordering::Relaxed)
     }
 
     /// A fresh seed for a thread's gap generator.

@@ -32,9 +32,12 @@ pub struct Config {
     /// Series per metric before label sets fold into the overflow series
     /// (`HOTMETER_SERIES_CAP`, 1000).
     pub series_cap: usize,
-    /// Records the shared critical lane holds at most (`HOTMETER_CRITICAL_LANE_CAPACITY`,
-    /// 65536: 2 MiB).
-    pub critical_lane_capacity: usize,
+    /// Memory the shared critical lane may grow to, bytes (`HOTMETER_CRITICAL_LANE_BYTES`,
+    /// 64 MiB: about 1.6 million records; accepts `65536`, `512KiB`, `64MiB`, `1GiB`). The
+    /// lane grows in blocks of 31 records as critical events overflow their rings and
+    /// shrinks as the flusher drains it; past the cap a critical event is lost, counted
+    /// and reported.
+    pub critical_lane_bytes: usize,
     /// Seed for the samplers' random gaps (`HOTMETER_SEED`; default: from the clock).
     pub seed: u64,
     /// Whether a producer whose ring passes 3/4 full wakes the flusher for an early drain
@@ -77,7 +80,7 @@ impl Default for Config {
             quantile_window: Duration::from_secs(600),
             overflow: Overflow::DropNewest,
             series_cap: crate::DEFAULT_SERIES_CAP,
-            critical_lane_capacity: 65536,
+            critical_lane_bytes: crate::sample::lane::DEFAULT_MAX_BYTES,
             wake_on_high_water: true,
             seed: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -119,11 +122,48 @@ fn err(knob: &str, value: &str, expected: &'static str) -> ConfigError {
     }
 }
 
+/// A knob whose value came from the environment: the variable and the text it held (`***`
+/// for the token), so that a check failing later names what the user wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct FromEnv {
+    /// The builder method's name (as in [`ConfigError::knob`] from `validate`).
+    pub(crate) knob: &'static str,
+    /// The variable.
+    pub(crate) var: &'static str,
+    /// Its text.
+    pub(crate) raw: String,
+}
+
+/// `e` as the environment caused it: when its knob's value came from a variable in
+/// `origin`, the error names that variable and its text instead.
+pub(crate) fn blame(e: ConfigError, origin: &[FromEnv]) -> ConfigError {
+    match origin.iter().rev().find(|o| o.knob == e.knob) {
+        Some(o) => ConfigError {
+            knob: o.var.into(),
+            value: o.raw.clone(),
+            expected: e.expected,
+        },
+        None => e,
+    }
+}
+
+/// Shortest and longest flush interval: below 1 ms the flusher burns a core while idle;
+/// above an hour nothing is exported in practice (and `Duration::MAX` overflowed the
+/// flusher's clock arithmetic).
+pub const FLUSH_INTERVAL_RANGE: (Duration, Duration) =
+    (Duration::from_millis(1), Duration::from_secs(3600));
+const FLUSH_INTERVAL_FORM: &str = "a duration from 1ms to 1h, such as 250ms, 2s, 1.5s or 1m";
+/// Kept in step with `MAX_TOKEN_BYTES` by the test `token_form_states_the_limit`.
+const TOKEN_FORM: &str = "a non-empty token of printable ASCII without spaces, at most 14336 \
+     bytes (what a request header can carry)";
+
 /// Largest ring: 2^24 records (512 MiB per thread) is far past any sane setting, and keeps
 /// the power-of-two rounding and the allocation from failing on a recording path.
 const MAX_RING_CAPACITY: usize = 1 << 24;
-/// Largest critical lane: 2^24 records.
-const MAX_LANE_CAPACITY: usize = 1 << 24;
+/// Largest critical-lane cap: 1 TiB (a cap, not an allocation: the lane grows on demand).
+const MAX_LANE_BYTES: usize = 1 << 40;
+const LANE_BYTES_FORM: &str =
+    "a size in bytes from 41 (one record) to 1TiB, e.g. 67108864, 512KiB, 64MiB or 1GiB";
 
 const RATE_FORM: &str = "a probability in (0, 1], e.g. 0.03";
 
@@ -142,6 +182,20 @@ fn parse_bool(knob: &str, v: &str) -> Result<bool, ConfigError> {
     }
 }
 
+/// Parses a byte size: a bare number, or one with a `KiB`, `MiB` or `GiB` suffix.
+fn parse_bytes(knob: &str, v: &str) -> Result<usize, ConfigError> {
+    let t = v.trim();
+    let (num, shift) = [("KiB", 10), ("MiB", 20), ("GiB", 30)]
+        .into_iter()
+        .find_map(|(suffix, shift)| t.strip_suffix(suffix).map(|n| (n, shift)))
+        .unwrap_or((t, 0));
+    num.trim()
+        .parse::<usize>()
+        .ok()
+        .and_then(|n| n.checked_mul(1 << shift))
+        .ok_or_else(|| err(knob, v, LANE_BYTES_FORM))
+}
+
 fn parse_count(knob: &str, v: &str, min: usize) -> Result<usize, ConfigError> {
     match v.trim().parse::<usize>() {
         Ok(n) if n >= min => Ok(n),
@@ -149,7 +203,7 @@ fn parse_count(knob: &str, v: &str, min: usize) -> Result<usize, ConfigError> {
     }
 }
 
-/// Parses `250ms`, `2s`, `1.5s`, `1m`, or a bare number of seconds.
+/// Parses `250ms`, `2s`, `1.5s`, `1m`, `1h`, or a bare number of seconds.
 pub fn parse_duration(knob: &str, v: &str) -> Result<Duration, ConfigError> {
     const FORM: &str = "a duration such as 250ms, 2s, 1.5s or 1m";
     let t = v.trim();
@@ -159,6 +213,8 @@ pub fn parse_duration(knob: &str, v: &str) -> Result<Duration, ConfigError> {
         (n, 1.0)
     } else if let Some(n) = t.strip_suffix('m') {
         (n, 60.0)
+    } else if let Some(n) = t.strip_suffix('h') {
+        (n, 3600.0)
     } else {
         (t, 1.0)
     };
@@ -199,7 +255,7 @@ impl Config {
             adaptive: self.adaptive,
             ring_capacity: self.ring_capacity,
             overflow: self.overflow,
-            lane_capacity: self.critical_lane_capacity,
+            lane_bytes: self.critical_lane_bytes,
             seed: self.seed,
             wake_on_high_water: self.wake_on_high_water,
             quantile_window: self.quantile_window,
@@ -210,7 +266,47 @@ impl Config {
     ///
     /// # Errors
     /// The first malformed variable, naming it and the accepted form.
-    pub fn apply_env_from(
+    pub fn apply_env_from(self, get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        self.apply_env_traced(get, &mut Vec::new())
+    }
+
+    /// [`Config::apply_env_from`], noting in `origin` each knob a variable set. Every value
+    /// is checked on its own here (a variable that parses but is out of range is an error
+    /// naming it); checks between knobs, and binding `listen`, come later, with `origin`
+    /// to name the variable then ([`blame`]).
+    pub(crate) fn apply_env_traced(
+        mut self,
+        get: impl Fn(&str) -> Option<String>,
+        origin: &mut Vec<FromEnv>,
+    ) -> Result<Self, ConfigError> {
+        const VARS: [(&str, &str); 14] = [
+            ("HOTMETER_SAMPLE_RATE", "sample_rate"),
+            ("HOTMETER_MIN_SAMPLE_RATE", "min_sample_rate"),
+            ("HOTMETER_MAX_SAMPLE_RATE", "max_sample_rate"),
+            ("HOTMETER_ADAPTIVE", "adaptive"),
+            ("HOTMETER_RING_CAPACITY", "ring_capacity"),
+            ("HOTMETER_FLUSH_INTERVAL", "flush_interval"),
+            ("HOTMETER_QUANTILE_WINDOW", "quantile_window"),
+            ("HOTMETER_OVERFLOW", "overflow"),
+            ("HOTMETER_SERIES_CAP", "series_cap"),
+            ("HOTMETER_CRITICAL_LANE_BYTES", "critical_lane_bytes"),
+            ("HOTMETER_WAKE_ON_HIGH_WATER", "wake_on_high_water"),
+            ("HOTMETER_SEED", "seed"),
+            ("HOTMETER_LISTEN", "listen"),
+            ("HOTMETER_TOKEN", "token"),
+        ];
+        self = self.apply_env_values(&get)?;
+        for (var, knob) in VARS {
+            if let Some(v) = get(var) {
+                let raw = if knob == "token" { "***".into() } else { v };
+                origin.push(FromEnv { knob, var, raw });
+                self.check(knob).map_err(|e| blame(e, origin))?;
+            }
+        }
+        Ok(self)
+    }
+
+    fn apply_env_values(
         mut self,
         get: impl Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigError> {
@@ -241,8 +337,8 @@ impl Config {
         if let Some(v) = get("HOTMETER_SERIES_CAP") {
             self.series_cap = parse_count("HOTMETER_SERIES_CAP", &v, 1)?;
         }
-        if let Some(v) = get("HOTMETER_CRITICAL_LANE_CAPACITY") {
-            self.critical_lane_capacity = parse_count("HOTMETER_CRITICAL_LANE_CAPACITY", &v, 1)?;
+        if let Some(v) = get("HOTMETER_CRITICAL_LANE_BYTES") {
+            self.critical_lane_bytes = parse_bytes("HOTMETER_CRITICAL_LANE_BYTES", &v)?;
         }
         if let Some(v) = get("HOTMETER_WAKE_ON_HIGH_WATER") {
             self.wake_on_high_water = parse_bool("HOTMETER_WAKE_ON_HIGH_WATER", &v)?;
@@ -270,12 +366,8 @@ impl Config {
         }
         if let Some(v) = get("HOTMETER_TOKEN") {
             let t = v.trim();
-            if t.is_empty() || !t.bytes().all(|b| b.is_ascii_graphic()) {
-                return Err(err(
-                    "HOTMETER_TOKEN",
-                    "***",
-                    "a non-empty token of printable ASCII without spaces",
-                ));
+            if !token_ok(t) {
+                return Err(err("HOTMETER_TOKEN", "***", TOKEN_FORM));
             }
             self.token = Some(Secret(t.to_string()));
         }
@@ -290,49 +382,109 @@ impl Config {
         self.apply_env_from(|k| std::env::var(k).ok())
     }
 
-    /// Checks the knobs against each other.
+    /// Checks every knob, and the knobs against each other.
     ///
     /// # Errors
-    /// A rate outside (0, 1], `min_sample_rate > max_sample_rate`, a zero flush interval.
+    /// A rate outside (0, 1], `min_sample_rate > max_sample_rate`, a flush interval outside
+    /// 1 ms ..= 1 h, a zero quantile window, a ring or lane cap out of range, a token that
+    /// is empty, not printable ASCII, or longer than a request header can carry
+    /// ([`MAX_TOKEN_BYTES`](crate::export::http::MAX_TOKEN_BYTES)).
     pub fn validate(&self) -> Result<(), ConfigError> {
-        for (knob, r) in [
-            ("sample_rate", self.sample_rate),
-            ("min_sample_rate", self.min_sample_rate),
-            ("max_sample_rate", self.max_sample_rate),
+        self.validate_traced(&[])
+    }
+
+    /// [`Config::validate`], naming the variable for values that came from the environment.
+    pub(crate) fn validate_traced(&self, origin: &[FromEnv]) -> Result<(), ConfigError> {
+        for knob in [
+            "sample_rate",
+            "min_sample_rate",
+            "max_sample_rate",
+            "flush_interval",
+            "quantile_window",
+            "ring_capacity",
+            "critical_lane_bytes",
+            "token",
         ] {
-            if !(r > 0.0 && r <= 1.0) {
-                return Err(err(knob, &r.to_string(), RATE_FORM));
-            }
+            self.check(knob).map_err(|e| blame(e, origin))?;
         }
         if self.min_sample_rate > self.max_sample_rate {
-            return Err(err(
-                "min_sample_rate",
-                &self.min_sample_rate.to_string(),
-                "min_sample_rate <= max_sample_rate",
-            ));
-        }
-        if self.flush_interval.is_zero() {
-            return Err(err("flush_interval", "0", "a non-zero duration"));
-        }
-        if self.quantile_window.is_zero() {
-            return Err(err("quantile_window", "0", "a non-zero duration"));
-        }
-        if !(2..=MAX_RING_CAPACITY).contains(&self.ring_capacity) {
-            return Err(err(
-                "ring_capacity",
-                &self.ring_capacity.to_string(),
-                "between 2 and 16777216 records",
-            ));
-        }
-        if !(1..=MAX_LANE_CAPACITY).contains(&self.critical_lane_capacity) {
-            return Err(err(
-                "critical_lane_capacity",
-                &self.critical_lane_capacity.to_string(),
-                "between 1 and 16777216 records",
+            // Blame the one the user set in the environment, if only one of them was.
+            let from_env = |k: &str| origin.iter().any(|o| o.knob == k);
+            let (knob, value) = if from_env("max_sample_rate") && !from_env("min_sample_rate") {
+                ("max_sample_rate", self.max_sample_rate)
+            } else {
+                ("min_sample_rate", self.min_sample_rate)
+            };
+            return Err(blame(
+                err(
+                    knob,
+                    &value.to_string(),
+                    "min_sample_rate <= max_sample_rate",
+                ),
+                origin,
             ));
         }
         Ok(())
     }
+
+    /// Checks one knob on its own (knobs without a check pass).
+    fn check(&self, knob: &str) -> Result<(), ConfigError> {
+        let rate = |r: f64| {
+            if r > 0.0 && r <= 1.0 {
+                Ok(())
+            } else {
+                Err(err(knob, &r.to_string(), RATE_FORM))
+            }
+        };
+        match knob {
+            "sample_rate" => rate(self.sample_rate),
+            "min_sample_rate" => rate(self.min_sample_rate),
+            "max_sample_rate" => rate(self.max_sample_rate),
+            "flush_interval" => {
+                let (lo, hi) = FLUSH_INTERVAL_RANGE;
+                if (lo..=hi).contains(&self.flush_interval) {
+                    Ok(())
+                } else {
+                    Err(err(
+                        knob,
+                        &format!("{:?}", self.flush_interval),
+                        FLUSH_INTERVAL_FORM,
+                    ))
+                }
+            }
+            "quantile_window" if self.quantile_window.is_zero() => {
+                Err(err(knob, "0", "a non-zero duration"))
+            }
+            "ring_capacity" if !(2..=MAX_RING_CAPACITY).contains(&self.ring_capacity) => Err(err(
+                knob,
+                &self.ring_capacity.to_string(),
+                "between 2 and 16777216 records",
+            )),
+            "critical_lane_bytes"
+                if !(crate::sample::lane::BYTES_PER_RECORD..=MAX_LANE_BYTES)
+                    .contains(&self.critical_lane_bytes) =>
+            {
+                Err(err(
+                    knob,
+                    &self.critical_lane_bytes.to_string(),
+                    LANE_BYTES_FORM,
+                ))
+            }
+            "token" => match &self.token {
+                Some(Secret(t)) if !token_ok(t) => Err(err(knob, "***", TOKEN_FORM)),
+                _ => Ok(()),
+            },
+            _ => Ok(()),
+        }
+    }
+}
+
+/// A token the endpoint can compare: non-empty printable ASCII without spaces, short enough
+/// for a request header.
+fn token_ok(t: &str) -> bool {
+    !t.is_empty()
+        && t.len() <= crate::export::http::MAX_TOKEN_BYTES
+        && t.bytes().all(|b| b.is_ascii_graphic())
 }
 
 #[cfg(test)]
@@ -360,7 +512,7 @@ mod tests {
                 ("HOTMETER_FLUSH_INTERVAL", "250ms"),
                 ("HOTMETER_OVERFLOW", "block:5ms"),
                 ("HOTMETER_SERIES_CAP", "7"),
-                ("HOTMETER_CRITICAL_LANE_CAPACITY", "10"),
+                ("HOTMETER_CRITICAL_LANE_BYTES", "512KiB"),
                 ("HOTMETER_SEED", "42"),
                 ("HOTMETER_WAKE_ON_HIGH_WATER", "no"),
                 ("HOTMETER_LISTEN", "127.0.0.1:9000"),
@@ -379,7 +531,7 @@ mod tests {
             }
         );
         assert_eq!(c.series_cap, 7);
-        assert_eq!(c.critical_lane_capacity, 10);
+        assert_eq!(c.critical_lane_bytes, 512 << 10);
         assert_eq!(c.seed, 42);
         assert!(!c.wake_on_high_water);
         assert_eq!(c.listen, Some("127.0.0.1:9000".parse().unwrap()));
@@ -415,6 +567,22 @@ mod tests {
                 "drop_newest, drop_oldest, or block:<duration> (e.g. block:5ms)",
             ),
             ("HOTMETER_SEED", "abc", "an unsigned 64-bit integer"),
+            ("HOTMETER_FLUSH_INTERVAL", "0", FLUSH_INTERVAL_FORM),
+            ("HOTMETER_FLUSH_INTERVAL", "2h", FLUSH_INTERVAL_FORM),
+            ("HOTMETER_FLUSH_INTERVAL", "1e-9", FLUSH_INTERVAL_FORM),
+            (
+                "HOTMETER_RING_CAPACITY",
+                "16777217",
+                "between 2 and 16777216 records",
+            ),
+            ("HOTMETER_QUANTILE_WINDOW", "0", "a non-zero duration"),
+            ("HOTMETER_CRITICAL_LANE_BYTES", "64MB", LANE_BYTES_FORM),
+            ("HOTMETER_CRITICAL_LANE_BYTES", "-1", LANE_BYTES_FORM),
+            (
+                "HOTMETER_CRITICAL_LANE_BYTES",
+                "99999999999GiB",
+                LANE_BYTES_FORM,
+            ),
             (
                 "HOTMETER_LISTEN",
                 "localhost",
@@ -451,11 +619,13 @@ mod tests {
             };
             assert_eq!(bad.validate().unwrap_err().knob, "ring_capacity", "{cap}");
         }
-        let bad = Config {
-            critical_lane_capacity: usize::MAX,
-            ..Config::default()
-        };
-        assert_eq!(bad.validate().unwrap_err().knob, "critical_lane_capacity");
+        for bytes in [0, 40, MAX_LANE_BYTES + 1] {
+            let bad = Config {
+                critical_lane_bytes: bytes,
+                ..Config::default()
+            };
+            assert_eq!(bad.validate().unwrap_err().knob, "critical_lane_bytes");
+        }
     }
 
     #[test]
@@ -486,5 +656,23 @@ mod tests {
             assert_eq!(e.knob, "HOTMETER_TOKEN");
             assert_eq!(e.value, "***", "the error does not repeat the token");
         }
+    }
+
+    #[test]
+    fn token_form_states_the_limit() {
+        let limit = crate::export::http::MAX_TOKEN_BYTES.to_string();
+        assert!(
+            TOKEN_FORM.contains(&format!(" {limit} bytes")),
+            "{TOKEN_FORM}"
+        );
+        let at = |n: usize| Config {
+            token: Some(Secret("t".repeat(n))),
+            ..Config::default()
+        };
+        at(crate::export::http::MAX_TOKEN_BYTES).validate().unwrap();
+        let e = at(crate::export::http::MAX_TOKEN_BYTES + 1)
+            .validate()
+            .unwrap_err();
+        assert_eq!(e, err("token", "***", TOKEN_FORM));
     }
 }

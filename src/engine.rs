@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, FromEnv, blame};
 use crate::flush::Published;
 use crate::flush::flusher::FlushState;
 use crate::registry::Registry;
@@ -61,6 +61,9 @@ impl std::fmt::Debug for Engine {
 #[derive(Debug, Clone, Default)]
 pub struct EngineBuilder {
     config: Config,
+    /// Knobs whose value came from the environment (so errors name the variable); a
+    /// builder call for one of them takes it off.
+    env: Vec<FromEnv>,
 }
 
 macro_rules! knob {
@@ -68,6 +71,7 @@ macro_rules! knob {
         $(#[$doc])*
         pub fn $name(mut self, value: $t) -> Self {
             self.config.$name = value;
+            self.env.retain(|o| o.knob != stringify!($name));
             self
         }
     };
@@ -111,8 +115,8 @@ impl EngineBuilder {
         series_cap: usize
     );
     knob!(
-        /// Records the critical lane holds at most.
-        critical_lane_capacity: usize
+        /// Memory the critical lane may grow to, bytes (default 64 MiB).
+        critical_lane_bytes: usize
     );
     knob!(
         /// Seed of the samplers' gap generators (fixed seeds make tests repeatable).
@@ -126,21 +130,26 @@ impl EngineBuilder {
     /// Serve `/metrics` at `addr` once built (see [`Engine::serve`]).
     pub fn listen(mut self, addr: SocketAddr) -> Self {
         self.config.listen = Some(addr);
+        self.env.retain(|o| o.knob != "listen");
         self
     }
 
     /// Require `Authorization: Bearer <token>` on the endpoint.
     pub fn token(mut self, token: impl Into<String>) -> Self {
         self.config.token = Some(crate::config::Secret(token.into()));
+        self.env.retain(|o| o.knob != "token");
         self
     }
 
     /// Applies the `HOTMETER_*` environment variables over what is set so far.
     ///
     /// # Errors
-    /// A malformed variable, named with its accepted form.
+    /// A malformed or out-of-range variable, named with its accepted form. Checks between
+    /// knobs come at [`EngineBuilder::build`], which names the variable too.
     pub fn from_env(mut self) -> Result<Self, ConfigError> {
-        self.config = self.config.apply_env()?;
+        self.config = self
+            .config
+            .apply_env_traced(|k| std::env::var(k).ok(), &mut self.env)?;
         Ok(self)
     }
 
@@ -152,11 +161,13 @@ impl EngineBuilder {
     /// Builds a local engine and starts its flusher.
     ///
     /// # Errors
-    /// Knobs that contradict each other or are out of range ([`Config::validate`]).
+    /// Knobs that contradict each other or are out of range ([`Config::validate`]), or a
+    /// `listen` address that cannot be bound; a value from the environment is named by its
+    /// variable.
     pub fn build(self) -> Result<Engine, ConfigError> {
-        self.config.validate()?;
+        self.config.validate_traced(&self.env)?;
         let engine = Engine::start(self.config);
-        engine.serve_configured()?;
+        engine.serve_configured().map_err(|e| blame(e, &self.env))?;
         Ok(engine)
     }
 
@@ -167,7 +178,9 @@ impl EngineBuilder {
     /// global engine exists already (installed before, or started lazily by a macro or
     /// [`global()`](crate::global) call).
     pub fn install(self) -> Result<&'static Engine, InstallError> {
-        self.config.validate().map_err(InstallError::Config)?;
+        self.config
+            .validate_traced(&self.env)
+            .map_err(InstallError::Config)?;
         let mut fresh = None;
         let engine = GLOBAL.get_or_init(|| {
             fresh = Some(());
@@ -175,7 +188,9 @@ impl EngineBuilder {
         });
         match fresh {
             Some(()) => {
-                engine.serve_configured().map_err(InstallError::Config)?;
+                engine
+                    .serve_configured()
+                    .map_err(|e| InstallError::Config(blame(e, &self.env)))?;
                 Ok(engine)
             }
             None => Err(InstallError::AlreadyInstalled),
@@ -220,19 +235,23 @@ pub fn global() -> &'static Registry {
 /// does not take a program down for its configuration.
 pub fn global_engine() -> &'static Engine {
     GLOBAL.get_or_init(|| {
-        let config = match Config::default().apply_env().and_then(|c| {
-            c.validate()?;
-            Ok(c)
-        }) {
+        let mut env = Vec::new();
+        let config = match Config::default()
+            .apply_env_traced(|k| std::env::var(k).ok(), &mut env)
+            .and_then(|c| {
+                c.validate_traced(&env)?;
+                Ok(c)
+            }) {
             Ok(c) => c,
             Err(e) => {
                 eprintln!("hotmeter: {e}; using the default configuration");
+                env.clear();
                 Config::default()
             }
         };
         let engine = Engine::start(config);
         if let Err(e) = engine.serve_configured() {
-            eprintln!("hotmeter: {e}; not serving /metrics");
+            eprintln!("hotmeter: {}; not serving /metrics", blame(e, &env));
         }
         engine
     })
@@ -380,8 +399,9 @@ impl Engine {
         self.shared.registry.pipeline().published()
     }
 
-    /// Stops the flusher after a final drain: every record pushed before this returns is
-    /// flushed. Idempotent; callable from any thread. Recording keeps working afterwards
+    /// Stops the flusher after a final drain: every record pushed before this is called is
+    /// flushed when it returns, and none is left in a thread's ring (a push racing with the
+    /// call is flushed too, or counted as below). Idempotent; callable from any thread. Recording keeps working afterwards
     /// (exact counts and sums stay exact), but sampled records are then counted as
     /// `dropped_full` instead of pushed, and critical ones go to the critical lane, which
     /// [`Engine::flush`] still drains.
@@ -392,6 +412,11 @@ impl Engine {
         for s in servers {
             s.stop();
         }
+        // Closed before the last drains, and only once no push is in progress: a record
+        // pushed after the final drain would sit in a ring forever. From here on, sampled
+        // records count as dropped and critical ones go to the lane. The flusher still runs
+        // meanwhile, so a push blocked on a full ring (`Overflow::Block`) gets its drain.
+        self.shared.registry.pipeline().close();
         // Release: pairs with the Acquire load in `run`, so the flusher sees the request.
         self.shared.stop.store(true, Ordering::Release);
         let handle = self
@@ -408,7 +433,6 @@ impl Engine {
         // The final drain, on this thread: covers records pushed while the flusher was
         // finishing its last pass.
         self.shared.flush();
-        self.shared.registry.pipeline().close();
     }
 }
 

@@ -68,7 +68,7 @@ fn discard_sampled() -> Sampled {
     static SERIES: OnceLock<SampledSeries> = OnceLock::new();
     let series = SERIES.get_or_init(|| {
         let config = crate::config::Config {
-            critical_lane_capacity: 1,
+            critical_lane_bytes: crate::sample::lane::BYTES_PER_RECORD,
             ..crate::config::Config::default()
         };
         let pipeline = Arc::new(Pipeline::new(config.sampling()));

@@ -71,6 +71,7 @@ fn abuse_leaves_the_server_up_bounded_and_writers_exact() {
         header_timeout: Duration::from_secs(1),
         exchange_timeout: Duration::from_secs(2),
         token: None,
+        shutdown_grace: Duration::from_secs(1),
     };
     let addr = engine.serve_with(local(), config).unwrap();
     // One scrape first, so the peak below counts the abuse, not the first rendering.

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use hotmeter::sample::lane::BYTES_PER_RECORD;
 use hotmeter::{Engine, Overflow, SampledValue};
 
 fn engine(seed: u64, ring: usize, overflow: Overflow, rate: f64) -> Engine {
@@ -109,7 +110,7 @@ fn critical_burst_100x_the_ring_loses_nothing_below_the_lane_cap() {
     let e = Engine::builder()
         .seed(3)
         .ring_capacity(ring)
-        .critical_lane_capacity(4 * per_thread as usize)
+        .critical_lane_bytes(4 * per_thread as usize * BYTES_PER_RECORD)
         .flush_interval(Duration::from_secs(3600))
         .wake_on_high_water(false)
         .build()
@@ -143,7 +144,7 @@ fn critical_lane_overflow_is_counted_not_silent() {
     let e = Engine::builder()
         .seed(5)
         .ring_capacity(2)
-        .critical_lane_capacity(10)
+        .critical_lane_bytes(10 * BYTES_PER_RECORD)
         .flush_interval(Duration::from_secs(3600))
         .wake_on_high_water(false)
         .build()

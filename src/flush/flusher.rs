@@ -383,9 +383,10 @@ impl FlushState {
             // Loud, once per flush interval at most: losing a critical event is never silent.
             eprintln!(
                 "hotmeter: {} critical events lost since the last flush: the critical lane is \
-                 full (capacity {} records); raise critical_lane_capacity or ring_capacity",
+                 full ({} records, {} bytes); raise critical_lane_bytes or ring_capacity",
                 lost - stats.lane_lost,
-                pipeline.lane.capacity()
+                pipeline.lane.capacity(),
+                pipeline.config.lane_bytes
             );
         }
         stats.lane_lost = lost;

@@ -688,10 +688,12 @@ fn push(cells: Cells, s: &SampledSeries, record: Record) {
 fn push_in(t: &mut ThreadSampler, cells: Cells, s: &SampledSeries, record: Record) {
     cells.add(PUSHED, 1);
     let pipeline = &s.metric.pipeline;
-    if pipeline.is_closed() {
-        // The final drain may have run: nothing reads this ring any more.
+    // Held until the record is stored: `Pipeline::close` waits for it before shutdown's
+    // final drain. After the close nothing drains the rings: the record counts as dropped
+    // (a critical one still goes to the lane, which `Engine::flush` drains).
+    let Some(_pushing) = pipeline.begin_push() else {
         return settle(cells, pipeline, Push::Full(record));
-    }
+    };
     let outcome = if record.critical {
         match t.producer.try_push(record) {
             Ok(()) => Push::Stored,
@@ -740,15 +742,12 @@ fn settle(cells: Cells, pipeline: &Pipeline, outcome: Push) {
 }
 
 fn to_lane(cells: Cells, pipeline: &Pipeline, r: Record) {
-    match pipeline.lane.push(r) {
+    match pipeline.to_lane(r) {
         Ok(()) => {
             cells.add(TO_LANE, 1);
         }
         Err(_) => {
             cells.add(LANE_FULL, 1);
-            if pipeline.config.wake_on_high_water {
-                pipeline.wake();
-            }
         }
     }
 }

@@ -452,7 +452,7 @@ impl SiteHandle<Histogram> {
     fn record_cold(self, v: f64) {
         let h = self.site.get();
         if Histogram::is_usual(v) {
-            let _ = fill_slot(self.slot, h.series.base, h.series.layout.packed());
+            let _ = fill_slot(self.slot, h.series.base, h.series.packed_layout());
         }
         h.record(v);
     }

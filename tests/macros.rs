@@ -157,3 +157,31 @@ fn sampled_macros_take_labels() {
     // collide with the counter `m_bytes_total` of another test here: refused, by design.)
     assert!(snap.sampled("m_msg_bytes", &[]).is_none());
 }
+
+/// A family registered with exact bucket bounds keeps them for its macro call sites: every
+/// exported `le` is a bound asked for, and each cumulative count is exact at it.
+#[test]
+fn exact_bucket_bounds_through_the_macro() {
+    let config = hotmeter::HistogramConfig::buckets(&[0.005, 0.01, 0.1]).unwrap();
+    hotmeter::global()
+        .histogram_with("m_exact_seconds", &[("route", "/a")], &config)
+        .unwrap();
+    for v in [0.001, 0.005, 0.0051, 0.01, 0.05, 0.1, 0.2, 7.0] {
+        hotmeter::histogram!("m_exact_seconds", "route" => "/a").record(v);
+    }
+    let snap = hotmeter::global().snapshot();
+    let h = snap
+        .histogram("m_exact_seconds", &[("route", "/a")])
+        .unwrap();
+    assert_eq!(
+        h.buckets,
+        vec![(0.005, 2), (0.01, 4), (0.1, 6), (f64::INFINITY, 8)]
+    );
+    let text = hotmeter::global_engine()
+        .render(hotmeter::Format::Text)
+        .unwrap();
+    assert!(
+        text.contains("m_exact_seconds_bucket{route=\"/a\",le=\"0.005\"} 2\n"),
+        "{text}"
+    );
+}

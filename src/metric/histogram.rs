@@ -31,18 +31,30 @@ const SUM: u32 = 0;
 const INVALID: u32 = 1;
 const FIRST_BUCKET: u32 = 2;
 
+/// Most bounds of a histogram with exact bounds ([`HistogramConfig::buckets`]): its cells
+/// (the bounds, `+Inf`, sum, rejected) then fit one 512-cell chunk.
+pub const MAX_EXACT_BOUNDS: usize = 256;
+
 /// The bucket range and the exported `le` boundaries of a histogram.
 ///
-/// The fine buckets cover `[2^low, 2^high]` with 8 linear sub-buckets per power of two,
-/// plus an underflow bucket `[0, 2^low]` and an overflow bucket `(2^high, +inf)`. Exported
-/// boundaries are fine-bucket edges (a requested boundary is rounded *up* to the nearest
-/// edge), so every exported cumulative count is exact.
+/// Two kinds:
+///
+/// - **Fine** ([`HistogramConfig::seconds`], [`HistogramConfig::range`]): buckets cover
+///   `[2^low, 2^high]` with 8 linear sub-buckets per power of two, plus an underflow bucket
+///   `[0, 2^low]` and an overflow bucket `(2^high, +inf)`; the exported boundaries are
+///   fine-bucket edges ([`HistogramConfig::with_bounds`] rounds a requested boundary *up* to
+///   the nearest edge), so every exported cumulative count is exact.
+/// - **Exact bounds** ([`HistogramConfig::buckets`]): one bucket per boundary you give, as
+///   Prometheus client libraries do: `le="0.005"` is exported as `0.005`, and the count at
+///   it is exact. A value's bucket is a binary search over the bounds.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HistogramConfig {
     low_exp: i32,
     high_exp: i32,
-    /// Exported boundaries as fine-bucket indices (strictly increasing, none the overflow).
+    /// Exported boundaries as bucket indices (strictly increasing, none the overflow).
     export: Vec<u32>,
+    /// Exact bounds, sorted and distinct, when the buckets are the user's own.
+    exact: Option<&'static [f64]>,
 }
 
 impl Default for HistogramConfig {
@@ -56,6 +68,44 @@ impl HistogramConfig {
     /// 2^7 s (128 s), exported at every power of two in between (28 boundaries plus `+Inf`).
     pub fn seconds() -> Self {
         Self::with_exponents(-20, 7).expect("the default range is valid")
+    }
+
+    /// Buckets at exactly these upper bounds (plus `+Inf`), in any order; duplicates are
+    /// merged. For a Prometheus dashboard's `le="0.1"` to match, ask for `0.1`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidHistogramConfig`] if there is no bound, a bound is negative, NaN or
+    /// infinite (`+Inf` is always there), or there are more than [`MAX_EXACT_BOUNDS`].
+    pub fn buckets(bounds: &[f64]) -> Result<Self> {
+        if bounds.is_empty() {
+            return Err(Error::InvalidHistogramConfig(
+                "buckets needs at least one bound (+Inf is implied)".into(),
+            ));
+        }
+        if let Some(b) = bounds.iter().find(|b| !b.is_finite() || **b < 0.0) {
+            return Err(Error::InvalidHistogramConfig(format!(
+                "bucket bound {b} must be finite and non-negative (observations are; +Inf is implied)"
+            )));
+        }
+        // `+ 0.0` turns -0.0 into 0.0, so a zero bound is exported as `0`.
+        let mut sorted: Vec<f64> = bounds.iter().map(|b| b + 0.0).collect();
+        sorted.sort_by(f64::total_cmp);
+        sorted.dedup();
+        if sorted.len() > MAX_EXACT_BOUNDS {
+            return Err(Error::InvalidHistogramConfig(format!(
+                "{} bucket bounds; at most {MAX_EXACT_BOUNDS} are allowed",
+                sorted.len()
+            )));
+        }
+        let n = sorted.len() as u32;
+        // Leaked: a configuration is made once per family, and its series point at it.
+        let exact: &'static [f64] = Box::leak(sorted.into_boxed_slice());
+        Ok(Self {
+            low_exp: 0,
+            high_exp: 0,
+            export: (0..n).collect(),
+            exact: Some(exact),
+        })
     }
 
     /// Fine buckets covering `[min, max]`, widened to powers of two, exported at every power
@@ -92,6 +142,7 @@ impl HistogramConfig {
             low_exp,
             high_exp,
             export: Vec::new(),
+            exact: None,
         };
         config.export = (low_exp..=high_exp)
             .map(|e| config.layout().bucket(2f64.powi(e)))
@@ -106,6 +157,13 @@ impl HistogramConfig {
     /// [`Error::InvalidHistogramConfig`] if a boundary is not finite, is negative, or lies
     /// above the top of the range.
     pub fn with_bounds(mut self, bounds: &[f64]) -> Result<Self> {
+        if self.exact.is_some() {
+            return Err(Error::InvalidHistogramConfig(
+                "with_bounds rounds to fine-bucket edges; an exact-bounds configuration \
+                 takes its bounds in HistogramConfig::buckets"
+                    .into(),
+            ));
+        }
         let layout = self.layout();
         let mut export = Vec::with_capacity(bounds.len());
         for &b in bounds {
@@ -135,16 +193,26 @@ impl HistogramConfig {
         self.export.iter().map(|&i| layout.upper_edge(i)).collect()
     }
 
-    /// Fine buckets in this layout (cells per histogram series are this plus two).
+    /// Buckets in this layout, the overflow (`+Inf`) one included (cells per histogram
+    /// series are this plus two).
     pub fn fine_buckets(&self) -> usize {
         self.layout().last as usize + 1
     }
 
     pub(crate) fn layout(&self) -> Layout {
+        if let Some(exact) = self.exact {
+            return Layout {
+                low_exp: 0,
+                key_low: 0,
+                last: exact.len() as u32,
+                exact: Some(exact),
+            };
+        }
         Layout {
             low_exp: self.low_exp,
             key_low: ((self.low_exp as i64 + 1023) << SUB_BITS) - 1,
             last: (1 + (self.high_exp as i64 - self.low_exp as i64) * SUBS) as u32,
+            exact: None,
         }
     }
 
@@ -165,6 +233,8 @@ pub(crate) struct Layout {
     key_low: i64,
     /// Index of the overflow bucket.
     last: u32,
+    /// Exact bounds (then bucket `i` is `(bounds[i-1], bounds[i]]`, `last` is their count).
+    exact: Option<&'static [f64]>,
 }
 
 impl Layout {
@@ -173,19 +243,19 @@ impl Layout {
     /// `[lower, upper)`, into `(lower, upper]`. Zero saturates to key 0, the underflow bucket.
     #[inline(always)]
     pub(crate) fn bucket(&self, v: f64) -> u32 {
+        if let Some(exact) = self.exact {
+            return exact_bucket(exact, v);
+        }
         let key = (v.to_bits().saturating_sub(1) >> (52 - SUB_BITS)) as i64;
         (key - self.key_low).clamp(0, self.last as i64) as u32
     }
 
-    /// The layout in one word, for a call site's slot (see [`Layout::bucket_packed`]).
-    pub(crate) fn packed(&self) -> u64 {
-        // `key_low` is in 7..=16_375 (exponents -1022..=1023), so it fits the low half.
-        self.key_low as u32 as u64 | (self.last as u64) << 32
-    }
-
-    /// [`Layout::bucket`] from a [`Layout::packed`] word.
+    /// [`Layout::bucket`] from a [`HistogramSeries::packed_layout`] word.
     #[inline(always)]
     pub(crate) fn bucket_packed(packed: u64, v: f64) -> u32 {
+        if (packed as i64) < 0 {
+            return exact_bucket_packed(packed, v);
+        }
         let key = (v.to_bits().saturating_sub(1) >> (52 - SUB_BITS)) as i64;
         let key_low = packed as u32 as i64;
         let last = (packed >> 32) as i64;
@@ -197,6 +267,9 @@ impl Layout {
         if i >= self.last {
             return f64::INFINITY;
         }
+        if let Some(exact) = self.exact {
+            return exact[i as usize];
+        }
         if i == 0 {
             return 2f64.powi(self.low_exp);
         }
@@ -204,6 +277,26 @@ impl Layout {
         let sub = (i as i64 - 1) % SUBS;
         2f64.powi(self.low_exp + octave as i32) * (1.0 + (sub + 1) as f64 / SUBS as f64)
     }
+}
+
+/// The bucket of `v` among exact `bounds`: the first bound at or above `v` (`le`
+/// semantics), or the overflow bucket past the last.
+#[inline]
+fn exact_bucket(bounds: &[f64], v: f64) -> u32 {
+    bounds.partition_point(|&b| b < v) as u32
+}
+
+/// [`exact_bucket`] from a slot word made by [`HistogramSeries::packed_layout`].
+#[inline(never)]
+fn exact_bucket_packed(packed: u64, v: f64) -> u32 {
+    let series = (packed & !(1 << 63)) as usize as *const HistogramSeries;
+    // SAFETY: `packed_layout` put the address of a `&'static HistogramSeries` (leaked by the
+    // registry, never freed) below the tag bit.
+    let series = unsafe { &*series };
+    series
+        .layout
+        .exact
+        .map_or(0, |bounds| exact_bucket(bounds, v))
 }
 
 /// One registered histogram series: where its cells start and its bucket layout.
@@ -220,6 +313,17 @@ pub(crate) struct HistogramSeries {
 }
 
 impl HistogramSeries {
+    /// The layout in one word, for a call site's slot (see [`Layout::bucket_packed`]): for
+    /// fine buckets `key_low` and `last` (`key_low` is in 7..=16_375, exponents
+    /// -1022..=1023, so it fits the low half, and `last` < 2^31 leaves the top bit clear);
+    /// for exact bounds the top bit and this series' address.
+    pub(crate) fn packed_layout(&'static self) -> u64 {
+        match self.layout.exact {
+            Some(_) => 1 << 63 | core::ptr::from_ref(self) as usize as u64,
+            None => self.layout.key_low as u32 as u64 | (self.layout.last as u64) << 32,
+        }
+    }
+
     /// The exemplar sampler, allocating it on first use.
     #[cold]
     fn exemplar_sampler(&'static self) -> Option<Sampled> {
@@ -536,6 +640,79 @@ mod tests {
         assert_eq!(layout.bucket(f64::MAX), layout.last);
         assert_eq!(layout.bucket(2f64.powi(7)), layout.last - 1);
         assert_eq!(config.fine_buckets(), 2 + 27 * 8);
+    }
+
+    #[test]
+    fn exact_bounds_bucket_by_le_and_export_as_given() {
+        let config = HistogramConfig::buckets(&[0.1, 0.005, 0.01, 0.1, 1.0]).unwrap();
+        assert_eq!(config.bounds(), vec![0.005, 0.01, 0.1, 1.0]);
+        assert_eq!(config.fine_buckets(), 5, "four bounds and +Inf");
+        let layout = config.layout();
+        // Reference: the number of bounds strictly below v (v <= bound is in that bucket).
+        let reference = |v: f64| [0.005, 0.01, 0.1, 1.0].iter().filter(|&&b| b < v).count() as u32;
+        let mut values = vec![
+            0.0,
+            0.004,
+            0.005,
+            0.0050000001,
+            0.01,
+            0.05,
+            0.1,
+            0.5,
+            1.0,
+            2.0,
+            1e300,
+        ];
+        for b in [0.005f64, 0.01, 0.1, 1.0] {
+            values.extend([
+                f64::from_bits(b.to_bits() - 1),
+                f64::from_bits(b.to_bits() + 1),
+            ]);
+        }
+        for v in values {
+            assert_eq!(layout.bucket(v), reference(v), "value {v:e}");
+            let series: &'static HistogramSeries = Box::leak(Box::new(HistogramSeries {
+                base: 0,
+                layout,
+                exemplar_metric: None,
+                exemplars: OnceLock::new(),
+            }));
+            assert_eq!(
+                Layout::bucket_packed(series.packed_layout(), v),
+                reference(v),
+                "packed, value {v:e}"
+            );
+        }
+        assert_eq!(layout.upper_edge(0), 0.005);
+        assert_eq!(layout.upper_edge(4), f64::INFINITY);
+
+        assert!(HistogramConfig::buckets(&[]).is_err());
+        assert!(HistogramConfig::buckets(&[f64::NAN]).is_err());
+        assert!(HistogramConfig::buckets(&[f64::INFINITY]).is_err());
+        assert!(HistogramConfig::buckets(&[-1.0]).is_err());
+        let many: Vec<f64> = (0..=MAX_EXACT_BOUNDS).map(|i| i as f64).collect();
+        assert!(HistogramConfig::buckets(&many).is_err());
+        assert!(HistogramConfig::buckets(&many[..MAX_EXACT_BOUNDS]).is_ok());
+        assert!(config.clone().with_bounds(&[0.5]).is_err());
+        assert_eq!(
+            HistogramConfig::buckets(&[-0.0, 0.0, 1.0])
+                .unwrap()
+                .bounds(),
+            vec![0.0, 1.0]
+        );
+        assert!(HistogramConfig::buckets(&[-0.0]).unwrap().bounds()[0].is_sign_positive());
+        // Fine packing keeps the tag bit clear.
+        let fine: &'static HistogramSeries = Box::leak(Box::new(HistogramSeries {
+            base: 0,
+            layout: HistogramConfig::seconds().layout(),
+            exemplar_metric: None,
+            exemplars: OnceLock::new(),
+        }));
+        assert!((fine.packed_layout() as i64) >= 0);
+        assert_eq!(
+            Layout::bucket_packed(fine.packed_layout(), 0.3),
+            fine.layout.bucket(0.3)
+        );
     }
 
     #[test]

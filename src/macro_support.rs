@@ -427,6 +427,20 @@ impl SiteHandle<Gauge> {
     }
 }
 
+/// [`SiteHandle::record`] for a histogram with exact bounds: its slot's `aux` names the
+/// series (see `HistogramSeries::packed_layout`).
+#[cfg(not(hotmeter_disabled))]
+#[inline(never)]
+fn record_exact_bounds(c: *const AtomicU64, aux: u64, v: f64) {
+    let bucket = crate::metric::Layout::bucket_packed(aux, v);
+    // SAFETY: as in `SiteHandle::record`: `c` is this thread's filled slot for the series
+    // `aux` names, and the bucket is within its bounds.
+    unsafe {
+        add_f64(cell(c, Histogram::SUM_CELL), v);
+        add(cell(c, Histogram::FIRST_BUCKET_CELL + bucket), 1);
+    }
+}
+
 #[cfg(not(hotmeter_disabled))]
 impl SiteHandle<Histogram> {
     /// Records one observation (see [`Histogram::record`]).
@@ -435,6 +449,10 @@ impl SiteHandle<Histogram> {
         let c = self.cells();
         if !c.is_null() && Histogram::is_usual(v) {
             let aux = self.slot.with(Slot::aux);
+            if crate::metric::Layout::is_exact_packed(aux) {
+                // Out of line, as a tail call: the fine path keeps no frame.
+                return record_exact_bounds(c, aux, v);
+            }
             let bucket = crate::metric::Layout::bucket_packed(aux, v);
             // SAFETY: a filled histogram slot holds the address of its series' first cell,
             // and `bucket_packed` stays within the layout its `aux` was packed from.

@@ -250,6 +250,12 @@ impl Layout {
         (key - self.key_low).clamp(0, self.last as i64) as u32
     }
 
+    /// Whether a [`HistogramSeries::packed_layout`] word is of exact bounds.
+    #[inline(always)]
+    pub(crate) fn is_exact_packed(packed: u64) -> bool {
+        (packed as i64) < 0
+    }
+
     /// [`Layout::bucket`] from a [`HistogramSeries::packed_layout`] word.
     #[inline(always)]
     pub(crate) fn bucket_packed(packed: u64, v: f64) -> u32 {

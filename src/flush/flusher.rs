@@ -8,6 +8,7 @@ use std::ptr;
 use std::sync::atomic::Ordering;
 
 use super::controller::{ControllerConfig, ControllerState, Observation, step};
+use super::cpu_clock::thread_cpu_ns;
 use super::estimate::{Distribution, TopK, Totals, Z95};
 use super::{
     EXEMPLARS_PER_SERIES, ExemplarRecord, FlushStats, Published, Quantile, SeriesEstimate,
@@ -24,6 +25,9 @@ const TOP_K_CAPACITY: usize = 64;
 const TOP_K_PUBLISHED: usize = 10;
 /// Quantiles published per series.
 pub(crate) const QUANTILES: [f64; 4] = [0.5, 0.9, 0.99, 0.999];
+
+/// Flush intervals `ns_per_record` averages over.
+const RECENT_INTERVALS: usize = 8;
 
 /// Steps the quantile window ages out in (as Prometheus client summaries' age buckets).
 const WINDOW_STEPS: usize = 5;
@@ -180,6 +184,12 @@ pub(crate) struct FlushState {
     stats: FlushStats,
     /// Calibrated recording cost (ns): a call not sampled, a sampled call.
     calibration: (f64, f64),
+    /// CPU ns spent in drains and flushes, ever.
+    cpu_ns: u64,
+    /// CPU ns spent in drains since the last flush.
+    interval_cpu_ns: u64,
+    /// `(CPU ns, records drained)` of the last [`RECENT_INTERVALS`] flush intervals.
+    recent: std::collections::VecDeque<(u64, u64)>,
 }
 
 impl FlushState {
@@ -265,7 +275,16 @@ impl FlushState {
     /// Drains every ring of `pipeline` and its critical lane into the aggregates, noting
     /// the fullest ring. Cheap (no registry access): the flusher does this alone when a
     /// producer wakes it early, and a full [`FlushState::flush`] at interval boundaries.
+    /// Its CPU time counts toward the flusher's.
     pub(crate) fn drain(&mut self, pipeline: &Pipeline) {
+        let cpu = thread_cpu_ns();
+        self.drain_rings(pipeline);
+        let spent = thread_cpu_ns().saturating_sub(cpu);
+        self.cpu_ns += spent;
+        self.interval_cpu_ns += spent;
+    }
+
+    fn drain_rings(&mut self, pipeline: &Pipeline) {
         self.consumers.extend(pipeline.take_new_rings());
         let (series, index) = (&mut self.series, &mut self.index);
         let mut drained = 0u64;
@@ -316,6 +335,7 @@ impl FlushState {
     /// estimates and the rate, and publishes the result.
     pub(crate) fn flush(&mut self, registry: &Registry) {
         let start = Instant::now();
+        let cpu_start = thread_cpu_ns();
         let pipeline = registry.pipeline();
         // Age the quantile windows before draining, so this interval's records land in the
         // step that is current now.
@@ -323,7 +343,7 @@ impl FlushState {
         for agg in &mut self.series {
             agg.age(start, step);
         }
-        self.drain(pipeline);
+        self.drain_rings(pipeline);
         let window = std::mem::take(&mut self.window);
         let (fill_max, drained) = (window.fill_max, window.records);
         let rings = self.consumers.len();
@@ -391,10 +411,30 @@ impl FlushState {
         stats.lane_lost = lost;
         stats.overhead_ns_per_call = unsampled + mean_p * (sampled_ns - unsampled).max(0.0);
         stats.rates = rates;
+        // This interval's CPU: its early drains, and this flush up to here.
+        let flush_cpu = thread_cpu_ns().saturating_sub(cpu_start);
+        let interval_cpu = self.interval_cpu_ns + flush_cpu;
+        self.interval_cpu_ns = 0;
+        if self.recent.len() == RECENT_INTERVALS {
+            self.recent.pop_front();
+        }
+        self.recent.push_back((interval_cpu, drained));
+        let (cpu, records) = self
+            .recent
+            .iter()
+            .fold((0u64, 0u64), |(c, n), &(dc, dn)| (c + dc, n + dn));
+        stats.ns_per_record = if records == 0 {
+            f64::NAN
+        } else {
+            cpu as f64 / records as f64
+        };
+        stats.cpu_seconds = (self.cpu_ns + flush_cpu) as f64 * 1e-9;
         stats.last_duration_seconds = start.elapsed().as_secs_f64();
         pipeline.publish(Arc::new(Published {
             series: published_series,
             stats: stats.clone(),
         }));
+        // The whole flush, publishing included (its tail shows in the next publish).
+        self.cpu_ns += thread_cpu_ns().saturating_sub(cpu_start);
     }
 }

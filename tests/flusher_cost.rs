@@ -1,0 +1,74 @@
+//! The flusher's own cost, as every user sees it: `hotmeter_flusher_cpu_seconds_total` and
+//! `hotmeter_flusher_ns_per_record`, from the published stats and both exposition formats.
+
+use std::time::Duration;
+
+use hotmeter::{Engine, Format};
+
+fn engine() -> Engine {
+    Engine::builder()
+        .seed(11)
+        .sample_rate(1.0)
+        .max_sample_rate(1.0)
+        .adaptive(false)
+        .ring_capacity(1 << 16)
+        // Long interval: the test decides when to flush.
+        .flush_interval(Duration::from_secs(3600))
+        .build()
+        .unwrap()
+}
+
+/// The value of the unlabelled sample `name` in a rendering.
+fn sample(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("{name} not in\n{text}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn flusher_cpu_is_monotone_positive_and_exported() {
+    let e = engine();
+    let s = e.registry().sampled("cost_bytes", &[]).unwrap();
+    let k = e.registry().sampled("cost_keyed_bytes", &[]).unwrap();
+    let mut last = 0.0;
+    for round in 0..5u64 {
+        for i in 0..20_000u64 {
+            s.record(i as f64);
+            k.record_keyed(i as f64, &(i % 300));
+        }
+        e.flush();
+        let stats = e.published().stats.clone();
+        assert_eq!(
+            stats.last_records, 40_000,
+            "round {round}: every record drained"
+        );
+        assert!(
+            stats.cpu_seconds > 0.0 && stats.cpu_seconds >= last,
+            "round {round}: {} after {last}",
+            stats.cpu_seconds
+        );
+        // Per record: finite and positive once records were drained (no bound on speed).
+        assert!(
+            stats.ns_per_record.is_finite() && stats.ns_per_record > 0.0,
+            "round {round}: {}",
+            stats.ns_per_record
+        );
+        last = stats.cpu_seconds;
+        for format in [Format::OpenMetrics, Format::Text] {
+            let text = e.render(format).unwrap();
+            let cpu = sample(&text, "hotmeter_flusher_cpu_seconds_total");
+            assert!(cpu >= last, "{format:?}: {cpu} < {last}");
+            assert_eq!(
+                sample(&text, "hotmeter_flusher_ns_per_record"),
+                stats.ns_per_record,
+                "{format:?}"
+            );
+        }
+    }
+    // A flush that drains nothing adds little, but never takes away.
+    e.flush();
+    assert!(e.published().stats.cpu_seconds >= last);
+}

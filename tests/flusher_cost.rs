@@ -72,3 +72,14 @@ fn flusher_cpu_is_monotone_positive_and_exported() {
     e.flush();
     assert!(e.published().stats.cpu_seconds >= last);
 }
+
+#[test]
+fn a_bad_overhead_budget_is_refused_by_name() {
+    for bad in [0.0, -0.5, 1.5, f64::NAN] {
+        let e = Engine::builder().overhead_budget(bad).build().unwrap_err();
+        assert_eq!(e.knob, "overhead_budget", "{bad}");
+        assert!(e.to_string().contains("overhead_budget"), "{e}");
+    }
+    let e = Engine::builder().overhead_budget(0.2).build().unwrap();
+    assert_eq!(e.config().overhead_budget, 0.2);
+}

@@ -190,6 +190,34 @@ pub(crate) struct FlushState {
     interval_cpu_ns: u64,
     /// `(CPU ns, records drained)` of the last [`RECENT_INTERVALS`] flush intervals.
     recent: std::collections::VecDeque<(u64, u64)>,
+    /// The sampled layer's CPU budget, a fraction of one core.
+    overhead_budget: f64,
+    /// When the controllers last stepped.
+    last_adapt: Option<Instant>,
+}
+
+/// Shares `total` ns of budget among families that would cost `demands` ns each at the
+/// highest rate (water-filling): from the cheapest up, each gets `4 ×` its demand or an
+/// equal part of what is left, whichever is less. A cheap family thus keeps room for its
+/// noise and the controller's margin at the highest rate, the rest is split evenly among
+/// the expensive ones, and the shares never add up to more than `total`.
+fn share_budget(total: f64, demands: &[f64]) -> Vec<f64> {
+    let mut order: Vec<usize> = (0..demands.len()).collect();
+    order.sort_by(|&a, &b| demands[a].total_cmp(&demands[b]));
+    let mut shares = vec![0.0; demands.len()];
+    let mut left = total.max(0.0);
+    for (n, &i) in order.iter().enumerate() {
+        let fair = left / (demands.len() - n) as f64;
+        let d = demands[i];
+        let share = if d.is_finite() && d >= 0.0 {
+            (4.0 * d).min(fair)
+        } else {
+            fair
+        };
+        shares[i] = share;
+        left -= share;
+    }
+    shares
 }
 
 impl FlushState {
@@ -197,12 +225,17 @@ impl FlushState {
     /// thread, so a family's `fill` is the fullest ring's fill times the family's share of
     /// this interval's pushes: a family that contributes little is not slowed down by
     /// another's burst.
+    ///
+    /// The overhead budget (a fraction of one core, over the time since the last step) is
+    /// shared out by [`share_budget`]; a record costs the calibrated difference between a
+    /// sampled and a skipped call plus the flusher's recent CPU per drained record.
     fn adapt(
         &mut self,
         registry: &Registry,
         sampled: &[(Box<str>, LabelSet, Sampled)],
         fill_max: f64,
         rings: usize,
+        now: Instant,
     ) {
         let c = &registry.pipeline().config;
         let cfg = ControllerConfig {
@@ -242,7 +275,30 @@ impl FlushState {
             })
             .collect();
         let all_pushed: u64 = deltas.iter().map(|d| d.2.1).sum();
-        for (key, metric, (seen, pushed, dropped)) in deltas {
+        let elapsed = self
+            .last_adapt
+            .map_or(Duration::ZERO, |t| now.saturating_duration_since(t));
+        self.last_adapt = Some(now);
+        let (unsampled, sampled_ns) = self.calibration;
+        let flusher_ns = self.stats.ns_per_record;
+        let record_cost_ns = (sampled_ns - unsampled).max(0.0)
+            + if flusher_ns.is_finite() {
+                flusher_ns
+            } else {
+                0.0
+            };
+        // What each family would cost at the highest rate, at the arrivals its controller
+        // reacts to (`max(seen, EMA)`: see `step`).
+        let max_rate = super::controller::k_to_rate(cfg.min_k);
+        let demands: Vec<f64> = deltas
+            .iter()
+            .map(|(key, _, (seen, _, _))| {
+                let ema = self.control[key].state.ema_arrivals;
+                (*seen as f64).max(ema) * max_rate * record_cost_ns
+            })
+            .collect();
+        let budgets = share_budget(self.overhead_budget * elapsed.as_nanos() as f64, &demands);
+        for ((key, metric, (seen, pushed, dropped)), budget_ns) in deltas.into_iter().zip(budgets) {
             let share = if all_pushed == 0 {
                 0.0
             } else {
@@ -258,16 +314,21 @@ impl FlushState {
                 pushed,
                 dropped,
                 capacity: (c.ring_capacity.next_power_of_two() * rings) as u64,
+                budget_ns,
+                record_cost_ns,
             };
             control.state = step(&cfg, &control.state, &obs);
             metric.k.store(control.state.k, Ordering::Relaxed);
         }
     }
 
-    /// An empty state with the recording cost calibrated at start.
-    pub(crate) fn new(calibration: (f64, f64)) -> Self {
+    /// An empty state with the recording cost calibrated at start and the overhead budget
+    /// (a fraction of one core, validated by the configuration).
+    pub(crate) fn new(calibration: (f64, f64), overhead_budget: f64) -> Self {
         Self {
             calibration,
+            overhead_budget,
+            last_adapt: Some(Instant::now()),
             ..Self::default()
         }
     }
@@ -352,7 +413,13 @@ impl FlushState {
         if pipeline.config.adaptive {
             // Each drain in the window emptied every ring once: that is the capacity the
             // interval had.
-            self.adapt(registry, &sampled, fill_max, rings * window.drains as usize);
+            self.adapt(
+                registry,
+                &sampled,
+                fill_max,
+                rings * window.drains as usize,
+                start,
+            );
         }
         // Estimates are recomputed only for series that received records since the last
         // flush; the others republish their previous (shared) estimate.
@@ -436,5 +503,47 @@ impl FlushState {
         }));
         // The whole flush, publishing included (its tail shows in the next publish).
         self.cpu_ns += thread_cpu_ns().saturating_sub(cpu_start);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::share_budget;
+
+    #[test]
+    fn budget_shares_never_exceed_the_total_and_favour_no_one() {
+        // Nothing to share among no one; one family gets it all when it needs it.
+        assert!(share_budget(10.0, &[]).is_empty());
+        assert_eq!(share_budget(10.0, &[100.0]), vec![10.0]);
+        // Cheap families get 4× their demand; the expensive ones split the rest evenly.
+        assert_eq!(
+            share_budget(100.0, &[1.0, 1000.0, 2.0, 500.0]),
+            vec![4.0, 44.0, 8.0, 44.0]
+        );
+        // Idle families (no demand) get nothing; a NaN demand gets an even part.
+        assert_eq!(
+            share_budget(9.0, &[0.0, f64::NAN, 100.0]),
+            vec![0.0, 4.5, 4.5]
+        );
+        // Many random cases: the sum stays within the total, every share is ≥ 0.
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        for _ in 0..1000 {
+            let n = (x % 9) as usize;
+            let d: Vec<f64> = (0..n)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    (x % 1000) as f64
+                })
+                .collect();
+            let total = (x % 3000) as f64;
+            let s = share_budget(total, &d);
+            assert!(
+                s.iter().sum::<f64>() <= total * (1.0 + 1e-12),
+                "{d:?} {s:?}"
+            );
+            assert!(s.iter().all(|&v| v >= 0.0));
+        }
     }
 }

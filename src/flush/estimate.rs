@@ -403,8 +403,10 @@ impl TopK {
     /// Adds `weight` to `key`.
     #[inline]
     pub fn add(&mut self, key: u64, weight: f64) {
-        if !(weight > 0.0) {
-            // A count could shrink (or turn NaN): the next eviction scans afresh.
+        // A weight that is not positive could shrink a count (or make it NaN).
+        let odd = weight.is_nan() || weight <= 0.0;
+        if odd {
+            // The next eviction scans afresh.
             self.at_min.clear();
         }
         if let Some(&i) = self.index.get(&key) {
@@ -421,7 +423,7 @@ impl TopK {
         self.index.remove(&old);
         self.index.insert(key, i);
         self.entries[i] = (key, min + weight, min);
-        if !(weight > 0.0) {
+        if odd {
             // The new entry may sit below the listed minimum.
             self.at_min.clear();
         } else if (min + weight).total_cmp(&min).is_eq() {

@@ -26,6 +26,16 @@ const TOP_K_PUBLISHED: usize = 10;
 /// Quantiles published per series.
 pub(crate) const QUANTILES: [f64; 4] = [0.5, 0.9, 0.99, 0.999];
 
+/// Entries of the drain's series-position cache (a power of two).
+const SERIES_CACHE: usize = 16;
+
+/// The cache slot of a series id (Fibonacci hashing: ids of neighbouring series differ by
+/// their cell count, so their low bits alone would collide).
+#[inline]
+fn series_slot(series: u32) -> usize {
+    (series.wrapping_mul(0x9e37_79b9) >> (32 - SERIES_CACHE.trailing_zeros())) as usize
+}
+
 /// Flush intervals `ns_per_record` averages over.
 const RECENT_INTERVALS: usize = 8;
 
@@ -349,19 +359,21 @@ impl FlushState {
         self.consumers.extend(pipeline.take_new_rings());
         let (series, index) = (&mut self.series, &mut self.index);
         let mut drained = 0u64;
-        // Records of one series come in runs (one thread, one hot call site), so the last
-        // series' position is kept at hand and the map is consulted only on a change.
-        let mut last = (u32::MAX, usize::MAX);
+        // A ring interleaves the records of a thread's few hot call sites, so a small
+        // direct-mapped cache of series positions answers nearly every record and the map
+        // is consulted only on a miss.
+        let mut cache = [(u32::MAX, 0usize); SERIES_CACHE];
         let mut absorb = |r: Record| {
             drained += 1;
-            if last.0 != r.series {
+            let slot = &mut cache[series_slot(r.series)];
+            if slot.0 != r.series {
                 let i = *index.entry(r.series).or_insert_with(|| {
                     series.push(SeriesAgg::default());
                     series.len() - 1
                 });
-                last = (r.series, i);
+                *slot = (r.series, i);
             }
-            series[last.1].absorb(&r);
+            series[slot.1].absorb(&r);
         };
         let (mut fill_max, mut fill_sum) = (0f64, 0f64);
         let rings_before = self.consumers.len();

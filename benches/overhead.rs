@@ -371,7 +371,7 @@ fn meta_value(text: &str, name: &str) -> f64 {
 }
 
 /// Prints what the flusher cost between two [`flusher_totals`], and the sample rates the
-/// controller chose. (Not the `hotmeter_flusher_ns_per_record` gauge: it covers the last 8
+/// controller chose. (Not the `hotmeter_flusher_cpu_seconds_per_record` gauge: it covers the last 8
 /// flush intervals, and criterion's analysis after a contender leaves them idle.)
 fn report_flusher(id: &str, before: (f64, f64), after: (f64, f64)) {
     let text = hotmeter::global_engine()

@@ -602,11 +602,11 @@ fn meta_families(m: &crate::registry::MetaSnapshot, sampled: SampledMeta, out: &
         Sample::FloatCounter(s.cpu_seconds.max(0.0)),
     ));
     out.push(single(
-        "hotmeter_flusher_ns_per_record",
-        "Flusher CPU nanoseconds per drained record over the last 8 flush intervals (NaN when \
-         they drained nothing).",
+        "hotmeter_flusher_cpu_seconds_per_record",
+        "Flusher CPU time per drained record over the last 8 flush intervals (NaN when they \
+         drained nothing).",
         Gauge,
-        Sample::Gauge(s.ns_per_record),
+        Sample::Gauge(s.ns_per_record * 1e-9),
     ));
     out.push(single(
         "hotmeter_recording_overhead_seconds",

@@ -293,7 +293,7 @@ fn both_formats_parse_and_agree() {
         "hotmeter_ring_utilization",
         "hotmeter_recording_overhead_seconds",
         "hotmeter_flusher_cpu_seconds",
-        "hotmeter_flusher_ns_per_record",
+        "hotmeter_flusher_cpu_seconds_per_record",
     ] {
         let f = om
             .iter()
@@ -305,8 +305,8 @@ fn both_formats_parse_and_agree() {
     for (fams, name) in [
         (&om, "hotmeter_flusher_cpu_seconds_total"),
         (&txt, "hotmeter_flusher_cpu_seconds_total"),
-        (&om, "hotmeter_flusher_ns_per_record"),
-        (&txt, "hotmeter_flusher_ns_per_record"),
+        (&om, "hotmeter_flusher_cpu_seconds_per_record"),
+        (&txt, "hotmeter_flusher_cpu_seconds_per_record"),
     ] {
         let v = fams
             .iter()
@@ -314,7 +314,11 @@ fn both_formats_parse_and_agree() {
             .find(|s| s.name == name)
             .unwrap_or_else(|| panic!("{name}"))
             .value;
-        let want = if name.ends_with("_total") { 0.25 } else { 12.5 };
+        let want = if name.ends_with("_total") {
+            0.25
+        } else {
+            12.5 * 1e-9
+        };
         assert_eq!(v, want, "{name}");
     }
     let dropped_full = om

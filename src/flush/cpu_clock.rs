@@ -3,12 +3,9 @@
 //! Elsewhere it falls back to wall time, which overstates CPU by whatever the thread waited
 //! (page faults, preemption) while it worked: an upper bound, not the CPU time itself.
 
-/// Whether [`thread_cpu_ns`] reads a CPU clock (`true`) or falls back to wall time.
-pub const IS_CPU_CLOCK: bool = cfg!(any(target_os = "linux", target_os = "android"));
-
-/// Nanoseconds of CPU time the calling thread has used so far (wall time since a fixed
-/// process-wide origin where [`IS_CPU_CLOCK`] is false). Only differences between two
-/// reads on the same thread mean anything.
+/// Nanoseconds of CPU time the calling thread has used so far (elsewhere than Linux and
+/// Android: wall time since a fixed process-wide origin). Only differences between two reads
+/// on the same thread mean anything.
 #[cfg(any(target_os = "linux", target_os = "android"))]
 pub fn thread_cpu_ns() -> u64 {
     let mut ts = libc::timespec {

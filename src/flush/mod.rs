@@ -2,7 +2,7 @@
 //! rate, and publishes an immutable report that snapshots and scrapes read.
 
 pub mod controller;
-pub mod cpu_clock;
+pub(crate) mod cpu_clock;
 pub mod estimate;
 pub(crate) mod flusher;
 
@@ -104,8 +104,8 @@ pub struct FlushStats {
     pub rates: Vec<(String, f64)>,
     /// CPU time spent draining and flushing, ever, in seconds: the flusher thread's, and
     /// that of threads calling [`Engine::flush`](crate::Engine::flush) or shutting down,
-    /// read from the thread CPU clock (wall time where there is none, see
-    /// [`cpu_clock`]). Includes the last flush up to its publishing.
+    /// read from the thread CPU clock (`CLOCK_THREAD_CPUTIME_ID` on Linux and Android; wall
+    /// time elsewhere, an upper bound). Includes the last flush up to its publishing.
     pub cpu_seconds: f64,
     /// CPU nanoseconds per drained record over the last few flush intervals (early drains
     /// included): total CPU over total records drained, fixed per-flush costs included.

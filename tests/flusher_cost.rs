@@ -84,3 +84,52 @@ fn a_bad_overhead_budget_is_refused_by_name() {
     let e = Engine::builder().overhead_budget(0.2).build().unwrap();
     assert_eq!(e.config().overhead_budget, 0.2);
 }
+
+/// The budget reaches the controller: a family whose records cost more than a tiny budget
+/// goes to the lowest rate at the next flush; with the whole core as budget a light family
+/// rises to the highest rate; an idle family keeps its starting rate. (No timing is
+/// asserted: the sleeps only make each interval's budget large.)
+#[test]
+fn the_overhead_budget_drives_the_rate() {
+    let engine = |budget: f64| {
+        Engine::builder()
+            .seed(3)
+            .sample_rate(1.0 / 8.0)
+            .min_sample_rate(1.0 / 1024.0)
+            .max_sample_rate(1.0)
+            .overhead_budget(budget)
+            .flush_interval(Duration::from_secs(3600))
+            .build()
+            .unwrap()
+    };
+    let rate = |e: &Engine, name: &str| e.registry().snapshot().sampled(name, &[]).unwrap().rate;
+
+    // A millionth of a core: 10,000 events are far over it, while their ~1,250 records
+    // leave the 2,048-record ring calm (so only the budget can lower the rate).
+    let e = engine(1e-6);
+    let heavy = e.registry().sampled("budget_heavy", &[]).unwrap();
+    e.registry().sampled("budget_idle", &[]).unwrap();
+    for _ in 0..3 {
+        for i in 0..10_000 {
+            heavy.record(i as f64);
+        }
+        std::thread::sleep(Duration::from_millis(5));
+        e.flush();
+    }
+    assert_eq!(rate(&e, "budget_heavy"), 1.0 / 1024.0);
+    assert_eq!(rate(&e, "budget_idle"), 1.0 / 8.0);
+
+    // The whole core: 100 events an interval cost a tiny part of it.
+    let e = engine(1.0);
+    let light = e.registry().sampled("budget_light", &[]).unwrap();
+    e.registry().sampled("budget_idle", &[]).unwrap();
+    for _ in 0..12 {
+        for i in 0..100 {
+            light.record(i as f64);
+        }
+        std::thread::sleep(Duration::from_millis(5));
+        e.flush();
+    }
+    assert_eq!(rate(&e, "budget_light"), 1.0);
+    assert_eq!(rate(&e, "budget_idle"), 1.0 / 8.0);
+}

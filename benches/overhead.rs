@@ -7,13 +7,18 @@
 //! contender's median ns per message and its overhead over the bare loop,
 //! `(instrumented - bare) / bare`.
 //!
-//! # The workload
+//! # The workloads
 //!
-//! One message: draw from a seeded xorshift, build a 64..=127-byte buffer (header: client id,
-//! size, flags; then a payload), parse the header back out of it, FNV-1a-hash the whole
-//! buffer (two interleaved lanes). One message in 64 opens a new connection, one in about 1000 fails (both decided
-//! by the xorshift, so every contender handles the same messages). Each thread has its own
-//! message stream.
+//! `overhead/{1t,2t}`: one message: draw from a seeded xorshift, build a 64..=127-byte buffer
+//! (header: client id, size, flags; then a payload), parse the header back out of it,
+//! FNV-1a-hash the whole buffer (two interleaved lanes). One message in 64 opens a new
+//! connection, one in about 1000 fails (both decided by the xorshift, so every contender
+//! handles the same messages). Each thread has its own message stream.
+//!
+//! `overhead_fnv/{1t,2t}`: the second variant, a step of ~50 ns of plain FNV-1a over a
+//! 64-byte buffer that changes each message (the xorshift draw and a message counter are
+//! written into it first; two interleaved lanes of 32 bytes), the message's fields taken
+//! from the draw as above. A pure latency-bound chain with no memory traffic of its own.
 //!
 //! # Per message, as the original system recorded
 //!
@@ -35,6 +40,11 @@
 //! handles one message untimed (first-touch setup), both meet at a barrier, and the main
 //! thread times from the barrier until both have handled `iters` messages: wall time per
 //! message on each thread while both run at once (the shape of `benches/record.rs`).
+//!
+//! After each hotmeter contender the bench prints what the flusher cost during it, read
+//! from the engine's meta-metrics (`hotmeter_flusher_cpu_seconds_total` and
+//! `hotmeter_flush_records_total` before and after, each after a final drain), plus the
+//! rates the controller chose, and at the end the same for the whole run.
 
 use std::hint::black_box;
 use std::sync::{Barrier, OnceLock};
@@ -55,7 +65,14 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 
 const MAX_LEN: usize = 128;
 
-/// One thread's message stream.
+/// A message stream: one per thread.
+trait Step {
+    fn new(thread: usize) -> Self;
+    /// Handles the next message.
+    fn handle(&mut self) -> Message;
+}
+
+/// One thread's message stream: build, parse, hash.
 struct Worker {
     rng: u64,
     buf: [u8; MAX_LEN],
@@ -69,7 +86,7 @@ struct Message {
     failed: bool,
 }
 
-impl Worker {
+impl Step for Worker {
     fn new(thread: usize) -> Self {
         Self {
             rng: 0x9e37_79b9_7f4a_7c15u64.wrapping_mul(thread as u64 + 1) | 1,
@@ -131,17 +148,65 @@ impl Worker {
     }
 }
 
+/// The second variant's stream: FNV-1a over a 64-byte buffer that changes each message.
+struct FnvWorker {
+    rng: u64,
+    n: u64,
+    buf: [u8; 64],
+}
+
+impl Step for FnvWorker {
+    fn new(thread: usize) -> Self {
+        let mut buf = [0u8; 64];
+        for (i, b) in buf.iter_mut().enumerate() {
+            *b = (i as u8).wrapping_mul(37).wrapping_add(thread as u8);
+        }
+        Self {
+            rng: 0x9e37_79b9_7f4a_7c15u64.wrapping_mul(thread as u64 + 1) | 1,
+            n: 0,
+            buf,
+        }
+    }
+
+    #[inline(always)]
+    fn handle(&mut self) -> Message {
+        let mut r = self.rng;
+        r ^= r << 13;
+        r ^= r >> 7;
+        r ^= r << 17;
+        self.rng = r;
+        self.n += 1;
+        // The buffer changes each message: the draw and the counter go into it.
+        self.buf[0..8].copy_from_slice(&r.to_le_bytes());
+        self.buf[8..16].copy_from_slice(&self.n.to_le_bytes());
+        let buf = black_box(&self.buf);
+        const PRIME: u64 = 0x0000_0100_0000_01b3;
+        let (mut a, mut b) = (0xcbf2_9ce4_8422_2325u64, 0x8422_2325_cbf2_9ce4u64);
+        for p in buf.chunks_exact(2) {
+            a = (a ^ p[0] as u64).wrapping_mul(PRIME);
+            b = (b ^ p[1] as u64).wrapping_mul(PRIME);
+        }
+        black_box(a ^ b.rotate_left(32));
+        Message {
+            client_id: (r >> 8) & 0xff,
+            size: 64 + (r & 63) as usize,
+            new_connection: (r >> 16) & 63 == 0,
+            failed: (r >> 40).is_multiple_of(1000),
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // Contenders: one message each
 // ---------------------------------------------------------------------------------------
 
 #[inline(always)]
-fn bare(w: &mut Worker) {
+fn bare<W: Step>(w: &mut W) {
     black_box(w.handle());
 }
 
 #[inline(always)]
-fn with_hotmeter(w: &mut Worker) {
+fn with_hotmeter<W: Step>(w: &mut W) {
     let timer = hotmeter::sampled_timer!("overhead_handle_seconds");
     let m = w.handle();
     drop(timer);
@@ -156,7 +221,7 @@ fn with_hotmeter(w: &mut Worker) {
 }
 
 #[inline(always)]
-fn with_metrics(w: &mut Worker) {
+fn with_metrics<W: Step>(w: &mut W) {
     let start = Instant::now();
     let m = w.handle();
     metrics::histogram!("overhead_handle_seconds").record(start.elapsed().as_secs_f64());
@@ -193,7 +258,7 @@ fn prom_client() -> &'static PromClient {
 }
 
 #[inline(always)]
-fn with_prometheus_client(w: &mut Worker) {
+fn with_prometheus_client<W: Step>(w: &mut W) {
     let p = prom_client();
     let start = Instant::now();
     let m = w.handle();
@@ -230,16 +295,16 @@ fn nothing() {}
 
 /// `iters` messages of `op` on a fresh worker's stream.
 #[inline(always)]
-fn run<F: Fn(&mut Worker)>(w: &mut Worker, iters: u64, op: &F) {
+fn run<W: Step, F: Fn(&mut W)>(w: &mut W, iters: u64, op: &F) {
     for _ in 0..iters {
         op(w);
     }
 }
 
 /// Wall time of `iters` messages on each of `threads` threads, all at once (module docs).
-fn timed<F: Fn(&mut Worker) + Sync>(threads: usize, iters: u64, op: &F) -> Duration {
+fn timed<W: Step, F: Fn(&mut W) + Sync>(threads: usize, iters: u64, op: &F) -> Duration {
     if threads == 1 {
-        let mut w = Worker::new(0);
+        let mut w = W::new(0);
         let start = Instant::now();
         run(&mut w, iters, op);
         return start.elapsed();
@@ -250,14 +315,14 @@ fn timed<F: Fn(&mut Worker) + Sync>(threads: usize, iters: u64, op: &F) -> Durat
         for t in 1..threads {
             let (start_line, finish_line) = (&start_line, &finish_line);
             s.spawn(move || {
-                let mut w = Worker::new(t);
+                let mut w = W::new(t);
                 op(&mut w);
                 start_line.wait();
                 run(&mut w, iters, op);
                 finish_line.wait();
             });
         }
-        let mut w = Worker::new(0);
+        let mut w = W::new(0);
         start_line.wait();
         let start = Instant::now();
         run(&mut w, iters, op);
@@ -267,7 +332,7 @@ fn timed<F: Fn(&mut Worker) + Sync>(threads: usize, iters: u64, op: &F) -> Durat
 }
 
 /// Registers one contender: `op` timed on `threads` threads, then `after` (untimed).
-fn contender<F: Fn(&mut Worker) + Sync>(
+fn contender<W: Step, F: Fn(&mut W) + Sync>(
     g: &mut BenchmarkGroup<'_, WallTime>,
     id: &str,
     threads: usize,
@@ -275,7 +340,7 @@ fn contender<F: Fn(&mut Worker) + Sync>(
     after: fn(),
 ) {
     // Register every series (on this thread) before timing.
-    op(&mut Worker::new(99));
+    op(&mut W::new(99));
     g.bench_function(id, |b| {
         b.iter_custom(|iters| {
             let took = timed(threads, iters, &op);
@@ -285,29 +350,91 @@ fn contender<F: Fn(&mut Worker) + Sync>(
     });
 }
 
+/// The flusher's totals as exported: (`hotmeter_flusher_cpu_seconds_total`,
+/// `hotmeter_flush_records_total`), after a final drain.
+fn flusher_totals() -> (f64, f64) {
+    let e = hotmeter::global_engine();
+    e.flush();
+    let text = e.render(hotmeter::Format::Text).expect("render");
+    (
+        meta_value(&text, "hotmeter_flusher_cpu_seconds_total"),
+        meta_value(&text, "hotmeter_flush_records_total"),
+    )
+}
+
+/// The value of the first sample named exactly `name` in a 0.0.4 rendering.
+fn meta_value(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(f64::NAN)
+}
+
+/// Prints what the flusher cost between two [`flusher_totals`], and the sample rates the
+/// controller chose. (Not the `hotmeter_flusher_cpu_seconds_per_record` gauge: it covers the last 8
+/// flush intervals, and criterion's analysis after a contender leaves them idle.)
+fn report_flusher(id: &str, before: (f64, f64), after: (f64, f64)) {
+    let text = hotmeter::global_engine()
+        .render(hotmeter::Format::Text)
+        .expect("render");
+    let (cpu, records) = (after.0 - before.0, after.1 - before.1);
+    if records == 0.0 {
+        return; // the contender was filtered out
+    }
+    let rate = text
+        .lines()
+        .filter(|l| l.starts_with("hotmeter_sample_rate{") && l.contains("overhead_"))
+        .map(|l| l.trim_start_matches("hotmeter_sample_rate"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    println!(
+        "{id}: flusher {:.1} ms CPU for {records} records drained: {:.1} ns/record; \
+         sample rates {rate}",
+        cpu * 1e3,
+        cpu * 1e9 / records,
+    );
+}
+
+/// The four contenders on `threads` threads, for one workload.
+fn group<W: Step>(c: &mut Criterion, name: &str, threads: usize) {
+    let id = format!("{name}/{threads}t");
+    let mut g = c.benchmark_group(&id);
+    contender(&mut g, "bare", threads, bare::<W>, nothing);
+    let before = flusher_totals();
+    contender(&mut g, "hotmeter", threads, with_hotmeter::<W>, nothing);
+    report_flusher(&format!("{id}/hotmeter"), before, flusher_totals());
+    contender(
+        &mut g,
+        "metrics",
+        threads,
+        with_metrics::<W>,
+        drain_metrics_histograms,
+    );
+    contender(
+        &mut g,
+        "prometheus_client",
+        threads,
+        with_prometheus_client::<W>,
+        nothing,
+    );
+    g.finish();
+}
+
 fn overhead(c: &mut Criterion) {
     hotmeter_engine();
     metrics_registry();
     for threads in [1, 2] {
-        let mut g = c.benchmark_group(format!("overhead/{threads}t"));
-        contender(&mut g, "bare", threads, bare, nothing);
-        contender(&mut g, "hotmeter", threads, with_hotmeter, nothing);
-        contender(
-            &mut g,
-            "metrics",
-            threads,
-            with_metrics,
-            drain_metrics_histograms,
-        );
-        contender(
-            &mut g,
-            "prometheus_client",
-            threads,
-            with_prometheus_client,
-            nothing,
-        );
-        g.finish();
+        group::<Worker>(c, "overhead", threads);
     }
+    for threads in [1, 2] {
+        group::<FnvWorker>(c, "overhead_fnv", threads);
+    }
+    let (cpu, records) = flusher_totals();
+    println!(
+        "whole run: flusher {:.1} ms CPU for {records} records drained: {:.1} ns/record",
+        cpu * 1e3,
+        cpu * 1e9 / records
+    );
 }
 
 criterion_group! {

@@ -6,7 +6,10 @@
 //! - `sampled/push`: pushing one compact record into a thread's ring (the ring alone, and
 //!   a whole sampled `record!` at p = 1: gap draw, clock read, push), draining untimed;
 //! - `sampled/timer`: `sampled_timer!` at p = 1/64 vs an unsampled timer (two `Instant::now()`);
-//! - `flush/drain_correct`: the flusher draining and correcting, per record.
+//! - `flush/drain_correct`: the flusher draining and correcting, per record: one plain
+//!   series (`flush_32k_records`), and the seed workload's mix (`seed_mix_32k_records`: a
+//!   timer series, and three keyed series over 1,024 distinct client keys, interleaved as one
+//!   thread's ring holds them, with the default 10-minute quantile window).
 //!
 //! Run: `cargo bench --bench sampled`.
 
@@ -186,6 +189,53 @@ fn drain(c: &mut Criterion) {
                 for i in 0..N {
                     s.record(i as f64 * 1e-6);
                 }
+                let t = Instant::now();
+                e.flush();
+                total += t.elapsed();
+            }
+            total
+        })
+    });
+    // The seed mix: records of four series interleaved, three of them keyed.
+    let r = e.registry();
+    let timer = r.sampled("bench_mix_seconds", &[]).unwrap();
+    let bytes = r.sampled("bench_mix_bytes", &[]).unwrap();
+    let route_a = r
+        .sampled("bench_mix_route_bytes", &[("route", "a")])
+        .unwrap();
+    let route_b = r
+        .sampled("bench_mix_route_bytes", &[("route", "b")])
+        .unwrap();
+    for name in [
+        "bench_mix_seconds",
+        "bench_mix_bytes",
+        "bench_mix_route_bytes",
+    ] {
+        r.set_sample_rate(name, 1.0).unwrap();
+    }
+    let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+    let mut mix = |n: u64| {
+        for _ in 0..n / 2 {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            let client = (rng >> 8) & 1023;
+            timer.record(50e-9 + (rng >> 40) as f64 * 1e-15);
+            let size = 64.0 + (rng & 63) as f64;
+            match rng >> 62 {
+                0 => route_a.record_keyed(size, &client),
+                1 => route_b.record_keyed(size, &client),
+                _ => bytes.record_keyed(size, &client),
+            }
+        }
+    };
+    mix(1 << 20);
+    e.flush();
+    g.bench_function("seed_mix_32k_records", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                mix(N);
                 let t = Instant::now();
                 e.flush();
                 total += t.elapsed();

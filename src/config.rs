@@ -6,7 +6,9 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use crate::flush::controller::rate_to_k;
+use crate::flush::controller::{
+    DEFAULT_BASE_RATE, DEFAULT_MAX_RATE, DEFAULT_MIN_RATE, DEFAULT_OVERHEAD_BUDGET, rate_to_k,
+};
 use crate::sample::ring::Overflow;
 
 /// Every knob of an [`Engine`](crate::Engine). Build one with
@@ -20,8 +22,14 @@ pub struct Config {
     pub min_sample_rate: f64,
     /// Highest probability the controller may go up to (`HOTMETER_MAX_SAMPLE_RATE`, 0.15).
     pub max_sample_rate: f64,
-    /// Whether the flusher adapts the rate to ring pressure (`HOTMETER_ADAPTIVE`, true).
+    /// Whether the flusher adapts the rate to the overhead budget and ring pressure
+    /// (`HOTMETER_ADAPTIVE`, true).
     pub adaptive: bool,
+    /// CPU the sampled layer may cost, as a fraction of one core: records pushed times
+    /// their recording cost plus the flusher's CPU (`HOTMETER_OVERHEAD_BUDGET`, 0.01 = 1%).
+    /// The adaptive controller picks each family's rate to stay within it, inside
+    /// `[min_sample_rate, max_sample_rate]`. In `(0, 1]`.
+    pub overhead_budget: f64,
     /// Records per thread ring, rounded up to a power of two (`HOTMETER_RING_CAPACITY`, 2048).
     pub ring_capacity: usize,
     /// Flush interval (`HOTMETER_FLUSH_INTERVAL`, 1 s; accepts `500ms`, `2s`, `1.5s`).
@@ -71,10 +79,11 @@ impl fmt::Debug for Secret {
 impl Default for Config {
     fn default() -> Self {
         Self {
-            sample_rate: 0.03,
-            min_sample_rate: 0.01,
-            max_sample_rate: 0.15,
+            sample_rate: DEFAULT_BASE_RATE,
+            min_sample_rate: DEFAULT_MIN_RATE,
+            max_sample_rate: DEFAULT_MAX_RATE,
             adaptive: true,
+            overhead_budget: DEFAULT_OVERHEAD_BUDGET,
             ring_capacity: 2048,
             flush_interval: Duration::from_secs(1),
             quantile_window: Duration::from_secs(600),
@@ -166,11 +175,19 @@ const LANE_BYTES_FORM: &str =
     "a size in bytes from 41 (one record) to 1TiB, e.g. 67108864, 512KiB, 64MiB or 1GiB";
 
 const RATE_FORM: &str = "a probability in (0, 1], e.g. 0.03";
+const BUDGET_FORM: &str = "a fraction of one core in (0, 1], e.g. 0.01 for 1%";
 
 fn parse_rate(knob: &str, v: &str) -> Result<f64, ConfigError> {
     match v.trim().parse::<f64>() {
         Ok(r) if r > 0.0 && r <= 1.0 => Ok(r),
         _ => Err(err(knob, v, RATE_FORM)),
+    }
+}
+
+fn parse_budget(knob: &str, v: &str) -> Result<f64, ConfigError> {
+    match v.trim().parse::<f64>() {
+        Ok(b) if b > 0.0 && b <= 1.0 => Ok(b),
+        _ => Err(err(knob, v, BUDGET_FORM)),
     }
 }
 
@@ -279,7 +296,7 @@ impl Config {
         get: impl Fn(&str) -> Option<String>,
         origin: &mut Vec<FromEnv>,
     ) -> Result<Self, ConfigError> {
-        const VARS: [(&str, &str); 14] = [
+        const VARS: [(&str, &str); 15] = [
             ("HOTMETER_SAMPLE_RATE", "sample_rate"),
             ("HOTMETER_MIN_SAMPLE_RATE", "min_sample_rate"),
             ("HOTMETER_MAX_SAMPLE_RATE", "max_sample_rate"),
@@ -294,6 +311,7 @@ impl Config {
             ("HOTMETER_SEED", "seed"),
             ("HOTMETER_LISTEN", "listen"),
             ("HOTMETER_TOKEN", "token"),
+            ("HOTMETER_OVERHEAD_BUDGET", "overhead_budget"),
         ];
         self = self.apply_env_values(&get)?;
         for (var, knob) in VARS {
@@ -321,6 +339,9 @@ impl Config {
         }
         if let Some(v) = get("HOTMETER_ADAPTIVE") {
             self.adaptive = parse_bool("HOTMETER_ADAPTIVE", &v)?;
+        }
+        if let Some(v) = get("HOTMETER_OVERHEAD_BUDGET") {
+            self.overhead_budget = parse_budget("HOTMETER_OVERHEAD_BUDGET", &v)?;
         }
         if let Some(v) = get("HOTMETER_RING_CAPACITY") {
             self.ring_capacity = parse_count("HOTMETER_RING_CAPACITY", &v, 2)?;
@@ -385,10 +406,10 @@ impl Config {
     /// Checks every knob, and the knobs against each other.
     ///
     /// # Errors
-    /// A rate outside (0, 1], `min_sample_rate > max_sample_rate`, a flush interval outside
-    /// 1 ms ..= 1 h, a zero quantile window, a ring or lane cap out of range, a token that
-    /// is empty, not printable ASCII, or longer than a request header can carry
-    /// ([`MAX_TOKEN_BYTES`](crate::export::http::MAX_TOKEN_BYTES)).
+    /// A rate or an overhead budget outside (0, 1], `min_sample_rate > max_sample_rate`, a
+    /// flush interval outside 1 ms ..= 1 h, a zero quantile window, a ring or lane cap out
+    /// of range, a token that is empty, not printable ASCII, or longer than a request header
+    /// can carry ([`MAX_TOKEN_BYTES`](crate::export::http::MAX_TOKEN_BYTES)).
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.validate_traced(&[])
     }
@@ -404,6 +425,7 @@ impl Config {
             "ring_capacity",
             "critical_lane_bytes",
             "token",
+            "overhead_budget",
         ] {
             self.check(knob).map_err(|e| blame(e, origin))?;
         }
@@ -438,6 +460,9 @@ impl Config {
         };
         match knob {
             "sample_rate" => rate(self.sample_rate),
+            "overhead_budget" if !(self.overhead_budget > 0.0 && self.overhead_budget <= 1.0) => {
+                Err(err(knob, &self.overhead_budget.to_string(), BUDGET_FORM))
+            }
             "min_sample_rate" => rate(self.min_sample_rate),
             "max_sample_rate" => rate(self.max_sample_rate),
             "flush_interval" => {
@@ -625,6 +650,40 @@ mod tests {
                 ..Config::default()
             };
             assert_eq!(bad.validate().unwrap_err().knob, "critical_lane_bytes");
+        }
+    }
+
+    #[test]
+    fn overhead_budget_from_env_and_builder_values() {
+        assert_eq!(Config::default().overhead_budget, 0.01);
+        let c = Config::default()
+            .apply_env_from(env(&[("HOTMETER_OVERHEAD_BUDGET", " 0.05 ")]))
+            .unwrap();
+        assert_eq!(c.overhead_budget, 0.05);
+        c.validate().unwrap();
+        for bad in ["0", "-0.01", "1.5", "NaN", "inf", "1%", ""] {
+            let e = Config::default()
+                .apply_env_from(env(&[("HOTMETER_OVERHEAD_BUDGET", bad)]))
+                .unwrap_err();
+            assert_eq!(e, err("HOTMETER_OVERHEAD_BUDGET", bad, BUDGET_FORM));
+        }
+        for bad in [0.0, -0.0, -1.0, 1.0001, f64::NAN, f64::INFINITY] {
+            let c = Config {
+                overhead_budget: bad,
+                ..Config::default()
+            };
+            let e = c.validate().unwrap_err();
+            assert_eq!(
+                (e.knob.as_str(), e.expected),
+                ("overhead_budget", BUDGET_FORM)
+            );
+        }
+        for ok in [1e-6, 0.5, 1.0] {
+            let c = Config {
+                overhead_budget: ok,
+                ..Config::default()
+            };
+            c.validate().unwrap();
         }
     }
 

@@ -91,8 +91,13 @@ impl EngineBuilder {
         max_sample_rate: f64
     );
     knob!(
-        /// Whether the flusher adapts the rate to ring pressure.
+        /// Whether the flusher adapts the rate to the overhead budget and ring pressure.
         adaptive: bool
+    );
+    knob!(
+        /// CPU the sampled layer may cost, a fraction of one core in `(0, 1]` (default
+        /// 0.01: 1%); checked by `build` and `install`.
+        overhead_budget: f64
     );
     knob!(
         /// Records per thread ring (rounded up to a power of two).
@@ -265,7 +270,7 @@ impl Engine {
 
     fn start(config: Config) -> Engine {
         let registry = Registry::with_config(&config);
-        let state = FlushState::new(calibration());
+        let state = FlushState::new(calibration(), config.overhead_budget);
         let shared = Arc::new(Shared {
             registry,
             config,

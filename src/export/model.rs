@@ -50,6 +50,8 @@ pub struct Series {
 pub enum Sample {
     /// A counter value.
     Counter(u64),
+    /// A counter with a fractional value (seconds of CPU), finite and not negative.
+    FloatCounter(f64),
     /// A gauge value.
     Gauge(f64),
     /// Per-bucket (not cumulative) counts in increasing `le`, the last `+Inf`; the exact
@@ -590,6 +592,21 @@ fn meta_families(m: &crate::registry::MetaSnapshot, sampled: SampledMeta, out: &
         "Critical records lost to a full critical lane, ever.",
         Counter,
         Sample::Counter(s.lane_lost),
+    ));
+    out.push(single(
+        "hotmeter_flusher_cpu_seconds",
+        "CPU time the flusher spent draining, correcting and publishing (thread CPU clock; \
+         includes Engine::flush calls on other threads).",
+        Counter,
+        // Not negative, finite: a sum of clock differences.
+        Sample::FloatCounter(s.cpu_seconds.max(0.0)),
+    ));
+    out.push(single(
+        "hotmeter_flusher_cpu_seconds_per_record",
+        "Flusher CPU time per drained record over the last 8 flush intervals (NaN when they \
+         drained nothing).",
+        Gauge,
+        Sample::Gauge(s.ns_per_record * 1e-9),
     ));
     out.push(single(
         "hotmeter_recording_overhead_seconds",

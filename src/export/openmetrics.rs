@@ -38,7 +38,7 @@ impl Collector for Families {
 /// Whether `f` must be written by [`encode_family`] rather than prometheus-client.
 pub(crate) fn needs_own_encoder(f: &Family) -> bool {
     f.series.iter().any(|s| match &s.value {
-        Sample::Counter(_) => false,
+        Sample::Counter(_) | Sample::FloatCounter(_) => false,
         Sample::Gauge(v) => !v.is_finite(),
         Sample::Histogram { exemplars, sum, .. } => !exemplars.is_empty() || !sum.is_finite(),
         Sample::Summary { .. } => true,
@@ -73,6 +73,7 @@ fn metric_type(kind: Kind) -> MetricType {
 fn encode_value(encoder: &mut MetricEncoder, value: &Sample) -> fmt::Result {
     match value {
         Sample::Counter(v) => encoder.encode_counter::<NoLabelSet, u64, u64>(v, None),
+        Sample::FloatCounter(v) => encoder.encode_counter::<NoLabelSet, f64, u64>(v, None),
         Sample::Gauge(v) => encoder.encode_gauge(v),
         Sample::Histogram {
             buckets,
@@ -111,6 +112,9 @@ pub(crate) fn encode_family(out: &mut String, f: &Family) {
         let labels = Labels::of(&s.labels);
         match &s.value {
             Sample::Counter(v) => sample_line(out, &f.name, "_total", labels, Num::Int(*v)),
+            Sample::FloatCounter(v) => {
+                sample_line(out, &f.name, "_total", labels, Num::Float(*v));
+            }
             Sample::Gauge(v) => sample_line(out, &f.name, "", labels, Num::Float(*v)),
             Sample::Summary {
                 quantiles,

@@ -137,6 +137,8 @@ fn snapshot() -> Snapshot {
                 ring_utilization_max: 0.5,
                 ring_utilization_mean: 0.25,
                 overhead_ns_per_call: 3.5,
+                cpu_seconds: 0.25,
+                ns_per_record: 12.5,
                 ..FlushStats::default()
             },
         },
@@ -290,12 +292,34 @@ fn both_formats_parse_and_agree() {
         "hotmeter_flush_duration_seconds",
         "hotmeter_ring_utilization",
         "hotmeter_recording_overhead_seconds",
+        "hotmeter_flusher_cpu_seconds",
+        "hotmeter_flusher_cpu_seconds_per_record",
     ] {
         let f = om
             .iter()
             .find(|f| f.name == name)
             .unwrap_or_else(|| panic!("{name}"));
         assert!(!f.help.is_empty(), "{name} has HELP");
+    }
+    // The flusher's cost in both formats, with its value (a fractional counter).
+    for (fams, name) in [
+        (&om, "hotmeter_flusher_cpu_seconds_total"),
+        (&txt, "hotmeter_flusher_cpu_seconds_total"),
+        (&om, "hotmeter_flusher_cpu_seconds_per_record"),
+        (&txt, "hotmeter_flusher_cpu_seconds_per_record"),
+    ] {
+        let v = fams
+            .iter()
+            .flat_map(|f| f.samples.iter())
+            .find(|s| s.name == name)
+            .unwrap_or_else(|| panic!("{name}"))
+            .value;
+        let want = if name.ends_with("_total") {
+            0.25
+        } else {
+            12.5 * 1e-9
+        };
+        assert_eq!(v, want, "{name}");
     }
     let dropped_full = om
         .iter()

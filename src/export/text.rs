@@ -31,6 +31,7 @@ pub fn encode(out: &mut String, families: &[Family]) {
             let labels = Labels::of(&s.labels);
             match &s.value {
                 Sample::Counter(v) => sample_line(out, &name, "", labels, Num::Int(*v)),
+                Sample::FloatCounter(v) => sample_line(out, &name, "", labels, Num::Float(*v)),
                 Sample::Gauge(v) => sample_line(out, &name, "", labels, Num::Float(*v)),
                 Sample::Summary {
                     quantiles,

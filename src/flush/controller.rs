@@ -1,13 +1,23 @@
 //! The adaptive sample-rate controller: once per flush interval and per metric, picks `k`
-//! (sampling probability `2^-k`) from ring fill, drops and arrivals, as a pure function.
+//! (sampling probability `2^-k`) so that the sampled layer's cost stays within an overhead
+//! budget, with ring fill as a safety valve, as a pure function.
 //!
-//! Thresholds and defaults come from the original system (80% / 95% / 30% ring fill; base,
-//! min and max rates 3%, 1%, 15%). The shape is the usual congestion-control one: react to
-//! overload at once and by as much as the exact arrival count says is needed, back off
-//! slowly, one step at a time, only after several calm intervals and only when the step
-//! is predicted to stay calm even with the load's measured noise (hysteresis; the noise
-//! estimate is a mean deviation in the manner of Jacobson's RTTVAR, RFC 6298), so a
-//! constant load does not make `k` oscillate.
+//! The rate is what the sampled layer costs: every record costs its recording thread a
+//! sampled call (gap draw, clock read, push) and the flusher its drain and correction, so
+//! `records × cost per record` is CPU taken from the program. The flusher gives each family
+//! a share of the budget (`overhead_budget` of one core over the interval) and the cost of
+//! one record; the controller turns them into the records the family may leave per
+//! interval and picks the highest rate within it, inside `[min_k, max_k]`. Ring pressure
+//! still raises `k` at once (a full ring loses records whatever the budget says).
+//!
+//! Fill thresholds and rate defaults come from the original system (80% / 95% / 30% ring
+//! fill; base, min and max rates 3%, 1%, 15%). The shape is the usual congestion-control
+//! one: react to overload (of the budget or of the ring) at once and by as much as the exact
+//! arrival count says is needed; raise the rate only after several intervals with evidence
+//! (events arrived, their cost is known, and the higher rate is predicted to stay within
+//! budget and clear of ring pressure even with the load's measured noise: hysteresis, the
+//! noise being a mean deviation in the manner of Jacobson's RTTVAR, RFC 6298), so a constant
+//! load does not make `k` oscillate and an idle family never drifts above its starting rate.
 //!
 //! Nothing here reads a clock or an atomic: [`step`] maps (config, state, observation) to
 //! the next state, so the flusher owns one [`ControllerState`] per metric and the tests
@@ -31,9 +41,12 @@ pub const DEFAULT_BASE_K: u8 = 5;
 pub const DEFAULT_MIN_K: u8 = 3;
 /// `rate_to_k(DEFAULT_MIN_RATE)`: `2^-7` ≈ 0.78%, the lowest default sampling rate.
 pub const DEFAULT_MAX_K: u8 = 7;
+/// The default overhead budget: the sampled layer may cost 1% of one core (recording
+/// threads and flusher together).
+pub const DEFAULT_OVERHEAD_BUDGET: f64 = 0.01;
 
-/// A step down (doubling `p`) is taken only if the peak fill predicted after it (load plus
-/// noise, doubled) stays below `high_fill × LOWER_HEADROOM` (0.64 with the defaults): the
+/// A rate rise (lower `k`) is taken only if the peak fill predicted after it (load plus
+/// noise, scaled) stays below `high_fill × LOWER_HEADROOM` (0.64 with the defaults): the
 /// hysteresis that keeps a lowered `k` from being raised again by the same load.
 const LOWER_HEADROOM: f64 = 0.8;
 
@@ -44,11 +57,11 @@ const LOWER_DEVIATIONS: f64 = 2.0;
 /// Weight of the newest interval in the deviation EMAs (RFC 6298's β for RTTVAR).
 const DEV_ALPHA: f64 = 0.25;
 
-/// In target mode, `k` is lowered only to a `k` whose expected records (plus noise) stay
-/// at most `target × TARGET_LOWER_MARGIN`: with raising at `target`, the hold band is a
-/// factor 2/0.75 ≈ 2.7 wide, as wide as the fill band 0.3..0.8, so noise around the
-/// target cannot flip `k` back and forth.
-const TARGET_LOWER_MARGIN: f64 = 0.75;
+/// `k` is lowered only to a `k` whose expected records (arrivals plus noise) stay at most
+/// `allowed × BUDGET_LOWER_MARGIN`: with raising past `allowed`, the hold band is a factor
+/// 2/0.75 ≈ 2.7 wide, as wide as the fill band 0.3..0.8, so noise around the budget cannot
+/// flip `k` back and forth.
+const BUDGET_LOWER_MARGIN: f64 = 0.75;
 
 /// Converts a sampling rate in `(0, 1]` to the `k` of the nearest power of two `2^-k`,
 /// nearest in log space: `k = round(-log2(rate))`, ties going to the larger `k` (the lower
@@ -99,19 +112,15 @@ pub struct ControllerConfig {
     /// When one interval's fill passes this fraction (or anything is dropped), `k` goes up
     /// at once, by as many steps as needed (default 0.95).
     pub critical_fill: f64,
-    /// When the EMA of ring fill stays below this fraction for `low_intervals` intervals,
-    /// and the step is predicted to stay clear of `high_fill`, `k` goes down by one
-    /// (default 0.3).
+    /// Lower end of the calm fill band (default 0.3): a rate rise needs the EMA of fill
+    /// below it, and a critical jump aims at the geometric centre of
+    /// `[low_fill, high_fill]`.
     pub low_fill: f64,
-    /// How many consecutive calm intervals a step down needs (default 3).
+    /// How many consecutive intervals of evidence a rate rise needs (default 3).
     pub low_intervals: u32,
     /// Weight of the newest interval in the EMAs of fill and arrivals, in `(0, 1]`
     /// (default 0.5: an interval's weight halves with each newer one).
     pub ema_alpha: f64,
-    /// When set, aim at this many records per interval (per metric) from the EMA of
-    /// arrivals instead of at a ring fill; ring overload still raises `k` (default `None`).
-    /// The flusher converts a records-per-second target with its interval.
-    pub target_records_per_interval: Option<f64>,
 }
 
 impl Default for ControllerConfig {
@@ -124,7 +133,6 @@ impl Default for ControllerConfig {
             low_fill: 0.3,
             low_intervals: 3,
             ema_alpha: 0.5,
-            target_records_per_interval: None,
         }
     }
 }
@@ -155,7 +163,7 @@ impl ControllerConfig {
     ///
     /// A message naming the first bad field and its accepted form: `min_k ≤ max_k ≤ 63`;
     /// `0 < low_fill < high_fill < critical_fill ≤ 1`; `low_intervals ≥ 1`;
-    /// `ema_alpha` in `(0, 1]`; a target, when set, finite and positive.
+    /// `ema_alpha` in `(0, 1]`.
     pub fn validate(&self) -> Result<(), String> {
         if self.max_k > MAX_K {
             return Err(format!(
@@ -186,14 +194,6 @@ impl ControllerConfig {
                 self.ema_alpha
             ));
         }
-        if let Some(t) = self.target_records_per_interval
-            && !(t > 0.0 && t.is_finite())
-        {
-            return Err(format!(
-                "target_records_per_interval must be a finite number above 0, such as 1000; \
-                 got {t}"
-            ));
-        }
         Ok(())
     }
 
@@ -221,6 +221,14 @@ pub struct Observation {
     /// Ring capacity, in records, available to this metric's producers: the sum over live
     /// rings. 0 means unknown: only `fill` and `dropped` are used then.
     pub capacity: u64,
+    /// CPU nanoseconds this metric's records may cost over the interval: its share of the
+    /// overhead budget. `+∞` for no limit; NaN or below 0 counts as 0 (no budget: the
+    /// lowest rate as soon as events arrive).
+    pub budget_ns: f64,
+    /// What one record costs, in ns: the sampled call on the recording thread beyond a
+    /// call that is not sampled, plus the flusher's cost per drained record. Not finite
+    /// and positive means unknown: then the budget neither raises `k` nor lets it fall.
+    pub record_cost_ns: f64,
 }
 
 /// Which rule decided the last [`step`].
@@ -234,13 +242,13 @@ pub enum Decision {
     /// `k` raised by one: the EMA of fill passed `high_fill`, or the first load after a
     /// critical jump was still above the jump's landing range.
     HighFill,
-    /// `k` lowered by one after `low_intervals` calm intervals (EMA of fill below
-    /// `low_fill`, and the step predicted to stay clear of `high_fill`).
-    LowFill,
-    /// `k` moved toward `target_records_per_interval`.
-    Target,
-    /// A raise was wanted but `k` is already `max_k`: the ring is overloaded (or the target
-    /// missed) even at the lowest sampling rate. Worth a loud meta-metric.
+    /// `k` raised at once to the smallest `k` whose predicted cost is within budget.
+    OverBudget,
+    /// `k` lowered (the rate raised) after `low_intervals` intervals of evidence that the
+    /// higher rate stays within budget and clear of ring pressure.
+    UnderBudget,
+    /// A raise was wanted but `k` is already `max_k`: the ring is overloaded (or the budget
+    /// exceeded) even at the lowest sampling rate. Worth a loud meta-metric.
     Saturated,
 }
 
@@ -261,12 +269,12 @@ pub struct ControllerState {
     pub last_load: f64,
     /// EMA of `seen` (events per interval).
     pub ema_arrivals: f64,
-    /// EMA of `|seen − last_arrivals|`, like `ema_dev` (used in target mode).
+    /// EMA of `|seen − last_arrivals|`, like `ema_dev` (the budget rule's noise).
     pub ema_arrivals_dev: f64,
     /// The last interval's `seen`.
     pub last_arrivals: f64,
-    /// Consecutive calm intervals: ones where a step down is wanted and predicted safe
-    /// (see [`step`]). Reset by any other interval and by every step.
+    /// Consecutive intervals of evidence for a lower `k` (see [`step`]). Reset by any
+    /// other interval and by every step.
     pub low_streak: u32,
     /// Observations folded into `ema_fill`; 0 after start and after a critical jump, so the
     /// next observation replaces the EMA instead of being averaged with a stale history.
@@ -313,31 +321,31 @@ impl ControllerState {
 ///   and by the first one after a critical jump;
 /// - `dev`: EMA (weight 1/4) of `|load − previous load|`, the load's noise;
 ///   `peak = max(ema_fill, load) + 2·dev`: what a step down must leave room for;
-/// - `centre = √(low_fill · high_fill)` (≈ 0.49: "about half the capacity").
+/// - `centre = √(low_fill · high_fill)` (≈ 0.49: "about half the capacity");
+/// - the budget in records: `R = budget_ns / record_cost_ns` per interval (known when the
+///   cost is finite and positive); `A = ema_arrivals`, `dA` its noise (like `dev`);
+///   `k_up` = smallest `k` with `max(A, seen) · 2^-k ≤ R` (the lowest `k` whose predicted
+///   cost fits the budget); `k_down` = smallest `k` with `(A + 2·dA) · 2^-k ≤ 0.75·R`.
 ///
-/// Fill mode (no target), first rule that applies:
+/// First rule that applies:
 /// 1. **Critical**: `fill > critical_fill` or `dropped > 0` → `k += max(1,
-///    round(log2(demand / centre)))`: the `k` whose predicted fill is nearest to `centre`
-///    in log space (within a factor √2 of it: 0.35..0.69 with the defaults, inside the
-///    calm band 0.3..0.8 with room on both sides), from the exact `seen`, so a load step
-///    on an interval boundary is fixed in one interval. The fill EMA restarts.
-/// 2. **High**: `ema_fill > high_fill` → `k += 1`. Also on the first observation after a
-///    critical jump when its load is above `centre · √2`: the jump fell short (the load
-///    step straddled the interval, or the load is still ramping up), and one more step
-///    now pre-empts a second overload.
-/// 3. **Low**: an interval is *calm* when `ema_fill < low_fill` and the fill predicted
-///    after a step down stays clear of `high_fill` even with noise:
-///    `2 · peak < 0.8 · high_fill`. After `low_intervals` consecutive calm intervals →
-///    `k -= 1`, and the count restarts. Any other interval also restarts it.
-/// 4. Otherwise hold.
-///
-/// Target mode (`target_records_per_interval = T`), with `A = ema_arrivals` and `dA` its
-/// noise (like `dev`): `k_up` = smallest `k` with `A · 2^-k ≤ T`; `k_down` = smallest `k`
-/// with `(A + 2·dA) · 2^-k ≤ 0.75·T`. Rules 1 and 2 as above, but never below `k_up`;
-/// else if `k < k_up` → `k = k_up` at once; else an interval is calm when `k > k_down`
-/// and some `k'` in `[max(k_down, min_k), k)` has `2^(k−k') · peak < 0.8 · high_fill`,
-/// and after `low_intervals` calm intervals `k` drops to the smallest such `k'`; else
-/// hold. At a steady load the records settle between 3/8 and all of `T`.
+///    round(log2(demand / centre)))`, and at least `k_up`: the `k` whose predicted fill is
+///    nearest to `centre` in log space (within a factor √2 of it: 0.35..0.69 with the
+///    defaults, inside the calm band 0.3..0.8 with room on both sides), from the exact
+///    `seen`, so a load step on an interval boundary is fixed in one interval. The fill EMA
+///    restarts.
+/// 2. **High**: `ema_fill > high_fill` → `k += 1` (at least `k_up`). Also on the first
+///    observation after a critical jump when its load is above `centre · √2`: the jump fell
+///    short (the load step straddled the interval, or the load is still ramping up), and one
+///    more step now pre-empts a second overload.
+/// 3. **Over budget**: `k < k_up` → `k = k_up` at once.
+/// 4. **Under budget**: an interval is *evidence* for a lower `k` when events arrived
+///    (`seen > 0`), the cost is known, `ema_fill < low_fill`, and some `k'` in
+///    `[max(k_down, min_k), k)` keeps the predicted peak fill calm:
+///    `2^(k−k') · peak < 0.8 · high_fill`. After `low_intervals` consecutive such
+///    intervals `k` drops to the smallest such `k'`. An idle interval (`seen = 0`) is no
+///    evidence: an idle family keeps its `k`, whatever its budget.
+/// 5. Otherwise hold. At a steady load the records settle between 3/8 and all of `R`.
 ///
 /// Finally `k` is clamped into `[min_k, max_k]`, and `ema_fill`, `dev` and the previous
 /// load are rescaled by `2^(k_old − k_new)` so they describe the new rate. `k` only ever
@@ -382,20 +390,26 @@ pub fn step(cfg: &ControllerConfig, state: &ControllerState, obs: &Observation) 
         dev(load, state.last_load, state.ema_dev)
     };
     let mut fill_samples = state.fill_samples.saturating_add(1);
-    let ema_arrivals = ema(state.ema_arrivals, obs.seen as f64, state.intervals);
+    let seen = obs.seen as f64;
+    let ema_arrivals = ema(state.ema_arrivals, seen, state.intervals);
     let ema_arrivals_dev = if state.intervals == 0 {
         0.0
     } else {
-        dev(obs.seen as f64, state.last_arrivals, state.ema_arrivals_dev)
+        dev(seen, state.last_arrivals, state.ema_arrivals_dev)
     };
-    let target = cfg.target_records_per_interval.map(|t| {
+    // The records per interval the budget allows, when the cost of one is known.
+    let allowed = (obs.record_cost_ns.is_finite() && obs.record_cost_ns > 0.0).then(|| {
+        // NaN and negative budgets count as none (`max` drops the NaN).
+        obs.budget_ns.max(0.0) / obs.record_cost_ns
+    });
+    let budget = allowed.map(|r| {
         let arrivals_peak = ema_arrivals + LOWER_DEVIATIONS * ema_arrivals_dev;
         (
-            k_for(ema_arrivals, t),
-            k_for(arrivals_peak, t * TARGET_LOWER_MARGIN),
+            k_for(ema_arrivals.max(seen), r),
+            k_for(arrivals_peak, r * BUDGET_LOWER_MARGIN),
         )
     });
-    let k_up = target.map_or(i32::MIN, |(up, _)| up);
+    let k_up = budget.map_or(i32::MIN, |(up, _)| up);
     let mut low_streak = 0;
     // What a step down must make room for: the load now or on average, plus its noise.
     let peak = ema_fill.max(load) + LOWER_DEVIATIONS * ema_dev;
@@ -408,26 +422,19 @@ pub fn step(cfg: &ControllerConfig, state: &ControllerState, obs: &Observation) 
         (k_old.saturating_add(need).max(k_up), Decision::Critical)
     } else if ema_fill > cfg.high_fill || (after_jump && ema_fill > cfg.centre_fill() * SQRT_2) {
         ((k_old + 1).max(k_up), Decision::HighFill)
-    } else if let Some((k_up, k_down)) = target {
-        if k_old < k_up {
-            (k_up, Decision::Target)
-        } else {
-            let to = lowest_calm_k(cfg, k_old, k_down.max(i32::from(cfg.min_k)), peak);
-            if to < k_old {
-                low_streak = state.low_streak.saturating_add(1);
-            }
-            if to < k_old && low_streak >= cfg.low_intervals {
-                low_streak = 0;
-                (to, Decision::Target)
-            } else {
-                (k_old, Decision::Hold)
-            }
+    } else if k_old < k_up {
+        (k_up, Decision::OverBudget)
+    } else if let Some((_, k_down)) = budget
+        && obs.seen > 0
+        && ema_fill < cfg.low_fill
+    {
+        let to = lowest_calm_k(cfg, k_old, k_down.max(i32::from(cfg.min_k)), peak);
+        if to < k_old {
+            low_streak = state.low_streak.saturating_add(1);
         }
-    } else if ema_fill < cfg.low_fill && 2.0 * peak < cfg.high_fill * LOWER_HEADROOM {
-        low_streak = state.low_streak.saturating_add(1);
-        if low_streak >= cfg.low_intervals && k_old > i32::from(cfg.min_k) {
+        if to < k_old && low_streak >= cfg.low_intervals {
             low_streak = 0;
-            (k_old - 1, Decision::LowFill)
+            (to, Decision::UnderBudget)
         } else {
             (k_old, Decision::Hold)
         }
@@ -458,7 +465,7 @@ pub fn step(cfg: &ControllerConfig, state: &ControllerState, obs: &Observation) 
         last_load,
         ema_arrivals,
         ema_arrivals_dev,
-        last_arrivals: obs.seen as f64,
+        last_arrivals: seen,
         low_streak,
         fill_samples,
         intervals: state.intervals.saturating_add(1),
@@ -472,12 +479,14 @@ fn log2_steps(ratio: f64) -> i32 {
     ratio.log2().round() as i32
 }
 
-/// Smallest `k ≥ 0` with `arrivals · 2^-k ≤ target`.
-fn k_for(arrivals: f64, target: f64) -> i32 {
-    if arrivals <= target {
+/// Smallest `k ≥ 0` with `arrivals · 2^-k ≤ allowed` (saturating at `i32::MAX` when
+/// nothing is allowed).
+fn k_for(arrivals: f64, allowed: f64) -> i32 {
+    if arrivals <= allowed {
         0
     } else {
-        (arrivals / target).log2().ceil() as i32
+        // `as` saturates: `allowed = 0` gives +∞ → i32::MAX.
+        (arrivals / allowed).log2().ceil() as i32
     }
 }
 
@@ -504,13 +513,19 @@ mod tests {
     /// Default ring capacity available to one metric (one 2048-record ring).
     const CAP: u64 = 2048;
 
+    /// What one simulated record costs, ns.
+    const RECORD_NS: f64 = 100.0;
+
     /// A simulated metric: per interval `arrivals = λ·(1 + u)` with `u` uniform in
     /// `[-noise, noise]`, records ~ Binomial(arrivals, 2^-k) (normal approximation), a ring
-    /// of `capacity` records drained once per interval with `DropNewest`.
+    /// of `capacity` records drained once per interval with `DropNewest`, each record
+    /// costing [`RECORD_NS`] against a budget of `budget_records` records per interval
+    /// (unlimited unless set: the ring is then what binds).
     struct Sim {
         rng: Xoshiro256PlusPlus,
         capacity: u64,
         noise: f64,
+        budget_records: f64,
     }
 
     impl Sim {
@@ -519,7 +534,13 @@ mod tests {
                 rng: Xoshiro256PlusPlus::seed_from_u64(seed),
                 capacity,
                 noise,
+                budget_records: f64::INFINITY,
             }
+        }
+
+        fn with_budget(mut self, records: f64) -> Self {
+            self.budget_records = records;
+            self
         }
 
         /// Uniform in `[0, 1)`.
@@ -551,6 +572,8 @@ mod tests {
                 pushed,
                 dropped: records - pushed,
                 capacity: self.capacity,
+                budget_ns: self.budget_records * RECORD_NS,
+                record_cost_ns: RECORD_NS,
             }
         }
     }
@@ -710,18 +733,10 @@ mod tests {
             let e = err(ControllerConfig { ema_alpha: a, ..d });
             assert!(e.contains("ema_alpha must be a number in (0, 1]"), "{e}");
         }
-        for t in [0.0, -1.0, f64::INFINITY, f64::NAN] {
-            let e = err(ControllerConfig {
-                target_records_per_interval: Some(t),
-                ..d
-            });
-            assert!(e.contains("target_records_per_interval must be"), "{e}");
-        }
         let ok = ControllerConfig {
             critical_fill: 1.0,
             ema_alpha: 1.0,
             low_intervals: 1,
-            target_records_per_interval: Some(0.5),
             ..d
         };
         assert_eq!(ok.validate(), Ok(()));
@@ -731,12 +746,16 @@ mod tests {
     fn single_step_rules() {
         let cfg = ControllerConfig::default();
         let st = ControllerState::new(5);
+        // An unlimited budget: the ring is what binds here (the budget rules have their
+        // own tests below).
         let obs = |fill: f64, seen: u64, dropped: u64| Observation {
             fill,
             seen,
             pushed: seen / 32 - dropped,
             dropped,
             capacity: CAP,
+            budget_ns: f64::INFINITY,
+            record_cost_ns: RECORD_NS,
         };
         // Calm: hold.
         let s = step(&cfg, &st, &obs(0.5, 32 * 1024, 0));
@@ -771,26 +790,22 @@ mod tests {
         // High EMA: +1 (first observation seeds the EMA).
         let s = step(&cfg, &st, &obs(0.85, 32 * 1741, 0));
         assert_eq!((s.k, s.decision), (6, Decision::HighFill));
-        // Low: three intervals, then −1.
+        // Cheap and low: three intervals of evidence, then −1 (−2 would predict 0.8).
         let mut s = st;
         for i in 0..3 {
             assert_eq!(s.k, 5, "interval {i}");
             s = step(&cfg, &s, &obs(0.2, 32 * 410, 0));
         }
-        assert_eq!((s.k, s.decision), (4, Decision::LowFill));
+        assert_eq!((s.k, s.decision), (4, Decision::UnderBudget));
         assert!(
             (s.ema_fill - 0.4).abs() < 1e-3,
             "EMA rescaled to the new k: {s:?}"
         );
-        // Low, but the step down would land too close to high_fill: blocked, and the
-        // blocked intervals do not count toward the streak (hysteresis).
-        let narrow = ControllerConfig {
-            low_fill: 0.39,
-            ..cfg
-        };
+        // Cheap, but the step down would land too close to high_fill (0.7 ≥ 0.64):
+        // blocked, and the blocked intervals do not count toward the streak (hysteresis).
         let mut s = st;
         for _ in 0..10 {
-            s = step(&narrow, &s, &obs(0.35, 32 * 717, 0));
+            s = step(&cfg, &s, &obs(0.35, 32 * 717, 0));
         }
         assert_eq!((s.k, s.decision, s.low_streak), (5, Decision::Hold, 0));
         // Low on average but noisy: 0.05 and 0.29 alternating (EMA ≈ 0.17). Doubling the
@@ -813,46 +828,185 @@ mod tests {
         assert_eq!(step(&cfg, &ControllerState::new(40), &obs(0.5, 0, 0)).k, 7);
     }
 
-    #[test]
-    fn target_mode_picks_smallest_k_meeting_target() {
-        let cfg = ControllerConfig {
-            target_records_per_interval: Some(1000.0),
-            min_k: 0,
-            max_k: 20,
-            ..ControllerConfig::default()
-        };
-        let obs = |seen: u64, k: u8| Observation {
-            fill: 0.1,
+    /// An observation at `k` of `seen` events (every record pushed, the ring far from
+    /// full), each record costing [`RECORD_NS`], with a budget of `budget_ms` per interval.
+    fn budget_obs(seen: u64, k: u8, budget_ms: f64) -> Observation {
+        Observation {
+            fill: 0.01,
             seen,
             pushed: seen >> k,
             dropped: 0,
-            capacity: 1 << 20,
-        };
-        // 100k arrivals: 2^-7 gives 781 ≤ 1000, 2^-6 gives 1562.
-        let s = step(&cfg, &ControllerState::new(0), &obs(100_000, 0));
-        assert_eq!((s.k, s.decision), (7, Decision::Target));
-        // Arrivals fall to 40k: k_down (smallest k with records plus noise ≤ 750) becomes 6
-        // (625 records) once the EMA is below 48k and the deviation left by the drop has
-        // decayed; k goes there after low_intervals calm intervals.
-        let mut s = s;
-        for _ in 0..20 {
-            s = step(&cfg, &s, &obs(40_000, s.k));
+            capacity: 1 << 40,
+            budget_ns: budget_ms * 1e6,
+            record_cost_ns: RECORD_NS,
         }
-        assert_eq!((s.k, s.decision), (6, Decision::Hold));
-        // At 50k arrivals 2^-6 gives 781 > 750: the hysteresis keeps k at 7 (390 records).
-        let mut s7 = step(&cfg, &ControllerState::new(0), &obs(100_000, 0));
-        for _ in 0..20 {
-            s7 = step(&cfg, &s7, &obs(50_000, s7.k));
-        }
-        assert_eq!(s7.k, 7);
-        // Critical fill still raises at once, never below k_up.
-        let full = Observation {
-            fill: 1.0,
-            dropped: 10,
-            ..obs(40_000, 6)
+    }
+
+    /// Predicted cost of an interval at `k`, ms.
+    fn cost_ms(seen: u64, k: u8) -> f64 {
+        seen as f64 * k_to_rate(k) * RECORD_NS * 1e-6
+    }
+
+    /// (a) A load whose records would cost more than the budget gets `k` raised at once to
+    /// the smallest `k` whose predicted cost fits, and stays there.
+    #[test]
+    fn heavy_load_over_budget_raises_k_until_the_cost_fits() {
+        let cfg = ControllerConfig {
+            min_k: 0,
+            max_k: 30,
+            ..ControllerConfig::default()
         };
-        let s2 = step(&cfg, &s, &full);
-        assert_eq!((s2.k, s2.decision), (7, Decision::Critical));
+        // 200 M events per interval, 100 ns a record, 10 ms of budget (1% of a core over
+        // 1 s): 100 k records allowed, so k = 11 (97.7 k records, 9.8 ms); k = 10 would
+        // cost 19.5 ms.
+        let seen = 200_000_000;
+        for k0 in [0, 5, 10] {
+            let mut s = ControllerState::new(k0);
+            assert!(
+                cost_ms(seen, k0) > 10.0,
+                "the load is over budget at k {k0}"
+            );
+            s = step(&cfg, &s, &budget_obs(seen, k0, 10.0));
+            assert_eq!((s.k, s.decision), (11, Decision::OverBudget), "from k {k0}");
+            assert!(cost_ms(seen, s.k) <= 10.0 && cost_ms(seen, s.k - 1) > 10.0);
+            for _ in 0..50 {
+                s = step(&cfg, &s, &budget_obs(seen, s.k, 10.0));
+                assert_eq!(s.k, 11, "{s:?}");
+            }
+        }
+        // A load step within a run: fixed in the interval that saw it.
+        let mut s = ControllerState::new(5);
+        for _ in 0..10 {
+            s = step(&cfg, &s, &budget_obs(1000, s.k, 10.0));
+        }
+        let s = step(&cfg, &s, &budget_obs(seen, s.k, 10.0));
+        assert_eq!((s.k, s.decision), (11, Decision::OverBudget));
+        // Inside the bounds: with the default max_k (2^-7) the same load saturates.
+        let s = step(
+            &ControllerConfig::default(),
+            &ControllerState::new(7),
+            &budget_obs(seen, 7, 10.0),
+        );
+        assert_eq!((s.k, s.decision), (7, Decision::Saturated));
+        // No budget at all (0, negative or NaN): the lowest rate once events arrive.
+        for none in [0.0, -1.0, f64::NAN] {
+            let s = step(&cfg, &ControllerState::new(5), &budget_obs(10, 5, none));
+            assert_eq!((s.k, s.decision), (30, Decision::OverBudget), "{none}");
+        }
+    }
+
+    /// (b) An idle family (no events), or one whose record cost is unknown, never goes
+    /// below its starting `k` (a rate above the starting rate), however large its budget.
+    #[test]
+    fn idle_family_stays_at_its_starting_rate() {
+        let cfg = ControllerConfig::default();
+        for k0 in [4, 5, 7] {
+            let mut s = ControllerState::new(k0);
+            for t in 0..1000 {
+                s = step(&cfg, &s, &budget_obs(0, s.k, 1e9));
+                assert_eq!(s.k, k0, "interval {t}: {s:?}");
+            }
+            // Events, but an unknown cost: no evidence either.
+            for unknown in [0.0, -5.0, f64::NAN, f64::INFINITY] {
+                let mut s = ControllerState::new(k0);
+                for t in 0..100 {
+                    let obs = Observation {
+                        record_cost_ns: unknown,
+                        ..budget_obs(100, s.k, 1e9)
+                    };
+                    s = step(&cfg, &s, &obs);
+                    assert_eq!(s.k, k0, "cost {unknown}, interval {t}: {s:?}");
+                }
+            }
+            // Idle intervals between busy ones break the streak: one event every other
+            // interval never gathers 3 intervals of evidence in a row.
+            let mut s = ControllerState::new(k0);
+            for t in 0..100 {
+                s = step(&cfg, &s, &budget_obs(t % 2, s.k, 1e9));
+                assert_eq!(s.k, k0, "interval {t}: {s:?}");
+            }
+        }
+    }
+
+    /// (c) Ring pressure still halves the rate at once, even with budget to spare.
+    #[test]
+    fn ring_pressure_raises_k_at_once_whatever_the_budget() {
+        let cfg = ControllerConfig::default();
+        // Records at k = 5 matching the fill, a budget far above their cost.
+        let cheap = |fill: f64, dropped: u64| {
+            let pushed = if fill.is_finite() {
+                (fill.min(1.0) * CAP as f64) as u64
+            } else {
+                CAP
+            };
+            Observation {
+                fill,
+                dropped,
+                capacity: CAP,
+                ..budget_obs(32 * pushed, 5, 1e9)
+            }
+        };
+        let s = step(&cfg, &ControllerState::new(5), &cheap(0.5, 0));
+        assert_eq!((s.k, s.decision), (5, Decision::Hold));
+        // Past critical fill, or any drop: +1 at least, in the interval that saw it.
+        for (fill, dropped) in [(0.96, 0), (1.0, 0), (f64::NAN, 0), (0.5, 1)] {
+            let s = step(&cfg, &ControllerState::new(5), &cheap(fill, dropped));
+            assert!(s.k >= 6, "fill {fill} dropped {dropped}: {s:?}");
+            assert_eq!(s.decision, Decision::Critical);
+        }
+        // A high fill EMA: +1.
+        let s = step(&cfg, &ControllerState::new(5), &cheap(0.85, 0));
+        assert_eq!((s.k, s.decision), (6, Decision::HighFill));
+        // And a cheap family held at a low k by ring pressure is not lowered back into it.
+        let mut s = ControllerState::new(6);
+        for _ in 0..50 {
+            // 0.4 full at k = 6: 0.8 at k = 5, past 0.64.
+            s = step(&cfg, &s, &cheap(0.4, 0));
+        }
+        assert_eq!(s.k, 6);
+    }
+
+    /// (d) A cheap, light load goes up to the maximum rate, and a load that the maximum
+    /// rate would make too costly stops at the highest rate within the budget.
+    #[test]
+    fn light_load_rises_to_max_rate_only_within_budget() {
+        let cfg = ControllerConfig::default();
+        // 1,000 events per interval: at 2^-3, 125 records, 12.5 µs of a 10 ms budget.
+        let mut s = ControllerState::new(DEFAULT_BASE_K);
+        let mut ks = Vec::new();
+        for _ in 0..30 {
+            s = step(&cfg, &s, &budget_obs(1000, s.k, 10.0));
+            ks.push(s.k);
+        }
+        assert_eq!(s.k, cfg.min_k, "{ks:?}");
+        assert!(cost_ms(1000, s.k) <= 10.0);
+        assert!(ks.windows(2).all(|w| w[1] <= w[0]), "monotone: {ks:?}");
+        // 1 M events per interval: 2^-3 would be 125 k records (12.5 ms > 10 ms); 2^-4 is
+        // 62.5 k records (6.25 ms, within 0.75 of the budget): k settles at 4, not 3.
+        for k0 in [DEFAULT_BASE_K, DEFAULT_MAX_K] {
+            let mut s = ControllerState::new(k0);
+            let mut ks = Vec::new();
+            for _ in 0..60 {
+                s = step(&cfg, &s, &budget_obs(1_000_000, s.k, 10.0));
+                ks.push(s.k);
+            }
+            assert_eq!(s.k, 4, "{ks:?}");
+            assert!(cost_ms(1_000_000, s.k) <= 10.0 && cost_ms(1_000_000, s.k - 1) > 10.0);
+        }
+        // With noise (±30% arrivals, binomial records) around a budget the maximum rate
+        // would exceed on average: never past it on average, never oscillating.
+        for seed in 0..20 {
+            let mut sim = Sim::new(seed, 1 << 40, 0.3).with_budget(100_000.0);
+            let lam = 1_000_000.0;
+            let run = simulate(&cfg, DEFAULT_BASE_K, &mut sim, 300, |_| lam);
+            let last = *run.ks.last().unwrap();
+            assert!(
+                lam * k_to_rate(last) <= 100_000.0,
+                "seed {seed}: {:?}",
+                run.ks
+            );
+            assert!(direction_changes(&run.ks) <= 1, "seed {seed}: {:?}", run.ks);
+        }
     }
 
     /// Requirement 1: a 10× load step settles within 3 intervals.
@@ -917,7 +1071,8 @@ mod tests {
     /// Loads put the mean fill exactly at, just under and just over every threshold
     /// (0.3, 0.8, 0.95) and in between, at every `k` from min_k to max_k, plus overload at
     /// max_k and idle; arrival noise ±10% and ±30% (uniform, independent per interval)
-    /// plus binomial record noise; 5 seeds each; fill mode and target mode: 1,800 runs.
+    /// plus binomial record noise; 5 seeds each; a budget that never binds and one of 800
+    /// records per interval: 1,800 runs.
     /// Deterministic (fixed seeds).
     ///
     /// Why it holds: after any rise the mean fill is at least ~0.35 (half of > 0.8 is 0.4;
@@ -933,22 +1088,20 @@ mod tests {
             0.96, 1.5, 4.0,
         ];
         for noise in [0.1, 0.3] {
-            for target in [None, Some(800.0)] {
-                let cfg = ControllerConfig {
-                    target_records_per_interval: target,
-                    ..ControllerConfig::default()
-                };
+            for budget in [f64::INFINITY, 800.0] {
+                let cfg = ControllerConfig::default();
                 let mut runs_by_changes = [0usize; 3];
                 for k_at in cfg.min_k..=cfg.max_k {
                     for &f in &fills {
                         for seed in 0..5 {
-                            let mut sim = Sim::new(seed * 7919 + u64::from(k_at), CAP, noise);
+                            let mut sim = Sim::new(seed * 7919 + u64::from(k_at), CAP, noise)
+                                .with_budget(budget);
                             let lam = load_at(f, k_at);
                             let run = simulate(&cfg, DEFAULT_BASE_K, &mut sim, 600, |_| lam);
                             let c = direction_changes(&run.ks);
                             assert!(
                                 c <= 2,
-                                "noise {noise} target {target:?} fill {f} at k {k_at} seed \
+                                "noise {noise} budget {budget} fill {f} at k {k_at} seed \
                                  {seed}: {c} changes: {:?}",
                                 run.ks
                             );
@@ -957,7 +1110,7 @@ mod tests {
                     }
                 }
                 println!(
-                    "measured: constant load, noise ±{noise}, target {target:?}: runs with \
+                    "measured: constant load, noise ±{noise}, budget {budget} records: runs with \
                      0/1/2 direction changes {runs_by_changes:?}"
                 );
             }
@@ -967,8 +1120,9 @@ mod tests {
     /// Requirement 3: `k` stays in `[min_k, max_k]` whatever the input.
     ///
     /// 300 seeds × 300 intervals: random valid configs (any bounds up to 63, thresholds,
-    /// alpha, target or not), random initial `k` (in or out of range), and observations
-    /// that need not be consistent (NaN and out-of-range fill, zero capacity, huge counts).
+    /// alpha), random initial `k` (in or out of range), and observations that need not be
+    /// consistent (NaN and out-of-range fill, zero capacity, huge counts, budgets and costs
+    /// that are NaN, zero, negative, infinite or tiny).
     #[test]
     fn k_stays_within_bounds_under_random_loads() {
         for seed in 0..300u64 {
@@ -985,8 +1139,6 @@ mod tests {
                 critical_fill: high_fill + (1.0 - high_fill) * sim.uniform().max(1e-3),
                 low_intervals: 1 + (sim.uniform() * 5.0) as u32,
                 ema_alpha: sim.uniform().max(1e-3),
-                target_records_per_interval: (sim.uniform() < 0.3)
-                    .then(|| (sim.uniform() * 30.0).exp2()),
             };
             assert_eq!(cfg.validate(), Ok(()), "{cfg:?}");
             let mut st = ControllerState::new((sim.uniform() * 256.0) as u8);
@@ -1014,6 +1166,20 @@ mod tests {
                         0
                     } else {
                         big(&mut sim)
+                    },
+                    budget_ns: match (sim.uniform() * 8.0) as u32 {
+                        0 => f64::NAN,
+                        1 => f64::INFINITY,
+                        2 => -sim.uniform(),
+                        3 => 0.0,
+                        _ => big(&mut sim) as f64,
+                    },
+                    record_cost_ns: match (sim.uniform() * 8.0) as u32 {
+                        0 => f64::NAN,
+                        1 => f64::INFINITY,
+                        2 => 0.0,
+                        3 => 1e-300,
+                        _ => sim.uniform() * 1000.0,
                     },
                 };
                 st = step(&cfg, &st, &obs);

@@ -368,12 +368,24 @@ impl Distribution {
 /// its possible overcount. For every reported key,
 /// `estimate − overcount ≤ true weight ≤ estimate`; any key whose true weight exceeds
 /// `total / capacity` is reported.
+///
+/// The entry evicted is the first (lowest index) of those with the smallest count. Finding
+/// it is amortized: a scan collects every entry at the smallest count (in index order), and
+/// evictions take them from that list until it runs out. Counts only grow and an evicted
+/// entry restarts above the minimum, so no entry can join the smallest count while the list
+/// lasts; entries that grew since the scan are skipped. Each eviction therefore picks the
+/// entry a full scan would have picked, and the scan is paid once per run of ties (with
+/// equal weights, as when the rate holds still, most evictions find the list ready).
 #[derive(Debug, Clone)]
 pub struct TopK {
     capacity: usize,
     index: HashMap<u64, usize, rustc_hash::FxBuildHasher>,
     /// `(key, estimated weight, overcount)`.
     entries: Vec<(u64, f64, f64)>,
+    /// The smallest count at the last scan, and the entries that had it, highest index
+    /// first (evictions pop from the end).
+    min: f64,
+    at_min: Vec<u32>,
 }
 
 impl TopK {
@@ -383,11 +395,20 @@ impl TopK {
             capacity: capacity.max(1),
             index: HashMap::default(),
             entries: Vec::new(),
+            min: 0.0,
+            at_min: Vec::new(),
         }
     }
 
     /// Adds `weight` to `key`.
+    #[inline]
     pub fn add(&mut self, key: u64, weight: f64) {
+        // A weight that is not positive could shrink a count (or make it NaN).
+        let odd = weight.is_nan() || weight <= 0.0;
+        if odd {
+            // The next eviction scans afresh.
+            self.at_min.clear();
+        }
         if let Some(&i) = self.index.get(&key) {
             self.entries[i].1 += weight;
             return;
@@ -397,15 +418,52 @@ impl TopK {
             self.entries.push((key, weight, 0.0));
             return;
         }
-        let (i, &(old, min, _)) = self
-            .entries
-            .iter()
-            .enumerate()
-            .min_by(|a, b| a.1.1.total_cmp(&b.1.1))
-            .expect("capacity ≥ 1");
+        let i = self.first_at_min();
+        let (old, min, _) = self.entries[i];
         self.index.remove(&old);
         self.index.insert(key, i);
         self.entries[i] = (key, min + weight, min);
+        if odd {
+            // The new entry may sit below the listed minimum.
+            self.at_min.clear();
+        } else if (min + weight).total_cmp(&min).is_eq() {
+            // Past 2^53 times the weight the sum rounds back to `min`: still the first.
+            self.at_min.push(i as u32);
+        }
+    }
+
+    /// The lowest index among the entries with the smallest count (the table is full).
+    #[inline]
+    fn first_at_min(&mut self) -> usize {
+        while let Some(i) = self.at_min.pop() {
+            let i = i as usize;
+            // Skipped if it grew since the scan (counts never shrink).
+            if self.entries[i].1.total_cmp(&self.min).is_eq() {
+                return i;
+            }
+        }
+        self.scan_min()
+    }
+
+    /// Collects the entries at the smallest count; returns the first of them.
+    #[cold]
+    fn scan_min(&mut self) -> usize {
+        let min = self
+            .entries
+            .iter()
+            .map(|e| e.1)
+            .min_by(f64::total_cmp)
+            .expect("capacity ≥ 1");
+        self.min = min;
+        self.at_min.clear();
+        self.at_min.extend(
+            (0..self.entries.len() as u32)
+                .rev()
+                .filter(|&i| self.entries[i as usize].1.total_cmp(&min).is_eq()),
+        );
+        self.at_min
+            .pop()
+            .expect("the minimum is some entry's count") as usize
     }
 
     /// The `n` heaviest keys: `(key, estimated weight, maximum overcount)`, heaviest first.
@@ -676,6 +734,69 @@ mod tests {
         assert_eq!(d.count_estimate().value, 1.0 + 1.0 + 1.0 + 8.0);
         let q = d.quantile(0.1, Z95).unwrap();
         assert!((q.value - 0.5).abs() <= 0.5 * 0.01, "{q:?}");
+    }
+
+    /// The space-saving table as first written (a full scan for the first smallest count at
+    /// every eviction): `TopK` must keep exactly the same entries.
+    fn reference_top_k(capacity: usize, stream: &[(u64, f64)]) -> Vec<(u64, f64, f64)> {
+        let mut entries: Vec<(u64, f64, f64)> = Vec::new();
+        for &(key, weight) in stream {
+            if let Some(e) = entries.iter_mut().find(|e| e.0 == key) {
+                e.1 += weight;
+            } else if entries.len() < capacity {
+                entries.push((key, weight, 0.0));
+            } else {
+                let (i, &(_, min, _)) = entries
+                    .iter()
+                    .enumerate()
+                    .min_by(|a, b| a.1.1.total_cmp(&b.1.1))
+                    .unwrap();
+                entries[i] = (key, min + weight, min);
+            }
+        }
+        entries
+    }
+
+    #[test]
+    fn top_k_matches_the_full_scan_exactly() {
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(5);
+        // Weight patterns: one k (ties everywhere), k changing in phases, k per record,
+        // and odd weights (non-powers of two, a zero and a negative one).
+        for pattern in 0..4 {
+            for (capacity, keys) in [(1, 3), (4, 10), (64, 1024), (64, 70), (16, 10)] {
+                let stream: Vec<(u64, f64)> = (0..20_000)
+                    .map(|i| {
+                        let u = uniform(&mut rng);
+                        // Half uniform over `keys`, half skewed toward small keys.
+                        let key = if i % 2 == 0 {
+                            rng.next_u64() % keys
+                        } else {
+                            (keys as f64).powf(u) as u64
+                        };
+                        let w = match pattern {
+                            0 => 32.0,
+                            1 => (1u64 << (i / 5000 + 2)) as f64,
+                            2 => (1u64 << (rng.next_u64() % 6)) as f64,
+                            _ => match rng.next_u64() % 100 {
+                                0 => 0.0,
+                                1 => -1.0,
+                                r => 0.5 + r as f64 / 7.0,
+                            },
+                        };
+                        (key, w)
+                    })
+                    .collect();
+                let mut top = TopK::new(capacity);
+                for &(k, w) in &stream {
+                    top.add(k, w);
+                }
+                assert_eq!(
+                    top.entries,
+                    reference_top_k(capacity, &stream),
+                    "pattern {pattern}, capacity {capacity}, {keys} keys"
+                );
+            }
+        }
     }
 
     #[test]

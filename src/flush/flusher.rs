@@ -8,6 +8,7 @@ use std::ptr;
 use std::sync::atomic::Ordering;
 
 use super::controller::{ControllerConfig, ControllerState, Observation, step};
+use super::cpu_clock::thread_cpu_ns;
 use super::estimate::{Distribution, TopK, Totals, Z95};
 use super::{
     EXEMPLARS_PER_SERIES, ExemplarRecord, FlushStats, Published, Quantile, SeriesEstimate,
@@ -24,6 +25,19 @@ const TOP_K_CAPACITY: usize = 64;
 const TOP_K_PUBLISHED: usize = 10;
 /// Quantiles published per series.
 pub(crate) const QUANTILES: [f64; 4] = [0.5, 0.9, 0.99, 0.999];
+
+/// Entries of the drain's series-position cache (a power of two).
+const SERIES_CACHE: usize = 16;
+
+/// The cache slot of a series id (Fibonacci hashing: ids of neighbouring series differ by
+/// their cell count, so their low bits alone would collide).
+#[inline]
+fn series_slot(series: u32) -> usize {
+    (series.wrapping_mul(0x9e37_79b9) >> (32 - SERIES_CACHE.trailing_zeros())) as usize
+}
+
+/// Flush intervals `ns_per_record` averages over.
+const RECENT_INTERVALS: usize = 8;
 
 /// Steps the quantile window ages out in (as Prometheus client summaries' age buckets).
 const WINDOW_STEPS: usize = 5;
@@ -180,6 +194,40 @@ pub(crate) struct FlushState {
     stats: FlushStats,
     /// Calibrated recording cost (ns): a call not sampled, a sampled call.
     calibration: (f64, f64),
+    /// CPU ns spent in drains and flushes, ever.
+    cpu_ns: u64,
+    /// CPU ns spent in drains since the last flush.
+    interval_cpu_ns: u64,
+    /// `(CPU ns, records drained)` of the last [`RECENT_INTERVALS`] flush intervals.
+    recent: std::collections::VecDeque<(u64, u64)>,
+    /// The sampled layer's CPU budget, a fraction of one core.
+    overhead_budget: f64,
+    /// When the controllers last stepped.
+    last_adapt: Option<Instant>,
+}
+
+/// Shares `total` ns of budget among families that would cost `demands` ns each at the
+/// highest rate (water-filling): from the cheapest up, each gets `4 ×` its demand or an
+/// equal part of what is left, whichever is less. A cheap family thus keeps room for its
+/// noise and the controller's margin at the highest rate, the rest is split evenly among
+/// the expensive ones, and the shares never add up to more than `total`.
+fn share_budget(total: f64, demands: &[f64]) -> Vec<f64> {
+    let mut order: Vec<usize> = (0..demands.len()).collect();
+    order.sort_by(|&a, &b| demands[a].total_cmp(&demands[b]));
+    let mut shares = vec![0.0; demands.len()];
+    let mut left = total.max(0.0);
+    for (n, &i) in order.iter().enumerate() {
+        let fair = left / (demands.len() - n) as f64;
+        let d = demands[i];
+        let share = if d.is_finite() && d >= 0.0 {
+            (4.0 * d).min(fair)
+        } else {
+            fair
+        };
+        shares[i] = share;
+        left -= share;
+    }
+    shares
 }
 
 impl FlushState {
@@ -187,12 +235,17 @@ impl FlushState {
     /// thread, so a family's `fill` is the fullest ring's fill times the family's share of
     /// this interval's pushes: a family that contributes little is not slowed down by
     /// another's burst.
+    ///
+    /// The overhead budget (a fraction of one core, over the time since the last step) is
+    /// shared out by [`share_budget`]; a record costs the calibrated difference between a
+    /// sampled and a skipped call plus the flusher's recent CPU per drained record.
     fn adapt(
         &mut self,
         registry: &Registry,
         sampled: &[(Box<str>, LabelSet, Sampled)],
         fill_max: f64,
         rings: usize,
+        now: Instant,
     ) {
         let c = &registry.pipeline().config;
         let cfg = ControllerConfig {
@@ -232,7 +285,30 @@ impl FlushState {
             })
             .collect();
         let all_pushed: u64 = deltas.iter().map(|d| d.2.1).sum();
-        for (key, metric, (seen, pushed, dropped)) in deltas {
+        let elapsed = self
+            .last_adapt
+            .map_or(Duration::ZERO, |t| now.saturating_duration_since(t));
+        self.last_adapt = Some(now);
+        let (unsampled, sampled_ns) = self.calibration;
+        let flusher_ns = self.stats.ns_per_record;
+        let record_cost_ns = (sampled_ns - unsampled).max(0.0)
+            + if flusher_ns.is_finite() {
+                flusher_ns
+            } else {
+                0.0
+            };
+        // What each family would cost at the highest rate, at the arrivals its controller
+        // reacts to (`max(seen, EMA)`: see `step`).
+        let max_rate = super::controller::k_to_rate(cfg.min_k);
+        let demands: Vec<f64> = deltas
+            .iter()
+            .map(|(key, _, (seen, _, _))| {
+                let ema = self.control[key].state.ema_arrivals;
+                (*seen as f64).max(ema) * max_rate * record_cost_ns
+            })
+            .collect();
+        let budgets = share_budget(self.overhead_budget * elapsed.as_nanos() as f64, &demands);
+        for ((key, metric, (seen, pushed, dropped)), budget_ns) in deltas.into_iter().zip(budgets) {
             let share = if all_pushed == 0 {
                 0.0
             } else {
@@ -248,16 +324,21 @@ impl FlushState {
                 pushed,
                 dropped,
                 capacity: (c.ring_capacity.next_power_of_two() * rings) as u64,
+                budget_ns,
+                record_cost_ns,
             };
             control.state = step(&cfg, &control.state, &obs);
             metric.k.store(control.state.k, Ordering::Relaxed);
         }
     }
 
-    /// An empty state with the recording cost calibrated at start.
-    pub(crate) fn new(calibration: (f64, f64)) -> Self {
+    /// An empty state with the recording cost calibrated at start and the overhead budget
+    /// (a fraction of one core, validated by the configuration).
+    pub(crate) fn new(calibration: (f64, f64), overhead_budget: f64) -> Self {
         Self {
             calibration,
+            overhead_budget,
+            last_adapt: Some(Instant::now()),
             ..Self::default()
         }
     }
@@ -265,23 +346,34 @@ impl FlushState {
     /// Drains every ring of `pipeline` and its critical lane into the aggregates, noting
     /// the fullest ring. Cheap (no registry access): the flusher does this alone when a
     /// producer wakes it early, and a full [`FlushState::flush`] at interval boundaries.
+    /// Its CPU time counts toward the flusher's.
     pub(crate) fn drain(&mut self, pipeline: &Pipeline) {
+        let cpu = thread_cpu_ns();
+        self.drain_rings(pipeline);
+        let spent = thread_cpu_ns().saturating_sub(cpu);
+        self.cpu_ns += spent;
+        self.interval_cpu_ns += spent;
+    }
+
+    fn drain_rings(&mut self, pipeline: &Pipeline) {
         self.consumers.extend(pipeline.take_new_rings());
         let (series, index) = (&mut self.series, &mut self.index);
         let mut drained = 0u64;
-        // Records of one series come in runs (one thread, one hot call site), so the last
-        // series' position is kept at hand and the map is consulted only on a change.
-        let mut last = (u32::MAX, usize::MAX);
+        // A ring interleaves the records of a thread's few hot call sites, so a small
+        // direct-mapped cache of series positions answers nearly every record and the map
+        // is consulted only on a miss.
+        let mut cache = [(u32::MAX, 0usize); SERIES_CACHE];
         let mut absorb = |r: Record| {
             drained += 1;
-            if last.0 != r.series {
+            let slot = &mut cache[series_slot(r.series)];
+            if slot.0 != r.series {
                 let i = *index.entry(r.series).or_insert_with(|| {
                     series.push(SeriesAgg::default());
                     series.len() - 1
                 });
-                last = (r.series, i);
+                *slot = (r.series, i);
             }
-            series[last.1].absorb(&r);
+            series[slot.1].absorb(&r);
         };
         let (mut fill_max, mut fill_sum) = (0f64, 0f64);
         let rings_before = self.consumers.len();
@@ -316,6 +408,7 @@ impl FlushState {
     /// estimates and the rate, and publishes the result.
     pub(crate) fn flush(&mut self, registry: &Registry) {
         let start = Instant::now();
+        let cpu_start = thread_cpu_ns();
         let pipeline = registry.pipeline();
         // Age the quantile windows before draining, so this interval's records land in the
         // step that is current now.
@@ -323,7 +416,7 @@ impl FlushState {
         for agg in &mut self.series {
             agg.age(start, step);
         }
-        self.drain(pipeline);
+        self.drain_rings(pipeline);
         let window = std::mem::take(&mut self.window);
         let (fill_max, drained) = (window.fill_max, window.records);
         let rings = self.consumers.len();
@@ -332,7 +425,13 @@ impl FlushState {
         if pipeline.config.adaptive {
             // Each drain in the window emptied every ring once: that is the capacity the
             // interval had.
-            self.adapt(registry, &sampled, fill_max, rings * window.drains as usize);
+            self.adapt(
+                registry,
+                &sampled,
+                fill_max,
+                rings * window.drains as usize,
+                start,
+            );
         }
         // Estimates are recomputed only for series that received records since the last
         // flush; the others republish their previous (shared) estimate.
@@ -392,10 +491,72 @@ impl FlushState {
         stats.lane_lost = lost;
         stats.overhead_ns_per_call = unsampled + mean_p * (sampled_ns - unsampled).max(0.0);
         stats.rates = rates;
+        // This interval's CPU: its early drains, and this flush up to here.
+        let flush_cpu = thread_cpu_ns().saturating_sub(cpu_start);
+        let interval_cpu = self.interval_cpu_ns + flush_cpu;
+        self.interval_cpu_ns = 0;
+        if self.recent.len() == RECENT_INTERVALS {
+            self.recent.pop_front();
+        }
+        self.recent.push_back((interval_cpu, drained));
+        let (cpu, records) = self
+            .recent
+            .iter()
+            .fold((0u64, 0u64), |(c, n), &(dc, dn)| (c + dc, n + dn));
+        stats.ns_per_record = if records == 0 {
+            f64::NAN
+        } else {
+            cpu as f64 / records as f64
+        };
+        stats.cpu_seconds = (self.cpu_ns + flush_cpu) as f64 * 1e-9;
         stats.last_duration_seconds = start.elapsed().as_secs_f64();
         pipeline.publish(Arc::new(Published {
             series: published_series,
             stats: stats.clone(),
         }));
+        // The whole flush, publishing included (its tail shows in the next publish).
+        self.cpu_ns += thread_cpu_ns().saturating_sub(cpu_start);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::share_budget;
+
+    #[test]
+    fn budget_shares_never_exceed_the_total_and_favour_no_one() {
+        // Nothing to share among no one; one family gets it all when it needs it.
+        assert!(share_budget(10.0, &[]).is_empty());
+        assert_eq!(share_budget(10.0, &[100.0]), vec![10.0]);
+        // Cheap families get 4× their demand; the expensive ones split the rest evenly.
+        assert_eq!(
+            share_budget(100.0, &[1.0, 1000.0, 2.0, 500.0]),
+            vec![4.0, 44.0, 8.0, 44.0]
+        );
+        // Idle families (no demand) get nothing; a NaN demand gets an even part.
+        assert_eq!(
+            share_budget(9.0, &[0.0, f64::NAN, 100.0]),
+            vec![0.0, 4.5, 4.5]
+        );
+        // Many random cases: the sum stays within the total, every share is ≥ 0.
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        for _ in 0..1000 {
+            let n = (x % 9) as usize;
+            let d: Vec<f64> = (0..n)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    (x % 1000) as f64
+                })
+                .collect();
+            let total = (x % 3000) as f64;
+            let s = share_budget(total, &d);
+            assert!(
+                s.iter().sum::<f64>() <= total * (1.0 + 1e-12),
+                "{d:?} {s:?}"
+            );
+            assert!(s.iter().all(|&v| v >= 0.0));
+        }
     }
 }

@@ -2,6 +2,7 @@
 //! rate, and publishes an immutable report that snapshots and scrapes read.
 
 pub mod controller;
+pub(crate) mod cpu_clock;
 pub mod estimate;
 pub(crate) mod flusher;
 
@@ -101,4 +102,13 @@ pub struct FlushStats {
     pub overhead_ns_per_call: f64,
     /// Per sampled family, the current sample probability.
     pub rates: Vec<(String, f64)>,
+    /// CPU time spent draining and flushing, ever, in seconds: the flusher thread's, and
+    /// that of threads calling [`Engine::flush`](crate::Engine::flush) or shutting down,
+    /// read from the thread CPU clock (`CLOCK_THREAD_CPUTIME_ID` on Linux and Android; wall
+    /// time elsewhere, an upper bound). Includes the last flush up to its publishing.
+    pub cpu_seconds: f64,
+    /// CPU nanoseconds per drained record over the last few flush intervals (early drains
+    /// included): total CPU over total records drained, fixed per-flush costs included.
+    /// NaN when those intervals drained nothing (0 before the first flush).
+    pub ns_per_record: f64,
 }

@@ -63,6 +63,10 @@ pub struct Distribution {
     pub totals: Totals,
     /// Records outside the histogram's range, clamped to its nearest end.
     pub clamped: u64,
+    /// The fraction of weight not yet given to the histogram by [`Distribution::add_scaled`]
+    /// (whose counts are integers): carried to the next scaled record, so the histogram's
+    /// total stays within 1 of the records' total weight.
+    frac: f64,
 }
 
 /// Horvitz–Thompson totals of weighted records (`w = 2^k`): the count, the sum of values
@@ -85,7 +89,14 @@ impl Totals {
     #[inline]
     pub fn add(&mut self, value: f64, k: u8) -> bool {
         // The same cap as the histogram's, so both weigh a record alike.
-        let w = (1u64 << k.min(62)) as f64;
+        self.add_weight(value, (1u64 << k.min(62)) as f64)
+    }
+
+    /// Adds one record of weight `w` (the inverse of its inclusion probability: `2^k`, times
+    /// the scale of a ring that dropped records, see `Consumer::drain_weighted`). Returns
+    /// whether a distribution would take the value.
+    #[inline]
+    pub fn add_weight(&mut self, value: f64, w: f64) -> bool {
         self.records += 1;
         self.sum_w += w;
         self.sum_w2 += w * w;
@@ -162,6 +173,52 @@ impl Distribution {
             hist_w2: 0.0,
             totals: Totals::default(),
             clamped: 0,
+            frac: 0.0,
+        }
+    }
+
+    /// Adds one record sampled with probability `2^-k` that stands for `scale` such records
+    /// (its ring dropped some of its neighbours: see `Consumer::drain_weighted`). The
+    /// totals take the weight `2^k · scale` as it is; the histogram, whose counts are
+    /// integers, takes it rounded with the remainder carried to the next scaled record.
+    #[inline]
+    pub fn add_scaled(&mut self, value: f64, k: u8, scale: f64) {
+        if scale == 1.0 {
+            return self.add(value, k);
+        }
+        let w = (1u64 << k.min(62)) as f64 * scale;
+        if !self.totals.add_weight(value, w) {
+            return;
+        }
+        let whole = w + self.frac;
+        let n = whole.floor();
+        self.frac = whole - n;
+        if n < 1.0 {
+            return;
+        }
+        let n = n as u64;
+        // Weights are no longer powers of two alike: keep `Σ w(w−1)` per bucket.
+        if self.uniform_k != MIXED {
+            self.mix();
+        }
+        let v = self.histogram_value(value);
+        let _ = self.hist.record_n(v, n);
+        self.hist_w += n as f64;
+        self.hist_w2 += (n as f64) * (n as f64);
+        if let Some(var) = &mut self.var_hist {
+            let _ = var.record_n(v, n.saturating_mul(n - 1));
+        }
+    }
+
+    /// `value` in the histogram's integer units, clamped to its range.
+    #[inline]
+    fn histogram_value(&mut self, value: f64) -> u64 {
+        let scaled = value / UNIT;
+        if scaled >= (1u64 << 62) as f64 {
+            self.clamped += 1;
+            1u64 << 62
+        } else {
+            scaled as u64
         }
     }
 
@@ -175,13 +232,7 @@ impl Distribution {
 
     #[inline]
     fn add_to_histogram(&mut self, value: f64, k: u8) {
-        let scaled = value / UNIT;
-        let v = if scaled >= (1u64 << 62) as f64 {
-            self.clamped += 1;
-            1u64 << 62
-        } else {
-            scaled as u64
-        };
+        let v = self.histogram_value(value);
         let k = k.min(62);
         match self.uniform_k {
             NO_K => self.uniform_k = k,

@@ -79,15 +79,18 @@ impl Default for SeriesAgg {
 }
 
 impl SeriesAgg {
+    /// Takes one drained record, standing for `scale` records of its ring (1 unless the
+    /// ring dropped records of its series since the last drain).
     #[inline]
-    fn absorb(&mut self, r: &Record) {
+    fn absorb(&mut self, r: &Record, scale: f64) {
         self.dirty = true;
-        self.totals.add(r.value, r.k);
+        self.totals
+            .add_weight(r.value, (1u64 << r.k.min(62)) as f64 * scale);
         if let Some(w) = self.windows.back_mut() {
-            w.add(r.value, r.k);
+            w.add_scaled(r.value, r.k, scale);
         }
         if r.key != 0 {
-            self.top.add(r.key, r.weight() as f64);
+            self.top.add(r.key, r.weight() as f64 * scale);
             if !self.track_exemplars {
                 return;
             }
@@ -204,6 +207,8 @@ pub(crate) struct FlushState {
     overhead_budget: f64,
     /// When the controllers last stepped.
     last_adapt: Option<Instant>,
+    /// Reused by `Consumer::drain_weighted` for a ring that dropped records.
+    drop_buf: Vec<Record>,
 }
 
 /// Shares `total` ns of budget among families that would cost `demands` ns each at the
@@ -357,13 +362,13 @@ impl FlushState {
 
     fn drain_rings(&mut self, pipeline: &Pipeline) {
         self.consumers.extend(pipeline.take_new_rings());
-        let (series, index) = (&mut self.series, &mut self.index);
+        let (series, index, drop_buf) = (&mut self.series, &mut self.index, &mut self.drop_buf);
         let mut drained = 0u64;
         // A ring interleaves the records of a thread's few hot call sites, so a small
         // direct-mapped cache of series positions answers nearly every record and the map
         // is consulted only on a miss.
         let mut cache = [(u32::MAX, 0usize); SERIES_CACHE];
-        let mut absorb = |r: Record| {
+        let mut absorb = |r: Record, scale: f64| {
             drained += 1;
             let slot = &mut cache[series_slot(r.series)];
             if slot.0 != r.series {
@@ -373,7 +378,7 @@ impl FlushState {
                 });
                 *slot = (r.series, i);
             }
-            series[slot.1].absorb(&r);
+            series[slot.1].absorb(&r, scale);
         };
         let (mut fill_max, mut fill_sum) = (0f64, 0f64);
         let rings_before = self.consumers.len();
@@ -384,14 +389,15 @@ impl FlushState {
             // Checked before draining: once abandoned, nothing new can arrive, so the
             // drain below empties it for good.
             let abandoned = c.is_abandoned();
-            c.drain(usize::MAX, &mut absorb);
+            // Records of a series the ring dropped some of stand for those too.
+            c.drain_weighted(usize::MAX, drop_buf, &mut absorb);
             !abandoned
         });
         // At most what the lane held when we started: producers refilling it cannot keep
         // the flusher from returning to the rings.
         for _ in 0..pipeline.lane.len() {
             match pipeline.lane.pop() {
-                Some(r) => absorb(r),
+                Some(r) => absorb(r, 1.0),
                 None => break,
             }
         }

@@ -59,15 +59,35 @@ pub struct Arena {
 }
 
 impl Arena {
-    /// A new arena, held (`in_use`), on the heap. Outside loom it is allocated zeroed (all
-    /// its fields are atomics whose zero bits are null / false), so its large chunk table
-    /// costs address space, not memory, until chunks are installed.
+    /// A new arena, held (`in_use`). Outside loom its memory starts zeroed (all its fields
+    /// are atomics whose zero bits are null / false), so its large chunk table costs address
+    /// space, not memory, until chunks are installed: on Linux it is an anonymous mapping of
+    /// its own (pages become resident when first written), elsewhere `alloc_zeroed`. (Not
+    /// `alloc_zeroed` on Linux: once glibc's adaptive mmap threshold has grown past 1 MiB it
+    /// serves the table from the heap and zeroes, so makes resident, every page of it.)
     #[cfg(not(loom))]
     fn new_boxed() -> *mut Arena {
         let layout = std::alloc::Layout::new::<Arena>();
-        // SAFETY: `Arena` has a non-zero size. The zeroed bytes are a valid `Arena`: every
-        // field is an `AtomicPtr` (zero = null), an `AtomicBool` (zero = false) or an array
-        // of them.
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        // SAFETY: a fresh private anonymous mapping, no address hint: nothing else is
+        // affected. Its pages read as zero, which is a valid `Arena` (see above).
+        let arena = unsafe {
+            let p = libc::mmap(
+                core::ptr::null_mut(),
+                layout.size(),
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                -1,
+                0,
+            );
+            if p == libc::MAP_FAILED {
+                core::ptr::null_mut()
+            } else {
+                p.cast::<Arena>()
+            }
+        };
+        #[cfg(not(any(target_os = "linux", target_os = "android")))]
+        // SAFETY: `Arena` has a non-zero size. The zeroed bytes are a valid `Arena` (above).
         let arena = unsafe { std::alloc::alloc_zeroed(layout) }.cast::<Arena>();
         if arena.is_null() {
             std::alloc::handle_alloc_error(layout);
@@ -75,6 +95,35 @@ impl Arena {
         // SAFETY: just allocated and initialised (zeroed) above; not yet shared.
         unsafe { &*arena }.in_use.store(true, Ordering::Relaxed);
         arena
+    }
+
+    /// Frees an arena from [`Arena::new_boxed`].
+    ///
+    /// # Safety
+    /// `arena` came from `new_boxed`, is not borrowed, and is freed once.
+    #[cfg(not(loom))]
+    unsafe fn free_boxed(arena: *mut Arena) {
+        let layout = std::alloc::Layout::new::<Arena>();
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        // SAFETY: the caller's contract: the whole mapping `new_boxed` made, unused now.
+        unsafe {
+            libc::munmap(arena.cast(), layout.size());
+        }
+        #[cfg(not(any(target_os = "linux", target_os = "android")))]
+        // SAFETY: the caller's contract: allocated by `alloc_zeroed` with this layout.
+        unsafe {
+            std::alloc::dealloc(arena.cast(), layout);
+        }
+    }
+
+    /// Frees an arena from [`Arena::new_boxed`].
+    ///
+    /// # Safety
+    /// As the non-loom version.
+    #[cfg(loom)]
+    unsafe fn free_boxed(arena: *mut Arena) {
+        // SAFETY: the caller's contract: from `Box::into_raw` in `new_boxed`.
+        drop(unsafe { Box::from_raw(arena) });
     }
 
     /// A new arena, held (`in_use`), on the heap (loom atomics are not zero-initialisable).
@@ -453,9 +502,10 @@ impl Drop for ArenaSet {
         // `&mut self`: no arena or chunk of this set is borrowed any more.
         let mut next = self.head.load(Ordering::Relaxed);
         while !next.is_null() {
-            // SAFETY: every node came from `Arena::new_boxed` in `acquire` (the global
-            // allocator with `Arena`'s layout, as `Box` uses) and is freed once, here.
-            let arena = unsafe { Box::from_raw(next) };
+            let this = next;
+            // SAFETY: every node came from `Arena::new_boxed` in `acquire` and is freed only
+            // below, once.
+            let arena = unsafe { &*this };
             next = arena.next.load(Ordering::Relaxed);
             for slot in &arena.chunks {
                 let chunk = slot.load(Ordering::Relaxed);
@@ -464,6 +514,8 @@ impl Drop for ArenaSet {
                     drop(unsafe { Box::from_raw(chunk) });
                 }
             }
+            // SAFETY: from `new_boxed`; `arena` is not used after this.
+            unsafe { Arena::free_boxed(this) };
         }
     }
 }

@@ -1,0 +1,179 @@
+//! What the default engine adds to a process's resident memory for the seed workload: the
+//! same 2-thread message loop is run bare, then instrumented (a sampled timer, two
+//! counters, a keyed `record!`, a rare critical `record!`) with the default engine, and the
+//! resident set (`VmRSS`) is read after each. The difference is hotmeter's: arenas and
+//! their chunks, call-site slots, rings, the flusher's per-series state, the engine.
+//!
+//! ```text
+//! cargo run --release --example memory
+//! HOTMETER_SMAPS=1 cargo run --release --example memory   # and which mappings grew
+//! ```
+//!
+//! Part of what it prints is not data: the binary's code pages that the instrumented run
+//! touched for the first time (engine, flusher, hdrhistogram) and `libm`, shared and
+//! file-backed; `HOTMETER_SMAPS=1` lists them apart from the anonymous (heap, stack) growth.
+
+use std::hint::black_box;
+use std::sync::Barrier;
+use std::time::{Duration, Instant};
+
+/// Counts the bytes live on the heap, to tell heap from other resident memory.
+struct Counting;
+
+static LIVE: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+
+// SAFETY: forwards to `System`, only counting sizes.
+unsafe impl std::alloc::GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: std::alloc::Layout) -> *mut u8 {
+        LIVE.fetch_add(l.size() as i64, std::sync::atomic::Ordering::Relaxed);
+        // SAFETY: the caller's contract, passed on.
+        unsafe { std::alloc::System.alloc(l) }
+    }
+    unsafe fn alloc_zeroed(&self, l: std::alloc::Layout) -> *mut u8 {
+        LIVE.fetch_add(l.size() as i64, std::sync::atomic::Ordering::Relaxed);
+        // SAFETY: the caller's contract, passed on.
+        unsafe { std::alloc::System.alloc_zeroed(l) }
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: std::alloc::Layout) {
+        LIVE.fetch_sub(l.size() as i64, std::sync::atomic::Ordering::Relaxed);
+        // SAFETY: the caller's contract, passed on.
+        unsafe { std::alloc::System.dealloc(p, l) }
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: std::alloc::Layout, new: usize) -> *mut u8 {
+        LIVE.fetch_add(
+            new as i64 - l.size() as i64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        // SAFETY: the caller's contract, passed on.
+        unsafe { std::alloc::System.realloc(p, l, new) }
+    }
+}
+
+#[global_allocator]
+static ALLOC: Counting = Counting;
+
+fn heap_kib() -> i64 {
+    LIVE.load(std::sync::atomic::Ordering::Relaxed) / 1024
+}
+
+fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("Linux /proc");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .expect("VmRSS")
+}
+
+/// One message: FNV-1a over a 64-byte buffer that changes each time (~50 ns).
+fn step(buf: &mut [u8; 64], n: u64) -> (u64, u64) {
+    buf[..8].copy_from_slice(&n.to_le_bytes());
+    let h = black_box(&*buf)
+        .iter()
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+            (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
+        });
+    (h, h & 0xff)
+}
+
+fn run(instrumented: bool, seconds: f64) {
+    let barrier = Barrier::new(2);
+    std::thread::scope(|s| {
+        for t in 0..2u64 {
+            let barrier = &barrier;
+            s.spawn(move || {
+                let mut buf = [t as u8; 64];
+                barrier.wait();
+                let end = Instant::now() + Duration::from_secs_f64(seconds);
+                let mut n = 0u64;
+                while Instant::now() < end {
+                    for _ in 0..10_000 {
+                        n += 1;
+                        if instrumented {
+                            let _t = hotmeter::sampled_timer!("mem_handle_seconds");
+                            let (h, client) = step(&mut buf, n);
+                            hotmeter::counter!("mem_messages_total").inc();
+                            if h & 63 == 0 {
+                                hotmeter::counter!("mem_connections_total").inc();
+                            }
+                            hotmeter::record!(
+                                "mem_message_bytes",
+                                (64 + (h & 63)) as f64,
+                                key = client
+                            );
+                            if h % 1000 == 0 {
+                                hotmeter::record!(
+                                    critical,
+                                    "mem_messages_failed",
+                                    1.0,
+                                    key = client
+                                );
+                            }
+                        } else {
+                            black_box(step(&mut buf, n));
+                        }
+                    }
+                }
+            });
+        }
+    });
+}
+
+/// `(mapping, Rss KiB)` of every mapping, from `/proc/self/smaps` (HOTMETER_SMAPS=1).
+fn smaps() -> Vec<(String, u64)> {
+    let text = std::fs::read_to_string("/proc/self/smaps").unwrap_or_default();
+    let mut out = Vec::new();
+    let mut name = String::new();
+    for line in text.lines() {
+        if let Some(kib) = line.strip_prefix("Rss:") {
+            let kib = kib
+                .split_whitespace()
+                .next()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            out.push((name.clone(), kib));
+        } else if line.split_whitespace().next().is_some_and(|a| {
+            a.contains('-') && a.chars().all(|c| c.is_ascii_hexdigit() || c == '-')
+        }) {
+            name = line.to_string();
+        }
+    }
+    out
+}
+
+fn main() {
+    let seconds = 3.0;
+    run(false, seconds);
+    let bare = rss_kib();
+    let bare_heap = heap_kib();
+    let bare_maps = smaps();
+    hotmeter::Engine::builder()
+        .install()
+        .expect("the only engine of this program");
+    run(true, seconds);
+    // Let the flusher run a few intervals over what was recorded.
+    std::thread::sleep(Duration::from_millis(2_500));
+    let instrumented = rss_kib();
+    if std::env::var_os("HOTMETER_SMAPS").is_some() {
+        let mut before: std::collections::HashMap<String, u64> = std::collections::HashMap::new();
+        for (n, k) in bare_maps {
+            *before.entry(n).or_default() += k;
+        }
+        for (n, k) in smaps() {
+            let b = before.get(&n).copied().unwrap_or(0);
+            if k > b + 8 {
+                println!("{:>6} KiB  {n}", k - b);
+            }
+        }
+    }
+    let heap = heap_kib() - bare_heap;
+    let snap = hotmeter::global().snapshot();
+    println!(
+        "RSS bare {bare} KiB, instrumented {instrumented} KiB: hotmeter adds {} KiB, of which \
+         {heap} KiB live heap allocations (arena chunk tables count in full there, though \
+         only their touched pages are resident) ({} messages, {} arenas)",
+        instrumented as i64 - bare as i64,
+        snap.counter("mem_messages_total", &[]).unwrap_or(0),
+        snap.meta.arenas_created
+    );
+}

@@ -263,8 +263,13 @@ impl<H: SiteKind> Site<H> {
 
     #[cfg(not(hotmeter_disabled))]
     /// The handle the macro returns: this site with the calling thread's `slot`.
+    ///
+    /// # Safety
+    /// `slot` is this site's own: no other site (of this or another kind) uses it. A slot
+    /// holds the address of its series' cells, and the record path writes as many cells
+    /// from it as its kind has.
     #[inline(always)]
-    pub fn at(&'static self, slot: &'static LocalKey<Slot>) -> SiteHandle<H> {
+    pub unsafe fn at(&'static self, slot: &'static LocalKey<Slot>) -> SiteHandle<H> {
         SiteHandle { site: self, slot }
     }
 }
@@ -784,8 +789,10 @@ impl DynSite {
             hasher.write_u8(0xff); // not valid UTF-8: separates values unambiguously
         }
         let hash = hasher.finish();
+        // `try_borrow`: a lookup from inside a miss (an allocator that records) goes to the
+        // registry instead of panicking.
         let hit = DYN_CACHE.try_with(|cache| {
-            let cache = cache.borrow();
+            let cache = cache.try_borrow().ok()?;
             let e = cache
                 .entries
                 .get(hash as usize % DYN_CACHE_SLOTS)?
@@ -831,7 +838,10 @@ impl DynSite {
             handle,
         };
         let _ = DYN_CACHE.try_with(|cache| {
-            let cache = &mut *cache.borrow_mut();
+            let Ok(mut cache) = cache.try_borrow_mut() else {
+                return;
+            };
+            let cache = &mut *cache;
             if cache.entries.is_empty() {
                 cache.entries.resize_with(DYN_CACHE_SLOTS, || None);
             }

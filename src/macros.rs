@@ -23,7 +23,8 @@ macro_rules! __hotmeter_site {
             static __HOTMETER_SLOT: $crate::__macro_support::Slot =
                 const { $crate::__macro_support::Slot::new() };
         }
-        __HOTMETER_SITE.at(&__HOTMETER_SLOT)
+        // SAFETY: the slot is declared beside this site, for it alone.
+        unsafe { __HOTMETER_SITE.at(&__HOTMETER_SLOT) }
     }};
     ($kind:ident, $name:literal $(, $k:literal => $v:expr)+ $(,)?) => {{
         const _: () = {

@@ -207,7 +207,7 @@ fn slot_reset_before_release_races_adoption() {
                 let slot = Slot::new();
                 let holder = Holder::acquire(&set);
                 // SAFETY (test): `slot` outlives `holder` on this thread.
-                unsafe { holder.fill(&slot, 3, 0) };
+                unsafe { holder.fill(&slot, 3, 0) }.expect("no fill in progress");
                 add_through(&slot, n);
                 add_through(&slot, n);
                 holder.release();

@@ -55,12 +55,12 @@ pub(crate) fn fill_slot(
     GUARD
         .try_with(|guard| {
             let holder = guard.0.as_ref()?;
-            Some(slot.with(|slot| {
+            slot.with(|slot| {
                 // SAFETY: `slot` is a call site's `const`, destructor-free thread-local of
                 // this thread: valid for the thread's whole life (past every thread-local
                 // destructor, the guard's included), and read only by this thread.
                 unsafe { holder.fill(slot, id, aux) }
-            }))
+            })
         })
         .ok()
         .flatten()

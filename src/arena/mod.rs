@@ -346,7 +346,9 @@ impl<'a> Holder<'a> {
 
     /// Caches in `slot` the address of cell `id` of the held arena (installing its chunk on
     /// first touch) and `aux`, and returns that cell. Cells `id..` up to the end of `id`'s
-    /// chunk may then be reached from the address.
+    /// chunk may then be reached from the address. `None` (and the slot left empty) when the
+    /// holder's list is in use: a fill reached from inside another fill (an allocator that
+    /// records, say), whose caller then records through the arena without the slot.
     ///
     /// # Safety
     ///
@@ -354,12 +356,16 @@ impl<'a> Holder<'a> {
     /// dropped, and must only be read on the thread that holds this holder: it is a
     /// destructor-free thread-local of that thread (in the library), or a value that
     /// outlives the holder on its thread (in models).
-    pub unsafe fn fill(&self, slot: &Slot, id: u32, aux: u64) -> &'a AtomicU64 {
+    pub unsafe fn fill(&self, slot: &Slot, id: u32, aux: u64) -> Option<&'a AtomicU64> {
+        let mut filled = self.filled.try_borrow_mut().ok()?;
+        // Grow the list first (it may allocate, and an allocation may record): the slot is
+        // written only once its reset is sure to be listed.
+        filled.reserve(1);
         let cell = self.arena.owned_cell(id);
-        slot.cell.set(cell);
+        filled.push(slot);
         slot.aux.set(aux);
-        self.filled.borrow_mut().push(slot);
-        cell
+        slot.cell.set(cell);
+        Some(cell)
     }
 
     /// Resets every slot this holder filled, then gives the arena back to its set: no slot

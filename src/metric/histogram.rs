@@ -98,8 +98,7 @@ impl HistogramConfig {
             )));
         }
         let n = sorted.len() as u32;
-        // Leaked: a configuration is made once per family, and its series point at it.
-        let exact: &'static [f64] = Box::leak(sorted.into_boxed_slice());
+        let exact = intern_bounds(sorted);
         Ok(Self {
             low_exp: 0,
             high_exp: 0,
@@ -283,6 +282,27 @@ impl Layout {
         let sub = (i as i64 - 1) % SUBS;
         2f64.powi(self.low_exp + octave as i32) * (1.0 + (sub + 1) as f64 / SUBS as f64)
     }
+}
+
+/// `bounds` as a `'static` slice (series point at their bounds for the process's life),
+/// shared by every configuration with the same bounds: making one in a loop does not leak.
+fn intern_bounds(bounds: Vec<f64>) -> &'static [f64] {
+    static INTERNED: std::sync::Mutex<Vec<&'static [f64]>> = std::sync::Mutex::new(Vec::new());
+    let mut interned = INTERNED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let same = |b: &[f64]| {
+        b.len() == bounds.len()
+            && b.iter()
+                .zip(&bounds)
+                .all(|(x, y)| x.to_bits() == y.to_bits())
+    };
+    if let Some(b) = interned.iter().find(|b| same(b)) {
+        return b;
+    }
+    let b: &'static [f64] = Box::leak(bounds.into_boxed_slice());
+    interned.push(b);
+    b
 }
 
 /// The bucket of `v` among exact `bounds`: the first bound at or above `v` (`le`
@@ -700,6 +720,9 @@ mod tests {
         assert!(HistogramConfig::buckets(&many).is_err());
         assert!(HistogramConfig::buckets(&many[..MAX_EXACT_BOUNDS]).is_ok());
         assert!(config.clone().with_bounds(&[0.5]).is_err());
+        // The same bounds share one interned slice.
+        let again = HistogramConfig::buckets(&[1.0, 0.1, 0.01, 0.005]).unwrap();
+        assert!(core::ptr::eq(config.exact.unwrap(), again.exact.unwrap()));
         assert_eq!(
             HistogramConfig::buckets(&[-0.0, 0.0, 1.0])
                 .unwrap()

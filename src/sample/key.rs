@@ -13,7 +13,8 @@ pub trait SampleKey {
     #[doc(hidden)]
     #[inline(always)]
     fn key_arg(&self) -> KeyArg<'_> {
-        KeyArg::hashed(self.key_hash())
+        // Never 0 (which would read as "no key"), whatever the implementation returns.
+        KeyArg::hashed(nonzero(self.key_hash()))
     }
 }
 

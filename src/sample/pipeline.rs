@@ -417,7 +417,7 @@ mod tests {
     ///
     /// Sized for a debug `cargo test` on a small machine: 200 series and 16 runs by default
     /// (unoptimized, one flush of 2,000 series takes ~2 s, and a run takes two or three;
-    /// every run also takes arena cells from a process-wide space of 1 Mi cells that
+    /// every run also takes arena cells from the process-wide cell space, which
     /// nothing frees yet). The race is at the end of every run: before the fix each run
     /// left 8 full rings behind. `HOTMETER_TEST_SHUTDOWN_SERIES` and
     /// `HOTMETER_TEST_SHUTDOWN_RUNS` give the shape (2,000 series).

@@ -122,10 +122,14 @@ struct Shared {
     producer_gone: AtomicBool,
     /// Set when the [`Consumer`] is dropped.
     consumer_gone: AtomicBool,
-    /// Weight (`2^k` per record) of the records this ring's producer dropped, by
-    /// [`drop_slot`] of their series; only the producer writes, and each only grows. See
+    /// Weight (`2^k` per record) of the records this ring's producer dropped, per series:
+    /// an open-addressed table of `(series + 1, weight)` entries (0: free). Only the
+    /// producer writes; an entry, once claimed, keeps its series, and its weight only
+    /// grows. Series that find no free entry are tallied together in `dropped_rest`. See
     /// [`Consumer::drain_weighted`].
-    dropped: [AtomicU64; DROP_SLOTS],
+    dropped: [(AtomicU64, AtomicU64); DROP_SLOTS],
+    /// Dropped weight of series that found the table full.
+    dropped_rest: AtomicU64,
     /// Under loom, a stand-in cell per slot that the producer "writes" and the consumer
     /// "reads" alongside the real words, so loom's causality check proves each consumer read
     /// happens-before the producer's next write of that slot. The atomics alone cannot show
@@ -186,14 +190,26 @@ impl Shared {
     }
 }
 
-/// Tallies of dropped weight per ring: a series' records are tallied at `series % DROP_SLOTS`
-/// (series sharing a slot share its tally; see [`Consumer::drain_weighted`]).
+/// Entries of a ring's per-series drop tally (see [`Consumer::drain_weighted`]).
 pub const DROP_SLOTS: usize = if cfg!(loom) { 2 } else { 64 };
 
-/// The drop tally slot of a series.
+/// Where a series' probe in the drop tally starts (Fibonacci hashing: sampled series ids
+/// are cell ids a fixed stride apart).
 #[inline]
-pub fn drop_slot(series: u32) -> usize {
-    series as usize % DROP_SLOTS
+fn drop_home(series: u32) -> usize {
+    (series.wrapping_mul(0x9e37_79b9) as usize) % DROP_SLOTS
+}
+
+/// Adds `weight` to a drop tally that only the producer writes.
+#[inline]
+fn add_tally(tally: &AtomicU64, weight: u64) {
+    // Relaxed: only the producer writes a tally (a load and a store, no RMW); the consumer
+    // reads some recent value, and a drop it misses now it sees at its next drain. No other
+    // data is published through it.
+    tally.store(
+        tally.load(Ordering::Relaxed).saturating_add(weight),
+        Ordering::Relaxed,
+    );
 }
 
 /// Records between `head` and `tail` when the two were read at different moments: 0 if
@@ -231,7 +247,8 @@ pub fn ring(capacity: usize, policy: Overflow) -> (Producer, Consumer) {
         policy,
         producer_gone: AtomicBool::new(false),
         consumer_gone: AtomicBool::new(false),
-        dropped: core::array::from_fn(|_| AtomicU64::new(0)),
+        dropped: core::array::from_fn(|_| (AtomicU64::new(0), AtomicU64::new(0))),
+        dropped_rest: AtomicU64::new(0),
         #[cfg(loom)]
         shadow: (0..capacity)
             .map(|_| loom::cell::UnsafeCell::new(()))
@@ -246,8 +263,8 @@ pub fn ring(capacity: usize, policy: Overflow) -> (Producer, Consumer) {
         shared,
         head: 0,
         tail_cache: 0,
-        dropped_seen: [0; DROP_SLOTS],
-        dropped_carry: [0; DROP_SLOTS],
+        dropped_seen: [0; DROP_SLOTS + 1],
+        dropped_carry: [0; DROP_SLOTS + 1],
     };
     (producer, consumer)
 }
@@ -302,14 +319,27 @@ impl Producer {
     /// ([`Consumer::drain_weighted`]).
     #[inline]
     pub fn note_dropped(&self, series: u32, weight: u64) {
-        let tally = &self.shared.dropped[drop_slot(series)];
-        // Relaxed: only this producer writes the tally (a load and a store, no RMW); the
-        // consumer reads some recent value, and a drop it misses now it sees at its next
-        // drain. No other data is published through it.
-        tally.store(
-            tally.load(Ordering::Relaxed).wrapping_add(weight),
-            Ordering::Relaxed,
-        );
+        let id = series as u64 + 1;
+        let table = &self.shared.dropped;
+        let mut j = drop_home(series);
+        for _ in 0..DROP_SLOTS {
+            let (entry, tally) = &table[j];
+            // Relaxed: only this producer writes the entries.
+            match entry.load(Ordering::Relaxed) {
+                e if e == id => return add_tally(tally, weight),
+                0 => {
+                    // Relaxed: the weight is published by the Release store just below.
+                    tally.store(weight, Ordering::Relaxed);
+                    // Release: the weight stored above is visible to a consumer that sees
+                    // this entry's series; pairs with the Acquire load in
+                    // `Consumer::drain_weighted`.
+                    entry.store(id, Ordering::Release);
+                    return;
+                }
+                _ => j = (j + 1) % DROP_SLOTS,
+            }
+        }
+        add_tally(&self.shared.dropped_rest, weight);
     }
 
     /// An upper bound of [`Producer::len`] from the producer's own copies of the indices:
@@ -469,10 +499,12 @@ pub struct Consumer {
     head: usize,
     /// Some past value of `tail`: `tail` only grows, so every record below it is published.
     tail_cache: usize,
-    /// The producer's drop tallies as of the last [`Consumer::drain_weighted`].
-    dropped_seen: [u64; DROP_SLOTS],
-    /// Dropped weight not yet given to a drained record (no record of its slot was drained).
-    dropped_carry: [u64; DROP_SLOTS],
+    /// The producer's drop tallies (per table entry, then the rest) as of the last
+    /// [`Consumer::drain_weighted`].
+    dropped_seen: [u64; DROP_SLOTS + 1],
+    /// Dropped weight not yet given to a drained record (no record of its series was
+    /// drained), per table entry, then the rest.
+    dropped_carry: [u64; DROP_SLOTS + 1],
 }
 
 impl Consumer {
@@ -539,51 +571,83 @@ impl Consumer {
     /// [`Consumer::drain`], handing each record with a *scale*: how many records of its
     /// series each drained one stands for, counting those the producer dropped.
     ///
-    /// Before draining, reads the weight the producer dropped since the last call, per drop
-    /// slot (see [`drop_slot`]). Drops happen only while the ring is full, so the records
-    /// drained now are the ones pushed around the drops, from the same thread: each
-    /// non-critical record of a slot with dropped weight `D` and drained weight `W` (sum of
-    /// `2^k`) gets scale `(W + D) / W`, so the drained weight equals what was sampled, and
-    /// estimates built from it stay unbiased when the dropped events are like their
-    /// neighbours in time. A slot with drops but nothing drained keeps its weight for the
-    /// next call. Critical records (never dropped, weight 1) always get 1. Without drops
-    /// this is `drain` with scale 1; with drops the records pass through `buf`.
+    /// Before draining, reads the weight the producer dropped since the last call, per
+    /// series (its tally: [`Producer::note_dropped`]). Drops happen only while the ring is
+    /// full, so the records drained now are the ones pushed around the drops, from the same
+    /// thread: each non-critical record of a series with dropped weight `D` and drained
+    /// weight `W` (sum of `2^k`) gets scale `(W + D) / W`, so the drained weight equals what
+    /// was sampled, and estimates built from it stay unbiased when the dropped events are
+    /// like their neighbours in time. A series with drops but nothing drained keeps its
+    /// weight for the next call. Series beyond the tally's [`DROP_SLOTS`] entries share one
+    /// tally, spread over their records alike. Critical records (never dropped, weight 1)
+    /// always get 1. Without drops this is `drain` with scale 1; with drops the records pass
+    /// through `buf`.
     pub fn drain_weighted(
         &mut self,
         max: usize,
         buf: &mut Vec<Record>,
         mut f: impl FnMut(Record, f64),
     ) -> usize {
-        let mut dropped = [0u64; DROP_SLOTS];
+        // Per table entry (then the rest): its series + 1 (0: free), and the weight dropped.
+        let mut ids = [0u64; DROP_SLOTS + 1];
+        let mut dropped = [0u64; DROP_SLOTS + 1];
         let mut any = false;
-        for (j, d) in dropped.iter_mut().enumerate() {
-            // Relaxed: see `Producer::note_dropped`.
-            let now = self.shared.dropped[j].load(Ordering::Relaxed);
-            *d = now.wrapping_sub(self.dropped_seen[j]) + self.dropped_carry[j];
+        for j in 0..=DROP_SLOTS {
+            let now = match self.shared.dropped.get(j) {
+                Some((entry, tally)) => {
+                    // Acquire: pairs with the Release store that claimed the entry, so its
+                    // first weight is visible.
+                    ids[j] = entry.load(Ordering::Acquire);
+                    if ids[j] == 0 {
+                        continue;
+                    }
+                    // Relaxed: see `add_tally`.
+                    tally.load(Ordering::Relaxed)
+                }
+                // Relaxed: see `add_tally`.
+                None => self.shared.dropped_rest.load(Ordering::Relaxed),
+            };
+            dropped[j] = now
+                .wrapping_sub(self.dropped_seen[j])
+                .saturating_add(self.dropped_carry[j]);
             self.dropped_seen[j] = now;
             self.dropped_carry[j] = 0;
-            any |= *d > 0;
+            any |= dropped[j] > 0;
         }
         if !any {
             return self.drain(max, |r| f(r, 1.0));
         }
         buf.clear();
         let n = self.drain(max, |r| buf.push(r));
-        let mut drained = [0u64; DROP_SLOTS];
+        // The tally a record's series uses: its entry, or the rest (`DROP_SLOTS`).
+        let tally_of = |series: u32| {
+            let id = series as u64 + 1;
+            let mut j = drop_home(series);
+            for _ in 0..DROP_SLOTS {
+                match ids[j] {
+                    e if e == id => return j,
+                    0 => return DROP_SLOTS,
+                    _ => j = (j + 1) % DROP_SLOTS,
+                }
+            }
+            DROP_SLOTS
+        };
+        let mut drained = [0u64; DROP_SLOTS + 1];
         for r in buf.iter().filter(|r| !r.critical) {
-            drained[drop_slot(r.series)] += r.weight();
+            let j = tally_of(r.series);
+            drained[j] = drained[j].saturating_add(r.weight());
         }
-        for j in 0..DROP_SLOTS {
+        for j in 0..=DROP_SLOTS {
             if drained[j] == 0 {
                 self.dropped_carry[j] = dropped[j];
             }
         }
         for r in buf.drain(..) {
-            let j = drop_slot(r.series);
-            let scale = if r.critical || drained[j] == 0 {
+            let j = tally_of(r.series);
+            let scale = if r.critical || drained[j] == 0 || dropped[j] == 0 {
                 1.0
             } else {
-                (drained[j] + dropped[j]) as f64 / drained[j] as f64
+                (drained[j] as f64 + dropped[j] as f64) / drained[j] as f64
             };
             f(r, scale);
         }
@@ -720,6 +784,41 @@ mod tests {
 
     fn weighted_rec(series: u32, k: u8, critical: bool) -> Record {
         Record::new(series, k, 1.0, 0, 0, critical)
+    }
+
+    /// Series whose ids share a tally slot under `series % 64` (ids 64 apart, as sampled
+    /// series allocated 32 apart are): only the one that dropped records gets the scale.
+    #[test]
+    fn drain_weighted_keeps_series_apart() {
+        let (mut p, mut c) = ring(8, Overflow::DropNewest);
+        let mut buf = Vec::new();
+        for r in [weighted_rec(300, 0, false), weighted_rec(364, 0, false)] {
+            assert_eq!(p.push(r), Push::Stored);
+        }
+        p.note_dropped(300, 3); // series 300 dropped three; 364 none
+        let mut seen = Vec::new();
+        c.drain_weighted(usize::MAX, &mut buf, |r, s| seen.push((r.series, s)));
+        assert_eq!(seen, [(300, 4.0), (364, 1.0)]);
+    }
+
+    /// More series drop than the tally has entries: the rest are tallied together and their
+    /// records share that weight; nothing is lost.
+    #[test]
+    fn drain_weighted_overflowing_the_tally_keeps_the_total() {
+        let n = DROP_SLOTS as u32 + 8;
+        let (mut p, mut c) = ring(2 * n as usize, Overflow::DropNewest);
+        let mut buf = Vec::new();
+        for s in 0..n {
+            assert_eq!(p.push(weighted_rec(1000 + 10 * s, 0, false)), Push::Stored);
+            p.note_dropped(1000 + 10 * s, 1);
+        }
+        let mut total = 0.0;
+        c.drain_weighted(usize::MAX, &mut buf, |r, s| total += r.weight() as f64 * s);
+        assert_eq!(
+            total,
+            2.0 * n as f64,
+            "every drop stands in a drained record"
+        );
     }
 
     #[test]

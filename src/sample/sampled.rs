@@ -471,9 +471,11 @@ thread_local! {
 
 /// Drops this thread's sampling state (and rings) for pipelines whose engine shut down.
 pub(crate) fn forget_closed() {
-    if BUSY.get() {
+    // Busy while samplers are dropped: a recording made from inside (an allocator that
+    // records) finds no sampler instead of a borrowed `SAMPLERS`.
+    let Some(_busy) = Busy::enter() else {
         return;
-    }
+    };
     let _ = SAMPLERS.try_with(|samplers| samplers.borrow_mut().forget_closed());
 }
 
@@ -595,7 +597,7 @@ fn find_sampler<'a>(
 #[inline(always)]
 fn decide(t: &mut ThreadSampler, cells: Cells, s: &SampledSeries, n: u64) -> Option<u8> {
     let k_now = s.metric.k();
-    let record_k = if cells.get(NEXT_AT) == 0 {
+    let record_k = if cells.get(NEXT_AT) == 0 || cells.get(GAP_K) == NO_GAP {
         // First event of this series in this arena: it is the first trial of a fresh gap,
         // so it is sampled only if that gap is 1 (probability p).
         let g = t.gap(k_now);
@@ -614,10 +616,15 @@ fn decide(t: &mut ThreadSampler, cells: Cells, s: &SampledSeries, n: u64) -> Opt
     Some(record_k)
 }
 
+/// `GAP_K` of a countdown set by [`no_sampler`]: no gap was drawn, so the call it reaches
+/// is a fresh gap's first trial (like a series' first event), not a sampled one.
+const NO_GAP: u64 = u64::MAX;
+
 /// No ring for this pipeline on this thread (nobody drains it, or the thread is past its
 /// destructors): not sampled, and the next 2^20 calls skip the slow path.
 fn no_sampler(cells: Cells, n: u64) {
     cells.set(NEXT_AT, n + (1 << 20));
+    cells.set(GAP_K, NO_GAP);
 }
 
 /// The countdown reached this call (or no gap was drawn yet in this arena): decide whether
@@ -675,8 +682,10 @@ fn critical_slow(cells: Cells, s: &SampledSeries, value: f64, key: u64) {
 fn push(cells: Cells, s: &SampledSeries, record: Record) {
     let pipeline = &s.metric.pipeline;
     if with_sampler(pipeline, |t| push_in(t, cells, s, record)).is_none() {
-        // No ring (shut down, never drained, or past this thread's destructors): only the
-        // lane can take it.
+        // No ring (shut down, never drained, past this thread's destructors, or a sampler
+        // in use): only the lane can take it. Announced like a ring push, so that a
+        // shutdown in progress waits for it before its final drain.
+        let _pushing = pipeline.begin_push();
         cells.add(PUSHED, 1);
         settle(cells, pipeline, Push::Full(record));
     }

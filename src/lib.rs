@@ -121,6 +121,11 @@
 
 mod sync;
 
+// The test-only strict parser (`tests/common/parse.rs`) names the crate `hotmeter`, as the
+// integration tests and the fuzz target see it.
+#[cfg(test)]
+extern crate self as hotmeter;
+
 #[cfg(not(loom))]
 mod arena;
 #[cfg(loom)]

@@ -8,7 +8,7 @@ mod common;
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-use hotmeter::export::parse::{ParsedFamily, parse};
+use common::parse::{ParsedFamily, parse};
 use hotmeter::{Engine, Error, Format, HistogramConfig, SampleKey};
 
 /// An engine exercising every kind, escaping included; every sampled call is kept.

@@ -7,8 +7,8 @@ use std::io::Read;
 use std::net::TcpStream;
 use std::time::Duration;
 
+use common::parse::parse;
 use common::{PROMETHEUS_ACCEPT, exchange, get, local};
-use hotmeter::export::parse::parse;
 use hotmeter::{Engine, Format};
 
 #[test]

@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use common::parse::parse;
 use common::{exchange, get, local};
-use hotmeter::export::parse::parse;
 use hotmeter::{Engine, Format, ServeConfig};
 
 /// `GET /metrics`, reading the reply to its end through a small buffer: its status.

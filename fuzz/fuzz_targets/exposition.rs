@@ -4,7 +4,9 @@
 #![no_main]
 
 use arbitrary::Arbitrary;
-use hotmeter::export::parse::parse;
+#[path = "../../tests/common/parse.rs"]
+mod parse;
+use parse::parse;
 use hotmeter::{Format, Registry};
 use libfuzzer_sys::fuzz_target;
 

@@ -23,8 +23,10 @@ pub(crate) mod model;
 pub(crate) mod openmetrics;
 pub(crate) mod text;
 
-#[doc(hidden)]
-pub mod parse;
+/// The strict exposition parser of the tests (`tests/common/parse.rs`), for the unit tests.
+#[cfg(test)]
+#[path = "../../tests/common/parse.rs"]
+mod parse;
 
 use std::sync::Arc;
 use std::time::SystemTime;

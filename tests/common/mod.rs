@@ -2,6 +2,8 @@
 //! tests can also send what a real client never would) and the external-tool policy.
 #![allow(dead_code)]
 
+pub mod parse;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;

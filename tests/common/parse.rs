@@ -1,9 +1,13 @@
 //! A strict parser for both exposition formats, for tests and the fuzz target: it accepts
 //! only what the formats allow (and what hotmeter promises: no duplicate series, cumulative
 //! buckets ending in `+Inf` equal to `_count`), and returns the families with unescaped
-//! strings, so a rendering can be checked to round-trip.
+//! strings, so a rendering can be checked to round-trip. Test code only: included by the
+//! integration tests (`tests/common`), the crate's own unit tests and the fuzz target
+//! (`#[path]`), never shipped in the library. It names the crate as `hotmeter` (the
+//! library's unit tests alias `crate` to that name), so the one file serves all three.
+#![allow(dead_code)]
 
-use super::Format;
+use hotmeter::Format;
 
 /// Label pairs in order, unescaped.
 pub type Labels = Vec<(String, String)>;
@@ -38,7 +42,7 @@ pub struct ParsedSample {
 }
 
 fn is_metric_name(s: &str) -> bool {
-    crate::registry::names::check_metric_name(s).is_ok()
+    hotmeter::check_metric_name(s).is_ok()
         || s.starts_with("hotmeter_") && {
             let b = s.as_bytes();
             b.iter()
@@ -97,7 +101,7 @@ fn parse_labels(s: &str) -> Result<(Labels, &str), String> {
     loop {
         let eq = rest.find('=').ok_or("label without =")?;
         let name = &rest[..eq];
-        crate::registry::names::check_label_name(name)
+        hotmeter::check_label_name(name)
             .or_else(|e| {
                 if name == "le" || name == "quantile" {
                     Ok(())

@@ -471,8 +471,9 @@ fn meta_families(m: &crate::registry::MetaSnapshot, sampled: SampledMeta, out: &
             .map(|(n, v)| (metric_label(n), Sample::Counter(*v))),
     ));
     out.push(per_metric(
-        "hotmeter_histogram_invalid",
-        "Histogram observations rejected (negative, NaN or infinite).",
+        // Not `hotmeter_histogram_invalid`: promtool's lint refuses a metric type in a name.
+        "hotmeter_rejected_observations",
+        "Histogram observations rejected (negative, NaN or infinite), by histogram.",
         Counter,
         m.histogram_invalid
             .iter()

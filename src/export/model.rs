@@ -164,6 +164,12 @@ pub fn build(
             Kind::Counter,
             Sample::Counter(h.refused_connections.load(Relaxed)),
         ));
+        out.push(single(
+            "hotmeter_http_evicted_connections",
+            "Connections closed before their request was complete, to make room at the endpoint's connection limit.",
+            Kind::Counter,
+            Sample::Counter(h.evicted_connections.load(Relaxed)),
+        ));
     }
     out
 }

@@ -468,6 +468,18 @@ fn meta_families(m: &crate::registry::MetaSnapshot, sampled: SampledMeta, out: &
         Counter,
         Sample::Counter(m.registration_errors),
     ));
+    out.push(single(
+        "hotmeter_series",
+        "Series registered (overflow series included), counted against the registry-wide cap.",
+        Gauge,
+        Sample::Gauge(m.series as f64),
+    ));
+    out.push(single(
+        "hotmeter_series_limited",
+        "Label sets folded into an overflow series, and new metrics refused, because the registry-wide series cap was reached.",
+        Counter,
+        Sample::Counter(m.series_limited),
+    ));
     out.push(per_metric(
         "hotmeter_series_overflow",
         "Label-set resolutions folded into a metric's overflow series (its series cap was reached).",

@@ -2,7 +2,8 @@
 //! included) in every state, i.e. with every meta-metric non-zero: rejected histogram
 //! observations, macro registration errors, series overflow, dropped records of each reason
 //! (one engine per overflow policy: a policy is engine-wide), critical records sent to the
-//! lane and lost past its cap, and endpoint responses of several codes.
+//! lane and lost past its cap, series refused past the registry-wide cap, endpoint
+//! responses of several codes and an evicted connection.
 //!
 //! Its own test binary: it installs the global engine (macro registration errors are
 //! counted on the global registry only).
@@ -18,6 +19,8 @@ use hotmeter::{Engine, EngineBuilder, Format, Overflow};
 
 const EVENTS: u64 = 200;
 const RING: usize = 8;
+/// `exercise` registers 6 series, then asks for 4 more gauges: 2 fit, 2 are refused.
+const MAX_SERIES: usize = 8;
 
 /// An engine whose rings fill at once and are never drained on their own, so that every
 /// push past `RING` hits the overflow policy; a lane holding 2 records.
@@ -31,6 +34,7 @@ fn builder(overflow: Overflow) -> EngineBuilder {
         .ring_capacity(RING)
         .critical_lane_bytes(2 * hotmeter_lane_record_bytes())
         .series_cap(2)
+        .max_series(MAX_SERIES)
         .overflow(overflow)
         .seed(5)
 }
@@ -68,6 +72,11 @@ fn exercise(engine: &Engine, tag: &str) {
             for _ in 0..10 {
                 s.record_critical(1.0);
             }
+            // The registry-wide series cap: 6 series so far, room for 2 more.
+            let refused = (0..4)
+                .filter(|i| r.gauge(&format!("filler_{i}"), &[]).is_err())
+                .count();
+            assert_eq!(refused, 2);
         });
     });
 }
@@ -125,7 +134,21 @@ fn every_meta_metric_non_zero_passes_promtool_lint() {
         // A kind mismatch at a macro call site: counted, recorded into a discard handle.
         hotmeter::gauge!("jobs_total").set(1.0);
     }
-    let addr = global.serve(common::local()).unwrap();
+    let addr = global
+        .serve_with(
+            common::local(),
+            hotmeter::ServeConfig {
+                max_connections: 1,
+                ..hotmeter::ServeConfig::default()
+            },
+        )
+        .unwrap();
+    {
+        // An idle connection holds the only slot; the scrape after it evicts it.
+        let _idle = std::net::TcpStream::connect(addr).unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        assert_eq!(common::get(addr, "/metrics", &[]).status, 200);
+    }
     assert_eq!(common::get(addr, "/metrics", &[]).status, 200);
     assert_eq!(common::get(addr, "/nope", &[]).status, 404);
     let post = common::exchange(
@@ -177,6 +200,7 @@ fn every_meta_metric_non_zero_passes_promtool_lint() {
             "hotmeter_lane_lost_total",
             "hotmeter_flushes_total",
             "hotmeter_arenas_created_total",
+            "hotmeter_series_limited_total",
         ] {
             assert!(value(&text, line) > 0.0, "{what}: {line} is zero\n{text}");
         }
@@ -192,6 +216,7 @@ fn every_meta_metric_non_zero_passes_promtool_lint() {
                 assert!(value(&text, &line) > 0.0, "{line}\n{text}");
             }
             assert!(value(&text, "hotmeter_http_gzip_responses_total") > 0.0);
+            assert!(value(&text, "hotmeter_http_evicted_connections_total") > 0.0);
         }
         parse(
             &engine.render(Format::OpenMetrics).unwrap(),

@@ -40,6 +40,10 @@ pub struct Config {
     /// Series per metric before label sets fold into the overflow series
     /// (`HOTMETER_SERIES_CAP`, 1000).
     pub series_cap: usize,
+    /// Series in the whole registry, every metric and kind together (`HOTMETER_MAX_SERIES`,
+    /// 100,000). Past it new label sets fold into their metric's overflow series and new
+    /// metrics are refused, counted in `hotmeter_series_limited_total`.
+    pub max_series: usize,
     /// Memory the shared critical lane may grow to, bytes (`HOTMETER_CRITICAL_LANE_BYTES`,
     /// 64 MiB: about 1.6 million records; accepts `65536`, `512KiB`, `64MiB`, `1GiB`). The
     /// lane grows in blocks of 31 records as critical events overflow their rings and
@@ -89,6 +93,7 @@ impl Default for Config {
             quantile_window: Duration::from_secs(600),
             overflow: Overflow::DropNewest,
             series_cap: crate::DEFAULT_SERIES_CAP,
+            max_series: crate::DEFAULT_MAX_SERIES,
             critical_lane_bytes: crate::sample::lane::DEFAULT_MAX_BYTES,
             wake_on_high_water: true,
             seed: std::time::SystemTime::now()
@@ -306,6 +311,7 @@ impl Config {
             ("HOTMETER_QUANTILE_WINDOW", "quantile_window"),
             ("HOTMETER_OVERFLOW", "overflow"),
             ("HOTMETER_SERIES_CAP", "series_cap"),
+            ("HOTMETER_MAX_SERIES", "max_series"),
             ("HOTMETER_CRITICAL_LANE_BYTES", "critical_lane_bytes"),
             ("HOTMETER_WAKE_ON_HIGH_WATER", "wake_on_high_water"),
             ("HOTMETER_SEED", "seed"),
@@ -357,6 +363,9 @@ impl Config {
         }
         if let Some(v) = get("HOTMETER_SERIES_CAP") {
             self.series_cap = parse_count("HOTMETER_SERIES_CAP", &v, 1)?;
+        }
+        if let Some(v) = get("HOTMETER_MAX_SERIES") {
+            self.max_series = parse_count("HOTMETER_MAX_SERIES", &v, 1)?;
         }
         if let Some(v) = get("HOTMETER_CRITICAL_LANE_BYTES") {
             self.critical_lane_bytes = parse_bytes("HOTMETER_CRITICAL_LANE_BYTES", &v)?;

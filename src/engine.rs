@@ -120,6 +120,11 @@ impl EngineBuilder {
         series_cap: usize
     );
     knob!(
+        /// Series in the whole registry before new label sets fold into their metric's
+        /// overflow series and new metrics are refused (default 100,000).
+        max_series: usize
+    );
+    knob!(
         /// Memory the critical lane may grow to, bytes (default 64 MiB).
         critical_lane_bytes: usize
     );

@@ -47,6 +47,15 @@ pub enum Error {
     /// The process-wide cell space (64 Mi cells, about 300,000 default histogram series or
     /// 64 million counter series) is used up.
     CellSpaceExhausted,
+    /// A new metric was asked for while its registry held its registry-wide cap of series
+    /// ([`Registry::with_limits`](crate::Registry::with_limits), `max_series`); new label
+    /// sets of registered metrics fold into their overflow series instead.
+    SeriesLimit {
+        /// The metric name asked for.
+        name: String,
+        /// The registry's cap.
+        cap: usize,
+    },
     /// A new family would expose a name another family already exposes (a counter `x` and
     /// a gauge `x_total`, a histogram `h` and a gauge `h_count`, ...): the exposition would
     /// be ambiguous, so the second registration is refused.
@@ -99,6 +108,10 @@ impl fmt::Display for Error {
                 f,
                 "the process-wide cell space ({} cells) is used up; register fewer series",
                 crate::arena::MAX_CELLS
+            ),
+            Error::SeriesLimit { name, cap } => write!(
+                f,
+                "metric `{name}` refused: the registry holds its cap of {cap} series (max_series)"
             ),
             Error::ExpositionCollision {
                 name,

@@ -182,8 +182,8 @@ pub use metric::{
 pub use registry::names::{MAX_LABEL_VALUE_BYTES, MAX_LABELS, check_label_name, check_metric_name};
 #[cfg(not(loom))]
 pub use registry::{
-    DEFAULT_SERIES_CAP, FamilySnapshot, MetaSnapshot, OVERFLOW_LABEL, Registry, SampledValue,
-    SeriesSnapshot, Snapshot, Value,
+    DEFAULT_MAX_SERIES, DEFAULT_SERIES_CAP, FamilySnapshot, MetaSnapshot, OVERFLOW_LABEL, Registry,
+    SampledValue, SeriesSnapshot, Snapshot, Value,
 };
 #[cfg(not(loom))]
 pub use sample::key::SampleKey;

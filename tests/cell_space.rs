@@ -7,8 +7,9 @@ use hotmeter::{Error, HistogramConfig, Registry};
 #[test]
 fn big_programs_fit_and_exhaustion_never_panics_a_call_site() {
     // 100,000 default histogram series and 1,000,000 counter series (issue 9's size),
-    // across families of 1000 series (the default cap).
-    let r = Registry::new();
+    // across families of 1000 series (the default cap), in a registry whose registry-wide
+    // series cap (default 100,000) lets them all in.
+    let r = Registry::with_limits(hotmeter::DEFAULT_SERIES_CAP, 2_000_000);
     let values: Vec<String> = (0..1000).map(|i| i.to_string()).collect();
     for f in 0..100 {
         let name = format!("h{f}_seconds");
@@ -29,7 +30,7 @@ fn big_programs_fit_and_exhaustion_never_panics_a_call_site() {
     // Fill the rest with the widest histograms (508 cells, one per 512-cell chunk) until
     // the space runs out: a clean error, not a panic.
     let wide = HistogramConfig::range(1e-9, 1e9).unwrap();
-    let filler = Registry::new();
+    let filler = Registry::with_limits(hotmeter::DEFAULT_SERIES_CAP, 2_000_000);
     let mut exhausted = false;
     'fill: for f in 0..1000 {
         let name = format!("wide{f}");

@@ -2,24 +2,32 @@
 //! thread (renders run on its blocking threads, at most one per scrape permit), so serving
 //! never touches the recording threads or the flusher.
 //!
-//! Limits, all on by default: connections (excess ones are closed at once), concurrent
-//! scrapes (excess answered 503), a header-read timeout, and a deadline for the whole
-//! exchange (one request per connection: `Connection: close`), which is also the write
-//! timeout for a client that stops reading. Optional bearer-token auth.
+//! Limits, all on by default: connections, concurrent scrapes (excess answered 503), a
+//! header-read timeout, and a deadline for the whole exchange (one request per connection:
+//! `Connection: close`), which is also the write timeout for a client that stops reading.
+//! Optional bearer-token auth.
+//!
+//! Idle or trickling connections cannot starve scrapes: at the connection cap, a new
+//! connection takes the slot of the one that has waited longest without a complete request
+//! head (it is closed), and while at the cap the header timeout shortens to
+//! [`HEADER_TIMEOUT_AT_CAP`]. A new connection is refused only when every slot holds a
+//! request being answered. (The eviction policy of nginx's and Apache's "reset timed-out
+//! connections" and of hyper's own header timeout, applied oldest first.)
 //!
 //! Stopping is bounded by a grace period (default 1 s), not by clients: connections still
 //! reading a request are closed at once, replies in flight get the grace period to finish,
 //! then every connection left is cut and the thread joined.
 
+use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::io;
 use std::net::{SocketAddr, TcpListener as StdListener};
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -43,10 +51,21 @@ pub const MAX_REQUEST_HEAD_BYTES: usize = 16 * 1024;
 /// the other headers a scraper sends (2 KiB is left for them; Prometheus sends ~400 bytes).
 pub const MAX_TOKEN_BYTES: usize = MAX_REQUEST_HEAD_BYTES - 2 * 1024;
 
+/// The header timeout while the endpoint is at its connection cap (or
+/// [`ServeConfig::header_timeout`] if shorter): a scraper sends its request head at once, so
+/// a connection that has not within a second is holding a slot someone else needs.
+pub const HEADER_TIMEOUT_AT_CAP: Duration = Duration::from_secs(1);
+
+/// How often an endpoint at its connection cap closes connections past
+/// [`HEADER_TIMEOUT_AT_CAP`].
+const AT_CAP_SWEEP: Duration = Duration::from_millis(100);
+
 /// Limits and options of the metrics endpoint.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServeConfig {
-    /// Open connections at most; past it a new connection is closed unanswered.
+    /// Open connections at most. Past it a new connection evicts the connection that has
+    /// waited longest without a complete request head; when every connection is being
+    /// answered, the new one is closed unanswered.
     pub max_connections: usize,
     /// Scrapes rendered or written at once (each renders on its own blocking thread); past
     /// it a request is answered 503.
@@ -88,6 +107,9 @@ pub(crate) struct ServeStats {
     pub(crate) bad_method: AtomicU64,
     pub(crate) errors: AtomicU64,
     pub(crate) refused_connections: AtomicU64,
+    /// Connections closed without a complete request to make room at the connection cap
+    /// (evicted for a new connection, or past [`HEADER_TIMEOUT_AT_CAP`]).
+    pub(crate) evicted_connections: AtomicU64,
     pub(crate) gzip: AtomicU64,
 }
 
@@ -143,6 +165,26 @@ impl Drop for MetricsServer {
     }
 }
 
+/// Connections the kernel may queue for the endpoint before it accepts them (std's `bind`
+/// asks for 128; the kernel caps it at `net.core.somaxconn`, 4096 on Linux 5.4+). With
+/// more clients than the backlog connecting at once, a scraper's SYN is dropped and only
+/// retried a second later: measured in `tests/http_starvation.rs`, 1-2 of 20 scrapes timed
+/// out connecting with 128 on a loaded 2-core machine, none with this.
+const LISTEN_BACKLOG: libc::c_int = 4096;
+
+/// Raises the listening socket's backlog to [`LISTEN_BACKLOG`]; best effort.
+fn widen_backlog(listener: &StdListener) {
+    #[cfg(unix)]
+    {
+        use std::os::fd::AsRawFd;
+        // SAFETY: `listen` on the listener's own open, bound socket (it outlives the call);
+        // on a socket already listening it only changes the backlog (POSIX).
+        let _ = unsafe { libc::listen(listener.as_raw_fd(), LISTEN_BACKLOG) };
+    }
+    #[cfg(not(unix))]
+    let _ = listener;
+}
+
 /// What a request handler needs.
 struct Ctx {
     render: Box<dyn Fn(Format) -> Result<String, std::fmt::Error> + Send + Sync>,
@@ -182,6 +224,7 @@ pub(crate) fn serve(
         ));
     }
     let listener = StdListener::bind(addr)?;
+    widen_backlog(&listener);
     listener.set_nonblocking(true)?;
     let addr = listener.local_addr()?;
     let stop = Arc::new(Notify::new());
@@ -216,6 +259,108 @@ pub(crate) fn serve(
     })
 }
 
+/// The endpoint's connection slots: how many are taken, and the connections still waiting
+/// for their request head in accept order (the eviction candidates, oldest first). Shared by
+/// the accept loop and the connection tasks, which all run on the endpoint's one thread:
+/// the lock is never contended and never held across an `.await`.
+struct Slots {
+    max: usize,
+    /// Connections counting against `max`: a connection's slot is freed when its task ends,
+    /// or handed over at once to the connection that evicts it.
+    taken: usize,
+    next_id: u64,
+    /// Connections without a complete request head: accept order → (accepted at, the
+    /// signal that closes it).
+    waiting: BTreeMap<u64, (Instant, Arc<Notify>)>,
+}
+
+impl Slots {
+    fn at_cap(&self) -> bool {
+        self.taken >= self.max
+    }
+
+    /// A slot for a new connection: a free one, or the slot of the connection that has
+    /// waited longest for its request head (closed through its signal). `None` when every
+    /// slot holds a request being answered.
+    fn admit(&mut self, stats: &ServeStats) -> Option<(u64, Arc<Notify>)> {
+        if self.at_cap() {
+            let (_, (_, victim)) = self.waiting.pop_first()?;
+            victim.notify_one();
+            // Relaxed: a statistic, read on its own.
+            stats.evicted_connections.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.taken += 1;
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        let evict = Arc::new(Notify::new());
+        self.waiting
+            .insert(id, (Instant::now(), Arc::clone(&evict)));
+        Some((id, evict))
+    }
+
+    /// At the cap: closes the connections that have waited `timeout` or more for their
+    /// request head.
+    fn sweep(&mut self, timeout: Duration, stats: &ServeStats) {
+        if !self.at_cap() {
+            return;
+        }
+        let now = Instant::now();
+        while let Some(entry) = self.waiting.first_entry() {
+            if now.duration_since(entry.get().0) < timeout {
+                break;
+            }
+            let (_, victim) = entry.remove();
+            victim.notify_one();
+            // Nobody takes this slot over: free it here (out of `waiting`, the victim's
+            // `Slot` leaves the count alone when it drops).
+            self.taken -= 1;
+            // Relaxed: a statistic, read on its own.
+            stats.evicted_connections.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// A connection's hold on its slot. The request head came in: no longer evictable. Dropped
+/// (the connection ends): frees the slot, unless an eviction handed it over already.
+struct Slot {
+    slots: Arc<Mutex<Slots>>,
+    id: u64,
+    answering: bool,
+}
+
+/// The lock of the slots; a panic while it is held leaves them consistent (each update is
+/// one insert or remove and a count), so poisoning is ignored.
+fn lock_slots(slots: &Mutex<Slots>) -> std::sync::MutexGuard<'_, Slots> {
+    slots.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Slot {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Slots> {
+        lock_slots(&self.slots)
+    }
+
+    /// The request head is complete. `false` if the connection was evicted meanwhile.
+    fn answering(&mut self) -> bool {
+        let in_time = self.lock().waiting.remove(&self.id).is_some();
+        self.answering = in_time;
+        in_time
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let id = self.id;
+        let answering = self.answering;
+        let mut slots = self.lock();
+        // Still waiting, or answering: the slot is this connection's to free. Otherwise
+        // an eviction took it out of `waiting` and gave its slot to a new connection.
+        if slots.waiting.remove(&id).is_some() || answering {
+            slots.taken -= 1;
+        }
+    }
+}
+
 async fn accept_loop(listener: StdListener, ctx: Arc<Ctx>, stop: Arc<Notify>) {
     let listener = match tokio::net::TcpListener::from_std(listener) {
         Ok(l) => l,
@@ -224,14 +369,27 @@ async fn accept_loop(listener: StdListener, ctx: Arc<Ctx>, stop: Arc<Notify>) {
             return;
         }
     };
-    let connections = Arc::new(Semaphore::new(ctx.config.max_connections));
+    let slots = Arc::new(Mutex::new(Slots {
+        max: ctx.config.max_connections,
+        taken: 0,
+        next_id: 0,
+        waiting: BTreeMap::new(),
+    }));
+    let at_cap_timeout = ctx.config.header_timeout.min(HEADER_TIMEOUT_AT_CAP);
+    let mut sweep = tokio::time::interval(AT_CAP_SWEEP);
+    sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut tasks = tokio::task::JoinSet::new();
     // Tells the connections the endpoint is stopping.
     let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
     loop {
+        let at_cap = lock_slots(&slots).at_cap();
         let accepted = tokio::select! {
             _ = stop.notified() => break,
             a = listener.accept() => a,
+            _ = sweep.tick(), if at_cap => {
+                lock_slots(&slots).sweep(at_cap_timeout, &ctx.stats);
+                continue;
+            }
         };
         // Reap finished connection tasks so the set stays bounded.
         while tasks.try_join_next().is_some() {}
@@ -243,17 +401,32 @@ async fn accept_loop(listener: StdListener, ctx: Arc<Ctx>, stop: Arc<Notify>) {
                 continue;
             }
         };
-        let Ok(permit) = Arc::clone(&connections).try_acquire_owned() else {
+        let (admitted, evicting) = {
+            let mut slots = lock_slots(&slots);
+            let evicting = slots.at_cap();
+            (slots.admit(&ctx.stats), evicting)
+        };
+        if evicting {
+            // At the cap, a burst of accepts would evict the connections it just admitted
+            // before their tasks ever read a request: let the tasks run between accepts.
+            tokio::task::yield_now().await;
+        }
+        let Some((id, evicted)) = admitted else {
             ctx.stats
                 .refused_connections
                 .fetch_add(1, Ordering::Relaxed);
             drop(stream);
             continue;
         };
+        let slot = Slot {
+            slots: Arc::clone(&slots),
+            id,
+            answering: false,
+        };
         let ctx = Arc::clone(&ctx);
         let mut stopping = stopping.clone();
         tasks.spawn(async move {
-            let _permit = permit;
+            let slot = Arc::new(Mutex::new(slot));
             let _ = stream.set_nodelay(true);
             let mut http = hyper::server::conn::http1::Builder::new();
             http.timer(TokioTimer::new())
@@ -261,21 +434,41 @@ async fn accept_loop(listener: StdListener, ctx: Arc<Ctx>, stop: Arc<Notify>) {
                 .keep_alive(false)
                 .max_buf_size(MAX_REQUEST_HEAD_BYTES);
             let deadline = ctx.config.exchange_timeout;
-            // Set once the request's head is in: from then on a stop lets the reply finish.
+            // Set once the request's head is in: from then on a stop lets the reply finish,
+            // and the connection cannot be evicted.
             let answering = Arc::new(AtomicBool::new(false));
             let service = {
                 let answering = Arc::clone(&answering);
+                let slot = Arc::clone(&slot);
                 hyper::service::service_fn(move |req| {
+                    let in_time = slot
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .answering();
                     // Relaxed: read by this connection's own task, on this one thread.
                     answering.store(true, Ordering::Relaxed);
                     let ctx = Arc::clone(&ctx);
-                    async move { Ok::<_, Infallible>(handle(ctx, req).await) }
+                    async move {
+                        if !in_time {
+                            // Evicted in the same poll that completed the head (its task
+                            // ends at the next one): no reply.
+                            return Ok::<_, Infallible>(plain(
+                                StatusCode::SERVICE_UNAVAILABLE,
+                                "connection evicted\n",
+                            ));
+                        }
+                        Ok::<_, Infallible>(handle(ctx, req).await)
+                    }
                 })
             };
             let conn = http.serve_connection(TokioIo::new(stream), service);
             let exchange = async move {
                 let mut conn = std::pin::pin!(conn);
                 tokio::select! {
+                    // Eviction first: a connection evicted before this poll must not read
+                    // (and answer) a request on a slot it has handed over.
+                    biased;
+                    _ = evicted.notified() => return,
                     _ = conn.as_mut() => return,
                     // Also when the sender is gone: the endpoint is stopping either way.
                     _ = stopping.wait_for(|&s| s) => {}
@@ -593,6 +786,63 @@ mod tests {
             "the whole reply was sent: {}",
             got.len()
         );
+    }
+
+    /// Issue 9, defect 5: at the connection cap, connections without a complete request
+    /// head are closed after `HEADER_TIMEOUT_AT_CAP` (not the configured 30 s), their slots
+    /// are free again, and a new connection evicts the oldest idle one.
+    #[test]
+    fn at_the_cap_idle_connections_are_swept_and_evicted() {
+        let config = ServeConfig {
+            max_connections: 4,
+            header_timeout: Duration::from_secs(30),
+            exchange_timeout: Duration::from_secs(30),
+            ..ServeConfig::default()
+        };
+        let stats = Arc::new(ServeStats::default());
+        let server = serve(
+            "127.0.0.1:0".parse().unwrap(),
+            config,
+            Arc::clone(&stats),
+            Box::new(|_| Ok("ok\n".to_string())),
+        )
+        .unwrap();
+        let addr = server.local_addr();
+        let idle = |n: usize| -> Vec<std::net::TcpStream> {
+            (0..n)
+                .map(|_| {
+                    let s = std::net::TcpStream::connect(addr).unwrap();
+                    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+                    s
+                })
+                .collect()
+        };
+        // Four idle connections fill the cap; they are swept after about a second.
+        let started = std::time::Instant::now();
+        for mut s in idle(4) {
+            let mut buf = [0u8; 16];
+            assert_eq!(s.read(&mut buf).unwrap_or(0), 0, "closed unanswered");
+        }
+        let took = started.elapsed();
+        assert!(
+            took < Duration::from_secs(10),
+            "swept after {took:?}, not the 30 s header timeout"
+        );
+        // Their slots are free again: four more idle ones fit, and a fifth connection (a
+        // scrape) evicts the oldest of them instead of being refused.
+        let mut again = idle(4);
+        std::thread::sleep(Duration::from_millis(200));
+        let reply = exchange(addr, false);
+        assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+        let mut buf = [0u8; 16];
+        assert_eq!(
+            again[0].read(&mut buf).unwrap_or(0),
+            0,
+            "the oldest was evicted"
+        );
+        assert_eq!(stats.refused_connections.load(Ordering::Relaxed), 0);
+        assert!(stats.evicted_connections.load(Ordering::Relaxed) >= 5);
+        server.stop();
     }
 
     #[test]

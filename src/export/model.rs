@@ -166,6 +166,12 @@ pub fn build(
             Kind::Counter,
             Sample::Counter(h.refused_connections.load(Relaxed)),
         ));
+        out.push(single(
+            "hotmeter_http_evicted_connections",
+            "Connections closed before their request was complete, to make room at the endpoint's connection limit.",
+            Kind::Counter,
+            Sample::Counter(h.evicted_connections.load(Relaxed)),
+        ));
     }
     out
 }
@@ -464,6 +470,18 @@ fn meta_families(m: &crate::registry::MetaSnapshot, sampled: SampledMeta, out: &
         Counter,
         Sample::Counter(m.registration_errors),
     ));
+    out.push(single(
+        "hotmeter_series",
+        "Series registered (overflow series included), counted against the registry-wide cap.",
+        Gauge,
+        Sample::Gauge(m.series as f64),
+    ));
+    out.push(single(
+        "hotmeter_series_limited",
+        "Label sets folded into an overflow series, and new metrics refused, because the registry-wide series cap was reached.",
+        Counter,
+        Sample::Counter(m.series_limited),
+    ));
     out.push(per_metric(
         "hotmeter_series_overflow",
         "Label-set resolutions folded into a metric's overflow series (its series cap was reached).",
@@ -473,8 +491,9 @@ fn meta_families(m: &crate::registry::MetaSnapshot, sampled: SampledMeta, out: &
             .map(|(n, v)| (metric_label(n), Sample::Counter(*v))),
     ));
     out.push(per_metric(
-        "hotmeter_histogram_invalid",
-        "Histogram observations rejected (negative, NaN or infinite).",
+        // Not `hotmeter_histogram_invalid`: promtool's lint refuses a metric type in a name.
+        "hotmeter_rejected_observations",
+        "Histogram observations rejected (negative, NaN or infinite), by histogram.",
         Counter,
         m.histogram_invalid
             .iter()

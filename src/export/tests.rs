@@ -126,6 +126,8 @@ fn snapshot() -> Snapshot {
             arenas_created: 2,
             arenas_live: 1,
             registration_errors: 0,
+            series: 6,
+            series_limited: 0,
             series_overflow: vec![("requests_total".into(), 4)],
             histogram_invalid: vec![],
             sampling: FlushStats {

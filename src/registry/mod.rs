@@ -25,6 +25,10 @@ use names::{MAX_LABELS, check_label_name, check_metric_name, truncate_label_valu
 /// Default cap on series per metric name.
 pub const DEFAULT_SERIES_CAP: usize = 1000;
 
+/// Default cap on series per registry, every metric and kind together (see
+/// [`Registry::with_limits`]).
+pub const DEFAULT_MAX_SERIES: usize = 100_000;
+
 /// The label set that series past a metric's cap fold into.
 pub const OVERFLOW_LABEL: (&str, &str) = ("hotmeter_overflow", "true");
 
@@ -95,6 +99,8 @@ struct Inner {
     help: HashMap<Box<str>, Box<str>>,
     /// Every name a family exposes (see [`names::exposed_names`]) → that family.
     exposed: HashMap<String, Box<str>>,
+    /// Series registered, overflow series included (counted against `max_series`).
+    series: usize,
 }
 
 /// A set of metric families. Registration takes a lock; recording through the returned
@@ -102,7 +108,8 @@ struct Inner {
 /// macros; a `Registry` of your own is for dynamic names and isolated tests.
 ///
 /// Cells are never freed: a series, once registered, lives for the rest of the process (a
-/// few bytes per live thread and series, the series bounded by the cap). A sampled family
+/// few bytes per live thread and series, the series bounded by the caps: at most
+/// `max_series` series in all, plus one overflow series per metric). A sampled family
 /// also keeps its registry's sampling pipeline (its configuration, bookkeeping and the
 /// critical lane's queued records) alive for the process.
 pub struct Registry {
@@ -110,6 +117,10 @@ pub struct Registry {
     /// copying the series list never blocks the flusher, and recording never takes it.
     inner: RwLock<Inner>,
     series_cap: usize,
+    max_series: usize,
+    /// Label sets folded into an overflow series, and new metrics refused, because the
+    /// registry held `max_series` series.
+    series_limited: AtomicU64,
     registration_errors: AtomicU64,
     pipeline: Arc<Pipeline>,
 }
@@ -125,12 +136,14 @@ impl std::fmt::Debug for Registry {
         f.debug_struct("Registry")
             .field("families", &self.read().families.len())
             .field("series_cap", &self.series_cap)
+            .field("max_series", &self.max_series)
             .finish()
     }
 }
 
 impl Registry {
-    /// An empty registry with the default series cap ([`DEFAULT_SERIES_CAP`]).
+    /// An empty registry with the default caps ([`DEFAULT_SERIES_CAP`] per metric,
+    /// [`DEFAULT_MAX_SERIES`] in all).
     pub fn new() -> Self {
         Self::with_series_cap(DEFAULT_SERIES_CAP)
     }
@@ -138,8 +151,19 @@ impl Registry {
     /// An empty registry allowing `cap` series per metric name (at least 1); label sets past
     /// the cap fold into one overflow series labelled [`OVERFLOW_LABEL`].
     pub fn with_series_cap(cap: usize) -> Self {
+        Self::with_limits(cap, DEFAULT_MAX_SERIES)
+    }
+
+    /// An empty registry allowing `series_cap` series per metric name and `max_series` in
+    /// all, every metric and kind together (each at least 1). Past `max_series`, a new label
+    /// set of a registered metric folds into that metric's overflow series (as past its own
+    /// cap) and a new metric is refused with [`Error::SeriesLimit`]; both are counted
+    /// ([`MetaSnapshot::series_limited`]). So a registry holds at most `max_series` series
+    /// plus one overflow series per metric, whatever names and label values it is asked for.
+    pub fn with_limits(series_cap: usize, max_series: usize) -> Self {
         Self::with_config(&Config {
-            series_cap: cap,
+            series_cap,
+            max_series,
             ..Config::default()
         })
     }
@@ -151,6 +175,8 @@ impl Registry {
         Self {
             inner: RwLock::new(Inner::default()),
             series_cap: config.series_cap.max(1),
+            max_series: config.max_series.max(1),
+            series_limited: AtomicU64::new(0),
             registration_errors: AtomicU64::new(0),
             pipeline: Arc::new(Pipeline::new(config.sampling())),
         }
@@ -349,59 +375,9 @@ impl Registry {
         })?;
         let labels = normalize_labels(labels, kind)?;
         let mut inner = self.write();
-        let family = match inner.families.get_mut(name) {
-            Some(f) => f,
-            None => {
-                let exposed = names::exposed_names(name, kind);
-                if exposed.iter().any(|e| check_metric_name(e).is_err()) {
-                    // `_` as a counter exposes `__total`; `_total` exposes an empty family.
-                    return Err(Error::InvalidMetricName {
-                        name: name.into(),
-                        rule: "the names it exposes (a counter's base name and `<base>_total`) must follow the metric name rules too",
-                    });
-                }
-                if let Some((e, existing)) = exposed
-                    .iter()
-                    .find_map(|e| inner.exposed.get(e).map(|f| (e, f)))
-                {
-                    return Err(Error::ExpositionCollision {
-                        name: name.into(),
-                        exposed: e.clone(),
-                        existing: existing.to_string(),
-                    });
-                }
-                for e in exposed {
-                    inner.exposed.insert(e, name.into());
-                }
-                let histogram = (kind == MetricKind::Histogram).then(|| match config {
-                    FamilyConfig::Histogram(c) => c.clone(),
-                    _ => HistogramConfig::default(),
-                });
-                let sampled =
-                    matches!(kind, MetricKind::Sampled | MetricKind::Histogram).then(|| {
-                        let keyed = matches!(config, FamilyConfig::Sampled { keyed: true });
-                        let metric: &'static SampledMetric = Box::leak(Box::new(SampledMetric {
-                            name: match kind {
-                                MetricKind::Histogram => format!("{name}:exemplars").into(),
-                                _ => name.into(),
-                            },
-                            k: AtomicU8::new(self.pipeline.config.initial_k),
-                            keyed,
-                            exemplars: kind == MetricKind::Histogram,
-                            pipeline: Arc::clone(&self.pipeline),
-                        }));
-                        self.pipeline.register_metric(metric);
-                        metric
-                    });
-                inner.families.entry(name.into()).or_insert(Family {
-                    kind,
-                    histogram,
-                    sampled,
-                    series: HashMap::new(),
-                    overflow: None,
-                    folded: 0,
-                })
-            }
+        let inner = &mut *inner;
+        let Some(family) = inner.families.get_mut(name) else {
+            return self.new_family(inner, name, labels, kind, config);
         };
         if family.kind != kind {
             return Err(Error::KindMismatch {
@@ -422,17 +398,100 @@ impl Registry {
         if let Some(handle) = family.series.get(&labels) {
             return Ok(*handle);
         }
-        if family.series.len() >= self.series_cap {
+        let registry_full = inner.series >= self.max_series;
+        if family.series.len() >= self.series_cap || registry_full {
             family.folded += 1;
+            if registry_full {
+                self.series_limited.fetch_add(1, Ordering::Relaxed);
+            }
             if let Some(handle) = family.overflow {
                 return Ok(handle);
             }
             let handle = new_handle(kind, family.histogram.as_ref(), family.sampled)?;
             family.overflow = Some(handle);
+            inner.series += 1;
             return Ok(handle);
         }
         let handle = new_handle(kind, family.histogram.as_ref(), family.sampled)?;
         family.series.insert(labels, handle);
+        inner.series += 1;
+        Ok(handle)
+    }
+
+    /// Registers family `name` with its first series. Nothing is inserted unless the whole
+    /// registration succeeds: a failed one leaves no empty family (nor exposed names) behind.
+    #[cold]
+    fn new_family(
+        &self,
+        inner: &mut Inner,
+        name: &str,
+        labels: LabelSet,
+        kind: MetricKind,
+        config: FamilyConfig<'_>,
+    ) -> Result<Handle> {
+        let exposed = names::exposed_names(name, kind);
+        if exposed.iter().any(|e| check_metric_name(e).is_err()) {
+            // `_` as a counter exposes `__total`; `_total` exposes an empty family.
+            return Err(Error::InvalidMetricName {
+                name: name.into(),
+                rule: "the names it exposes (a counter's base name and `<base>_total`) must follow the metric name rules too",
+            });
+        }
+        if let Some((e, existing)) = exposed
+            .iter()
+            .find_map(|e| inner.exposed.get(e).map(|f| (e, f)))
+        {
+            return Err(Error::ExpositionCollision {
+                name: name.into(),
+                exposed: e.clone(),
+                existing: existing.to_string(),
+            });
+        }
+        if inner.series >= self.max_series {
+            self.series_limited.fetch_add(1, Ordering::Relaxed);
+            return Err(Error::SeriesLimit {
+                name: name.into(),
+                cap: self.max_series,
+            });
+        }
+        let histogram = (kind == MetricKind::Histogram).then(|| match config {
+            FamilyConfig::Histogram(c) => c.clone(),
+            _ => HistogramConfig::default(),
+        });
+        // The first series' cells before anything else: running out of cells (the only
+        // way past this point to fail) leaves nothing behind.
+        let cells = allocate_for(kind, histogram.as_ref())?;
+        let sampled = matches!(kind, MetricKind::Sampled | MetricKind::Histogram).then(|| {
+            let keyed = matches!(config, FamilyConfig::Sampled { keyed: true });
+            let metric: &'static SampledMetric = Box::leak(Box::new(SampledMetric {
+                name: match kind {
+                    MetricKind::Histogram => format!("{name}:exemplars").into(),
+                    _ => name.into(),
+                },
+                k: AtomicU8::new(self.pipeline.config.initial_k),
+                keyed,
+                exemplars: kind == MetricKind::Histogram,
+                pipeline: Arc::clone(&self.pipeline),
+            }));
+            self.pipeline.register_metric(metric);
+            metric
+        });
+        let handle = handle_at(kind, cells, histogram.as_ref(), sampled);
+        for e in exposed {
+            inner.exposed.insert(e, name.into());
+        }
+        inner.families.insert(
+            name.into(),
+            Family {
+                kind,
+                histogram,
+                sampled,
+                series: HashMap::from([(labels, handle)]),
+                overflow: None,
+                folded: 0,
+            },
+        );
+        inner.series += 1;
         Ok(handle)
     }
 
@@ -449,9 +508,9 @@ impl Registry {
             overflow: Option<Handle>,
             folded: u64,
         }
-        let pending: Vec<Pending> = {
+        let (pending, series_count): (Vec<Pending>, usize) = {
             let inner = self.read();
-            inner
+            let pending = inner
                 .families
                 .iter()
                 .map(|(name, f)| {
@@ -467,7 +526,8 @@ impl Registry {
                         folded: f.folded,
                     }
                 })
-                .collect()
+                .collect();
+            (pending, inner.series)
         };
         // Sorted after the lock is released: under it, only Arc clones and copies.
         let mut pending = pending;
@@ -483,6 +543,8 @@ impl Registry {
             arenas_created: crate::arena::local::arenas_created(),
             arenas_live: crate::arena::local::arenas_live(),
             registration_errors: self.registration_errors.load(Ordering::Relaxed),
+            series: series_count as u64,
+            series_limited: self.series_limited.load(Ordering::Relaxed),
             series_overflow: Vec::new(),
             histogram_invalid: Vec::new(),
         };
@@ -559,16 +621,40 @@ fn new_handle(
     config: Option<&HistogramConfig>,
     sampled: Option<&'static SampledMetric>,
 ) -> Result<Handle> {
-    Ok(match kind {
-        MetricKind::Counter => Handle::Counter(Counter {
-            id: allocate_cells(1)?,
-        }),
+    Ok(handle_at(
+        kind,
+        allocate_for(kind, config)?,
+        config,
+        sampled,
+    ))
+}
+
+/// The cells a new series of `kind` needs (none for a gauge: one shared atomic).
+fn allocate_for(kind: MetricKind, config: Option<&HistogramConfig>) -> Result<u32> {
+    match kind {
+        MetricKind::Counter => allocate_cells(1),
+        MetricKind::Gauge => Ok(0),
+        MetricKind::Histogram => {
+            allocate_cells(config.expect("histogram families carry a config").cells())
+        }
+        MetricKind::Sampled => allocate_cells(sampled_cells::CELLS),
+    }
+}
+
+/// The handle of a new series whose cells start at `base` (from [`allocate_for`]).
+fn handle_at(
+    kind: MetricKind,
+    base: u32,
+    config: Option<&HistogramConfig>,
+    sampled: Option<&'static SampledMetric>,
+) -> Handle {
+    match kind {
+        MetricKind::Counter => Handle::Counter(Counter { id: base }),
         MetricKind::Gauge => Handle::Gauge(Gauge {
             cell: leak_gauge_cell(),
         }),
         MetricKind::Histogram => {
             let config = config.expect("histogram families carry a config");
-            let base = allocate_cells(config.cells())?;
             Handle::Histogram(Histogram {
                 series: Box::leak(Box::new(HistogramSeries {
                     base,
@@ -578,10 +664,13 @@ fn new_handle(
                 })),
             })
         }
-        MetricKind::Sampled => Handle::Sampled(new_sampled_series(
-            sampled.expect("sampled families carry their shared state"),
-        )?),
-    })
+        MetricKind::Sampled => Handle::Sampled(Sampled {
+            series: Box::leak(Box::new(SampledSeries {
+                base,
+                metric: sampled.expect("sampled families carry their shared state"),
+            })),
+        }),
+    }
 }
 
 /// A new series of sampled family `metric`: fresh cells, leaked handle state.

@@ -103,7 +103,14 @@ pub struct MetaSnapshot {
     pub arenas_live: usize,
     /// Macro call sites whose registration failed (they record into a discard handle).
     pub registration_errors: u64,
-    /// Per metric name, label-set resolutions folded into the overflow series.
+    /// Series registered in the registry, overflow series included.
+    pub series: u64,
+    /// Label-set resolutions folded into an overflow series, and new metrics refused,
+    /// because the registry held its `max_series` series (see
+    /// [`Registry::with_limits`](crate::Registry::with_limits)).
+    pub series_limited: u64,
+    /// Per metric name, label-set resolutions folded into the overflow series (past the
+    /// metric's cap or the registry's).
     pub series_overflow: Vec<(String, u64)>,
     /// Per histogram name, observations rejected (negative, NaN, infinite).
     pub histogram_invalid: Vec<(String, u64)>,

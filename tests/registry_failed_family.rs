@@ -1,0 +1,70 @@
+//! Issue 9, defect 4: a registration that fails leaves no empty family behind. After the
+//! process-wide cell space is used up, every new name fails (`CellSpaceExhausted`); before
+//! the fix each failure still inserted an empty family (51,700 of them after 1.1 M bad names
+//! in the issue's run), growing memory and the exposition without bound.
+//!
+//! Own binary: it fills the process's cell space.
+
+use hotmeter::{Error, HistogramConfig, Registry};
+
+#[test]
+fn failed_registrations_leave_no_family() {
+    // Fill the space with the widest histograms (508 cells, one per 512-cell chunk).
+    let wide = HistogramConfig::range(1e-9, 1e9).unwrap();
+    // One registry per family: the fill stays under each registry's series cap.
+    let mut fillers = Vec::new();
+    let values: Vec<String> = (0..1000).map(|i| i.to_string()).collect();
+    let mut exhausted = false;
+    'fill: for f in 0..1000 {
+        let name = format!("wide{f}");
+        fillers.push(Registry::new());
+        let filler = fillers.last().unwrap();
+        for v in &values {
+            match filler.histogram_with(&name, &[("v", v)], &wide) {
+                Ok(_) => {}
+                Err(Error::CellSpaceExhausted) => {
+                    exhausted = true;
+                    break 'fill;
+                }
+                Err(e) => panic!("unexpected error {e}"),
+            }
+        }
+    }
+    assert!(exhausted, "the cell space has a limit");
+    // Take the last single cells of the last chunk too.
+    let mut last = 0;
+    while fillers[0]
+        .counter("last_cells_total", &[("v", &last.to_string())])
+        .is_ok()
+    {
+        last += 1;
+        assert!(last < 512, "at most one chunk's cells remain");
+    }
+
+    let r = Registry::new();
+    let families_before = r.snapshot().families.len();
+    const BAD: usize = 10_000;
+    for i in 0..BAD {
+        let name = format!("late_{i}");
+        let err = match i % 4 {
+            0 => r.counter(&format!("{name}_total"), &[]).map(drop),
+            1 => r.gauge(&name, &[("a", "b")]).map(drop),
+            2 => r.histogram(&name, &[]).map(drop),
+            _ => r.sampled(&name, &[]).map(drop),
+        };
+        assert!(
+            matches!(err, Err(Error::CellSpaceExhausted)) || (i % 4 == 1 && err.is_ok()),
+            "{name}: {err:?}"
+        );
+    }
+    // Gauges need no cells (one shared atomic each), so they still register.
+    let snap = r.snapshot();
+    let empty = snap.families.iter().filter(|f| f.series.is_empty()).count();
+    assert_eq!(
+        empty, 0,
+        "{empty} empty families left by failed registrations"
+    );
+    assert_eq!(snap.families.len(), families_before + BAD / 4);
+    // A failed name stays free: once registered as another kind it works.
+    assert!(r.gauge("late_0_total", &[]).is_ok());
+}

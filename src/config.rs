@@ -301,7 +301,7 @@ impl Config {
         get: impl Fn(&str) -> Option<String>,
         origin: &mut Vec<FromEnv>,
     ) -> Result<Self, ConfigError> {
-        const VARS: [(&str, &str); 15] = [
+        const VARS: [(&str, &str); 16] = [
             ("HOTMETER_SAMPLE_RATE", "sample_rate"),
             ("HOTMETER_MIN_SAMPLE_RATE", "min_sample_rate"),
             ("HOTMETER_MAX_SAMPLE_RATE", "max_sample_rate"),

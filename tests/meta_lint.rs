@@ -14,7 +14,7 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use hotmeter::export::parse::parse;
+use common::parse::parse;
 use hotmeter::{Engine, EngineBuilder, Format, Overflow};
 
 const EVENTS: u64 = 200;

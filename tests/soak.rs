@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use hotmeter::export::parse::parse;
+use common::parse::parse;
 use hotmeter::{Engine, Error, Format, ServeConfig, Value};
 
 const GENERATIONS: u64 = 3;

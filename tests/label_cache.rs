@@ -2,12 +2,11 @@
 //! `MAX_LABEL_VALUE_BYTES`) and a bounded number of bytes in all: megabyte label values
 //! cost no more memory than short ones. Own binary: it measures the process's RSS.
 
-/// Resident set size of this process, from `/proc/self/status` (Linux).
+mod common;
+
+/// Resident set size in bytes, `None` where there is no `/proc`.
 fn rss_bytes() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024)
+    Some(common::rss_kib() * 1024).filter(|&b| b > 0)
 }
 
 #[test]

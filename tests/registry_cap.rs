@@ -5,17 +5,10 @@
 //! ([`Error::SeriesLimit`]); both are counted (`hotmeter_series_limited_total`), memory stays
 //! bounded.
 
-use hotmeter::{DEFAULT_MAX_SERIES, Engine, Error, Format, OVERFLOW_LABEL, Registry};
+mod common;
 
-fn rss_kib() -> u64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    let pages: u64 = statm
-        .split_whitespace()
-        .nth(1)
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    pages * 4
-}
+use common::rss_kib;
+use hotmeter::{DEFAULT_MAX_SERIES, Engine, Error, Format, OVERFLOW_LABEL, Registry};
 
 /// 300,000 gauge names (three times the default cap): at most the cap are registered, the
 /// rest are refused and counted, and memory grows by what the cap allows, not by what was

@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use common::parse::parse;
+use common::rss_kib;
 use hotmeter::{Engine, Error, Format, ServeConfig, Value};
 
 const GENERATIONS: u64 = 3;
@@ -57,16 +58,6 @@ struct Tally {
 
 fn count_dir(path: &str) -> usize {
     std::fs::read_dir(path).map_or(0, |d| d.count())
-}
-
-fn rss_kib() -> u64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    let pages: u64 = statm
-        .split_whitespace()
-        .nth(1)
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    pages * 4
 }
 
 /// One recording thread's batch: counts, dynamic labels from random bytes, a histogram, a

@@ -28,7 +28,11 @@ fn registration_errors_print_once_per_call_site() {
         return child();
     }
     let out = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "registration_errors_print_once_per_call_site", "--nocapture"])
+        .args([
+            "--exact",
+            "registration_errors_print_once_per_call_site",
+            "--nocapture",
+        ])
         .env(CHILD, "1")
         .output()
         .unwrap();

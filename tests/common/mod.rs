@@ -8,6 +8,18 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
+/// Resident set size of this process in KiB (4 KiB pages, `/proc/self/statm`); 0 where
+/// there is no `/proc`.
+pub fn rss_kib() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    pages * 4
+}
+
 /// Loopback, any free port.
 pub fn local() -> SocketAddr {
     "127.0.0.1:0".parse().unwrap()

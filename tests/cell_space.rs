@@ -2,7 +2,9 @@
 //! registration fails with a counted error and macro call sites record into discard
 //! handles instead of panicking. Own binary: it fills the process's cell space.
 
-use hotmeter::{Error, HistogramConfig, Registry};
+mod common;
+
+use hotmeter::Registry;
 
 #[test]
 fn big_programs_fit_and_exhaustion_never_panics_a_call_site() {
@@ -27,34 +29,8 @@ fn big_programs_fit_and_exhaustion_never_panics_a_call_site() {
     c.add(5);
     assert_eq!(c.value(), 5);
 
-    // Fill the rest with the widest histograms (508 cells, one per 512-cell chunk) until
-    // the space runs out: a clean error, not a panic.
-    let wide = HistogramConfig::range(1e-9, 1e9).unwrap();
-    let filler = Registry::with_limits(hotmeter::DEFAULT_SERIES_CAP, 2_000_000);
-    let mut exhausted = false;
-    'fill: for f in 0..1000 {
-        let name = format!("wide{f}");
-        for v in &values {
-            match filler.histogram_with(&name, &[("v", v)], &wide) {
-                Ok(_) => {}
-                Err(Error::CellSpaceExhausted) => {
-                    exhausted = true;
-                    break 'fill;
-                }
-                Err(e) => panic!("unexpected error {e}"),
-            }
-        }
-    }
-    assert!(exhausted, "the cell space has a limit");
-    // The last chunk may still hold a few single cells: take them too.
-    let mut last = 0;
-    while filler
-        .counter("last_cells_total", &[("v", &last.to_string())])
-        .is_ok()
-    {
-        last += 1;
-        assert!(last < 512, "at most one chunk's cells remain");
-    }
+    // Fill the rest until the space runs out.
+    let _filler = common::exhaust_cell_space();
 
     // Every kind of macro call site now fails to register: each records into a discard
     // handle, never panics, and the failures are counted.

@@ -5,41 +5,13 @@
 //!
 //! Own binary: it fills the process's cell space.
 
-use hotmeter::{Error, HistogramConfig, Registry};
+mod common;
+
+use hotmeter::{Error, Registry};
 
 #[test]
 fn failed_registrations_leave_no_family() {
-    // Fill the space with the widest histograms (508 cells, one per 512-cell chunk).
-    let wide = HistogramConfig::range(1e-9, 1e9).unwrap();
-    // One registry per family: the fill stays under each registry's series cap.
-    let mut fillers = Vec::new();
-    let values: Vec<String> = (0..1000).map(|i| i.to_string()).collect();
-    let mut exhausted = false;
-    'fill: for f in 0..1000 {
-        let name = format!("wide{f}");
-        fillers.push(Registry::new());
-        let filler = fillers.last().unwrap();
-        for v in &values {
-            match filler.histogram_with(&name, &[("v", v)], &wide) {
-                Ok(_) => {}
-                Err(Error::CellSpaceExhausted) => {
-                    exhausted = true;
-                    break 'fill;
-                }
-                Err(e) => panic!("unexpected error {e}"),
-            }
-        }
-    }
-    assert!(exhausted, "the cell space has a limit");
-    // Take the last single cells of the last chunk too.
-    let mut last = 0;
-    while fillers[0]
-        .counter("last_cells_total", &[("v", &last.to_string())])
-        .is_ok()
-    {
-        last += 1;
-        assert!(last < 512, "at most one chunk's cells remain");
-    }
+    let _filler = common::exhaust_cell_space();
 
     let r = Registry::new();
     let families_before = r.snapshot().families.len();

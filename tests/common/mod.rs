@@ -8,6 +8,39 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
+/// Uses up the process-wide cell space: the widest histograms (508 cells, one per 512-cell
+/// chunk) until registration fails with `CellSpaceExhausted` (a clean error, not a panic),
+/// then the last single cells of the last chunk. Returns the registry that holds them.
+pub fn exhaust_cell_space() -> hotmeter::Registry {
+    let wide = hotmeter::HistogramConfig::range(1e-9, 1e9).unwrap();
+    let filler = hotmeter::Registry::with_limits(hotmeter::DEFAULT_SERIES_CAP, 2_000_000);
+    let values: Vec<String> = (0..1000).map(|i| i.to_string()).collect();
+    let mut exhausted = false;
+    'fill: for f in 0..1000 {
+        let name = format!("wide{f}");
+        for v in &values {
+            match filler.histogram_with(&name, &[("v", v)], &wide) {
+                Ok(_) => {}
+                Err(hotmeter::Error::CellSpaceExhausted) => {
+                    exhausted = true;
+                    break 'fill;
+                }
+                Err(e) => panic!("unexpected error {e}"),
+            }
+        }
+    }
+    assert!(exhausted, "the cell space has a limit");
+    let mut last = 0;
+    while filler
+        .counter("last_cells_total", &[("v", &last.to_string())])
+        .is_ok()
+    {
+        last += 1;
+        assert!(last < 512, "at most one chunk's cells remain");
+    }
+    filler
+}
+
 /// Resident set size of this process in KiB (4 KiB pages, `/proc/self/statm`); 0 where
 /// there is no `/proc`.
 pub fn rss_kib() -> u64 {

@@ -176,7 +176,8 @@ pub use flush::controller::{k_to_rate, rate_to_k};
 pub use flush::{ExemplarRecord, FlushStats, Published, Quantile, SeriesEstimate};
 #[cfg(not(loom))]
 pub use metric::{
-    Counter, Gauge, Histogram, HistogramConfig, HistogramSnapshot, MetricKind, Timer,
+    Counter, Gauge, Histogram, HistogramConfig, HistogramSnapshot, MAX_EXACT_BOUNDS, MetricKind,
+    Timer,
 };
 #[cfg(not(loom))]
 pub use registry::names::{MAX_LABEL_VALUE_BYTES, MAX_LABELS, check_label_name, check_metric_name};

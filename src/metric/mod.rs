@@ -7,7 +7,7 @@ mod histogram;
 
 pub use counter::Counter;
 pub use gauge::Gauge;
-pub use histogram::{Histogram, HistogramConfig, HistogramSnapshot, Timer};
+pub use histogram::{Histogram, HistogramConfig, HistogramSnapshot, MAX_EXACT_BOUNDS, Timer};
 pub(crate) use histogram::{HistogramSeries, Layout};
 
 use core::fmt;

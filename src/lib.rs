@@ -171,7 +171,7 @@ pub use export::http::ServeConfig;
 #[cfg(not(loom))]
 pub use export::{EngineCollector, Format};
 #[cfg(not(loom))]
-pub use flush::controller::{k_to_rate, rate_to_k};
+pub use flush::controller::{RateError, k_to_rate, rate_to_k};
 #[cfg(not(loom))]
 pub use flush::{ExemplarRecord, FlushStats, Published, Quantile, SeriesEstimate};
 #[cfg(not(loom))]

@@ -75,23 +75,53 @@ const BUDGET_LOWER_MARGIN: f64 = 0.75;
 ///
 /// A rate that is not a number in `(0, 1]` (zero, negative, above 1, NaN, infinite), or one
 /// so small that `k` would exceed [`MAX_K`] (below about `2^-63.5` ≈ 7.7e-20).
-pub fn rate_to_k(rate: f64) -> Result<u8, String> {
+pub fn rate_to_k(rate: f64) -> Result<u8, RateError> {
     if !(rate > 0.0 && rate <= 1.0) {
-        return Err(format!(
-            "sample rate must be a number in (0, 1], such as 0.03 (rounded to the nearest \
-             power of two 2^-k); got {rate}"
-        ));
+        return Err(RateError::OutOfRange { rate });
     }
     let k = (-rate.log2()).round();
     if k > f64::from(MAX_K) {
-        return Err(format!(
-            "sample rate {rate} rounds to 2^-{k}, past the smallest supported rate 2^-{MAX_K} \
-             (about 1.1e-19); use a number in (0, 1], such as 0.03"
-        ));
+        return Err(RateError::TooSmall { rate });
     }
     // Exact: `k` is an integer in 0..=63 here.
     Ok(k as u8)
 }
+
+/// Why [`rate_to_k`] refused a sampling rate.
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
+pub enum RateError {
+    /// Not a number in `(0, 1]`: zero, negative, above 1, NaN or infinite.
+    OutOfRange {
+        /// The rate given.
+        rate: f64,
+    },
+    /// So small that `k` would exceed [`MAX_K`] (below about `2^-63.5` ≈ 7.7e-20).
+    TooSmall {
+        /// The rate given.
+        rate: f64,
+    },
+}
+
+impl core::fmt::Display for RateError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match *self {
+            RateError::OutOfRange { rate } => write!(
+                f,
+                "sample rate must be a number in (0, 1], such as 0.03 (rounded to the nearest \
+                 power of two 2^-k); got {rate}"
+            ),
+            RateError::TooSmall { rate } => write!(
+                f,
+                "sample rate {rate} rounds to 2^-{}, past the smallest supported rate \
+                 2^-{MAX_K} (about 1.1e-19); use a number in (0, 1], such as 0.03",
+                (-rate.log2()).round()
+            ),
+        }
+    }
+}
+
+impl std::error::Error for RateError {}
 
 /// The sampling probability `2^-k` (exact in `f64`).
 #[inline]
@@ -668,10 +698,13 @@ mod tests {
             -f64::INFINITY,
         ] {
             let e = rate_to_k(bad).unwrap_err();
-            assert!(e.contains("(0, 1]"), "{e}");
+            assert!(matches!(e, RateError::OutOfRange { .. }), "{e}");
+            assert!(e.to_string().contains("(0, 1]"), "{e}");
         }
         for tiny in [1e-20, 1e-300, f64::MIN_POSITIVE, 5e-324] {
             let e = rate_to_k(tiny).unwrap_err();
+            assert_eq!(e, RateError::TooSmall { rate: tiny });
+            let e = e.to_string();
             assert!(
                 e.contains("smallest supported rate 2^-63") && e.contains("(0, 1]"),
                 "{e}"

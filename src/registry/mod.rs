@@ -16,7 +16,6 @@ use crossbeam_utils::CachePadded;
 use crate::arena::{CHUNK_CELLS, MAX_CELLS};
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::flush::SeriesEstimate;
 use crate::metric::{Counter, Gauge, Histogram, HistogramConfig, HistogramSeries, MetricKind};
 use crate::sample::pipeline::{Pipeline, SampledMetric};
 use crate::sample::sampled::{Sampled, SampledSeries, cells as sampled_cells};
@@ -499,120 +498,7 @@ impl Registry {
     /// held only to copy the list of series (Arc clones), never while reading cells, and
     /// shared: concurrent scrapes and the flusher never wait for each other.
     pub fn snapshot(&self) -> Snapshot {
-        struct Pending {
-            name: Box<str>,
-            help: Option<Box<str>>,
-            kind: MetricKind,
-            config: Option<HistogramConfig>,
-            series: Vec<(LabelSet, Handle)>,
-            overflow: Option<Handle>,
-            folded: u64,
-        }
-        let (pending, series_count): (Vec<Pending>, usize) = {
-            let inner = self.read();
-            let pending = inner
-                .families
-                .iter()
-                .map(|(name, f)| {
-                    let series: Vec<(LabelSet, Handle)> =
-                        f.series.iter().map(|(l, h)| (l.clone(), *h)).collect();
-                    Pending {
-                        name: name.clone(),
-                        help: inner.help.get(name).cloned(),
-                        kind: f.kind,
-                        config: f.histogram.clone(),
-                        series,
-                        overflow: f.overflow,
-                        folded: f.folded,
-                    }
-                })
-                .collect();
-            (pending, inner.series)
-        };
-        // Sorted after the lock is released: under it, only Arc clones and copies.
-        let mut pending = pending;
-        for p in &mut pending {
-            p.series.sort_by(|a, b| a.0.cmp(&b.0));
-            if let Some(h) = p.overflow {
-                p.series.push((overflow_labels(), h));
-            }
-        }
-        let published = self.pipeline.published();
-        let mut meta = MetaSnapshot {
-            sampling: published.stats.clone(),
-            arenas_created: crate::arena::local::arenas_created(),
-            arenas_live: crate::arena::local::arenas_live(),
-            registration_errors: self.registration_errors.load(Ordering::Relaxed),
-            series: series_count as u64,
-            series_limited: self.series_limited.load(Ordering::Relaxed),
-            series_overflow: Vec::new(),
-            histogram_invalid: Vec::new(),
-        };
-        let families = pending
-            .into_iter()
-            .map(|p| {
-                if p.folded > 0 {
-                    meta.series_overflow.push((p.name.to_string(), p.folded));
-                }
-                let mut invalid = 0;
-                let series = p
-                    .series
-                    .into_iter()
-                    .map(|(labels, handle)| SeriesSnapshot {
-                        labels: labels
-                            .iter()
-                            .map(|(k, v)| (k.to_string(), v.to_string()))
-                            .collect(),
-                        value: match handle {
-                            Handle::Counter(c) => Value::Counter(c.value()),
-                            Handle::Gauge(g) => Value::Gauge(g.value()),
-                            Handle::Histogram(h) => {
-                                let config = p.config.as_ref().expect("histogram family");
-                                let mut snap = h.snapshot_with(config);
-                                invalid += snap.invalid;
-                                if let Some(Some(s)) = h.series.exemplars.get()
-                                    && let Some(e) = published.series.get(&s.series.base)
-                                {
-                                    snap.exemplars = e.exemplars.clone();
-                                }
-                                Value::Histogram(snap)
-                            }
-                            Handle::Sampled(s) => {
-                                let series = s.series;
-                                let estimate = published
-                                    .series
-                                    .get(&series.base)
-                                    .map(|e| SeriesEstimate::clone(e))
-                                    .unwrap_or_default();
-                                Value::Sampled(SampledValue {
-                                    count: series.cell(sampled_cells::COUNT),
-                                    sum: series.sum(),
-                                    rate: 0.5f64.powi(series.metric.k() as i32),
-                                    pushed: series.cell(sampled_cells::PUSHED),
-                                    flushed: estimate.records,
-                                    dropped_full: series.cell(sampled_cells::DROP_FULL),
-                                    dropped_oldest: series.cell(sampled_cells::DROP_OLDEST),
-                                    dropped_timeout: series.cell(sampled_cells::DROP_TIMEOUT),
-                                    critical_to_lane: series.cell(sampled_cells::TO_LANE),
-                                    critical_lost: series.cell(sampled_cells::LANE_FULL),
-                                    estimate,
-                                })
-                            }
-                        },
-                    })
-                    .collect();
-                if invalid > 0 {
-                    meta.histogram_invalid.push((p.name.to_string(), invalid));
-                }
-                FamilySnapshot {
-                    name: p.name.into(),
-                    help: p.help.map(Into::into),
-                    kind: p.kind,
-                    series,
-                }
-            })
-            .collect();
-        Snapshot { families, meta }
+        snapshot::take(self)
     }
 }
 

@@ -1,7 +1,148 @@
 //! A point-in-time copy of every series' exact value, for tests and for the exporters.
 
-use crate::flush::{FlushStats, SeriesEstimate};
-use crate::metric::{HistogramSnapshot, MetricKind};
+use std::sync::atomic::Ordering;
+
+use super::{Handle, LabelSet, Registry, overflow_labels};
+use crate::flush::{FlushStats, Published, SeriesEstimate};
+use crate::metric::{HistogramConfig, HistogramSnapshot, MetricKind};
+use crate::sample::sampled::cells as sampled_cells;
+
+/// One family's series as copied under the registry lock: handles, not yet values.
+struct Pending {
+    name: Box<str>,
+    help: Option<Box<str>>,
+    kind: MetricKind,
+    config: Option<HistogramConfig>,
+    series: Vec<(LabelSet, Handle)>,
+    overflow: Option<Handle>,
+    folded: u64,
+}
+
+/// [`Registry::snapshot`]: the series list copied under the shared lock (Arc clones and
+/// copies only), then sorted and read without it.
+pub(super) fn take(registry: &Registry) -> Snapshot {
+    let (mut pending, series_count) = copy_series(registry);
+    // Sorted after the lock is released; the overflow series last.
+    for p in &mut pending {
+        p.series.sort_by(|a, b| a.0.cmp(&b.0));
+        if let Some(h) = p.overflow {
+            p.series.push((overflow_labels(), h));
+        }
+    }
+    let published = registry.pipeline.published();
+    let mut meta = MetaSnapshot {
+        sampling: published.stats.clone(),
+        arenas_created: crate::arena::local::arenas_created(),
+        arenas_live: crate::arena::local::arenas_live(),
+        registration_errors: registry.registration_errors.load(Ordering::Relaxed),
+        series: series_count as u64,
+        series_limited: registry.series_limited.load(Ordering::Relaxed),
+        series_overflow: Vec::new(),
+        histogram_invalid: Vec::new(),
+    };
+    let families = pending
+        .into_iter()
+        .map(|p| read_family(p, &published, &mut meta))
+        .collect();
+    Snapshot { families, meta }
+}
+
+/// Under the registry's read lock: every family's series handles and the registry-wide
+/// series count.
+fn copy_series(registry: &Registry) -> (Vec<Pending>, usize) {
+    let inner = registry.read();
+    let pending = inner
+        .families
+        .iter()
+        .map(|(name, f)| {
+            let series: Vec<(LabelSet, Handle)> =
+                f.series.iter().map(|(l, h)| (l.clone(), *h)).collect();
+            Pending {
+                name: name.clone(),
+                help: inner.help.get(name).cloned(),
+                kind: f.kind,
+                config: f.histogram.clone(),
+                series,
+                overflow: f.overflow,
+                folded: f.folded,
+            }
+        })
+        .collect();
+    (pending, inner.series)
+}
+
+/// One family's values, read from the arenas and the flusher's last report; its folded
+/// and rejected counts go to `meta`.
+fn read_family(p: Pending, published: &Published, meta: &mut MetaSnapshot) -> FamilySnapshot {
+    if p.folded > 0 {
+        meta.series_overflow.push((p.name.to_string(), p.folded));
+    }
+    let mut invalid = 0;
+    let series = p
+        .series
+        .into_iter()
+        .map(|(labels, handle)| SeriesSnapshot {
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            value: read_value(handle, p.config.as_ref(), published, &mut invalid),
+        })
+        .collect();
+    if invalid > 0 {
+        meta.histogram_invalid.push((p.name.to_string(), invalid));
+    }
+    FamilySnapshot {
+        name: p.name.into(),
+        help: p.help.map(Into::into),
+        kind: p.kind,
+        series,
+    }
+}
+
+/// One series' value; a histogram's rejected observations are added to `invalid`.
+fn read_value(
+    handle: Handle,
+    config: Option<&HistogramConfig>,
+    published: &Published,
+    invalid: &mut u64,
+) -> Value {
+    match handle {
+        Handle::Counter(c) => Value::Counter(c.value()),
+        Handle::Gauge(g) => Value::Gauge(g.value()),
+        Handle::Histogram(h) => {
+            let mut snap = h.snapshot_with(config.expect("histogram family"));
+            *invalid += snap.invalid;
+            if let Some(Some(s)) = h.series.exemplars.get()
+                && let Some(e) = published.series.get(&s.series.base)
+            {
+                snap.exemplars = e.exemplars.clone();
+            }
+            Value::Histogram(snap)
+        }
+        Handle::Sampled(s) => {
+            let series = s.series;
+            let estimate = published
+                .series
+                .get(&series.base)
+                .map(|e| SeriesEstimate::clone(e))
+                .unwrap_or_default();
+            Value::Sampled(SampledValue {
+                count: series.cell(sampled_cells::COUNT),
+                sum: series.sum(),
+                rate: 0.5f64.powi(series.metric.k() as i32),
+                pushed: series.cell(sampled_cells::PUSHED),
+                flushed: estimate.records,
+                dropped_full: series.cell(sampled_cells::DROP_FULL),
+                dropped_oldest: series.cell(sampled_cells::DROP_OLDEST),
+                dropped_timeout: series.cell(sampled_cells::DROP_TIMEOUT),
+                critical_to_lane: series.cell(sampled_cells::TO_LANE),
+                critical_lost: series.cell(sampled_cells::LANE_FULL),
+                estimate,
+            })
+        }
+    }
+}
 
 /// Every family of a registry with the exact value of each series.
 #[derive(Debug, Clone, PartialEq)]

@@ -5,10 +5,12 @@
 //! the two encoders only format it, so both formats always carry the same series.
 
 use std::fmt::Write as _;
+// Relaxed: the endpoint's counters are statistics; no other data is read through them.
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::SystemTime;
 
 use crate::metric::MetricKind;
-use crate::registry::{FamilySnapshot, SampledValue, Snapshot, Value};
+use crate::registry::{FamilySnapshot, MetaSnapshot, SampledValue, Snapshot, Value};
 
 /// A Prometheus metric type as exposed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -142,36 +144,11 @@ pub fn build(
     }
     meta_families(&meta, sampled_meta, &mut out);
     if let Some(h) = http {
-        use std::sync::atomic::Ordering::Relaxed;
-        out.push(per_metric(
-            "hotmeter_http_responses",
-            "Responses of the /metrics endpoint by status code.",
-            Kind::Counter,
-            h.by_code().map(|(code, v)| {
-                (
-                    vec![("code".to_string(), code.to_string())],
-                    Sample::Counter(v),
-                )
-            }),
-        ));
-        out.push(single(
-            "hotmeter_http_gzip_responses",
-            "Responses of the /metrics endpoint sent gzip-compressed.",
-            Kind::Counter,
-            Sample::Counter(h.gzip.load(Relaxed)),
-        ));
-        out.push(single(
-            "hotmeter_http_refused_connections",
-            "Connections closed unanswered because the endpoint's connection limit was reached.",
-            Kind::Counter,
-            Sample::Counter(h.refused_connections.load(Relaxed)),
-        ));
-        out.push(single(
-            "hotmeter_http_evicted_connections",
-            "Connections closed before their request was complete, to make room at the endpoint's connection limit.",
-            Kind::Counter,
-            Sample::Counter(h.evicted_connections.load(Relaxed)),
-        ));
+        out.extend(
+            HTTP_META
+                .iter()
+                .map(|&(name, help, kind, rows)| family(name, help, kind, rows(h))),
+        );
     }
     out
 }
@@ -420,24 +397,259 @@ fn metric_label(name: &str) -> Vec<(String, String)> {
     vec![("metric".to_string(), name.to_string())]
 }
 
-fn single(name: &str, help: &str, kind: Kind, value: Sample) -> Family {
-    Family {
-        name: name.to_string(),
-        help: help.to_string(),
-        kind,
-        series: vec![Series {
-            labels: Vec::new(),
-            value,
-        }],
-    }
+/// One series' labels and value.
+type Row = (Vec<(String, String)>, Sample);
+
+/// The rows of one meta family, from the engine's numbers and the sampled metrics' totals.
+type Rows = fn(&MetaSnapshot, &SampledMeta) -> Vec<Row>;
+
+/// An unlabelled row.
+fn one(value: Sample) -> Vec<Row> {
+    vec![(Vec::new(), value)]
 }
 
-fn per_metric(
-    name: &str,
-    help: &str,
-    kind: Kind,
-    rows: impl IntoIterator<Item = (Vec<(String, String)>, Sample)>,
-) -> Family {
+/// One row per sampled metric, labelled `metric`, from its totals.
+fn per_sampled(
+    sampled: &SampledMeta,
+    value: impl Fn(f64, &SampledValueTotals) -> Sample,
+) -> Vec<Row> {
+    sampled
+        .rows
+        .iter()
+        .map(|(n, rate, t)| (metric_label(n), value(*rate, t)))
+        .collect()
+}
+
+/// One row per metric of a `(metric, count)` list.
+fn per_named(list: &[(String, u64)]) -> Vec<Row> {
+    list.iter()
+        .map(|(n, v)| (metric_label(n), Sample::Counter(*v)))
+        .collect()
+}
+
+/// Every `hotmeter_*` family, in exposition order: name, HELP, type, rows.
+const META: &[(&str, &str, Kind, Rows)] = {
+    use Kind::{Counter, Gauge};
+    &[
+        (
+            "hotmeter_arenas_created",
+            "Per-thread arenas ever created (bounded by the peak number of live recording threads).",
+            Counter,
+            |m, _| one(Sample::Counter(m.arenas_created as u64)),
+        ),
+        (
+            "hotmeter_arenas_live",
+            "Arenas held by a live thread now.",
+            Gauge,
+            |m, _| one(Sample::Gauge(m.arenas_live as f64)),
+        ),
+        (
+            "hotmeter_registration_errors",
+            "Macro call sites whose registration failed (they record into a discard handle).",
+            Counter,
+            |m, _| one(Sample::Counter(m.registration_errors)),
+        ),
+        (
+            "hotmeter_series",
+            "Series registered (overflow series included), counted against the registry-wide cap.",
+            Gauge,
+            |m, _| one(Sample::Gauge(m.series as f64)),
+        ),
+        (
+            "hotmeter_series_limited",
+            "Label sets folded into an overflow series, and new metrics refused, because the registry-wide series cap was reached.",
+            Counter,
+            |m, _| one(Sample::Counter(m.series_limited)),
+        ),
+        (
+            "hotmeter_series_overflow",
+            "Label-set resolutions folded into a metric's overflow series (its series cap was reached).",
+            Counter,
+            |m, _| per_named(&m.series_overflow),
+        ),
+        (
+            // Not `hotmeter_histogram_invalid`: promtool's lint refuses a metric type in a name.
+            "hotmeter_rejected_observations",
+            "Histogram observations rejected (negative, NaN or infinite), by histogram.",
+            Counter,
+            |m, _| per_named(&m.histogram_invalid),
+        ),
+        (
+            "hotmeter_sample_rate",
+            "Current sample probability of each sampled metric.",
+            Gauge,
+            |_, sampled| per_sampled(sampled, |rate, _| Sample::Gauge(rate)),
+        ),
+        (
+            "hotmeter_sampled_events",
+            "Events selected by the sampler (or critical) of each sampled metric: one push attempt each.",
+            Counter,
+            |_, sampled| per_sampled(sampled, |_, t| Sample::Counter(t.pushed)),
+        ),
+        (
+            "hotmeter_flushed_records",
+            "Records of each sampled metric drained and corrected by the flusher.",
+            Counter,
+            |_, sampled| per_sampled(sampled, |_, t| Sample::Counter(t.flushed)),
+        ),
+        (
+            "hotmeter_critical_to_lane",
+            "Critical records that overflowed their ring into the shared critical lane (not lost).",
+            Counter,
+            |_, sampled| per_sampled(sampled, |_, t| Sample::Counter(t.critical_to_lane)),
+        ),
+        (
+            "hotmeter_dropped_records",
+            "Sampled records dropped, by reason: ring full (drop-newest), evicted (drop-oldest), \
+             timed out (block), critical lost (lane full).",
+            Counter,
+            |_, sampled| {
+                sampled
+                    .rows
+                    .iter()
+                    .flat_map(|(n, _, t)| {
+                        [
+                            ("full", t.dropped_full),
+                            ("oldest", t.dropped_oldest),
+                            ("timeout", t.dropped_timeout),
+                            ("critical_lost", t.critical_lost),
+                        ]
+                        .map(|(reason, v)| {
+                            (
+                                with_label(&metric_label(n), "reason", reason.to_string()),
+                                Sample::Counter(v),
+                            )
+                        })
+                    })
+                    .collect()
+            },
+        ),
+        (
+            "hotmeter_flushes",
+            "Flushes done by the flusher.",
+            Counter,
+            |m, _| one(Sample::Counter(m.sampling.flushes)),
+        ),
+        (
+            "hotmeter_flush_drains",
+            "Ring drains: one per flush plus one per early wake-up by a filling ring.",
+            Counter,
+            |m, _| one(Sample::Counter(m.sampling.drains)),
+        ),
+        (
+            "hotmeter_flush_records",
+            "Records drained from the rings and the critical lane, ever.",
+            Counter,
+            |m, _| one(Sample::Counter(m.sampling.records_flushed)),
+        ),
+        (
+            "hotmeter_flush_duration_seconds",
+            "Duration of the last flush.",
+            Gauge,
+            |m, _| one(Sample::Gauge(m.sampling.last_duration_seconds)),
+        ),
+        (
+            "hotmeter_ring_utilization",
+            "Ring fill fraction seen by the last interval's drains: the fullest ring, and the mean.",
+            Gauge,
+            |m, _| {
+                [
+                    ("max", m.sampling.ring_utilization_max),
+                    ("mean", m.sampling.ring_utilization_mean),
+                ]
+                .map(|(stat, v)| {
+                    (
+                        vec![("stat".to_string(), stat.to_string())],
+                        Sample::Gauge(v),
+                    )
+                })
+                .into()
+            },
+        ),
+        (
+            "hotmeter_rings",
+            "Rings the flusher drains (one per thread that sampled).",
+            Gauge,
+            |m, _| one(Sample::Gauge(m.sampling.rings as f64)),
+        ),
+        (
+            "hotmeter_lane_depth",
+            "Critical records waiting in the lane after the last flush.",
+            Gauge,
+            |m, _| one(Sample::Gauge(m.sampling.lane_depth as f64)),
+        ),
+        (
+            "hotmeter_lane_lost",
+            "Critical records lost to a full critical lane, ever.",
+            Counter,
+            |m, _| one(Sample::Counter(m.sampling.lane_lost)),
+        ),
+        (
+            "hotmeter_flusher_cpu_seconds",
+            "CPU time the flusher spent draining, correcting and publishing (thread CPU clock; \
+             includes Engine::flush calls on other threads).",
+            Counter,
+            // Not negative, finite: a sum of clock differences.
+            |m, _| one(Sample::FloatCounter(m.sampling.cpu_seconds.max(0.0))),
+        ),
+        (
+            "hotmeter_flusher_cpu_seconds_per_record",
+            "Flusher CPU time per drained record over the last 8 flush intervals (NaN when they \
+             drained nothing).",
+            Gauge,
+            |m, _| one(Sample::Gauge(m.sampling.ns_per_record * 1e-9)),
+        ),
+        (
+            "hotmeter_recording_overhead_seconds",
+            "Estimated cost of one sampled-layer call at the current rates, from a calibration at start.",
+            Gauge,
+            |m, _| one(Sample::Gauge(m.sampling.overhead_ns_per_call * 1e-9)),
+        ),
+    ]
+};
+
+/// The rows of one endpoint family, from its counters.
+type HttpRows = fn(&super::http::ServeStats) -> Vec<Row>;
+
+/// The endpoint's own families, when it runs: name, HELP, type, rows.
+const HTTP_META: &[(&str, &str, Kind, HttpRows)] = &[
+    (
+        "hotmeter_http_responses",
+        "Responses of the /metrics endpoint by status code.",
+        Kind::Counter,
+        |h| {
+            h.by_code()
+                .map(|(code, v)| {
+                    (
+                        vec![("code".to_string(), code.to_string())],
+                        Sample::Counter(v),
+                    )
+                })
+                .into()
+        },
+    ),
+    (
+        "hotmeter_http_gzip_responses",
+        "Responses of the /metrics endpoint sent gzip-compressed.",
+        Kind::Counter,
+        |h| one(Sample::Counter(h.gzip.load(Relaxed))),
+    ),
+    (
+        "hotmeter_http_refused_connections",
+        "Connections closed unanswered because the endpoint's connection limit was reached.",
+        Kind::Counter,
+        |h| one(Sample::Counter(h.refused_connections.load(Relaxed))),
+    ),
+    (
+        "hotmeter_http_evicted_connections",
+        "Connections closed before their request was complete, to make room at the endpoint's connection limit.",
+        Kind::Counter,
+        |h| one(Sample::Counter(h.evicted_connections.load(Relaxed))),
+    ),
+];
+
+/// A family of these rows.
+fn family(name: &str, help: &str, kind: Kind, rows: Vec<Row>) -> Family {
     Family {
         name: name.to_string(),
         help: help.to_string(),
@@ -449,190 +661,12 @@ fn per_metric(
     }
 }
 
-fn meta_families(m: &crate::registry::MetaSnapshot, sampled: SampledMeta, out: &mut Vec<Family>) {
-    use Kind::{Counter, Gauge};
-    let s = &m.sampling;
-    out.push(single(
-        "hotmeter_arenas_created",
-        "Per-thread arenas ever created (bounded by the peak number of live recording threads).",
-        Counter,
-        Sample::Counter(m.arenas_created as u64),
-    ));
-    out.push(single(
-        "hotmeter_arenas_live",
-        "Arenas held by a live thread now.",
-        Gauge,
-        Sample::Gauge(m.arenas_live as f64),
-    ));
-    out.push(single(
-        "hotmeter_registration_errors",
-        "Macro call sites whose registration failed (they record into a discard handle).",
-        Counter,
-        Sample::Counter(m.registration_errors),
-    ));
-    out.push(single(
-        "hotmeter_series",
-        "Series registered (overflow series included), counted against the registry-wide cap.",
-        Gauge,
-        Sample::Gauge(m.series as f64),
-    ));
-    out.push(single(
-        "hotmeter_series_limited",
-        "Label sets folded into an overflow series, and new metrics refused, because the registry-wide series cap was reached.",
-        Counter,
-        Sample::Counter(m.series_limited),
-    ));
-    out.push(per_metric(
-        "hotmeter_series_overflow",
-        "Label-set resolutions folded into a metric's overflow series (its series cap was reached).",
-        Counter,
-        m.series_overflow
-            .iter()
-            .map(|(n, v)| (metric_label(n), Sample::Counter(*v))),
-    ));
-    out.push(per_metric(
-        // Not `hotmeter_histogram_invalid`: promtool's lint refuses a metric type in a name.
-        "hotmeter_rejected_observations",
-        "Histogram observations rejected (negative, NaN or infinite), by histogram.",
-        Counter,
-        m.histogram_invalid
-            .iter()
-            .map(|(n, v)| (metric_label(n), Sample::Counter(*v))),
-    ));
-    out.push(per_metric(
-        "hotmeter_sample_rate",
-        "Current sample probability of each sampled metric.",
-        Gauge,
-        sampled
-            .rows
-            .iter()
-            .map(|(n, rate, _)| (metric_label(n), Sample::Gauge(*rate))),
-    ));
-    out.push(per_metric(
-        "hotmeter_sampled_events",
-        "Events selected by the sampler (or critical) of each sampled metric: one push attempt each.",
-        Counter,
-        sampled
-            .rows
-            .iter()
-            .map(|(n, _, t)| (metric_label(n), Sample::Counter(t.pushed))),
-    ));
-    out.push(per_metric(
-        "hotmeter_flushed_records",
-        "Records of each sampled metric drained and corrected by the flusher.",
-        Counter,
-        sampled
-            .rows
-            .iter()
-            .map(|(n, _, t)| (metric_label(n), Sample::Counter(t.flushed))),
-    ));
-    out.push(per_metric(
-        "hotmeter_critical_to_lane",
-        "Critical records that overflowed their ring into the shared critical lane (not lost).",
-        Counter,
-        sampled
-            .rows
-            .iter()
-            .map(|(n, _, t)| (metric_label(n), Sample::Counter(t.critical_to_lane))),
-    ));
-    out.push(per_metric(
-        "hotmeter_dropped_records",
-        "Sampled records dropped, by reason: ring full (drop-newest), evicted (drop-oldest), \
-         timed out (block), critical lost (lane full).",
-        Counter,
-        sampled.rows.iter().flat_map(|(n, _, t)| {
-            [
-                ("full", t.dropped_full),
-                ("oldest", t.dropped_oldest),
-                ("timeout", t.dropped_timeout),
-                ("critical_lost", t.critical_lost),
-            ]
-            .map(|(reason, v)| {
-                (
-                    with_label(&metric_label(n), "reason", reason.to_string()),
-                    Sample::Counter(v),
-                )
-            })
-        }),
-    ));
-    out.push(single(
-        "hotmeter_flushes",
-        "Flushes done by the flusher.",
-        Counter,
-        Sample::Counter(s.flushes),
-    ));
-    out.push(single(
-        "hotmeter_flush_drains",
-        "Ring drains: one per flush plus one per early wake-up by a filling ring.",
-        Counter,
-        Sample::Counter(s.drains),
-    ));
-    out.push(single(
-        "hotmeter_flush_records",
-        "Records drained from the rings and the critical lane, ever.",
-        Counter,
-        Sample::Counter(s.records_flushed),
-    ));
-    out.push(single(
-        "hotmeter_flush_duration_seconds",
-        "Duration of the last flush.",
-        Gauge,
-        Sample::Gauge(s.last_duration_seconds),
-    ));
-    out.push(per_metric(
-        "hotmeter_ring_utilization",
-        "Ring fill fraction seen by the last interval's drains: the fullest ring, and the mean.",
-        Gauge,
-        [
-            ("max", s.ring_utilization_max),
-            ("mean", s.ring_utilization_mean),
-        ]
-        .map(|(stat, v)| {
-            (
-                vec![("stat".to_string(), stat.to_string())],
-                Sample::Gauge(v),
-            )
-        }),
-    ));
-    out.push(single(
-        "hotmeter_rings",
-        "Rings the flusher drains (one per thread that sampled).",
-        Gauge,
-        Sample::Gauge(s.rings as f64),
-    ));
-    out.push(single(
-        "hotmeter_lane_depth",
-        "Critical records waiting in the lane after the last flush.",
-        Gauge,
-        Sample::Gauge(s.lane_depth as f64),
-    ));
-    out.push(single(
-        "hotmeter_lane_lost",
-        "Critical records lost to a full critical lane, ever.",
-        Counter,
-        Sample::Counter(s.lane_lost),
-    ));
-    out.push(single(
-        "hotmeter_flusher_cpu_seconds",
-        "CPU time the flusher spent draining, correcting and publishing (thread CPU clock; \
-         includes Engine::flush calls on other threads).",
-        Counter,
-        // Not negative, finite: a sum of clock differences.
-        Sample::FloatCounter(s.cpu_seconds.max(0.0)),
-    ));
-    out.push(single(
-        "hotmeter_flusher_cpu_seconds_per_record",
-        "Flusher CPU time per drained record over the last 8 flush intervals (NaN when they \
-         drained nothing).",
-        Gauge,
-        Sample::Gauge(s.ns_per_record * 1e-9),
-    ));
-    out.push(single(
-        "hotmeter_recording_overhead_seconds",
-        "Estimated cost of one sampled-layer call at the current rates, from a calibration at start.",
-        Gauge,
-        Sample::Gauge(s.overhead_ns_per_call * 1e-9),
-    ));
+/// The `hotmeter_*` families (see [`META`]).
+fn meta_families(m: &MetaSnapshot, sampled: SampledMeta, out: &mut Vec<Family>) {
+    out.extend(
+        META.iter()
+            .map(|&(name, help, kind, rows)| family(name, help, kind, rows(m, &sampled))),
+    );
 }
 
 /// A label set as written: an optional label before the series' labels (OpenMetrics'

@@ -146,7 +146,7 @@ impl EngineBuilder {
 
     /// Require `Authorization: Bearer <token>` on the endpoint.
     pub fn token(mut self, token: impl Into<String>) -> Self {
-        self.config.token = Some(crate::config::Secret(token.into()));
+        self.config.token = Some(crate::config::Secret::new(token));
         self.env.retain(|o| o.knob != "token");
         self
     }
@@ -326,7 +326,12 @@ impl Engine {
     /// The address cannot be bound (in use, not local, no permission).
     pub fn serve(&self, addr: SocketAddr) -> std::io::Result<SocketAddr> {
         let config = crate::export::http::ServeConfig {
-            token: self.shared.config.token.as_ref().map(|t| t.0.clone()),
+            token: self
+                .shared
+                .config
+                .token
+                .as_ref()
+                .map(|t| t.expose().to_string()),
             ..Default::default()
         };
         self.serve_with(addr, config)

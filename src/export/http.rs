@@ -537,9 +537,11 @@ fn plain(status: StatusCode, text: &'static str) -> Response<PermitBody> {
     r
 }
 
-/// Constant-time comparison (a token check must not leak the matching prefix length).
-fn same(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// Whether a presented token equals the configured one, in time that does not depend on
+/// where they differ (`subtle`; only the length may show).
+fn token_matches(presented: &[u8], token: &[u8]) -> bool {
+    use subtle::ConstantTimeEq;
+    presented.ct_eq(token).into()
 }
 
 fn authorized(headers: &hyper::HeaderMap, token: &str) -> bool {
@@ -549,7 +551,7 @@ fn authorized(headers: &hyper::HeaderMap, token: &str) -> bool {
         .and_then(|v| v.trim().split_once(' '))
         // The scheme is case-insensitive (RFC 7235).
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .is_some_and(|(_, t)| same(t.trim().as_bytes(), token.as_bytes()))
+        .is_some_and(|(_, t)| token_matches(t.trim().as_bytes(), token.as_bytes()))
 }
 
 /// Whether `Accept-Encoding` allows gzip: an explicit `gzip` entry decides by its `q`;
@@ -935,9 +937,9 @@ mod tests {
 
     #[test]
     fn token_comparison() {
-        assert!(same(b"abc", b"abc"));
-        assert!(!same(b"abc", b"abd"));
-        assert!(!same(b"abc", b"abcd"));
-        assert!(!same(b"", b"a"));
+        assert!(token_matches(b"abc", b"abc"));
+        assert!(!token_matches(b"abc", b"abd"));
+        assert!(!token_matches(b"abc", b"abcd"));
+        assert!(!token_matches(b"", b"a"));
     }
 }

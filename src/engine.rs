@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use crate::config::{Config, ConfigError, FromEnv, blame};
 use crate::flush::Published;
 use crate::flush::flusher::FlushState;
-use crate::registry::Registry;
+use crate::registry::{CellPool, Registry};
 use crate::sample::ring::Overflow;
 
 pub(crate) struct Shared {
@@ -176,7 +176,7 @@ impl EngineBuilder {
     /// variable.
     pub fn build(self) -> Result<Engine, ConfigError> {
         self.config.validate_traced(&self.env)?;
-        let engine = Engine::start(self.config);
+        let engine = Engine::start(self.config, CellPool::Other);
         engine.serve_configured().map_err(|e| blame(e, &self.env))?;
         Ok(engine)
     }
@@ -194,7 +194,7 @@ impl EngineBuilder {
         let mut fresh = None;
         let engine = GLOBAL.get_or_init(|| {
             fresh = Some(());
-            Engine::start(self.config)
+            Engine::start(self.config, CellPool::Global)
         });
         match fresh {
             Some(()) => {
@@ -259,7 +259,7 @@ pub fn global_engine() -> &'static Engine {
                 Config::default()
             }
         };
-        let engine = Engine::start(config);
+        let engine = Engine::start(config, CellPool::Global);
         if let Err(e) = engine.serve_configured() {
             eprintln!("hotmeter: {}; not serving /metrics", blame(e, &env));
         }
@@ -273,8 +273,10 @@ impl Engine {
         EngineBuilder::default()
     }
 
-    fn start(config: Config) -> Engine {
-        let registry = Registry::with_config(&config);
+    /// Starts an engine whose registry takes its cells from `pool` (the global engine's
+    /// own half of the cell space, or the half every other registry shares).
+    fn start(config: Config, pool: CellPool) -> Engine {
+        let registry = Registry::with_config_in(&config, pool);
         let state = FlushState::new(calibration(), config.overhead_budget);
         let shared = Arc::new(Shared {
             registry,

@@ -44,8 +44,9 @@ pub enum Error {
     UnknownMetric(String),
     /// A histogram configuration that cannot be built (`reason` says why).
     InvalidHistogramConfig(String),
-    /// The process-wide cell space (64 Mi cells, about 300,000 default histogram series or
-    /// 64 million counter series) is used up.
+    /// The registry's half of the process-wide cell space is used up: the global engine's
+    /// registry has 32 Mi cells of its own, every other registry shares the other 32 Mi
+    /// (about 150,000 default histogram series or 32 million counter series each).
     CellSpaceExhausted,
     /// A new metric was asked for while its registry held its registry-wide cap of series
     /// ([`Registry::with_limits`](crate::Registry::with_limits), `max_series`); new label
@@ -106,8 +107,9 @@ impl fmt::Display for Error {
             }
             Error::CellSpaceExhausted => write!(
                 f,
-                "the process-wide cell space ({} cells) is used up; register fewer series",
-                crate::arena::MAX_CELLS
+                "this registry's half of the process-wide cell space ({} cells) is used up; \
+                 register fewer series",
+                crate::arena::MAX_CELLS / 2
             ),
             Error::SeriesLimit { name, cap } => write!(
                 f,

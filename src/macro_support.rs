@@ -71,7 +71,12 @@ fn discard_sampled() -> Sampled {
             critical_lane_bytes: crate::sample::lane::BYTES_PER_RECORD,
             ..crate::config::Config::default()
         };
-        let pipeline = Arc::new(Pipeline::new(config.sampling()));
+        // Its cells are reserved ones; the pool only matters for allocations, which it
+        // never makes.
+        let pipeline = Arc::new(Pipeline::new(
+            config.sampling(),
+            crate::registry::CellPool::Other,
+        ));
         pipeline.close();
         let metric: &'static SampledMetric = Box::leak(Box::new(SampledMetric {
             name: "hotmeter_discarded".into(),

@@ -29,8 +29,33 @@ fn big_programs_fit_and_exhaustion_never_panics_a_call_site() {
     c.add(5);
     assert_eq!(c.value(), 5);
 
-    // Fill the rest until the space runs out.
-    let _filler = common::exhaust_cell_space();
+    // Fill the rest of the half every program-made registry shares until it runs out.
+    let filler = Registry::with_limits(hotmeter::DEFAULT_SERIES_CAP, 2_000_000);
+    common::exhaust_cell_space(&filler);
+    assert!(
+        r.counter("one_more_total", &[]).is_err(),
+        "that half is full"
+    );
+
+    // The global registry (the macros') has a half of its own: other registries cannot
+    // use up its cells. These call sites register and record as usual.
+    for _ in 0..10 {
+        hotmeter::counter!("before_global_exhaustion_total").inc();
+        hotmeter::record!("before_global_exhaustion_bytes", 2.0);
+    }
+    let snap = hotmeter::global().snapshot();
+    assert_eq!(
+        snap.counter("before_global_exhaustion_total", &[]),
+        Some(10)
+    );
+    assert_eq!(
+        snap.sampled("before_global_exhaustion_bytes", &[])
+            .map(|v| v.count),
+        Some(10)
+    );
+
+    // Now use up the global half too.
+    common::exhaust_cell_space(hotmeter::global());
 
     // Every kind of macro call site now fails to register: each records into a discard
     // handle, never panics, and the failures are counted.

@@ -11,7 +11,8 @@ use hotmeter::{Error, Registry};
 
 #[test]
 fn failed_registrations_leave_no_family() {
-    let _filler = common::exhaust_cell_space();
+    let filler = Registry::with_limits(hotmeter::DEFAULT_SERIES_CAP, 2_000_000);
+    common::exhaust_cell_space(&filler);
 
     let r = Registry::new();
     let families_before = r.snapshot().families.len();

@@ -35,28 +35,44 @@ pub const OVERFLOW_LABEL: (&str, &str) = ("hotmeter_overflow", "true");
 /// macro call site falls back to when its registration fails.
 pub(crate) const RESERVED_CELLS: u32 = 256;
 
-/// Next free cell id, shared by every registry because arenas are process-wide.
-static NEXT_CELL: AtomicU32 = AtomicU32::new(RESERVED_CELLS);
+/// The part of the process's cell id space a registry takes its cells from (arenas are
+/// process-wide, so ids are unique across registries). The global registry, the one the
+/// macros record into, has a half of its own: registries made by the program (for dynamic
+/// names, tests, calibration) cannot use up the cells the macros need, nor the other way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CellPool {
+    /// Cells `RESERVED_CELLS .. MAX_CELLS / 2`: the global engine's registry.
+    Global,
+    /// Cells `MAX_CELLS / 2 .. MAX_CELLS`: every other registry.
+    Other,
+}
 
-/// Hands out `n` consecutive cells (n ≤ one chunk) that never straddle a chunk boundary,
-/// so the record path reaches all of a series' cells through one chunk lookup.
-fn allocate_cells(n: u32) -> Result<u32> {
+/// Next free cell id of each pool.
+static NEXT_GLOBAL: AtomicU32 = AtomicU32::new(RESERVED_CELLS);
+static NEXT_OTHER: AtomicU32 = AtomicU32::new((MAX_CELLS / 2) as u32);
+
+/// Hands out `n` consecutive cells (n ≤ one chunk) of `pool` that never straddle a chunk
+/// boundary, so the record path reaches all of a series' cells through one chunk lookup.
+pub(crate) fn allocate_cells(pool: CellPool, n: u32) -> Result<u32> {
     assert!(n as usize <= CHUNK_CELLS, "a series fits in one chunk");
+    let (next, limit) = match pool {
+        CellPool::Global => (&NEXT_GLOBAL, MAX_CELLS / 2),
+        CellPool::Other => (&NEXT_OTHER, MAX_CELLS),
+    };
     let mut start = 0;
     // Relaxed: only uniqueness of the handed-out ranges matters, which the RMW guarantees.
-    NEXT_CELL
-        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |next| {
-            let chunk_end = (next | (CHUNK_CELLS as u32 - 1)).checked_add(1)?;
-            start = if next.checked_add(n)? > chunk_end {
-                chunk_end
-            } else {
-                next
-            };
-            let end = start.checked_add(n)?;
-            (end as usize <= MAX_CELLS).then_some(end)
-        })
-        .map(|_| start)
-        .map_err(|_| Error::CellSpaceExhausted)
+    next.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |next| {
+        let chunk_end = (next | (CHUNK_CELLS as u32 - 1)).checked_add(1)?;
+        start = if next.checked_add(n)? > chunk_end {
+            chunk_end
+        } else {
+            next
+        };
+        let end = start.checked_add(n)?;
+        (end as usize <= limit).then_some(end)
+    })
+    .map(|_| start)
+    .map_err(|_| Error::CellSpaceExhausted)
 }
 
 /// A series' sorted label pairs; an `Arc` so snapshots copy the series list cheaply.
@@ -171,13 +187,18 @@ impl Registry {
     /// engine's constructor; without an engine's flusher, sampled records stay in their
     /// rings until someone drains them).
     pub(crate) fn with_config(config: &Config) -> Self {
+        Self::with_config_in(config, CellPool::Other)
+    }
+
+    /// [`Registry::with_config`], taking its cells from `pool`.
+    pub(crate) fn with_config_in(config: &Config, pool: CellPool) -> Self {
         Self {
             inner: RwLock::new(Inner::default()),
             series_cap: config.series_cap.max(1),
             max_series: config.max_series.max(1),
             series_limited: AtomicU64::new(0),
             registration_errors: AtomicU64::new(0),
-            pipeline: Arc::new(Pipeline::new(config.sampling())),
+            pipeline: Arc::new(Pipeline::new(config.sampling(), pool)),
         }
     }
 
@@ -406,12 +427,22 @@ impl Registry {
             if let Some(handle) = family.overflow {
                 return Ok(handle);
             }
-            let handle = new_handle(kind, family.histogram.as_ref(), family.sampled)?;
+            let handle = new_handle(
+                self.pipeline.cells,
+                kind,
+                family.histogram.as_ref(),
+                family.sampled,
+            )?;
             family.overflow = Some(handle);
             inner.series += 1;
             return Ok(handle);
         }
-        let handle = new_handle(kind, family.histogram.as_ref(), family.sampled)?;
+        let handle = new_handle(
+            self.pipeline.cells,
+            kind,
+            family.histogram.as_ref(),
+            family.sampled,
+        )?;
         family.series.insert(labels, handle);
         inner.series += 1;
         Ok(handle)
@@ -459,7 +490,7 @@ impl Registry {
         });
         // The first series' cells before anything else: running out of cells (the only
         // way past this point to fail) leaves nothing behind.
-        let cells = allocate_for(kind, histogram.as_ref())?;
+        let cells = allocate_for(self.pipeline.cells, kind, histogram.as_ref())?;
         let sampled = matches!(kind, MetricKind::Sampled | MetricKind::Histogram).then(|| {
             let keyed = matches!(config, FamilyConfig::Sampled { keyed: true });
             let metric: &'static SampledMetric = Box::leak(Box::new(SampledMetric {
@@ -503,27 +534,29 @@ impl Registry {
 }
 
 fn new_handle(
+    pool: CellPool,
     kind: MetricKind,
     config: Option<&HistogramConfig>,
     sampled: Option<&'static SampledMetric>,
 ) -> Result<Handle> {
     Ok(handle_at(
         kind,
-        allocate_for(kind, config)?,
+        allocate_for(pool, kind, config)?,
         config,
         sampled,
     ))
 }
 
 /// The cells a new series of `kind` needs (none for a gauge: one shared atomic).
-fn allocate_for(kind: MetricKind, config: Option<&HistogramConfig>) -> Result<u32> {
+fn allocate_for(pool: CellPool, kind: MetricKind, config: Option<&HistogramConfig>) -> Result<u32> {
     match kind {
-        MetricKind::Counter => allocate_cells(1),
+        MetricKind::Counter => allocate_cells(pool, 1),
         MetricKind::Gauge => Ok(0),
-        MetricKind::Histogram => {
-            allocate_cells(config.expect("histogram families carry a config").cells())
-        }
-        MetricKind::Sampled => allocate_cells(sampled_cells::CELLS),
+        MetricKind::Histogram => allocate_cells(
+            pool,
+            config.expect("histogram families carry a config").cells(),
+        ),
+        MetricKind::Sampled => allocate_cells(pool, sampled_cells::CELLS),
     }
 }
 
@@ -561,7 +594,7 @@ fn handle_at(
 
 /// A new series of sampled family `metric`: fresh cells, leaked handle state.
 pub(crate) fn new_sampled_series(metric: &'static SampledMetric) -> Result<Sampled> {
-    let base = allocate_cells(sampled_cells::CELLS)?;
+    let base = allocate_cells(metric.pipeline.cells, sampled_cells::CELLS)?;
     Ok(Sampled {
         series: Box::leak(Box::new(SampledSeries { base, metric })),
     })

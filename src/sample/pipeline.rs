@@ -78,6 +78,8 @@ impl SampledMetric {
 pub struct Pipeline {
     /// Sampling knobs.
     pub config: SamplingConfig,
+    /// Where its registry's cells come from (and its exemplar samplers').
+    pub(crate) cells: crate::registry::CellPool,
     /// Time origin of record timestamps.
     pub start: Instant,
     /// The coarse clock's reading at `start` (see [`Pipeline::coarse_ns`]).
@@ -191,7 +193,7 @@ impl std::fmt::Debug for Pipeline {
 
 impl Pipeline {
     /// A pipeline with `config`.
-    pub fn new(config: SamplingConfig) -> Self {
+    pub(crate) fn new(config: SamplingConfig, cells: crate::registry::CellPool) -> Self {
         // `usize::MAX`: never reached, so producers never wake the flusher early.
         let high_water = if config.wake_on_high_water {
             (config.ring_capacity.next_power_of_two() * 3 / 4).max(1)
@@ -201,6 +203,7 @@ impl Pipeline {
         Self {
             lane: Lane::with_max_bytes(config.lane_bytes),
             config,
+            cells,
             start: Instant::now(),
             coarse_start: super::clock::coarse_ns(),
             new_rings: Mutex::new(Vec::new()),

@@ -8,12 +8,12 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
-/// Uses up the process-wide cell space: the widest histograms (508 cells, one per 512-cell
-/// chunk) until registration fails with `CellSpaceExhausted` (a clean error, not a panic),
-/// then the last single cells of the last chunk. Returns the registry that holds them.
-pub fn exhaust_cell_space() -> hotmeter::Registry {
+/// Uses up the part of the cell space `filler` takes its cells from (the global registry's
+/// half, or the half every other registry shares): the widest histograms (508 cells, one
+/// per 512-cell chunk) until registration fails with `CellSpaceExhausted` (a clean error,
+/// not a panic), then the last single cells of the last chunk.
+pub fn exhaust_cell_space(filler: &hotmeter::Registry) {
     let wide = hotmeter::HistogramConfig::range(1e-9, 1e9).unwrap();
-    let filler = hotmeter::Registry::with_limits(hotmeter::DEFAULT_SERIES_CAP, 2_000_000);
     let values: Vec<String> = (0..1000).map(|i| i.to_string()).collect();
     let mut exhausted = false;
     'fill: for f in 0..1000 {
@@ -38,7 +38,6 @@ pub fn exhaust_cell_space() -> hotmeter::Registry {
         last += 1;
         assert!(last < 512, "at most one chunk's cells remain");
     }
-    filler
 }
 
 /// Resident set size of this process in KiB (4 KiB pages, `/proc/self/statm`); 0 where

@@ -19,14 +19,18 @@ pub struct Published {
     pub stats: FlushStats,
 }
 
-/// One estimated quantile with its rank interval.
+/// One estimated quantile with its rank interval. All three numbers are NaN when the
+/// records cannot bound the quantile (too few of them: see
+/// [`Distribution::quantile`](estimate::Distribution::quantile)); `records` says how many
+/// there were.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Quantile {
     /// The quantile asked for, in (0, 1).
     pub q: f64,
-    /// The estimate.
+    /// The estimate (interpolated within its histogram bucket).
     pub value: f64,
-    /// Lower end of the ~95% interval (rank interval `q ± 1.96·sqrt(q(1-q)/n_eff)`).
+    /// Lower end of the ~95% interval: the exact binomial order-statistic interval for the
+    /// rank, mapped to values through the histogram with its buckets' width.
     pub lower: f64,
     /// Upper end of that interval.
     pub upper: f64,

@@ -54,8 +54,10 @@ fn past_a_small_cap_losses_are_counted_and_reported() {
     let snap = e.registry().snapshot();
     let v = snap.sampled("capped", &[]).unwrap();
     let n = THREADS * PER_THREAD;
-    // Nothing drained during the burst: at most 4 rings and the lane were kept.
-    assert!(v.flushed <= THREADS * 64 + 100, "{v:?}");
+    // The premise: the lane overflowed. (The flusher may drain during the burst: each
+    // thread that exits asks for a drain so its ring is freed, so more than 4 rings and
+    // the lane can be kept; what matters is that every loss is counted.)
+    assert!(v.critical_lost > n / 2, "{v:?}");
     assert_eq!(v.flushed + v.critical_lost, n, "{v:?}");
     assert_eq!(v.pushed, v.flushed + v.dropped());
     assert_eq!(snap.meta.sampling.lane_lost, v.critical_lost);

@@ -450,6 +450,16 @@ impl Samplers {
 impl Drop for Samplers {
     fn drop(&mut self) {
         FAST.set(NO_SAMPLER);
+        // The thread is exiting: drop its samplers (their producers mark the rings
+        // abandoned), then wake each pipeline's flusher, whose next drain frees those rings
+        // at once instead of at the next flush.
+        let samplers = std::mem::take(&mut self.0);
+        let pipelines: Vec<Arc<Pipeline>> =
+            samplers.iter().map(|t| Arc::clone(&t.pipeline)).collect();
+        drop(samplers);
+        for p in pipelines {
+            p.wake();
+        }
     }
 }
 

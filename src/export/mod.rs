@@ -8,7 +8,7 @@
 //! | counter `x_total` (or `x`) | counter family `x`, sample `x_total` (never `_total_total`) |
 //! | gauge `g` | gauge `g` |
 //! | histogram `h` | histogram `h`: cumulative `h_bucket{le}`, `+Inf` = `h_count`, `h_sum`; exemplars (OpenMetrics only) from [`Histogram::record_keyed`](crate::Histogram::record_keyed) |
-//! | sampled `s` | summary `s`: `s{quantile}` estimated (0.5, 0.9, 0.99, 0.999) over the last [`Config::quantile_window`](crate::Config::quantile_window), `s_count` exact, `s_sum` exact for `record!` (a Horvitz–Thompson estimate for sampled timers); gauge `s_quantile_std_error{for_quantile}`; gauge `s_top_keys{key}` (estimated events of the ≤ 10 heaviest keys per series, key = 16-hex-digit hash) |
+//! | sampled `s` | summary `s`: `s{quantile}` estimated (0.5, 0.9, 0.99, 0.999) over the last [`Config::quantile_window`](crate::Config::quantile_window), `NaN` while too few records bound it (p99.9 needs ~3,700), `s_count` exact, `s_sum` exact for `record!` (a Horvitz–Thompson estimate for sampled timers); gauge `s_quantile_std_error{for_quantile}`; gauge `s_top_keys{key}` (estimated events of the ≤ 10 heaviest keys per series, key = 16-hex-digit hash) |
 //! | the engine | `hotmeter_*` meta-metrics with HELP text: sample rate, sampled / flushed / dropped records by reason, flush count / duration / drains, ring utilization, rings, critical lane depth and losses, arenas, registration errors, series overflow, rejected histogram observations, estimated recording overhead |
 //!
 //! The renderings pass `promtool check metrics` (lint included), Python's strict

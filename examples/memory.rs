@@ -10,7 +10,7 @@
 //! ```
 //!
 //! Part of what it prints is not data: the binary's code pages that the instrumented run
-//! touched for the first time (engine, flusher, hdrhistogram) and `libm`, shared and
+//! touched for the first time (engine, flusher) and `libm`, shared and
 //! file-backed; `HOTMETER_SMAPS=1` lists them apart from the anonymous (heap, stack) growth.
 
 use std::hint::black_box;

@@ -1,19 +1,19 @@
-//! Sample-correction estimators: a weighted distribution (HdrHistogram fed with
-//! `record_n(value, 2^k)`) with rank-interval quantiles, Horvitz–Thompson totals with their
-//! standard errors, and weighted heavy hitters by the space-saving algorithm (Metwally,
-//! Agrawal, El Abbadi 2005).
+//! Sample-correction estimators: a weighted distribution (log-linear buckets fed with
+//! weights `2^k`, see [`Buckets`]) with rank-interval quantiles, Horvitz–Thompson totals with
+//! their standard errors, and weighted heavy hitters by the space-saving algorithm
+//! (Metwally, Agrawal, El Abbadi 2005).
 
 use std::collections::HashMap;
 
-use hdrhistogram::Histogram;
+use super::buckets::Buckets;
 
-/// Values are stored as integers in units of `UNIT` (nano-units: nanoseconds for seconds,
-/// nano-bytes for bytes), so the histogram covers `[1e-9, 1.8e10]` in natural units with
-/// two significant digits (≤ 1% relative quantization).
-const UNIT: f64 = 1e-9;
-const SIGFIG: u8 = 2;
 /// z for a two-sided 95% interval.
 pub const Z95: f64 = 1.96;
+
+/// The most buckets a distribution spans by default: 8 octaves at the finest resolution
+/// (128 buckets per octave, ≤ 0.78% wide), coarser when the values spread wider (see
+/// [`Buckets`]). 8 KiB of weights, 16 KiB once rates mix.
+pub const DEFAULT_SPAN: usize = 1024;
 
 /// An estimate and its standard error.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
@@ -46,29 +46,27 @@ const MIXED: u8 = 254;
 
 /// One metric's sampled records, weighted by `w = 2^k`.
 ///
-/// `hist` counts `Σw` per bucket. The quantile intervals also need `Σ w(w−1)` per bucket:
-/// while every record shares one `k` that is `Σw · (2^k − 1)`, derived on demand; only once
-/// records with different `k` mix (the controller moved the rate) does `var_hist` exist,
-/// filled from `hist` at the switch and recorded alongside it from then on.
+/// `buckets` holds `Σw` per bucket. The quantile intervals also need `Σ w(w−1)` per
+/// bucket: while every record shares one `k` that is `Σw · (2^k − 1)`, derived on demand;
+/// only once records with different `k` mix (the controller moved the rate), or a record
+/// stands for a fraction of a ring's drops, is the buckets' variance lane on, filled from
+/// the weights at the switch and recorded alongside them from then on.
+///
+/// Memory: at most `max_span` buckets of one or two `f64` (see [`DEFAULT_SPAN`]), whatever
+/// the values; a fresh one allocates nothing.
 #[derive(Debug, Clone)]
 pub struct Distribution {
-    hist: Histogram<u64>,
-    /// `Σ w(w−1)` per bucket, once `k` mixed.
-    var_hist: Option<Histogram<u64>>,
-    /// The one `k` every histogram record shares, [`NO_K`] or [`MIXED`].
+    buckets: Buckets,
+    /// The one `k` every record in the buckets shares, [`NO_K`] or [`MIXED`].
     uniform_k: u8,
-    /// `Σw` and `Σw²` of the records in the histogram (not those it rejected: negative,
-    /// NaN), for the quantile intervals.
+    /// `Σw` and `Σw²` of the records in the buckets (not those rejected: negative, NaN),
+    /// for the quantile intervals.
     hist_w: f64,
     hist_w2: f64,
     /// Horvitz–Thompson totals of every record added.
     pub totals: Totals,
-    /// Records outside the histogram's range, clamped to its nearest end.
+    /// Infinite records, counted at `f64::MAX`.
     pub clamped: u64,
-    /// The fraction of weight not yet given to the histogram by [`Distribution::add_scaled`]
-    /// (whose counts are integers): carried to the next scaled record, so the histogram's
-    /// total stays within 1 of the records' total weight.
-    frac: f64,
 }
 
 /// Horvitz–Thompson totals of weighted records (`w = 2^k`): the count, the sum of values
@@ -163,26 +161,27 @@ impl Default for Distribution {
 }
 
 impl Distribution {
-    /// An empty distribution.
+    /// An empty distribution of at most [`DEFAULT_SPAN`] buckets.
     pub fn new() -> Self {
-        let mut hist = Histogram::new(SIGFIG).expect("2 significant figures are valid");
-        hist.auto(true);
+        Self::with_span(DEFAULT_SPAN)
+    }
+
+    /// An empty distribution of at most `max_span` buckets (at least 64): the resolution
+    /// halves each time the values' spread would need more (see [`Buckets`]).
+    pub fn with_span(max_span: usize) -> Self {
         Self {
-            hist,
-            var_hist: None,
+            buckets: Buckets::new(max_span),
             uniform_k: NO_K,
             hist_w: 0.0,
             hist_w2: 0.0,
             totals: Totals::default(),
             clamped: 0,
-            frac: 0.0,
         }
     }
 
     /// Adds one record sampled with probability `2^-k` that stands for `scale` such records
-    /// (its ring dropped some of its neighbours: see `Consumer::drain_weighted`). The
-    /// totals take the weight `2^k · scale` as it is; the histogram, whose counts are
-    /// integers, takes it rounded with the remainder carried to the next scaled record.
+    /// (its ring dropped some of its neighbours: see `Consumer::drain_weighted`): weight
+    /// `w = 2^k · scale`, variance `w(w−1)`.
     #[inline]
     pub fn add_scaled(&mut self, value: f64, k: u8, scale: f64) {
         if scale == 1.0 {
@@ -192,35 +191,24 @@ impl Distribution {
         if !self.totals.add_weight(value, w) {
             return;
         }
-        let whole = w + self.frac;
-        let n = whole.floor();
-        self.frac = whole - n;
-        if n < 1.0 {
-            return;
-        }
-        let n = n as u64;
         // Weights are no longer powers of two alike: keep `Σ w(w−1)` per bucket.
         if self.uniform_k != MIXED {
             self.mix();
         }
-        let v = self.histogram_value(value);
-        let _ = self.hist.record_n(v, n);
-        self.hist_w += n as f64;
-        self.hist_w2 += (n as f64) * (n as f64);
-        if let Some(var) = &mut self.var_hist {
-            let _ = var.record_n(v, n.saturating_mul(n - 1));
-        }
+        let value = self.finite(value);
+        self.buckets.add(value, w, w * (w - 1.0));
+        self.hist_w += w;
+        self.hist_w2 += w * w;
     }
 
-    /// `value` in the histogram's integer units, clamped to its range.
+    /// `value` (not negative, not NaN) with infinity clamped to `f64::MAX`.
     #[inline]
-    fn histogram_value(&mut self, value: f64) -> u64 {
-        let scaled = value / UNIT;
-        if scaled >= (1u64 << 62) as f64 {
+    fn finite(&mut self, value: f64) -> f64 {
+        if value == f64::INFINITY {
             self.clamped += 1;
-            1u64 << 62
+            f64::MAX
         } else {
-            scaled as u64
+            value
         }
     }
 
@@ -228,13 +216,13 @@ impl Distribution {
     #[inline]
     pub fn add(&mut self, value: f64, k: u8) {
         if self.totals.add(value, k) {
-            self.add_to_histogram(value, k);
+            self.add_to_buckets(value, k);
         }
     }
 
     #[inline]
-    fn add_to_histogram(&mut self, value: f64, k: u8) {
-        let v = self.histogram_value(value);
+    fn add_to_buckets(&mut self, value: f64, k: u8) {
+        let value = self.finite(value);
         let k = k.min(62);
         match self.uniform_k {
             NO_K => self.uniform_k = k,
@@ -242,47 +230,28 @@ impl Distribution {
             MIXED => {}
             _ => self.mix(),
         }
-        // `auto(true)` grows the range as needed, so this cannot fail below 2^62.
-        let _ = self.hist.record_n(v, 1u64 << k);
         let w = (1u64 << k) as f64;
+        self.buckets.add(value, w, w * (w - 1.0));
         self.hist_w += w;
         self.hist_w2 += w * w;
-        if let Some(var) = &mut self.var_hist
-            && k > 0
-        {
-            let w = 1u64 << k;
-            let _ = var.record_n(v, w.saturating_mul(w - 1));
-        }
     }
 
-    /// Leaves the single-`k` shortcut: `var_hist` from `hist` (`Σw·(2^k − 1)` per bucket).
+    /// Leaves the single-`k` shortcut: the variance lane from the weights
+    /// (`Σw·(2^k − 1)` per bucket).
     #[cold]
     fn mix(&mut self) {
         if self.uniform_k == MIXED {
             return;
         }
-        let mut var = Histogram::new(SIGFIG).expect("2 significant figures are valid");
-        var.auto(true);
-        if self.uniform_k != NO_K && self.uniform_k > 0 {
-            let a = (1u64 << self.uniform_k) - 1;
-            for b in self.hist.iter_recorded() {
-                let _ = var.record_n(b.value_iterated_to(), b.count_at_value().saturating_mul(a));
-            }
-        }
-        self.var_hist = Some(var);
+        let a = match self.uniform_k {
+            NO_K => 0.0,
+            k => ((1u64 << k) - 1) as f64,
+        };
+        self.buckets.enable_var(|w| w * a);
         self.uniform_k = MIXED;
     }
 
-    /// `Σ w(w−1)` of the histogram records at or below `cut`, whose `Σw` is `c`.
-    fn var_at_or_below(&self, cut: u64, c: f64) -> f64 {
-        match (self.uniform_k, &self.var_hist) {
-            (MIXED, Some(var)) => var.count_between(0, cut) as f64,
-            (NO_K | MIXED, _) => 0.0,
-            (k, _) => c * ((1u64 << k) - 1) as f64,
-        }
-    }
-
-    /// Adds everything `other` holds (histogram and totals) to this one.
+    /// Adds everything `other` holds (buckets and totals) to this one.
     pub fn merge(&mut self, other: &Distribution) {
         match (self.uniform_k, other.uniform_k) {
             (_, NO_K) => {}
@@ -290,15 +259,19 @@ impl Distribution {
             (a, b) if a == b && a != MIXED => {}
             _ => {
                 self.mix();
-                let mut theirs = other.clone();
-                theirs.mix();
-                if let (Some(mine), Some(theirs)) = (&mut self.var_hist, &theirs.var_hist) {
-                    let _ = mine.add(theirs);
+                if other.uniform_k != MIXED {
+                    let mut theirs = other.clone();
+                    theirs.mix();
+                    return self.merge_same_lanes(&theirs);
                 }
             }
         }
-        // Both auto-resize, so adding cannot fail on range.
-        let _ = self.hist.add(&other.hist);
+        self.merge_same_lanes(other)
+    }
+
+    /// [`Distribution::merge`] once both have the variance lane or neither has.
+    fn merge_same_lanes(&mut self, other: &Distribution) {
+        self.buckets.merge(&other.buckets);
         self.hist_w += other.hist_w;
         self.hist_w2 += other.hist_w2;
         self.totals.merge(&other.totals);
@@ -323,6 +296,11 @@ impl Distribution {
     /// Horvitz–Thompson total of every record added (see [`Totals::total_estimate`]).
     pub fn total_estimate(&self) -> Estimate {
         self.totals.total_estimate()
+    }
+
+    /// Heap bytes held (the buckets).
+    pub fn heap_bytes(&self) -> usize {
+        self.buckets.heap_bytes()
     }
 
     /// The `q`-quantile with a two-sided rank interval at `z` sigmas (`Z95`: 95%), read
@@ -353,25 +331,25 @@ impl Distribution {
     /// `value_dependent_rates_keep_interval_coverage` measures it. The correction is a
     /// helper's finding in an earlier session (commit 728be72), ported here.
     pub fn quantile(&self, q: f64, z: f64) -> Option<QuantileEstimate> {
-        if self.hist.is_empty() {
+        if self.hist_w <= 0.0 {
             return None;
         }
         let q = q.clamp(0.0, 1.0);
         let n_eff = self.quantile_n_eff(q);
-        let total = self.hist.len() as f64;
+        let total = self.hist_w;
         let (lo, hi, before, count) = self.bucket_at((q * total).ceil().max(1.0));
         let within = ((q * total - before) / count).clamp(0.0, 1.0);
-        let value = (lo + (hi - lo) * within) * UNIT;
+        let value = lo + (hi - lo) * within;
         let (lower, upper) = if n_eff.is_infinite() {
-            (lo * UNIT, hi * UNIT)
+            (lo, hi)
         } else {
             let n = n_eff.floor();
             match rank_interval(n, q, z) {
                 Some((l, u)) => {
-                    // The ranks' records, `ceil(r·W/n)` of the histogram's total count
+                    // The ranks' records, `ceil(r·W/n)` of the buckets' total weight
                     // (`r·W` is exact in f64: no rounding up past a record's boundary).
                     let at = |r: f64| self.bucket_at((r * total / n).ceil().max(1.0));
-                    (at(l).0 * UNIT, at(u).1 * UNIT)
+                    (at(l).0, at(u).1)
                 }
                 None => (f64::NAN, f64::NAN),
             }
@@ -392,21 +370,13 @@ impl Distribution {
         })
     }
 
-    /// The bucket holding the `count`-th unit of weight (from 1): its lower and upper edges
-    /// (histogram units), the weight below it and its own. The last bucket when `count`
-    /// exceeds the total.
+    /// The bucket holding the `count`-th unit of weight (from 1): its lower and upper edges,
+    /// the weight below it and its own. The last bucket when `count` exceeds the total.
     fn bucket_at(&self, count: f64) -> (f64, f64, f64, f64) {
         let (mut last, mut to) = ((0.0, 0.0, 0.0, 0.0), 0.0);
-        for b in self.hist.iter_recorded() {
-            let v = b.value_iterated_to();
-            let c = b.count_at_value() as f64;
-            last = (
-                self.hist.lowest_equivalent(v) as f64,
-                self.hist.next_non_equivalent(v) as f64,
-                to,
-                c,
-            );
-            to += c;
+        for b in self.buckets.iter() {
+            last = (b.lower, b.upper, to, b.w);
+            to += b.w;
             if to >= count {
                 break;
             }
@@ -414,19 +384,35 @@ impl Distribution {
         last
     }
 
+    /// `Σw` and `Σ w(w−1)` of the buckets up to and including the one holding the
+    /// `count`-th unit of weight.
+    fn through(&self, count: f64) -> (f64, f64) {
+        let (mut c, mut var) = (0.0, 0.0);
+        for b in self.buckets.iter() {
+            c += b.w;
+            var += b.var;
+            if c >= count {
+                break;
+            }
+        }
+        let var = match self.uniform_k {
+            MIXED => var,
+            NO_K => 0.0,
+            k => c * ((1u64 << k) - 1) as f64,
+        };
+        (c, var)
+    }
+
     /// The effective sample size for the `q`-quantile (see [`Distribution::quantile`]);
     /// infinite when every record was kept for sure (`k = 0`: the data are complete).
     fn quantile_n_eff(&self, q: f64) -> f64 {
-        let at = self.hist.value_at_quantile(q);
-        let cut = self.hist.highest_equivalent(at);
-        let c = self.hist.count_between(0, cut) as f64;
-        // Only the records the histogram holds: rejected ones (negative, NaN) are not
-        // part of the distribution whose quantile this is.
+        let (c, a) = self.through((q * self.hist_w).ceil().max(1.0));
+        // Only the records the buckets hold: rejected ones (negative, NaN) are not part of
+        // the distribution whose quantile this is.
         let (sum_w, b) = (self.hist_w, self.hist_w2 - self.hist_w);
         if c <= 0.0 || sum_w <= 0.0 {
             return self.n_eff();
         }
-        let a = self.var_at_or_below(cut, c);
         let a_lo = a / c;
         let a_hi = if sum_w > c {
             (b - a).max(0.0) / (sum_w - c)
@@ -437,26 +423,21 @@ impl Distribution {
         if d > 0.0 { sum_w / d } else { f64::INFINITY }
     }
 
-    /// Estimated count of events with value ≤ `bound`, calibrated so the total equals
-    /// `exact_count` (a ratio estimator: `exact_count · W(≤ bound) / W`), with the standard
-    /// error of the uncalibrated Horvitz–Thompson count of that bucket scaled the same way.
+    /// Estimated count of events with value ≤ `bound` (whole buckets: those whose upper
+    /// edge is at or below it), calibrated so the total equals `exact_count` (a ratio
+    /// estimator: `exact_count · W(≤ bound) / W`), with the standard error of the
+    /// uncalibrated Horvitz–Thompson count of those buckets scaled the same way.
     pub fn count_at_or_below(&self, bound: f64, exact_count: u64) -> Estimate {
         if self.totals.sum_w <= 0.0 {
             return Estimate::default();
         }
-        let limit = if bound / UNIT >= (1u64 << 62) as f64 {
-            u64::MAX
-        } else {
-            (bound / UNIT).max(0.0) as u64
-        };
         let (mut w_le, mut var_le) = (0f64, 0f64);
-        for v in self.hist.iter_recorded() {
-            if v.value_iterated_to() <= limit {
-                let c = v.count_at_value() as f64;
-                w_le += c;
-                // Each record of weight w adds w(w−1); per value we only know the summed
+        for b in self.buckets.iter() {
+            if b.upper <= bound {
+                w_le += b.w;
+                // Each record of weight w adds w(w−1); per bucket we only know the summed
                 // weight, so this is exact when one k was in force (see `var_ratio`).
-                var_le += c * (self.var_ratio() - 1.0).max(0.0);
+                var_le += b.w * (self.var_ratio() - 1.0).max(0.0);
             }
         }
         let scale = exact_count as f64 / self.totals.sum_w;
@@ -661,6 +642,14 @@ mod tests {
     use rand_core::{Rng, SeedableRng};
     use rand_xoshiro::Xoshiro256PlusPlus;
 
+    impl Distribution {
+        /// The upper edge of the bucket holding the `q`-quantile (HdrHistogram's
+        /// `value_at_quantile`, to within its last equivalent value).
+        fn value_at_quantile(&self, q: f64) -> f64 {
+            self.bucket_at((q * self.hist_w).ceil().max(1.0)).1
+        }
+    }
+
     fn uniform(rng: &mut Xoshiro256PlusPlus) -> f64 {
         (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64
     }
@@ -846,7 +835,7 @@ mod tests {
                     covered += 1;
                 }
                 let half = Z95 * (q * (1.0 - q) / d.n_eff()).sqrt();
-                let at = |r: f64| d.hist.value_at_quantile(r.clamp(0.0, 1.0)) as f64 * UNIT;
+                let at = |r: f64| d.value_at_quantile(r.clamp(0.0, 1.0));
                 if at(q - half) * 0.99 <= truth && truth <= at(q + half) * 1.01 {
                     kish_covered += 1;
                 }
@@ -870,11 +859,11 @@ mod tests {
         for &(y, k) in &records[..2000] {
             one.add(y, k);
         }
-        assert!(one.var_hist.is_none(), "one k: no variance histogram");
+        assert!(!one.buckets.has_var(), "one k: no variance lane");
         for &(y, k) in &records[2000..] {
             one.add(y, k);
         }
-        assert!(one.var_hist.is_some());
+        assert!(one.buckets.has_var());
         // Split in four parts, two per k, merged in an order that crosses every state.
         let mut parts: Vec<Distribution> = records
             .chunks(1000)
@@ -975,11 +964,7 @@ mod tests {
             for _ in 0..100_000 {
                 d.add(42.0, k);
             }
-            let v = d.histogram_value(42.0);
-            let (lo, hi) = (
-                d.hist.lowest_equivalent(v) as f64 * UNIT,
-                d.hist.next_non_equivalent(v) as f64 * UNIT,
-            );
+            let (lo, hi) = d.buckets.edges_of(42.0);
             // The median interpolates to the middle of the bucket (the others to their
             // rank's place in it: within the bucket, at most its width from 42).
             let p50 = d.quantile(0.5, Z95).unwrap();
@@ -1003,8 +988,8 @@ mod tests {
 
     /// Defect 2 of issue 13, continuous data: evenly spread values (no sampling noise, so
     /// the truth at `q` is `1 + q` up to 1e-5) are estimated without the bucket's bias.
-    /// Bucket widths here are 2^23 ns ≈ 0.0084 (0.4–0.8%); the top edge is biased by about
-    /// half that (+0.28% on average). Each estimate must lie within half a bucket of the
+    /// Bucket widths here are 1/128 ≈ 0.0078 (0.4–0.8%); the top edge is biased by about
+    /// half that. Each estimate must lie within half a bucket of the
     /// truth and their mean error within a tenth of one. Deterministic.
     #[test]
     fn uniform_data_are_estimated_without_the_bucket_bias() {
@@ -1013,7 +998,8 @@ mod tests {
         for i in 0..n {
             d.add(1.0 + i as f64 / n as f64, 0);
         }
-        let width = (1u64 << 23) as f64 * UNIT;
+        let width = 1.0 / 128.0;
+        assert_eq!(d.buckets.edges_of(1.5), (1.5, 1.5 + width));
         let mut sum_err = 0.0;
         let qs: Vec<f64> = (1..20).map(|i| i as f64 * 0.05).collect();
         for &q in &qs {
@@ -1118,7 +1104,7 @@ mod tests {
         assert!(d.quantile(0.5, Z95).is_none());
         d.add(f64::NAN, 0);
         d.add(-1.0, 0);
-        d.add(1e30, 0);
+        d.add(f64::INFINITY, 0);
         d.add(0.5, 3);
         assert_eq!(d.totals.rejected, 2);
         assert_eq!(d.clamped, 1);
@@ -1130,13 +1116,22 @@ mod tests {
             q.value.is_nan() && q.lower.is_nan() && q.upper.is_nan(),
             "{q:?}"
         );
-        // Complete data (k = 0) need no interval: the quantile lies in 0.5's bucket.
+        // Complete data (k = 0) need no interval: the quantile lies in 0.5's bucket. The
+        // ~100 octaves between 0.5 and 1e30 fit the 1024 buckets at 8 per octave (the
+        // finest power of two that fits), so that bucket is 1/16 of 0.5 wide.
         let mut d = Distribution::new();
         d.add(0.5, 0);
         d.add(1e30, 0);
         let q = d.quantile(0.1, Z95).unwrap();
-        assert!((q.value - 0.5).abs() <= 0.5 * 0.01, "{q:?}");
+        let (lo, hi) = d.buckets.edges_of(0.5);
+        assert_eq!((lo, hi), (0.5, 0.5 + 0.5 / 8.0));
+        assert!(lo <= q.value && q.value < hi, "{q:?}");
         assert!(q.lower <= 0.5 && 0.5 <= q.upper, "{q:?}");
+        // Alone, 0.5 is at the finest resolution.
+        let mut d = Distribution::new();
+        d.add(0.5, 0);
+        let q = d.quantile(0.1, Z95).unwrap();
+        assert!((q.value - 0.5).abs() <= 0.5 / 128.0, "{q:?}");
     }
 
     /// The space-saving table as first written (a full scan for the first smallest count at

@@ -7,9 +7,10 @@ use std::time::{Duration, Instant};
 use std::ptr;
 use std::sync::atomic::Ordering;
 
+use super::buckets::MIN_SPAN;
 use super::controller::{ControllerConfig, ControllerState, Observation, step};
 use super::cpu_clock::thread_cpu_ns;
-use super::estimate::{Distribution, TopK, Totals, Z95};
+use super::estimate::{DEFAULT_SPAN, Distribution, TopK, Totals, Z95};
 use super::{
     EXEMPLARS_PER_SERIES, ExemplarRecord, FlushStats, Published, Quantile, SeriesEstimate,
 };
@@ -42,6 +43,21 @@ const RECENT_INTERVALS: usize = 8;
 /// Steps the quantile window ages out in (as Prometheus client summaries' age buckets).
 const WINDOW_STEPS: usize = 5;
 
+/// Buckets shared out among every sampled series' window steps: a step spans
+/// `TOTAL_SPAN / series` buckets, at least [`MIN_SPAN`], at most [`DEFAULT_SPAN`] (see
+/// [`step_span`]).
+const TOTAL_SPAN: usize = 1 << 18;
+
+/// The bucket span of a new window step while `series` sampled series exist: the flusher's
+/// distributions hold at most `max(TOTAL_SPAN, MIN_SPAN · series)` buckets per step
+/// (16 bytes each once rates mix), so `WINDOW_STEPS · 16 · TOTAL_SPAN` = 20 MiB in all up
+/// to 4,096 series, 5 KiB per series past that; each series at most 80 KiB. Fewer buckets
+/// only coarsen the resolution of series whose values spread wide (a step of 256 buckets
+/// keeps 128 per octave over 2 octaves), and the quantile intervals include the width.
+fn step_span(series: usize) -> usize {
+    (TOTAL_SPAN / series.max(1)).clamp(MIN_SPAN, DEFAULT_SPAN)
+}
+
 /// Per sampled series, what the flusher accumulates from its records: Horvitz–Thompson
 /// totals and top keys since start, the distribution over a sliding window.
 #[derive(Debug)]
@@ -50,8 +66,10 @@ struct SeriesAgg {
     totals: Totals,
     /// The window's steps, oldest first; records go to the last.
     windows: std::collections::VecDeque<Distribution>,
-    /// When the last step began.
+    /// When the last step began, and when it ends (the next drain or flush past it ages the
+    /// window first, so a record never lands in a step that has ended).
     step_started: Instant,
+    step_end: Instant,
     top: TopK,
     /// The latest keyed record per fine value bucket (`value.to_bits() >> 49`).
     exemplars: HashMap<u64, ExemplarRecord, rustc_hash::FxBuildHasher>,
@@ -63,12 +81,14 @@ struct SeriesAgg {
     dirty: bool,
 }
 
-impl Default for SeriesAgg {
-    fn default() -> Self {
+impl SeriesAgg {
+    /// A new series' aggregate, its first window step starting `now`, `span` buckets wide.
+    fn new(now: Instant, step: Duration, span: usize) -> Self {
         Self {
             totals: Totals::default(),
-            windows: std::collections::VecDeque::from([Distribution::new()]),
-            step_started: Instant::now(),
+            windows: std::collections::VecDeque::from([Distribution::with_span(span)]),
+            step_started: now,
+            step_end: now + step,
             top: TopK::new(TOP_K_CAPACITY),
             exemplars: HashMap::default(),
             track_exemplars: true,
@@ -76,9 +96,17 @@ impl Default for SeriesAgg {
             dirty: false,
         }
     }
-}
 
-impl SeriesAgg {
+    /// Takes one record drained at `now`: ages the window first if its last step has
+    /// ended, then absorbs it.
+    #[inline]
+    fn take(&mut self, r: &Record, scale: f64, now: Instant, step: Duration, span: usize) {
+        if now >= self.step_end {
+            self.age(now, step, span);
+        }
+        self.absorb(r, scale);
+    }
+
     /// Takes one drained record, standing for `scale` records of its ring (1 unless the
     /// ring dropped records of its series since the last drain).
     #[inline]
@@ -110,7 +138,7 @@ impl SeriesAgg {
 
     /// Starts new window steps for the time passed (at most a whole window's worth), dropping
     /// the oldest; marks the series for re-estimation when a dropped step held records.
-    fn age(&mut self, now: Instant, step: Duration) {
+    fn age(&mut self, now: Instant, step: Duration, span: usize) {
         let elapsed = now.saturating_duration_since(self.step_started);
         let steps = (elapsed.as_nanos() / step.as_nanos().max(1)).min(WINDOW_STEPS as u128);
         if steps == 0 {
@@ -123,19 +151,20 @@ impl SeriesAgg {
             {
                 self.dirty = true;
             }
-            self.windows.push_back(Distribution::new());
+            self.windows.push_back(Distribution::with_span(span));
         }
         self.step_started = if steps as usize == WINDOW_STEPS {
             now
         } else {
             self.step_started + step * steps as u32
         };
+        self.step_end = self.step_started + step;
     }
 
     fn estimate(&self) -> SeriesEstimate {
         let count = self.totals.count_estimate();
         let total = self.totals.total_estimate();
-        let mut window = Distribution::new();
+        let mut window = Distribution::with_span(DEFAULT_SPAN);
         for w in &self.windows {
             window.merge(w);
         }
@@ -368,17 +397,20 @@ impl FlushState {
         // direct-mapped cache of series positions answers nearly every record and the map
         // is consulted only on a miss.
         let mut cache = [(u32::MAX, 0usize); SERIES_CACHE];
+        let span = step_span(series.len() + 1);
+        let now = Instant::now();
+        let step = pipeline.config.quantile_window / WINDOW_STEPS as u32;
         let mut absorb = |r: Record, scale: f64| {
             drained += 1;
             let slot = &mut cache[series_slot(r.series)];
             if slot.0 != r.series {
                 let i = *index.entry(r.series).or_insert_with(|| {
-                    series.push(SeriesAgg::default());
+                    series.push(SeriesAgg::new(now, step, span));
                     series.len() - 1
                 });
                 *slot = (r.series, i);
             }
-            series[slot.1].absorb(&r, scale);
+            series[slot.1].take(&r, scale, now, step, span);
         };
         let (mut fill_max, mut fill_sum) = (0f64, 0f64);
         let rings_before = self.consumers.len();
@@ -419,8 +451,9 @@ impl FlushState {
         // Age the quantile windows before draining, so this interval's records land in the
         // step that is current now.
         let step = pipeline.config.quantile_window / WINDOW_STEPS as u32;
+        let span = step_span(self.series.len());
         for agg in &mut self.series {
-            agg.age(start, step);
+            agg.age(start, step, span);
         }
         self.drain_rings(pipeline);
         let window = std::mem::take(&mut self.window);
@@ -527,7 +560,43 @@ impl FlushState {
 
 #[cfg(test)]
 mod tests {
-    use super::share_budget;
+    use super::*;
+
+    /// A record drained after its series' last step ended goes to a step that starts then.
+    /// Before, only a flush aged the window: a flusher kept draining by busy rings for a
+    /// whole window put the records in the old step, and the next flush aged that step out
+    /// with them (a 1,000-series test published no quantile for any series, 1 run in 2).
+    #[test]
+    fn records_drained_late_stay_in_the_window() {
+        let t0 = Instant::now();
+        let step = Duration::from_millis(100);
+        let mut agg = SeriesAgg::new(t0, step, DEFAULT_SPAN);
+        let r = Record {
+            series: 1,
+            k: 0,
+            value: 2.5,
+            key: 0,
+            time_ns: 0,
+            critical: false,
+        };
+        agg.take(&r, 1.0, t0 + step / 2, step, DEFAULT_SPAN);
+        // Drained seven steps later, then a flush a moment after.
+        let t1 = t0 + step * 7;
+        agg.take(&r, 1.0, t1, step, DEFAULT_SPAN);
+        agg.age(t1 + Duration::from_millis(1), step, DEFAULT_SPAN);
+        let in_window: u64 = agg.windows.iter().map(Distribution::records).sum();
+        assert_eq!(
+            in_window, 1,
+            "the late record is in the window, the first aged out"
+        );
+        assert_eq!(agg.estimate().quantiles.len(), QUANTILES.len());
+        // A whole window later with nothing drained, the flush ages it out.
+        agg.age(t1 + step * 6, step, DEFAULT_SPAN);
+        assert_eq!(
+            agg.windows.iter().map(Distribution::records).sum::<u64>(),
+            0
+        );
+    }
 
     #[test]
     fn budget_shares_never_exceed_the_total_and_favour_no_one() {

@@ -1,6 +1,7 @@
 //! The flusher: drains every ring and the critical lane, corrects for sampling, adapts the
 //! rate, and publishes an immutable report that snapshots and scrapes read.
 
+pub(crate) mod buckets;
 pub mod controller;
 pub(crate) mod cpu_clock;
 pub mod estimate;

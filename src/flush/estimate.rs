@@ -1,5 +1,5 @@
 //! Sample-correction estimators: a weighted distribution (log-linear buckets fed with
-//! weights `2^k`, see [`Buckets`]) with rank-interval quantiles, Horvitz–Thompson totals with
+//! weights `2^k`, see `Buckets`) with rank-interval quantiles, Horvitz–Thompson totals with
 //! their standard errors, and weighted heavy hitters by the space-saving algorithm
 //! (Metwally, Agrawal, El Abbadi 2005).
 
@@ -12,7 +12,7 @@ pub const Z95: f64 = 1.96;
 
 /// The most buckets a distribution spans by default: 8 octaves at the finest resolution
 /// (128 buckets per octave, ≤ 0.78% wide), coarser when the values spread wider (see
-/// [`Buckets`]). 8 KiB of weights, 16 KiB once rates mix.
+/// `Buckets`). 8 KiB of weights, 16 KiB once rates mix.
 pub const DEFAULT_SPAN: usize = 1024;
 
 /// An estimate and its standard error.
@@ -167,7 +167,7 @@ impl Distribution {
     }
 
     /// An empty distribution of at most `max_span` buckets (at least 64): the resolution
-    /// halves each time the values' spread would need more (see [`Buckets`]).
+    /// halves each time the values' spread would need more (see `Buckets`).
     pub fn with_span(max_span: usize) -> Self {
         Self {
             buckets: Buckets::new(max_span),

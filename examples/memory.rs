@@ -21,16 +21,24 @@ use std::time::{Duration, Instant};
 struct Counting;
 
 static LIVE: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+/// The most bytes live at once since the last reset (allocators keep the pages of a peak
+/// resident after it passes).
+static PEAK: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+
+fn grew(by: i64) {
+    let now = LIVE.fetch_add(by, std::sync::atomic::Ordering::Relaxed) + by;
+    PEAK.fetch_max(now, std::sync::atomic::Ordering::Relaxed);
+}
 
 // SAFETY: forwards to `System`, only counting sizes.
 unsafe impl std::alloc::GlobalAlloc for Counting {
     unsafe fn alloc(&self, l: std::alloc::Layout) -> *mut u8 {
-        LIVE.fetch_add(l.size() as i64, std::sync::atomic::Ordering::Relaxed);
+        grew(l.size() as i64);
         // SAFETY: the caller's contract, passed on.
         unsafe { std::alloc::System.alloc(l) }
     }
     unsafe fn alloc_zeroed(&self, l: std::alloc::Layout) -> *mut u8 {
-        LIVE.fetch_add(l.size() as i64, std::sync::atomic::Ordering::Relaxed);
+        grew(l.size() as i64);
         // SAFETY: the caller's contract, passed on.
         unsafe { std::alloc::System.alloc_zeroed(l) }
     }
@@ -40,10 +48,7 @@ unsafe impl std::alloc::GlobalAlloc for Counting {
         unsafe { std::alloc::System.dealloc(p, l) }
     }
     unsafe fn realloc(&self, p: *mut u8, l: std::alloc::Layout, new: usize) -> *mut u8 {
-        LIVE.fetch_add(
-            new as i64 - l.size() as i64,
-            std::sync::atomic::Ordering::Relaxed,
-        );
+        grew(new as i64 - l.size() as i64);
         // SAFETY: the caller's contract, passed on.
         unsafe { std::alloc::System.realloc(p, l, new) }
     }
@@ -76,11 +81,23 @@ fn step(buf: &mut [u8; 64], n: u64) -> (u64, u64) {
     (h, h & 0xff)
 }
 
-fn run(instrumented: bool, seconds: f64) {
+/// What was resident while the recording threads were still alive.
+struct Measured {
+    rss_kib: u64,
+    heap_kib: i64,
+    maps: Vec<(String, u64)>,
+}
+
+/// Runs the loop on two threads for `seconds`; then, while both threads still live (their
+/// rings, arenas and stacks with them), waits `linger` (for the flusher's intervals) and
+/// measures.
+fn run(instrumented: bool, seconds: f64, linger: Duration) -> Measured {
     let barrier = Barrier::new(2);
+    let done = Barrier::new(3);
+    let measured = Barrier::new(3);
     std::thread::scope(|s| {
         for t in 0..2u64 {
-            let barrier = &barrier;
+            let (barrier, done, measured) = (&barrier, &done, &measured);
             s.spawn(move || {
                 let mut buf = [t as u8; 64];
                 barrier.wait();
@@ -114,9 +131,24 @@ fn run(instrumented: bool, seconds: f64) {
                         }
                     }
                 }
+                done.wait();
+                measured.wait();
             });
         }
-    });
+        done.wait();
+        std::thread::sleep(linger);
+        let m = Measured {
+            rss_kib: rss_kib(),
+            heap_kib: heap_kib(),
+            maps: if std::env::var_os("HOTMETER_SMAPS").is_some() {
+                smaps()
+            } else {
+                Vec::new()
+            },
+        };
+        measured.wait();
+        m
+    })
 }
 
 /// `(mapping, Rss KiB)` of every mapping, from `/proc/self/smaps` (HOTMETER_SMAPS=1).
@@ -143,37 +175,56 @@ fn smaps() -> Vec<(String, u64)> {
 
 fn main() {
     let seconds = 3.0;
-    run(false, seconds);
-    let bare = rss_kib();
-    let bare_heap = heap_kib();
-    let bare_maps = smaps();
+    let bare = run(false, seconds, Duration::ZERO);
     hotmeter::Engine::builder()
         .install()
         .expect("the only engine of this program");
-    run(true, seconds);
+    // The peak while recording, from here (the calibration's rings at install are freed).
+    PEAK.store(
+        LIVE.load(std::sync::atomic::Ordering::Relaxed),
+        std::sync::atomic::Ordering::Relaxed,
+    );
     // Let the flusher run a few intervals over what was recorded.
-    std::thread::sleep(Duration::from_millis(2_500));
-    let instrumented = rss_kib();
+    let on = run(true, seconds, Duration::from_millis(2_500));
+    let (mut anon, mut file) = (0, 0);
     if std::env::var_os("HOTMETER_SMAPS").is_some() {
-        let mut before: std::collections::HashMap<String, u64> = std::collections::HashMap::new();
-        for (n, k) in bare_maps {
+        let mut before: std::collections::HashMap<&str, u64> = std::collections::HashMap::new();
+        for (n, k) in &bare.maps {
             *before.entry(n).or_default() += k;
         }
-        for (n, k) in smaps() {
-            let b = before.get(&n).copied().unwrap_or(0);
-            if k > b + 8 {
+        for (n, k) in &on.maps {
+            let b = before.get(n.as_str()).copied().unwrap_or(0);
+            if *k > b + 8 {
                 println!("{:>6} KiB  {n}", k - b);
+                // A mapping with an inode is a file's (code, libraries); inode 0 is
+                // anonymous (heap, stacks, hotmeter's own mappings).
+                let inode = n.split_whitespace().nth(4).unwrap_or("0");
+                if inode == "0" {
+                    anon += k - b;
+                } else {
+                    file += k - b;
+                }
             }
         }
     }
-    let heap = heap_kib() - bare_heap;
+    let heap = on.heap_kib - bare.heap_kib;
+    let peak = PEAK.load(std::sync::atomic::Ordering::Relaxed) / 1024 - bare.heap_kib;
     let snap = hotmeter::global().snapshot();
     println!(
-        "RSS bare {bare} KiB, instrumented {instrumented} KiB: hotmeter adds {} KiB, of which \
-         {heap} KiB live heap allocations (arena chunk tables count in full there, though \
-         only their touched pages are resident) ({} messages, {} arenas)",
-        instrumented as i64 - bare as i64,
+        "RSS bare {} KiB, instrumented {} KiB: hotmeter adds {} KiB while both threads live, \
+         of which {heap} KiB live heap allocations, {peak} KiB at the peak while recording \
+         ({} messages, {} arenas)",
+        bare.rss_kib,
+        on.rss_kib,
+        on.rss_kib as i64 - bare.rss_kib as i64,
         snap.counter("mem_messages_total", &[]).unwrap_or(0),
         snap.meta.arenas_created
     );
+    if std::env::var_os("HOTMETER_SMAPS").is_some() {
+        println!(
+            "of the growth: {anon} KiB anonymous (data: heap, stacks, arenas, rings), {file} KiB \
+             file-backed (code pages touched for the first time, shared with every process \
+             mapping them)"
+        );
+    }
 }

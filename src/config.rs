@@ -30,7 +30,7 @@ pub struct Config {
     /// The adaptive controller picks each family's rate to stay within it, inside
     /// `[min_sample_rate, max_sample_rate]`. In `(0, 1]`.
     pub overhead_budget: f64,
-    /// Records per thread ring, rounded up to a power of two (`HOTMETER_RING_CAPACITY`, 2048).
+    /// Records per thread ring, rounded up to a power of two (`HOTMETER_RING_CAPACITY`, 1024).
     pub ring_capacity: usize,
     /// Flush interval (`HOTMETER_FLUSH_INTERVAL`, 1 s; accepts `500ms`, `2s`, `1.5s`).
     pub flush_interval: Duration,
@@ -100,7 +100,7 @@ impl Default for Config {
             max_sample_rate: DEFAULT_MAX_RATE,
             adaptive: true,
             overhead_budget: DEFAULT_OVERHEAD_BUDGET,
-            ring_capacity: 2048,
+            ring_capacity: 1024,
             flush_interval: Duration::from_secs(1),
             quantile_window: Duration::from_secs(600),
             overflow: Overflow::DropNewest,

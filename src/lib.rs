@@ -119,6 +119,8 @@
 #![cfg_attr(hotmeter_disabled, allow(dead_code, unused_imports))]
 #![warn(missing_docs, clippy::undocumented_unsafe_blocks)]
 
+#[cfg(not(loom))]
+mod pages;
 mod sync;
 
 // The test-only strict parser (`tests/common/parse.rs`) names the crate `hotmeter`, as the

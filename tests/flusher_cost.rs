@@ -98,6 +98,7 @@ fn the_overhead_budget_drives_the_rate() {
             .min_sample_rate(1.0 / 1024.0)
             .max_sample_rate(1.0)
             .overhead_budget(budget)
+            .ring_capacity(2048)
             .flush_interval(Duration::from_secs(3600))
             .build()
             .unwrap()

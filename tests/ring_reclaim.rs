@@ -1,7 +1,7 @@
 //! A thread that exits leaves its sampling ring behind only briefly: the flusher frees it
 //! at its next drain, and an exiting thread asks for that drain at once instead of waiting
 //! out the flush interval. Before, 400 short-lived threads that each sampled once held
-//! 400 rings (64 KiB each by default) until the next flush, an hour away here. Own binary:
+//! 400 rings (64 KiB each at the then default 2,048 records) until the next flush, an hour away here. Own binary:
 //! it measures the process's RSS.
 
 mod common;

@@ -61,40 +61,16 @@ pub struct Arena {
 impl Arena {
     /// A new arena, held (`in_use`). Outside loom its memory starts zeroed (all its fields
     /// are atomics whose zero bits are null / false), so its large chunk table costs address
-    /// space, not memory, until chunks are installed: on Linux it is an anonymous mapping of
-    /// its own (pages become resident when first written), elsewhere `alloc_zeroed`. (Not
-    /// `alloc_zeroed` on Linux: once glibc's adaptive mmap threshold has grown past 1 MiB it
-    /// serves the table from the heap and zeroes, so makes resident, every page of it.)
+    /// space, not memory, until chunks are installed: see [`crate::pages`].
     #[cfg(not(loom))]
     fn new_boxed() -> *mut Arena {
-        let layout = std::alloc::Layout::new::<Arena>();
-        #[cfg(any(target_os = "linux", target_os = "android"))]
-        // SAFETY: a fresh private anonymous mapping, no address hint: nothing else is
-        // affected. Its pages read as zero, which is a valid `Arena` (see above).
-        let arena = unsafe {
-            let p = libc::mmap(
-                core::ptr::null_mut(),
-                layout.size(),
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
-                -1,
-                0,
-            );
-            if p == libc::MAP_FAILED {
-                core::ptr::null_mut()
-            } else {
-                p.cast::<Arena>()
-            }
-        };
-        #[cfg(not(any(target_os = "linux", target_os = "android")))]
-        // SAFETY: `Arena` has a non-zero size. The zeroed bytes are a valid `Arena` (above).
-        let arena = unsafe { std::alloc::alloc_zeroed(layout) }.cast::<Arena>();
-        if arena.is_null() {
-            std::alloc::handle_alloc_error(layout);
-        }
-        // SAFETY: just allocated and initialised (zeroed) above; not yet shared.
-        unsafe { &*arena }.in_use.store(true, Ordering::Relaxed);
-        arena
+        let arena = crate::pages::map_zeroed(std::alloc::Layout::new::<Arena>()).cast::<Arena>();
+        // SAFETY: just allocated and initialised (zeroed: a valid `Arena`, above); not yet
+        // shared.
+        unsafe { arena.as_ref() }
+            .in_use
+            .store(true, Ordering::Relaxed);
+        arena.as_ptr()
     }
 
     /// Frees an arena from [`Arena::new_boxed`].
@@ -103,16 +79,12 @@ impl Arena {
     /// `arena` came from `new_boxed`, is not borrowed, and is freed once.
     #[cfg(not(loom))]
     unsafe fn free_boxed(arena: *mut Arena) {
-        let layout = std::alloc::Layout::new::<Arena>();
-        #[cfg(any(target_os = "linux", target_os = "android"))]
-        // SAFETY: the caller's contract: the whole mapping `new_boxed` made, unused now.
+        // SAFETY: the caller's contract; `new_boxed` mapped it with this layout.
         unsafe {
-            libc::munmap(arena.cast(), layout.size());
-        }
-        #[cfg(not(any(target_os = "linux", target_os = "android")))]
-        // SAFETY: the caller's contract: allocated by `alloc_zeroed` with this layout.
-        unsafe {
-            std::alloc::dealloc(arena.cast(), layout);
+            crate::pages::unmap_zeroed(
+                core::ptr::NonNull::new_unchecked(arena).cast(),
+                std::alloc::Layout::new::<Arena>(),
+            );
         }
     }
 

@@ -236,7 +236,7 @@ pub(crate) struct FlushState {
     overhead_budget: f64,
     /// When the controllers last stepped.
     last_adapt: Option<Instant>,
-    /// Reused by `Consumer::drain_weighted` for a ring that dropped records.
+    /// Reused by `Consumer::drain_weighted` for a `DropOldest` ring that dropped records.
     drop_buf: Vec<Record>,
 }
 

@@ -113,7 +113,11 @@ struct Shared {
     head: CachePadded<AtomicUsize>,
     /// One past the newest record. Written only by the producer.
     tail: CachePadded<AtomicUsize>,
-    /// `capacity` slots; record `i` lives in `slots[i & mask]`.
+    /// `capacity` slots; record `i` lives in `slots[i & mask]`. Outside loom in pages of
+    /// their own ([`crate::pages`]), returned to the system when the ring is freed.
+    #[cfg(not(loom))]
+    slots: crate::pages::ZeroedSlice<Slot>,
+    #[cfg(loom)]
     slots: Box<[Slot]>,
     /// `capacity - 1` (capacity is a power of two).
     mask: usize,
@@ -236,6 +240,10 @@ pub fn ring(capacity: usize, policy: Overflow) -> (Producer, Consumer) {
         .max(2)
         .checked_next_power_of_two()
         .expect("ring capacity overflows usize");
+    #[cfg(not(loom))]
+    // SAFETY: zero bits are a valid `[AtomicU64; 4]` (an empty slot).
+    let slots = unsafe { crate::pages::ZeroedSlice::new(capacity) };
+    #[cfg(loom)]
     let slots = (0..capacity)
         .map(|_| core::array::from_fn(|_| AtomicU64::new(0)))
         .collect();
@@ -580,8 +588,8 @@ impl Consumer {
     /// like their neighbours in time. A series with drops but nothing drained keeps its
     /// weight for the next call. Series beyond the tally's [`DROP_SLOTS`] entries share one
     /// tally, spread over their records alike. Critical records (never dropped, weight 1)
-    /// always get 1. Without drops this is `drain` with scale 1; with drops the records pass
-    /// through `buf`.
+    /// always get 1. Without drops this is `drain` with scale 1; with drops the records are
+    /// read twice in place (under [`Overflow::DropOldest`], copied through `buf` first).
     pub fn drain_weighted(
         &mut self,
         max: usize,
@@ -617,8 +625,6 @@ impl Consumer {
         if !any {
             return self.drain(max, |r| f(r, 1.0));
         }
-        buf.clear();
-        let n = self.drain(max, |r| buf.push(r));
         // The tally a record's series uses: its entry, or the rest (`DROP_SLOTS`).
         let tally_of = |series: u32| {
             let id = series as u64 + 1;
@@ -633,16 +639,39 @@ impl Consumer {
             DROP_SLOTS
         };
         let mut drained = [0u64; DROP_SLOTS + 1];
-        for r in buf.iter().filter(|r| !r.critical) {
-            let j = tally_of(r.series);
-            drained[j] = drained[j].saturating_add(r.weight());
-        }
+        let mut note = |r: &Record| {
+            if !r.critical {
+                let j = tally_of(r.series);
+                drained[j] = drained[j].saturating_add(r.weight());
+            }
+        };
+        // Two passes over the records: the drained weight per tally, then the records with
+        // their scale. Under `DropOldest` the producer may evict what we have not claimed,
+        // so the records are copied out (into `buf`) first; otherwise the slots up to the
+        // tail loaded here stay ours until `head` moves, and both passes read them in place
+        // (no buffer: the flusher's heap does not grow by a ring's worth).
+        let in_place = self.shared.policy != Overflow::DropOldest;
+        let (h, n) = if in_place {
+            let h = self.head;
+            // Acquire: pairs with the Release store of `tail` in `Producer::store`.
+            self.tail_cache = self.shared.tail.load(Ordering::Acquire);
+            let n = distance(h, self.tail_cache, self.capacity()).min(max);
+            for i in 0..n {
+                note(&Record::from_words(self.shared.read(h.wrapping_add(i))));
+            }
+            (h, n)
+        } else {
+            buf.clear();
+            let n = self.drain(max, |r| buf.push(r));
+            buf.iter().for_each(&mut note);
+            (0, n)
+        };
         for j in 0..=DROP_SLOTS {
             if drained[j] == 0 {
                 self.dropped_carry[j] = dropped[j];
             }
         }
-        for r in buf.drain(..) {
+        let scaled = |r: Record| {
             let j = tally_of(r.series);
             let scale = if r.critical || drained[j] == 0 || dropped[j] == 0 {
                 1.0
@@ -650,6 +679,18 @@ impl Consumer {
                 (drained[j] as f64 + dropped[j] as f64) / drained[j] as f64
             };
             f(r, scale);
+        };
+        if in_place {
+            let mut scaled = scaled;
+            for i in 0..n {
+                scaled(Record::from_words(self.shared.read(h.wrapping_add(i))));
+            }
+            self.head = h.wrapping_add(n);
+            // Release: our reads of the `n` slots happen-before the producer overwrites
+            // them; pairs with the Acquire load of `head` in `Producer::has_space`.
+            self.shared.head.store(self.head, Ordering::Release);
+        } else {
+            buf.drain(..).for_each(scaled);
         }
         n
     }
@@ -821,9 +862,18 @@ mod tests {
         );
     }
 
+    /// Under both kinds of policy: records read in place (no buffer: the flusher's heap
+    /// grew by a ring's worth, 64 KiB at the then default ring size, at the first drain after drops before),
+    /// or copied out first where the producer may evict them.
     #[test]
     fn drain_weighted_gives_dropped_weight_to_the_same_series() {
-        let (mut p, mut c) = ring(8, Overflow::DropNewest);
+        for policy in [Overflow::DropNewest, Overflow::DropOldest] {
+            weights_of_drops_go_to_the_same_series(policy);
+        }
+    }
+
+    fn weights_of_drops_go_to_the_same_series(policy: Overflow) {
+        let (mut p, mut c) = ring(8, policy);
         let mut buf = Vec::new();
         // No drops: every scale is 1.
         assert_eq!(p.push(weighted_rec(3, 2, false)), Push::Stored);
@@ -868,6 +918,11 @@ mod tests {
             seen,
             [(5, 2.0)],
             "the carried weight 8 goes to the next record of 5"
+        );
+        assert_eq!(
+            buf.capacity() == 0,
+            policy != Overflow::DropOldest,
+            "{policy:?}: read in place unless the producer may evict"
         );
 
         assert_eq!(p.push(weighted_rec(5, 3, false)), Push::Stored);

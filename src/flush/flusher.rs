@@ -114,8 +114,9 @@ impl SeriesAgg {
         self.dirty = true;
         self.totals
             .add_weight(r.value, (1u64 << r.k.min(62)) as f64 * scale);
+        // The totals are this series' (above): the window's steps keep buckets only.
         if let Some(w) = self.windows.back_mut() {
-            w.add_scaled(r.value, r.k, scale);
+            w.add_to_buckets_only(r.value, r.k, scale);
         }
         if r.key != 0 {
             self.top.add(r.key, r.weight() as f64 * scale);
@@ -147,7 +148,7 @@ impl SeriesAgg {
         for _ in 0..steps {
             if self.windows.len() >= WINDOW_STEPS
                 && let Some(old) = self.windows.pop_front()
-                && old.records() > 0
+                && old.bucketed_weight() > 0.0
             {
                 self.dirty = true;
             }
@@ -170,7 +171,7 @@ impl SeriesAgg {
         }
         SeriesEstimate {
             records: self.totals.records(),
-            n_eff: window.n_eff(),
+            n_eff: window.bucketed_n_eff(),
             quantiles: QUANTILES
                 .iter()
                 .filter_map(|&q| {
@@ -584,18 +585,16 @@ mod tests {
         let t1 = t0 + step * 7;
         agg.take(&r, 1.0, t1, step, DEFAULT_SPAN);
         agg.age(t1 + Duration::from_millis(1), step, DEFAULT_SPAN);
-        let in_window: u64 = agg.windows.iter().map(Distribution::records).sum();
+        let in_window: f64 = agg.windows.iter().map(Distribution::bucketed_weight).sum();
         assert_eq!(
-            in_window, 1,
+            in_window, 1.0,
             "the late record is in the window, the first aged out"
         );
         assert_eq!(agg.estimate().quantiles.len(), QUANTILES.len());
         // A whole window later with nothing drained, the flush ages it out.
         agg.age(t1 + step * 6, step, DEFAULT_SPAN);
-        assert_eq!(
-            agg.windows.iter().map(Distribution::records).sum::<u64>(),
-            0
-        );
+        let in_window: f64 = agg.windows.iter().map(Distribution::bucketed_weight).sum();
+        assert_eq!(in_window, 0.0);
     }
 
     #[test]

@@ -146,6 +146,66 @@ fn both_formats_carry_the_exact_values() {
     }
 }
 
+/// Issue 13, defect 3: a quantile's interval is not symmetric around its estimate (a 0.9 /
+/// 0.1 mixture of 10 and 1,000, sampled at 1/32: p90 sits at the edge between them), so a
+/// symmetric standard error cannot describe it. Both formats export the interval itself,
+/// `_quantile_lower` / `_quantile_upper`, equal to the snapshot's, and it is lopsided
+/// here. Deterministic (fixed seeds).
+#[test]
+fn quantile_intervals_are_exported_as_they_are() {
+    let engine = Engine::builder()
+        .sample_rate(1.0 / 32.0)
+        .min_sample_rate(1.0 / 32.0)
+        .max_sample_rate(1.0 / 32.0)
+        .adaptive(false)
+        .seed(7)
+        .ring_capacity(1 << 14)
+        .build()
+        .unwrap();
+    let s = engine.registry().sampled("mix_value", &[]).unwrap();
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    for _ in 0..200_000 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        s.record(if x % 10 == 0 { 1000.0 } else { 10.0 });
+    }
+    engine.flush();
+    let snap = engine.registry().snapshot();
+    let est = &snap.sampled("mix_value", &[]).unwrap().estimate;
+    let p90 = est.quantiles.iter().find(|q| q.q == 0.9).unwrap();
+    let (below, above) = (p90.value - p90.lower, p90.upper - p90.value);
+    println!("p90 {p90:?}");
+    assert!(p90.lower <= p90.value && p90.value <= p90.upper, "{p90:?}");
+    assert!(
+        above > 10.0 * below || below > 10.0 * above,
+        "a lopsided interval: {p90:?}"
+    );
+    for format in [Format::OpenMetrics, Format::Text] {
+        let text = engine.render(format).unwrap();
+        let fams = parse(&text, format).unwrap_or_else(|e| panic!("{format:?}: {e}\n{text}"));
+        for q in &est.quantiles {
+            let label = [("for_quantile", format!("{:?}", q.q))];
+            let label: Vec<(&str, &str)> = label.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            let lower = value(
+                family(&fams, "mix_value_quantile_lower"),
+                "mix_value_quantile_lower",
+                &label,
+            );
+            let upper = value(
+                family(&fams, "mix_value_quantile_upper"),
+                "mix_value_quantile_upper",
+                &label,
+            );
+            if q.lower.is_nan() {
+                assert!(lower.is_nan() && upper.is_nan(), "{format:?} {q:?}");
+            } else {
+                assert_eq!((lower, upper), (q.lower, q.upper), "{format:?} {q:?}");
+            }
+        }
+    }
+}
+
 #[test]
 fn exemplars_come_from_keyed_histogram_records_in_openmetrics_only() {
     let engine = engine();

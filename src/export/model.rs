@@ -276,6 +276,7 @@ fn sampled_families(f: &FamilySnapshot, out: &mut Vec<Family>) {
         .unwrap_or_else(|| format!("sampled metric {name}"));
     let mut summaries = Vec::new();
     let mut std_errors = Vec::new();
+    let (mut lowers, mut uppers) = (Vec::new(), Vec::new());
     let mut keys = Vec::new();
     for s in &f.series {
         let Value::Sampled(v) = &s.value else {
@@ -283,33 +284,41 @@ fn sampled_families(f: &FamilySnapshot, out: &mut Vec<Family>) {
         };
         // No events in the quantile window: every quantile is NaN (as OpenMetrics asks),
         // so the series stay put instead of coming and going.
-        let quantiles: Vec<(f64, f64, f64)> = if v.estimate.quantiles.is_empty() {
+        let quantiles: Vec<crate::flush::Quantile> = if v.estimate.quantiles.is_empty() {
             crate::flush::flusher::QUANTILES
                 .iter()
-                .map(|&q| (q, f64::NAN, f64::NAN))
-                .collect()
-        } else {
-            v.estimate
-                .quantiles
-                .iter()
-                .map(|q| {
-                    let se = (q.upper - q.lower) / (2.0 * crate::flush::estimate::Z95);
-                    (q.q, q.value, se)
+                .map(|&q| crate::flush::Quantile {
+                    q,
+                    value: f64::NAN,
+                    lower: f64::NAN,
+                    upper: f64::NAN,
                 })
                 .collect()
+        } else {
+            v.estimate.quantiles.clone()
         };
         summaries.push(Series {
             labels: s.labels.clone(),
             value: Sample::Summary {
-                quantiles: quantiles.iter().map(|&(q, v, _)| (q, v)).collect(),
+                quantiles: quantiles.iter().map(|q| (q.q, q.value)).collect(),
                 count: v.count,
                 sum: v.sum,
             },
         });
-        for &(q, _, se) in &quantiles {
+        for q in &quantiles {
+            let labels = with_label(&s.labels, "for_quantile", float_label(q.q));
+            let se = (q.upper - q.lower) / (2.0 * crate::flush::estimate::Z95);
             std_errors.push(Series {
-                labels: with_label(&s.labels, "for_quantile", float_label(q)),
+                labels: labels.clone(),
                 value: Sample::Gauge(se),
+            });
+            lowers.push(Series {
+                labels: labels.clone(),
+                value: Sample::Gauge(q.lower),
+            });
+            uppers.push(Series {
+                labels,
+                value: Sample::Gauge(q.upper),
             });
         }
         for &(key, count, _) in &v.estimate.top_keys {
@@ -334,6 +343,22 @@ fn sampled_families(f: &FamilySnapshot, out: &mut Vec<Family>) {
         ),
         kind: Kind::Gauge,
         series: std_errors,
+    });
+    // The interval itself: it is not symmetric around the estimate (a tail quantile's
+    // upper end is often much further), so a symmetric standard error alone misleads.
+    out.push(Family {
+        name: format!("{name}_quantile_lower"),
+        help: format!(
+            "{help} (lower end of each estimated quantile's 95% interval: the exact binomial rank interval, widened to its buckets' edges; NaN while too few records bound it)"
+        ),
+        kind: Kind::Gauge,
+        series: lowers,
+    });
+    out.push(Family {
+        name: format!("{name}_quantile_upper"),
+        help: format!("{help} (upper end of each estimated quantile's 95% interval)"),
+        kind: Kind::Gauge,
+        series: uppers,
     });
     out.push(Family {
         name: format!("{name}_top_keys"),

@@ -176,6 +176,12 @@ msg_bytes_count 100
 # HELP msg_bytes_quantile_std_error sampled metric msg_bytes (standard error of each estimated quantile: its 95% rank interval's width / 3.92)
 # TYPE msg_bytes_quantile_std_error gauge
 msg_bytes_quantile_std_error{for_quantile="0.5"} 1.0
+# HELP msg_bytes_quantile_lower sampled metric msg_bytes (lower end of each estimated quantile's 95% interval: the exact binomial rank interval, widened to its buckets' edges; NaN while too few records bound it)
+# TYPE msg_bytes_quantile_lower gauge
+msg_bytes_quantile_lower{for_quantile="0.5"} 0.0
+# HELP msg_bytes_quantile_upper sampled metric msg_bytes (upper end of each estimated quantile's 95% interval)
+# TYPE msg_bytes_quantile_upper gauge
+msg_bytes_quantile_upper{for_quantile="0.5"} 3.92
 # HELP msg_bytes_top_keys sampled metric msg_bytes (estimated events of the heaviest keys; `key` is the key's 64-bit hash in hex)
 # TYPE msg_bytes_top_keys gauge
 msg_bytes_top_keys{key="000000000000beef"} 12.0
@@ -194,6 +200,12 @@ jobs_total 3
 # HELP msg_bytes_quantile_std_error sampled metric msg_bytes (standard error of each estimated quantile: its 95% rank interval's width / 3.92)
 # TYPE msg_bytes_quantile_std_error gauge
 msg_bytes_quantile_std_error{for_quantile="0.5"} 1.0
+# HELP msg_bytes_quantile_lower sampled metric msg_bytes (lower end of each estimated quantile's 95% interval: the exact binomial rank interval, widened to its buckets' edges; NaN while too few records bound it)
+# TYPE msg_bytes_quantile_lower gauge
+msg_bytes_quantile_lower{for_quantile="0.5"} 0.0
+# HELP msg_bytes_quantile_upper sampled metric msg_bytes (upper end of each estimated quantile's 95% interval)
+# TYPE msg_bytes_quantile_upper gauge
+msg_bytes_quantile_upper{for_quantile="0.5"} 3.92
 # HELP msg_bytes_top_keys sampled metric msg_bytes (estimated events of the heaviest keys; `key` is the key's 64-bit hash in hex)
 # TYPE msg_bytes_top_keys gauge
 msg_bytes_top_keys{key="000000000000beef"} 12.0
@@ -431,11 +443,15 @@ fn empty_windows_and_negative_sums() {
             assert!(quantiles.iter().all(|s| s.value.is_nan()));
             let has_sum = m.samples.iter().any(|s| s.name == "msg_bytes_sum");
             assert_eq!(has_sum, sum == 0.0, "sum {sum}: {body}");
-            let se = fams
-                .iter()
-                .find(|f| f.name == "msg_bytes_quantile_std_error")
-                .unwrap();
-            assert_eq!(se.samples.len(), 4);
+            for name in [
+                "msg_bytes_quantile_std_error",
+                "msg_bytes_quantile_lower",
+                "msg_bytes_quantile_upper",
+            ] {
+                let f = fams.iter().find(|f| f.name == name).unwrap();
+                assert_eq!(f.samples.len(), 4, "{name}");
+                assert!(f.samples.iter().all(|s| s.value.is_nan()), "{name}");
+            }
         }
     }
 }

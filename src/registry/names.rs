@@ -72,6 +72,8 @@ pub(crate) fn exposed_names(name: &str, kind: crate::metric::MetricKind) -> Vec<
         MetricKind::Sampled => [
             "",
             "_quantile_std_error",
+            "_quantile_lower",
+            "_quantile_upper",
             "_count",
             "_sum",
             "_created",

@@ -168,7 +168,7 @@ fn quantile_intervals_are_exported_as_they_are() {
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
-        s.record(if x % 10 == 0 { 1000.0 } else { 10.0 });
+        s.record(if x.is_multiple_of(10) { 1000.0 } else { 10.0 });
     }
     engine.flush();
     let snap = engine.registry().snapshot();

@@ -184,6 +184,7 @@ fn op_ring_push(p: &mut Producer, v: f64) {
         key: 0,
         time_ns: 7,
         critical: false,
+        keyed: false,
     }));
 }
 

@@ -92,6 +92,7 @@ fn push(c: &mut Criterion) {
         key: 42,
         time_ns: 7,
         critical: false,
+        keyed: false,
     };
     g.bench_function("ring_push", |b| {
         b.iter_custom(|iters| {

@@ -23,6 +23,7 @@ fn rec(i: u32) -> Record {
         key: 0,
         time_ns: 0,
         critical: true,
+        keyed: false,
     }
 }
 

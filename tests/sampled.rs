@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use hotmeter::sample::lane::BYTES_PER_RECORD;
-use hotmeter::{Engine, Overflow, SampledValue};
+use hotmeter::{Engine, Overflow, SampleKey, SampledValue};
 
 fn engine(seed: u64, ring: usize, overflow: Overflow, rate: f64) -> Engine {
     Engine::builder()
@@ -274,6 +274,43 @@ fn keyed_sampling_is_consistent_per_key() {
         e.registry().sampled_with("mode", &[], true).unwrap_err(),
         hotmeter::Error::SamplingModeMismatch("mode".into())
     );
+}
+
+/// Issue 13, defect 5: in a keyed family a kept key has all its events kept, so its top-key
+/// count is its event count, exactly; before, each of its records counted `2^k` (a key
+/// with 1,000 events showed 32,000 at p = 1/32). 100 keys with 10, 20, …, 1,000 events
+/// at p = 1/32: every key reported is reported with its exact count and no overcount,
+/// and the keys reported are the keys kept (those with records). Deterministic.
+#[test]
+fn keyed_top_keys_count_a_kept_keys_events_exactly() {
+    let e = engine(5, 1 << 16, Overflow::DropNewest, 1.0 / 32.0);
+    let s = e.registry().sampled_with("keyed_top", &[], true).unwrap();
+    let mut truth = std::collections::HashMap::new();
+    for round in 0..100u64 {
+        for i in round..100 {
+            let key = format!("client-{i}");
+            for _ in 0..10 {
+                s.record_keyed(1.0, key.as_str());
+            }
+            *truth.entry(key.as_str().key_hash()).or_insert(0u64) += 10;
+        }
+    }
+    e.flush();
+    let v = value(&e, "keyed_top");
+    assert!(
+        !v.estimate.top_keys.is_empty(),
+        "no key kept: pick another seed"
+    );
+    let mut reported = 0;
+    for &(hash, count, overcount) in &v.estimate.top_keys {
+        assert_eq!(count, truth[&hash] as f64, "key {hash:016x}");
+        assert_eq!(overcount, 0.0);
+        reported += truth[&hash];
+    }
+    // Fewer than 10 keys kept: all of them are reported, and they are all the records.
+    if v.estimate.top_keys.len() < 10 {
+        assert_eq!(reported, v.flushed);
+    }
 }
 
 #[test]

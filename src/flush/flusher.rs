@@ -119,7 +119,10 @@ impl SeriesAgg {
             w.add_to_buckets_only(r.value, r.k, scale);
         }
         if r.key != 0 {
-            self.top.add(r.key, r.weight() as f64 * scale);
+            // A key kept by its key (keyed family) has every event kept: count its events
+            // as they are, not times `2^k` (the totals above still weigh them).
+            let w = if r.keyed { 1.0 } else { r.weight() as f64 };
+            self.top.add(r.key, w * scale);
             if !self.track_exemplars {
                 return;
             }
@@ -579,6 +582,7 @@ mod tests {
             key: 0,
             time_ns: 0,
             critical: false,
+            keyed: false,
         };
         agg.take(&r, 1.0, t0 + step / 2, step, DEFAULT_SPAN);
         // Drained seven steps later, then a flush a moment after.

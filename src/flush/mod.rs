@@ -57,7 +57,10 @@ pub struct SeriesEstimate {
     pub count_estimate: f64,
     /// Standard error of `count_estimate`.
     pub count_std_error: f64,
-    /// Heaviest keys: `(key hash, estimated count, maximum overcount)`.
+    /// Heaviest keys: `(key hash, estimated count, maximum overcount)`. In a keyed family
+    /// every event of a kept key is kept, so a key's count is its events counted exactly
+    /// (while it was kept; the space-saving overcount aside); keys the rule did not keep
+    /// never appear, however heavy. Otherwise each record counts `2^k` events.
     pub top_keys: Vec<(u64, f64, f64)>,
     /// The latest keyed record per fine value bucket (at most
     /// [`EXEMPLARS_PER_SERIES`]), in increasing value: exemplars.

@@ -149,6 +149,7 @@ mod tests {
             key: 0,
             time_ns: 0,
             critical: true,
+            keyed: false,
         }
     }
 

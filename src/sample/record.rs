@@ -17,6 +17,9 @@ pub struct Record {
     pub time_ns: u64,
     /// A critical event: never sampled out, never dropped for a full ring.
     pub critical: bool,
+    /// Kept by its key (a keyed family: every event of a kept key is kept, so the records
+    /// of one key count its events exactly, each still weighing `2^k` for the totals).
+    pub keyed: bool,
 }
 
 impl Record {
@@ -33,7 +36,15 @@ impl Record {
             key,
             time_ns,
             critical,
+            keyed: false,
         }
+    }
+
+    /// This record, marked as kept by its key ([`Record::keyed`]).
+    #[inline(always)]
+    pub fn by_key(mut self) -> Self {
+        self.keyed = true;
+        self
     }
 
     /// The weight `2^k` (how many events this record stands for).
@@ -46,7 +57,10 @@ impl Record {
     #[inline]
     pub fn to_words(&self) -> [u64; 4] {
         [
-            self.series as u64 | (self.k as u64) << 32 | (self.critical as u64) << 40,
+            self.series as u64
+                | (self.k as u64) << 32
+                | (self.critical as u64) << 40
+                | (self.keyed as u64) << 41,
             self.value.to_bits(),
             self.key,
             self.time_ns,
@@ -63,6 +77,7 @@ impl Record {
             key: w[2],
             time_ns: w[3],
             critical: (w[0] >> 40) & 1 == 1,
+            keyed: (w[0] >> 41) & 1 == 1,
         }
     }
 }
@@ -80,8 +95,16 @@ mod tests {
             key: 0xdead_beef_cafe_f00d,
             time_ns: u64::MAX,
             critical: true,
+            keyed: false,
         };
         assert_eq!(Record::from_words(r.to_words()), r);
+        let keyed = Record {
+            critical: false,
+            ..r
+        }
+        .by_key();
+        assert_eq!(Record::from_words(keyed.to_words()), keyed);
+        assert!(keyed.keyed);
         assert_eq!(r.weight(), 1 << 63);
         assert!(core::mem::size_of::<Record>() <= Record::SIZE);
     }

@@ -678,7 +678,11 @@ fn sample_handle_slow(cells: Cells, s: &SampledSeries, n: u64, value: f64, key: 
 #[inline(never)]
 fn keyed_slow(cells: Cells, s: &SampledSeries, value: f64, key: u64, k: u8) {
     let time_ns = s.metric.pipeline.coarse_ns();
-    push(cells, s, Record::new(s.base, k, value, key, time_ns, false));
+    push(
+        cells,
+        s,
+        Record::new(s.base, k, value, key, time_ns, false).by_key(),
+    );
 }
 
 #[cold]

@@ -490,6 +490,59 @@ impl Distribution {
     }
 }
 
+/// Sign counters of [`ClusterVar`]: the relative standard error of its variance estimate is
+/// about `sqrt(2 / CLUSTER_SIGNS)` = 25%, of the standard error derived from it ~12%.
+const CLUSTER_SIGNS: usize = 32;
+
+/// The Horvitz–Thompson variance of a keyed family's totals, in bounded memory.
+///
+/// Keyed sampling keeps or drops whole keys (a cluster sample: a kept key has every event
+/// kept), so the events of one key are not independent draws and the record-level variance
+/// `Σ w(w−1)·y²` understates the truth many times over (75–82× for Zipf(1.1) keys). The
+/// cluster variance is `Σ_kept keys w(w−1)·Y²`, with `Y` the key's total (events for the
+/// count, values for the sum): it needs every kept key's running total. Instead, this keeps
+/// the tug-of-war sketch of Alon, Matias and Szegedy (1996): `CLUSTER_SIGNS` counters, each
+/// adding `±sqrt(w(w−1))·y` with a sign drawn per key (one bit of a mix of the key), so
+/// `E[Z²] = Σ_keys (Σ sqrt(w(w−1))·y)²` (cross-key terms cancel in expectation), which is
+/// the cluster variance while a key's rate holds still; the mean of the squared counters
+/// estimates it. 512 bytes per keyed series, whatever the number of keys.
+#[derive(Debug, Clone, Default)]
+pub struct ClusterVar {
+    count: [f64; CLUSTER_SIGNS],
+    sum: [f64; CLUSTER_SIGNS],
+}
+
+impl ClusterVar {
+    /// Adds a record of `key` with weight `w` and value `y` (non-finite values count for
+    /// the count only, as in [`Totals`]).
+    #[inline]
+    pub fn add(&mut self, key: u64, w: f64, y: f64) {
+        let a = (w * (w - 1.0)).max(0.0).sqrt();
+        if a == 0.0 {
+            return;
+        }
+        // splitmix64's finalizer: every bit of the key moves every sign.
+        let mut h = key.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        h = (h ^ (h >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        h ^= h >> 31;
+        let ay = if y.is_finite() { a * y } else { 0.0 };
+        for j in 0..CLUSTER_SIGNS {
+            // The sign bit flipped by bit j of the hash.
+            let flip = ((h >> j) & 1) << 63;
+            self.count[j] += f64::from_bits(a.to_bits() ^ flip);
+            self.sum[j] += f64::from_bits(ay.to_bits() ^ flip);
+        }
+    }
+
+    /// The cluster variances' estimates: of the Horvitz–Thompson count, and of the total.
+    pub fn variances(&self) -> (f64, f64) {
+        let mean_sq =
+            |z: &[f64; CLUSTER_SIGNS]| z.iter().map(|x| x * x).sum::<f64>() / CLUSTER_SIGNS as f64;
+        (mean_sq(&self.count), mean_sq(&self.sum))
+    }
+}
+
 /// Weighted heavy hitters in bounded memory (space-saving): at most `capacity` keys are
 /// tracked; a new key evicts the one with the smallest count and inherits that count as
 /// its possible overcount. For every reported key,

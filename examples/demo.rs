@@ -392,7 +392,14 @@ fn main() {
             total.length_quantile(q.q)
         );
     }
-    for &(key, est, over) in e.top_keys.iter().take(4) {
+    for &hotmeter::TopKey {
+        key,
+        count: est,
+        lower,
+        upper,
+        ..
+    } in e.top_keys.iter().take(4)
+    {
         let name = CLIENTS
             .iter()
             .position(|c| c.key_hash() == key)
@@ -402,7 +409,7 @@ fn main() {
             .position(|c| c.key_hash() == key)
             .map_or(0, |i| total.per_client[i]);
         println!(
-            "client {name:<8} messages: estimated {est:>12.0} (overcount ≤ {over:.0}) vs exact {exact}"
+            "client {name:<8} messages: estimated {est:>12.0} [{lower:.0}, {upper:.0}] (95%, sampling and space-saving) vs exact {exact}"
         );
     }
     for q in &timer.estimate.quantiles {

@@ -175,7 +175,7 @@ pub use export::{EngineCollector, Format};
 #[cfg(not(loom))]
 pub use flush::controller::{RateError, k_to_rate, rate_to_k};
 #[cfg(not(loom))]
-pub use flush::{ExemplarRecord, FlushStats, Published, Quantile, SeriesEstimate};
+pub use flush::{ExemplarRecord, FlushStats, Published, Quantile, SeriesEstimate, TopKey};
 #[cfg(not(loom))]
 pub use metric::{
     Counter, Gauge, Histogram, HistogramConfig, HistogramSnapshot, MAX_EXACT_BOUNDS, MetricKind,

@@ -302,10 +302,10 @@ fn keyed_top_keys_count_a_kept_keys_events_exactly() {
         "no key kept: pick another seed"
     );
     let mut reported = 0;
-    for &(hash, count, overcount) in &v.estimate.top_keys {
-        assert_eq!(count, truth[&hash] as f64, "key {hash:016x}");
-        assert_eq!(overcount, 0.0);
-        reported += truth[&hash];
+    for t in &v.estimate.top_keys {
+        assert_eq!(t.count, truth[&t.key] as f64, "key {:016x}", t.key);
+        assert_eq!((t.overcount, t.lower, t.upper), (0.0, t.count, t.count));
+        reported += truth[&t.key];
     }
     // Fewer than 10 keys kept: all of them are reported, and they are all the records.
     if v.estimate.top_keys.len() < 10 {

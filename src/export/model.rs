@@ -321,10 +321,10 @@ fn sampled_families(f: &FamilySnapshot, out: &mut Vec<Family>) {
                 value: Sample::Gauge(q.upper),
             });
         }
-        for &(key, count, _) in &v.estimate.top_keys {
+        for t in &v.estimate.top_keys {
             keys.push(Series {
-                labels: with_label(&s.labels, "key", key_label(key)),
-                value: Sample::Gauge(count),
+                labels: with_label(&s.labels, "key", key_label(t.key)),
+                value: Sample::Gauge(t.count),
             });
         }
     }

@@ -91,7 +91,13 @@ fn snapshot() -> Snapshot {
                                 lower: 0.0,
                                 upper: 3.92,
                             }],
-                            top_keys: vec![(0xbeef, 12.0, 1.0)],
+                            top_keys: vec![crate::TopKey {
+                                key: 0xbeef,
+                                count: 12.0,
+                                overcount: 1.0,
+                                lower: 11.0,
+                                upper: 12.0,
+                            }],
                             ..SeriesEstimate::default()
                         },
                     }),

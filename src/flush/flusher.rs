@@ -131,8 +131,12 @@ impl SeriesAgg {
         if r.key != 0 {
             // A key kept by its key (keyed family) has every event kept: count its events
             // as they are, not times `2^k` (the totals above still weigh them).
-            let w = if r.keyed { 1.0 } else { r.weight() as f64 };
-            self.top.add(r.key, w * scale);
+            if r.keyed {
+                self.top.add(r.key, scale);
+            } else {
+                let w = r.weight() as f64 * scale;
+                self.top.add_sampled(r.key, w, w * (w - 1.0));
+            }
             if !self.track_exemplars {
                 return;
             }
@@ -206,7 +210,7 @@ impl SeriesAgg {
             sum_std_error: total.std_error,
             count_estimate: count.value,
             count_std_error: count.std_error,
-            top_keys: self.top.top(TOP_K_PUBLISHED),
+            top_keys: self.top.top_bounded(TOP_K_PUBLISHED),
             exemplars: {
                 let mut e: Vec<ExemplarRecord> = self.exemplars.values().copied().collect();
                 e.sort_by(|a, b| a.value.total_cmp(&b.value));

@@ -62,14 +62,34 @@ pub struct SeriesEstimate {
     pub count_estimate: f64,
     /// Standard error of `count_estimate`.
     pub count_std_error: f64,
-    /// Heaviest keys: `(key hash, estimated count, maximum overcount)`. In a keyed family
-    /// every event of a kept key is kept, so a key's count is its events counted exactly
-    /// (while it was kept; the space-saving overcount aside); keys the rule did not keep
-    /// never appear, however heavy. Otherwise each record counts `2^k` events.
-    pub top_keys: Vec<(u64, f64, f64)>,
+    /// Heaviest keys, heaviest first (see [`TopKey`]). In a keyed family every event of a
+    /// kept key is kept, so a key's count is its events counted exactly (while it was kept;
+    /// the space-saving overcount aside); keys the rule did not keep never appear, however
+    /// heavy. Otherwise each record counts `2^k` events and the bounds include the sampling
+    /// error.
+    pub top_keys: Vec<TopKey>,
     /// The latest keyed record per fine value bucket (at most
     /// [`EXEMPLARS_PER_SERIES`]), in increasing value: exemplars.
     pub exemplars: Vec<ExemplarRecord>,
+}
+
+/// One of a series' heaviest keys.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TopKey {
+    /// The key's hash.
+    pub key: u64,
+    /// Its estimated events (records weighted `2^k`, or counted once each when kept by
+    /// their key).
+    pub count: f64,
+    /// The space-saving overcount: how much of `count` may belong to keys it displaced.
+    pub overcount: f64,
+    /// A ~95% lower bound on the key's true events: `count − overcount`, less the sampling
+    /// error (an exact Poisson bound on the records behind it). Equal to
+    /// `count − overcount` when nothing was sampled out (a kept key of a keyed family, or a
+    /// rate of 1).
+    pub lower: f64,
+    /// A ~95% upper bound on the key's true events: `count` plus the sampling error.
+    pub upper: f64,
 }
 
 /// Most exemplars kept per series.

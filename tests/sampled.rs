@@ -313,6 +313,46 @@ fn keyed_top_keys_count_a_kept_keys_events_exactly() {
     }
 }
 
+/// Issue 13, defect 7: 50 events at p = 1/128 that left no record reported a
+/// Horvitz–Thompson count of 0 ± 0 against the exact 50. The estimate still says 0 (no
+/// record), but its upper bound says what the rate may have hidden: ln(20)/−ln(1 − 1/128)
+/// ≈ 382 events; in a keyed family (a dropped key may hold any number) it is infinite.
+/// With records, the bound sits above the estimate.
+#[test]
+fn no_record_is_not_zero_plus_or_minus_zero() {
+    let e = engine(3, 1 << 12, Overflow::DropNewest, 1.0 / 128.0);
+    let s = e.registry().sampled("rare_seconds", &[]).unwrap();
+    let keyed = e.registry().sampled_with("rare_keyed", &[], true).unwrap();
+    for i in 0..50u64 {
+        s.record(1.0);
+        keyed.record_keyed(1.0, &i);
+    }
+    e.flush();
+    for (name, finite) in [("rare_seconds", true), ("rare_keyed", false)] {
+        let v = value(&e, name);
+        assert_eq!(v.count, 50);
+        // The seed is one under which neither left a record (each would with p ≈ 32%).
+        assert_eq!(v.pushed, 0, "{name}: pick another seed");
+        let est = &v.estimate;
+        assert_eq!((est.records, est.count_estimate), (0, 0.0), "{name}");
+        if finite {
+            let bound = 20f64.ln() / -(1.0f64 - 1.0 / 128.0).ln();
+            assert!((est.count_upper - bound).abs() < 1e-9, "{name}: {est:?}");
+            assert!(est.count_upper >= 50.0);
+        } else {
+            assert_eq!(est.count_upper, f64::INFINITY, "{name}");
+        }
+    }
+    // With records: at or above the estimate.
+    for _ in 0..100_000 {
+        s.record(1.0);
+    }
+    e.flush();
+    let est = value(&e, "rare_seconds").estimate;
+    assert!(est.records > 0);
+    assert!(est.count_upper > est.count_estimate, "{est:?}");
+}
+
 #[test]
 fn sampled_timer_counts_exactly_and_times_only_sampled_calls() {
     let e = engine(21, 1 << 16, Overflow::DropNewest, 1.0 / 16.0);

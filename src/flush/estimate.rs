@@ -801,7 +801,7 @@ impl KeyIndex {
 /// `m` (not necessarily whole: an effective count), its chi-square quantiles by the
 /// Wilson–Hilferty approximation: `lower = m(1 − 1/(9m) − z/(3√m))³` (0 at `m = 0`),
 /// `upper = (m+1)(1 − 1/(9(m+1)) + z/(3√(m+1)))³`.
-fn poisson_interval(m: f64, z: f64) -> (f64, f64) {
+pub(crate) fn poisson_interval(m: f64, z: f64) -> (f64, f64) {
     let lower = if m > 0.0 {
         m * (1.0 - 1.0 / (9.0 * m) - z / (3.0 * m.sqrt()))
             .max(0.0)
@@ -1432,7 +1432,9 @@ mod tests {
             // The heavy key (0) and 200 light ones, 500 events each, each event sampled
             // with p = 2^-k; the sampled records in a random order (as interleaved events
             // leave them).
-            let events = (0..heavy).map(|_| 0).chain((1..=200u64).flat_map(|key| [key; 500]));
+            let events = (0..heavy)
+                .map(|_| 0)
+                .chain((1..=200u64).flat_map(|key| [key; 500]));
             let mut records: Vec<u64> =
                 events.filter(|_| rng.next_u64() >> (64 - k) == 0).collect();
             for i in (1..records.len()).rev() {
@@ -1443,10 +1445,12 @@ mod tests {
                 top.add_sampled(key, w, w * (w - 1.0));
             }
             let t = top.top_bounded(10);
-            let t = t.iter().find(|t| t.key == 0).expect("the heavy key is reported");
+            let t = t
+                .iter()
+                .find(|t| t.key == 0)
+                .expect("the heavy key is reported");
             held += (t.lower <= heavy as f64 && heavy as f64 <= t.upper) as u32;
-            old_held +=
-                (t.count - t.overcount <= heavy as f64 && heavy as f64 <= t.count) as u32;
+            old_held += (t.count - t.overcount <= heavy as f64 && heavy as f64 <= t.count) as u32;
         }
         let cov = held as f64 / trials as f64;
         println!(

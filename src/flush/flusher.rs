@@ -10,7 +10,9 @@ use std::sync::atomic::Ordering;
 use super::buckets::MIN_SPAN;
 use super::controller::{ControllerConfig, ControllerState, Observation, step};
 use super::cpu_clock::thread_cpu_ns;
-use super::estimate::{ClusterVar, DEFAULT_SPAN, Distribution, TopK, Totals, Z95};
+use super::estimate::{
+    ClusterVar, DEFAULT_SPAN, Distribution, TopK, Totals, Z95, poisson_interval,
+};
 use super::{
     EXEMPLARS_PER_SERIES, ExemplarRecord, FlushStats, Published, Quantile, SeriesEstimate,
 };
@@ -56,6 +58,21 @@ const TOTAL_SPAN: usize = 1 << 18;
 /// keeps 128 per octave over 2 octaves), and the quantile intervals include the width.
 fn step_span(series: usize) -> usize {
     (TOTAL_SPAN / series.max(1)).clamp(MIN_SPAN, DEFAULT_SPAN)
+}
+
+/// A ~95% upper bound on the events of a series that left no record at rate `2^-k`:
+/// `N` events leave none with probability `(1 − p)^N ≤ 5%` once `N ≥ ln(20)/−ln(1 − p)`
+/// (≈ 3/p); infinite for a keyed family, whose dropped keys may hold any number.
+fn no_record_upper(k: u8, keyed: bool) -> f64 {
+    if keyed {
+        return f64::INFINITY;
+    }
+    let p = 0.5f64.powi(k as i32);
+    if p >= 1.0 {
+        0.0
+    } else {
+        (20f64).ln() / -(-p).ln_1p()
+    }
 }
 
 /// Per sampled series, what the flusher accumulates from its records: Horvitz–Thompson
@@ -210,6 +227,15 @@ impl SeriesAgg {
             sum_std_error: total.std_error,
             count_estimate: count.value,
             count_std_error: count.std_error,
+            count_upper: {
+                let var = count.std_error * count.std_error;
+                if var <= 0.0 || count.value <= 0.0 {
+                    count.value
+                } else {
+                    let w = 1.0 + var / count.value;
+                    poisson_interval(count.value / w, Z95).1 * w
+                }
+            },
             top_keys: self.top.top_bounded(TOP_K_PUBLISHED),
             exemplars: {
                 let mut e: Vec<ExemplarRecord> = self.exemplars.values().copied().collect();
@@ -498,6 +524,7 @@ impl FlushState {
         }
         // Estimates are recomputed only for series that received records since the last
         // flush; the others republish their previous (shared) estimate.
+        let mut empty: HashMap<(u8, bool), Arc<SeriesEstimate>> = HashMap::new();
         let published_series = sampled
             .iter()
             .map(|(_, _, s)| {
@@ -514,7 +541,16 @@ impl FlushState {
                         }
                         Arc::clone(&agg.estimate)
                     }
-                    None => Arc::default(),
+                    // No record yet: the bound on what the family's rate hid.
+                    None => {
+                        let m = &s.series.metric;
+                        Arc::clone(empty.entry((m.k(), m.keyed)).or_insert_with(|| {
+                            Arc::new(SeriesEstimate {
+                                count_upper: no_record_upper(m.k(), m.keyed),
+                                ..SeriesEstimate::default()
+                            })
+                        }))
+                    }
                 };
                 (base, est)
             })

@@ -62,6 +62,12 @@ pub struct SeriesEstimate {
     pub count_estimate: f64,
     /// Standard error of `count_estimate`.
     pub count_std_error: f64,
+    /// A ~95% upper bound on the events the records stand for: the exact Poisson upper
+    /// bound on the records, scaled by their mean weight; with no record at all, at the
+    /// family's rate `p`, `ln(20)/p ≈ 3/p` (more events would have left a record with
+    /// probability over 95%), and infinite for a keyed family (one dropped key may hold
+    /// any number of events). So "0 records" never reads as "0 ± 0 events".
+    pub count_upper: f64,
     /// Heaviest keys, heaviest first (see [`TopKey`]). In a keyed family every event of a
     /// kept key is kept, so a key's count is its events counted exactly (while it was kept;
     /// the space-saving overcount aside); keys the rule did not keep never appear, however

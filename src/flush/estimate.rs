@@ -363,11 +363,23 @@ impl Distribution {
     /// `value_dependent_rates_keep_interval_coverage` measures it. The correction is a
     /// helper's finding in an earlier session (commit 728be72), ported here.
     pub fn quantile(&self, q: f64, z: f64) -> Option<QuantileEstimate> {
+        self.quantile_clustered(q, z, 1.0)
+    }
+
+    /// [`Distribution::quantile`] for records drawn in clusters (a keyed family: a kept
+    /// key's events are all kept), whose effective sample size is `n_eff / deff`. The
+    /// design effect `deff` (at least 1) is the caller's: the flusher uses the count's,
+    /// `Σ_kept w(w−1)·n_key² / Σ w(w−1)` — the records' mean cluster size weighted by size,
+    /// which is the CDF's design effect when a key's values all fall on one side of the
+    /// quantile (intra-key correlation 1) and an upper bound on it otherwise: intervals that
+    /// err wide, and NaN sooner (a few heavy keys are a few observations, however many
+    /// records they left).
+    pub fn quantile_clustered(&self, q: f64, z: f64, deff: f64) -> Option<QuantileEstimate> {
         if self.hist_w <= 0.0 {
             return None;
         }
         let q = q.clamp(0.0, 1.0);
-        let n_eff = self.quantile_n_eff(q);
+        let n_eff = self.quantile_n_eff(q) / deff.max(1.0);
         let total = self.hist_w;
         let (lo, hi, before, count) = self.bucket_at((q * total).ceil().max(1.0));
         let within = ((q * total - before) / count).clamp(0.0, 1.0);

@@ -199,9 +199,15 @@ impl SeriesAgg {
     fn estimate(&self) -> SeriesEstimate {
         let mut count = self.totals.count_estimate();
         let mut total = self.totals.total_estimate();
+        // The design effect of keys kept or dropped whole, for the quantile intervals.
+        let mut deff = 1.0;
         if let Some(c) = &self.cluster {
             // Keys kept or dropped whole: the cluster variance (see `ClusterVar`).
             let (var_count, var_sum) = c.variances();
+            let var_record = count.std_error * count.std_error;
+            if var_record > 0.0 {
+                deff = (var_count / var_record).max(1.0);
+            }
             count.std_error = var_count.sqrt();
             total.std_error = var_sum.sqrt();
         }
@@ -215,7 +221,7 @@ impl SeriesAgg {
             quantiles: QUANTILES
                 .iter()
                 .filter_map(|&q| {
-                    window.quantile(q, Z95).map(|e| Quantile {
+                    window.quantile_clustered(q, Z95, deff).map(|e| Quantile {
                         q,
                         value: e.value,
                         lower: e.lower,
@@ -702,6 +708,77 @@ mod tests {
             record / actual < 0.1,
             "the record-level variance understates it"
         );
+    }
+
+    /// Issue 13, defect 4 (quantiles): a keyed family's records come in clusters, and when a
+    /// key's values sit together (here each key has its own level, its events within 1% of
+    /// it) the records of one key are nearly one observation. 1,000 keys with 1–60 events
+    /// each (~30,000 events), levels lognormal, each key kept with p = 1/8, 200 trials:
+    /// intervals built as if records were independent covered the true p50 / p90 in 0.29–
+    /// 0.31 of trials (the audit: 0.10–0.27); with the count's design effect they must
+    /// cover in ≥ 90% (measured 0.970 / 0.975; they err wide by construction; for a true 95%, < 90%
+    /// of 200 is 3.2 SE away, false-failure probability < 0.1% per quantile) or say NaN,
+    /// and NaN in at most a tenth of the trials. Deterministic (fixed seeds).
+    #[test]
+    fn keyed_quantile_intervals_count_keys_not_records() {
+        use rand_core::{Rng, SeedableRng};
+        let (trials, keys, k) = (200u64, 1000usize, 3u8);
+        let qs = [0.5, 0.9];
+        let uniform = |rng: &mut rand_xoshiro::Xoshiro256PlusPlus| {
+            (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+        };
+        let t0 = Instant::now();
+        let step = Duration::from_secs(60);
+        let (mut covered, mut naive, mut nan) = ([0u32; 2], [0u32; 2], [0u32; 2]);
+        for trial in 0..trials {
+            let mut rng = rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(trial * 2 + 1);
+            let mut agg = SeriesAgg::new(t0, step, DEFAULT_SPAN);
+            let mut naive_d = Distribution::new();
+            let mut all = Vec::new();
+            for key in 0..keys as u64 {
+                let n = 1 + rng.next_u64() % 60;
+                // A lognormal level per key (σ = 1), events within ±1% of it.
+                let g: f64 = (0..4).map(|_| uniform(&mut rng)).sum::<f64>() - 2.0;
+                let level = (g * 3f64.sqrt()).exp();
+                let kept = rng.next_u64() >> (64 - k) == 0;
+                for _ in 0..n {
+                    let y = level * (1.0 + 0.01 * (uniform(&mut rng) - 0.5));
+                    all.push(y);
+                    if kept {
+                        let key = (trial << 32) | key | 1 << 63;
+                        agg.absorb(&Record::new(1, k, y, key, 0, false).by_key(), 1.0);
+                        naive_d.add(y, k);
+                    }
+                }
+            }
+            all.sort_by(f64::total_cmp);
+            let e = agg.estimate();
+            for (i, &q) in qs.iter().enumerate() {
+                let truth = all[((q * all.len() as f64).ceil() as usize).clamp(1, all.len()) - 1];
+                let est = e.quantiles.iter().find(|x| x.q == q).unwrap();
+                if est.lower.is_nan() {
+                    nan[i] += 1;
+                } else if est.lower <= truth && truth <= est.upper {
+                    covered[i] += 1;
+                }
+                let n = naive_d.quantile(q, Z95).unwrap();
+                naive[i] += (n.lower <= truth && truth <= n.upper) as u32;
+            }
+        }
+        for (i, q) in qs.iter().enumerate() {
+            let cov = covered[i] as f64 / (trials - nan[i] as u64) as f64;
+            println!(
+                "q={q}: clustered coverage {cov:.3} ({} NaN), as if independent {:.3}",
+                nan[i],
+                naive[i] as f64 / trials as f64
+            );
+            assert!(cov >= 0.90, "q={q}: {cov}");
+            assert!(
+                nan[i] as f64 <= 0.1 * trials as f64,
+                "q={q}: {} NaN",
+                nan[i]
+            );
+        }
     }
 
     /// A record drained after its series' last step ended goes to a step that starts then.

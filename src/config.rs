@@ -455,7 +455,7 @@ impl Config {
     /// A rate or an overhead budget outside (0, 1], `min_sample_rate > max_sample_rate`, a
     /// flush interval outside 1 ms ..= 1 h, a zero quantile window, a ring or lane cap out
     /// of range, a token that is empty, not printable ASCII, or longer than a request header
-    /// can carry ([`MAX_TOKEN_BYTES`](crate::export::http::MAX_TOKEN_BYTES)).
+    /// can carry (`hotmeter::export::http::MAX_TOKEN_BYTES`, feature `http`).
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.validate_traced(&[])
     }

@@ -26,9 +26,14 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    #[cfg(feature = "prometheus-client")]
+    #[cfg(any(feature = "prometheus-client", feature = "metrics"))]
     pub(crate) fn registry(&self) -> &Registry {
         &self.registry
+    }
+
+    #[cfg(feature = "metrics")]
+    pub(crate) fn config(&self) -> &Config {
+        &self.config
     }
 
     fn state(&self) -> MutexGuard<'_, FlushState> {
@@ -416,6 +421,12 @@ impl Engine {
             .unwrap_or_else(PoisonError::into_inner)
             .push(server);
         Ok(bound)
+    }
+
+    /// The engine's shared state, for the layers that outlive a borrow of it.
+    #[cfg(feature = "metrics")]
+    pub(crate) fn shared(&self) -> Arc<Shared> {
+        Arc::clone(&self.shared)
     }
 
     /// This engine's registry (handles for dynamic names, snapshots).

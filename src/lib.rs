@@ -159,6 +159,8 @@ pub mod macro_support;
 mod macros;
 #[cfg(not(loom))]
 mod metric;
+#[cfg(all(not(loom), feature = "metrics"))]
+pub mod metrics_recorder;
 #[cfg(not(loom))]
 mod registry;
 

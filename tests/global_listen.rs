@@ -4,7 +4,6 @@
 // The endpoint's tests: nothing to run without it.
 #![cfg(feature = "http")]
 
-
 mod common;
 
 use common::get;

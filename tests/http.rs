@@ -3,7 +3,6 @@
 // The endpoint's tests: nothing to run without it.
 #![cfg(feature = "http")]
 
-
 mod common;
 
 use std::io::Read;

@@ -7,7 +7,6 @@
 // The endpoint's tests: nothing to run without it.
 #![cfg(feature = "http")]
 
-
 mod common;
 
 use std::net::{SocketAddr, TcpListener};

@@ -5,12 +5,12 @@
 //! Under the `prometheus-client` feature, `collector::Families` is a prometheus-client
 //! `Collector` over the same model (what `EngineCollector` hands to a user's registry). What
 //! only our encoder can write, and why `render` does not go through prometheus-client:
-//! - histograms carrying exemplars: prometheus-client 0.25 attaches exemplars only to
+//! - histograms carrying exemplars: prometheus-client (0.26) attaches exemplars only to
 //!   buckets it counts itself (`Exemplar` has no public constructor), while ours are exact
 //!   per-thread counts;
 //! - families holding a non-finite value: prometheus-client writes `inf` / `-inf`, which the
 //!   OpenMetrics ABNF does not allow (`+Inf`, `-Inf`);
-//! - summaries (sampled metrics): prometheus-client 0.25 has no summary type.
+//! - summaries (sampled metrics): prometheus-client (0.26) has no summary type.
 
 use std::time::UNIX_EPOCH;
 

@@ -60,7 +60,8 @@
 //! # Errors
 //!
 //! A key the registry refuses (a name breaking a rule after sanitizing, a reserved
-//! `hotmeter_` name, a name registered as another kind, the registry's series limit) is
+//! `hotmeter_` name, a name registered as another kind or as a histogram with other
+//! buckets, for instance by hotmeter's own `histogram!`, the registry's series limit) is
 //! never a panic: it is counted in `hotmeter_registration_errors_total`, reported once on
 //! stderr, and the key records into a no-op handle (cached, so it costs nothing more). Past
 //! a metric's series cap, label sets fold into its overflow series as with the macros.

@@ -125,7 +125,8 @@
 //!   feature, because features are additive: one dependency enabling it would silence every
 //!   crate in the build.
 //! - `--cfg loom` builds the lock-free core (arenas and their call-site slots, ring, critical
-//!   lane) against `loom` for model checking.
+//!   lane, and with the `metrics` feature the facade recorder's key cache) against `loom`
+//!   for model checking.
 #![deny(unsafe_op_in_unsafe_fn)]
 // Under the off switch the record paths are compiled out, and what only they use is unused.
 #![cfg_attr(hotmeter_disabled, allow(dead_code, unused_imports))]
@@ -161,6 +162,11 @@ mod macros;
 mod metric;
 #[cfg(all(not(loom), feature = "metrics"))]
 pub mod metrics_recorder;
+// The facade recorder's lock-free cache alone, for its loom model.
+#[cfg(all(loom, feature = "metrics"))]
+#[doc(hidden)]
+#[path = "metrics_recorder/cache.rs"]
+pub mod facade_cache;
 #[cfg(not(loom))]
 mod registry;
 

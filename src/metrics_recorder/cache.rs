@@ -6,6 +6,9 @@
 //! needs no epoch: an entry, once published, stays valid until the cache is dropped, and a
 //! table replaced by a larger one is kept (retired) until then too. Writers (cache misses,
 //! the cold path) serialize on a mutex.
+//!
+//! Model-checked in `tests/loom_facade_cache.rs` (under `--cfg loom` this file is the
+//! crate's `facade_cache` module).
 
 use std::sync::{Mutex, PoisonError};
 
@@ -14,9 +17,9 @@ use metrics::Key;
 use crate::sync::{AtomicPtr, Ordering};
 
 /// One cached key and what it resolved to.
-pub(super) struct Entry<V> {
-    pub(super) key: Key,
-    pub(super) value: V,
+struct Entry<V> {
+    key: Key,
+    value: V,
 }
 
 /// A power-of-two array of slots, each null or a published entry.
@@ -46,7 +49,7 @@ struct Writer<V> {
 }
 
 /// The cache: `get` is lock-free and allocation-free; `get_or_insert_with` locks on a miss.
-pub(super) struct Cache<V> {
+pub struct Cache<V> {
     table: AtomicPtr<Table<V>>,
     writer: Mutex<Writer<V>>,
     /// Entries at most; past it a miss resolves without caching (`get_or_insert_with`
@@ -62,9 +65,16 @@ unsafe impl<V: Send + Sync> Sync for Cache<V> {}
 
 impl<V> Cache<V> {
     /// An empty cache holding at most `cap` entries.
-    pub(super) fn new(cap: usize) -> Self {
+    pub fn new(cap: usize) -> Self {
+        Self::with_slots(cap, 64)
+    }
+
+    /// An empty cache holding at most `cap` entries, starting with `slots` slots (a power
+    /// of two, at least 2; small ones let a loom model reach the growth path).
+    pub fn with_slots(cap: usize, slots: usize) -> Self {
+        assert!(slots.is_power_of_two() && slots >= 2);
         Cache {
-            table: AtomicPtr::new(Box::into_raw(Table::new(64))),
+            table: AtomicPtr::new(Box::into_raw(Table::new(slots))),
             writer: Mutex::new(Writer {
                 entries: Vec::new(),
                 retired: Vec::new(),
@@ -75,7 +85,7 @@ impl<V> Cache<V> {
 
     /// The entry for `key`, if cached. No lock, no allocation, no write to shared memory.
     #[inline]
-    pub(super) fn get(&self, key: &Key) -> Option<&V> {
+    pub fn get(&self, key: &Key) -> Option<&V> {
         // Acquire: pairs with the Release store of a grown table in `insert`, so its slots
         // (filled before the store) are visible.
         let table = self.table.load(Ordering::Acquire);
@@ -106,7 +116,7 @@ impl<V> Cache<V> {
     /// cache is full: the caller then uses it without caching it.
     #[cold]
     #[inline(never)]
-    pub(super) fn get_or_insert_with(&self, key: &Key, make: impl FnOnce() -> V) -> Result<&V, V> {
+    pub fn get_or_insert_with(&self, key: &Key, make: impl FnOnce() -> V) -> Result<&V, V> {
         let mut w = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(v) = self.get(key) {
             return Ok(v);
@@ -168,6 +178,8 @@ impl<V> Drop for Cache<V> {
             .writer
             .get_mut()
             .unwrap_or_else(PoisonError::into_inner);
+        // Relaxed: `&mut self`, no other thread can touch the cache any more.
+        let table = self.table.load(Ordering::Relaxed);
         // SAFETY: `&mut self`: no reader is left; each pointer was made by `Box::into_raw`
         // and is freed exactly once here (entries are listed once; tables are the current
         // one and the retired ones).
@@ -178,12 +190,12 @@ impl<V> Drop for Cache<V> {
             for &t in &w.retired {
                 drop(Box::from_raw(t));
             }
-            drop(Box::from_raw(*self.table.get_mut()));
+            drop(Box::from_raw(table));
         }
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
 

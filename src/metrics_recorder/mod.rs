@@ -47,10 +47,10 @@
 //! # Cost
 //!
 //! Each facade macro call asks the recorder for a handle. A key seen before is found in a
-//! lock-free cache ([`cache`](self) module: one hash-table probe on the key's precomputed
-//! hash, no lock, no allocation) that returns a `metrics` handle wrapping an `Arc` straight
-//! to hotmeter's handle; the record itself is then hotmeter's (a counter increment is a load
-//! and a store in the thread's own arena). `metrics` handles are `Arc`s, and cloning one
+//! lock-free cache (one hash-table probe on the key's precomputed hash, no lock, no
+//! allocation) that returns a `metrics` handle wrapping an `Arc` straight to hotmeter's
+//! handle; the record itself is then hotmeter's (a counter increment is a load and a store
+//! in the thread's own arena). `metrics` handles are `Arc`s, and cloning one
 //! writes its reference count (twice a call: the clone and its drop): so that recording
 //! threads do not fight over one count, each cached key holds one `Arc` per CPU (up to 8,
 //! 128 bytes apiece, counts on lines of their own) and each thread takes the least used

@@ -3,6 +3,7 @@
 //! form.
 
 use std::fmt;
+#[cfg(feature = "http")]
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -63,17 +64,23 @@ pub struct Config {
     pub quantile_window: Duration,
     /// Where to serve `/metrics` (`HOTMETER_LISTEN`, e.g. `127.0.0.1:9464`; default none):
     /// [`EngineBuilder::build`](crate::EngineBuilder::build) and `install` start the
-    /// endpoint, and the lazily started global engine does too.
+    /// endpoint, and the lazily started global engine does too. Feature `http` (without
+    /// it the knob does not exist, and `HOTMETER_LISTEN` is an error naming the feature).
+    #[cfg(feature = "http")]
     pub listen: Option<SocketAddr>,
     /// Bearer token the endpoint requires (`HOTMETER_TOKEN`; default none: no auth).
+    /// Feature `http`, as `listen`.
+    #[cfg(feature = "http")]
     pub token: Option<Secret>,
 }
 
 /// A secret string (the endpoint's token): `Debug` prints `"***"` so configurations can be
 /// logged.
+#[cfg(feature = "http")]
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
 
+#[cfg(feature = "http")]
 impl Secret {
     /// A secret holding `s`.
     pub fn new(s: impl Into<String>) -> Self {
@@ -86,6 +93,7 @@ impl Secret {
     }
 }
 
+#[cfg(feature = "http")]
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("\"***\"")
@@ -111,7 +119,9 @@ impl Default for Config {
             seed: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0x5eed, |d| d.as_nanos() as u64),
+            #[cfg(feature = "http")]
             listen: None,
+            #[cfg(feature = "http")]
             token: None,
         }
     }
@@ -180,6 +190,7 @@ pub const FLUSH_INTERVAL_RANGE: (Duration, Duration) =
     (Duration::from_millis(1), Duration::from_secs(3600));
 const FLUSH_INTERVAL_FORM: &str = "a duration from 1ms to 1h, such as 250ms, 2s, 1.5s or 1m";
 /// Kept in step with `MAX_TOKEN_BYTES` by the test `token_form_states_the_limit`.
+#[cfg(feature = "http")]
 const TOKEN_FORM: &str = "a non-empty token of printable ASCII without spaces, at most 14336 \
      bytes (what a request header can carry)";
 
@@ -190,6 +201,11 @@ const MAX_RING_CAPACITY: usize = 1 << 24;
 const MAX_LANE_BYTES: usize = 1 << 40;
 const LANE_BYTES_FORM: &str =
     "a size in bytes from 41 (one record) to 1TiB, e.g. 67108864, 512KiB, 64MiB or 1GiB";
+
+/// What `HOTMETER_LISTEN` and `HOTMETER_TOKEN` get in a build without the endpoint.
+#[cfg(not(feature = "http"))]
+const NO_HTTP_FORM: &str = "nothing: this build of hotmeter has no /metrics endpoint (enable \
+     its `http` cargo feature, on by default, or mount `Engine::render` in your own server)";
 
 const RATE_FORM: &str = "a probability in (0, 1], e.g. 0.03";
 const BUDGET_FORM: &str = "a fraction of one core in (0, 1], e.g. 0.01 for 1%";
@@ -391,6 +407,14 @@ impl Config {
                 .parse()
                 .map_err(|_| err("HOTMETER_SEED", &v, "an unsigned 64-bit integer"))?;
         }
+        #[cfg(not(feature = "http"))]
+        for var in ["HOTMETER_LISTEN", "HOTMETER_TOKEN"] {
+            if let Some(v) = get(var) {
+                let v = if var == "HOTMETER_TOKEN" { "***" } else { &v };
+                return Err(err(var, v, NO_HTTP_FORM));
+            }
+        }
+        #[cfg(feature = "http")]
         if let Some(v) = get("HOTMETER_LISTEN") {
             let v = v.trim();
             let addr = if v == "default" {
@@ -406,6 +430,7 @@ impl Config {
                 )
             })?);
         }
+        #[cfg(feature = "http")]
         if let Some(v) = get("HOTMETER_TOKEN") {
             let t = v.trim();
             if !token_ok(t) {
@@ -430,7 +455,7 @@ impl Config {
     /// A rate or an overhead budget outside (0, 1], `min_sample_rate > max_sample_rate`, a
     /// flush interval outside 1 ms ..= 1 h, a zero quantile window, a ring or lane cap out
     /// of range, a token that is empty, not printable ASCII, or longer than a request header
-    /// can carry ([`MAX_TOKEN_BYTES`](crate::export::http::MAX_TOKEN_BYTES)).
+    /// can carry (`hotmeter::export::http::MAX_TOKEN_BYTES`, feature `http`).
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.validate_traced(&[])
     }
@@ -516,6 +541,7 @@ impl Config {
                     LANE_BYTES_FORM,
                 ))
             }
+            #[cfg(feature = "http")]
             "token" => match &self.token {
                 Some(Secret(t)) if !token_ok(t) => Err(err(knob, "***", TOKEN_FORM)),
                 _ => Ok(()),
@@ -527,6 +553,7 @@ impl Config {
 
 /// A token the endpoint can compare: non-empty printable ASCII without spaces, short enough
 /// for a request header.
+#[cfg(feature = "http")]
 fn token_ok(t: &str) -> bool {
     !t.is_empty()
         && t.len() <= crate::export::http::MAX_TOKEN_BYTES
@@ -561,6 +588,7 @@ mod tests {
                 ("HOTMETER_CRITICAL_LANE_BYTES", "512KiB"),
                 ("HOTMETER_SEED", "42"),
                 ("HOTMETER_WAKE_ON_HIGH_WATER", "no"),
+                #[cfg(feature = "http")]
                 ("HOTMETER_LISTEN", "127.0.0.1:9000"),
             ]))
             .unwrap();
@@ -580,6 +608,7 @@ mod tests {
         assert_eq!(c.critical_lane_bytes, 512 << 10);
         assert_eq!(c.seed, 42);
         assert!(!c.wake_on_high_water);
+        #[cfg(feature = "http")]
         assert_eq!(c.listen, Some("127.0.0.1:9000".parse().unwrap()));
         c.validate().unwrap();
     }
@@ -629,6 +658,7 @@ mod tests {
                 "99999999999GiB",
                 LANE_BYTES_FORM,
             ),
+            #[cfg(feature = "http")]
             (
                 "HOTMETER_LISTEN",
                 "localhost",
@@ -708,6 +738,22 @@ mod tests {
         }
     }
 
+    #[cfg(not(feature = "http"))]
+    #[test]
+    fn listen_and_token_need_the_http_feature() {
+        for (var, value, shown) in [
+            ("HOTMETER_LISTEN", "127.0.0.1:9000", "127.0.0.1:9000"),
+            ("HOTMETER_TOKEN", "s3cret", "***"),
+        ] {
+            let e = Config::default()
+                .apply_env_from(env(&[(var, value)]))
+                .unwrap_err();
+            assert_eq!(e, err(var, shown, NO_HTTP_FORM));
+            assert!(e.to_string().contains("`http` cargo feature"), "{e}");
+        }
+    }
+
+    #[cfg(feature = "http")]
     #[test]
     fn token_and_default_listen() {
         let c = Config::default()
@@ -738,6 +784,7 @@ mod tests {
         }
     }
 
+    #[cfg(feature = "http")]
     #[test]
     fn token_form_states_the_limit() {
         let limit = crate::export::http::MAX_TOKEN_BYTES.to_string();

@@ -2,6 +2,7 @@
 //! that drains it. One global engine backs the macros; local ones are for tests and for
 //! programs that want several independent sets of metrics.
 
+#[cfg(feature = "http")]
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
@@ -20,12 +21,19 @@ pub(crate) struct Shared {
     stop: AtomicBool,
     state: Mutex<FlushState>,
     /// What this engine's endpoints answered (exported as meta-metrics).
+    #[cfg(feature = "http")]
     pub(crate) http: Arc<crate::export::http::ServeStats>,
 }
 
 impl Shared {
+    #[cfg(any(feature = "prometheus-client", feature = "metrics"))]
     pub(crate) fn registry(&self) -> &Registry {
         &self.registry
+    }
+
+    #[cfg(feature = "metrics")]
+    pub(crate) fn config(&self) -> &Config {
+        &self.config
     }
 
     fn state(&self) -> MutexGuard<'_, FlushState> {
@@ -37,6 +45,26 @@ impl Shared {
     fn flush(&self) {
         self.state().flush(&self.registry);
     }
+
+    /// The families the layers above the core add to every rendering: the endpoint's
+    /// `hotmeter_http_*`.
+    #[cfg(feature = "http")]
+    pub(crate) fn extra_families(&self) -> Vec<crate::export::model::Family> {
+        self.http.families()
+    }
+
+    /// The families the layers above the core add to every rendering: none without the
+    /// `http` feature.
+    #[cfg(not(feature = "http"))]
+    #[allow(clippy::unused_self)]
+    pub(crate) fn extra_families(&self) -> Vec<crate::export::model::Family> {
+        Vec::new()
+    }
+
+    /// Every series and meta-metric in `format`.
+    fn render(&self, format: crate::Format) -> Result<String, std::fmt::Error> {
+        crate::export::render_with(&self.registry, format, self.extra_families())
+    }
 }
 
 /// A registry, its sampling pipeline and its flusher thread. See the crate docs.
@@ -45,6 +73,7 @@ impl Shared {
 pub struct Engine {
     shared: Arc<Shared>,
     thread: Mutex<Option<JoinHandle<()>>>,
+    #[cfg(feature = "http")]
     servers: Mutex<Vec<crate::export::http::MetricsServer>>,
 }
 
@@ -137,14 +166,16 @@ impl EngineBuilder {
         wake_on_high_water: bool
     );
 
-    /// Serve `/metrics` at `addr` once built (see [`Engine::serve`]).
+    /// Serve `/metrics` at `addr` once built (see [`Engine::serve`]). Feature `http`.
+    #[cfg(feature = "http")]
     pub fn listen(mut self, addr: SocketAddr) -> Self {
         self.config.listen = Some(addr);
         self.env.retain(|o| o.knob != "listen");
         self
     }
 
-    /// Require `Authorization: Bearer <token>` on the endpoint.
+    /// Require `Authorization: Bearer <token>` on the endpoint. Feature `http`.
+    #[cfg(feature = "http")]
     pub fn token(mut self, token: impl Into<String>) -> Self {
         self.config.token = Some(crate::config::Secret::new(token));
         self.env.retain(|o| o.knob != "token");
@@ -283,6 +314,7 @@ impl Engine {
             config,
             stop: AtomicBool::new(false),
             state: Mutex::new(state),
+            #[cfg(feature = "http")]
             http: Arc::default(),
         });
         let thread = {
@@ -299,11 +331,20 @@ impl Engine {
         Engine {
             shared,
             thread: Mutex::new(Some(thread)),
+            #[cfg(feature = "http")]
             servers: Mutex::new(Vec::new()),
         }
     }
 
+    /// Without the `http` feature there is no endpoint to start (and no `listen` knob).
+    #[cfg(not(feature = "http"))]
+    #[allow(clippy::unnecessary_wraps, clippy::unused_self)]
+    fn serve_configured(&self) -> Result<(), ConfigError> {
+        Ok(())
+    }
+
     /// Starts the endpoint the configuration asks for (`listen`), if any.
+    #[cfg(feature = "http")]
     fn serve_configured(&self) -> Result<(), ConfigError> {
         let Some(addr) = self.shared.config.listen else {
             return Ok(());
@@ -326,6 +367,9 @@ impl Engine {
     ///
     /// # Errors
     /// The address cannot be bound (in use, not local, no permission).
+    ///
+    /// Feature `http` (on by default).
+    #[cfg(feature = "http")]
     pub fn serve(&self, addr: SocketAddr) -> std::io::Result<SocketAddr> {
         let config = crate::export::http::ServeConfig {
             token: self
@@ -341,6 +385,8 @@ impl Engine {
 
     /// The addresses this engine's endpoints listen on (after port 0 was resolved), in the
     /// order they were started: how to find the endpoint `HOTMETER_LISTEN=127.0.0.1:0` got.
+    /// Feature `http`.
+    #[cfg(feature = "http")]
     pub fn endpoints(&self) -> Vec<SocketAddr> {
         self.servers
             .lock()
@@ -354,6 +400,9 @@ impl Engine {
     ///
     /// # Errors
     /// The address cannot be bound, or a limit is zero.
+    ///
+    /// Feature `http`.
+    #[cfg(feature = "http")]
     pub fn serve_with(
         &self,
         addr: SocketAddr,
@@ -364,9 +413,7 @@ impl Engine {
             addr,
             config,
             Arc::clone(&self.shared.http),
-            Box::new(move |format| {
-                crate::export::render_with(&shared.registry, format, Some(&shared.http))
-            }),
+            Box::new(move |format| shared.render(format)),
         )?;
         let bound = server.local_addr();
         self.servers
@@ -374,6 +421,12 @@ impl Engine {
             .unwrap_or_else(PoisonError::into_inner)
             .push(server);
         Ok(bound)
+    }
+
+    /// The engine's shared state, for the layers that outlive a borrow of it.
+    #[cfg(feature = "metrics")]
+    pub(crate) fn shared(&self) -> Arc<Shared> {
+        Arc::clone(&self.shared)
     }
 
     /// This engine's registry (handles for dynamic names, snapshots).
@@ -400,11 +453,14 @@ impl Engine {
     /// # Errors
     /// Only if an encoder fails; serve a 500 with no partial body then.
     pub fn render(&self, format: crate::Format) -> Result<String, std::fmt::Error> {
-        crate::export::render_with(&self.shared.registry, format, Some(&self.shared.http))
+        self.shared.render(format)
     }
 
     /// A prometheus-client collector over this engine, to register in a
-    /// `prometheus_client::registry::Registry` of your own.
+    /// `prometheus_client::registry::Registry` of your own (the version re-exported as
+    /// [`hotmeter::prometheus_client`](crate::prometheus_client)). Feature
+    /// `prometheus-client`.
+    #[cfg(feature = "prometheus-client")]
     pub fn collector(&self) -> crate::EngineCollector {
         crate::EngineCollector {
             shared: Arc::clone(&self.shared),
@@ -424,10 +480,13 @@ impl Engine {
     /// [`Engine::flush`] still drains.
     pub fn shutdown(&self) {
         // Endpoints first: each finishes its exchanges in flight and joins its thread.
-        let servers =
-            std::mem::take(&mut *self.servers.lock().unwrap_or_else(PoisonError::into_inner));
-        for s in servers {
-            s.stop();
+        #[cfg(feature = "http")]
+        {
+            let servers =
+                std::mem::take(&mut *self.servers.lock().unwrap_or_else(PoisonError::into_inner));
+            for s in servers {
+                s.stop();
+            }
         }
         // Closed before the last drains, and only once no push is in progress: a record
         // pushed after the final drain would sit in a ring forever. From here on, sampled

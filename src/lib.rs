@@ -69,18 +69,21 @@
 //! ## Prometheus
 //!
 //! [`Engine::render`] writes every series in OpenMetrics 1.0 or the 0.0.4 text format
-//! ([`Format::from_accept`] picks one from a request's `Accept` header);
-//! [`Engine::serve`] runs a `/metrics` endpoint (gzip, limits, optional bearer token) until
-//! the engine shuts down; [`Engine::collector`] plugs hotmeter into a prometheus-client
-//! registry. See the [`export`] module for how each kind is exposed.
+//! ([`Format::from_accept`] picks one from a request's `Accept` header), with the core's
+//! dependencies alone; `Engine::serve` (feature `http`) runs a `/metrics` endpoint (gzip,
+//! limits, optional bearer token) until the engine shuts down; `Engine::collector` (feature
+//! `prometheus-client`) plugs hotmeter into a prometheus-client registry. See the [`export`]
+//! module for how each kind is exposed.
 //!
 //! ```
 //! let engine = hotmeter::Engine::builder().build()?;
 //! engine.registry().counter("jobs_total", &[("queue", "a\"b")])?.add(3);
 //! let text = engine.render(hotmeter::Format::Text)?;
 //! assert!(text.contains("jobs_total{queue=\"a\\\"b\"} 3\n"));
+//! # #[cfg(feature = "http")] {
 //! let addr = engine.serve("127.0.0.1:0".parse()?)?; // GET http://{addr}/metrics
 //! assert!(addr.port() != 0);
+//! # }
 //! engine.shutdown(); // stops the endpoint too
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
@@ -103,7 +106,16 @@
 //!
 //! ## Feature flags and cfgs
 //!
-//! No cargo features yet. Two `cfg`s, set through `RUSTFLAGS`:
+//! The core (arenas, macros, the sampled layer, the flusher, [`Engine::render`]) needs no
+//! feature and no HTTP stack; layers sit on top of it and the core never names them:
+//!
+//! | feature | default | adds |
+//! |---|---|---|
+//! | `http` | yes | `Engine::serve` / `serve_with` / `endpoints`, `ServeConfig`, `export::http`, the `listen` and `token` knobs (`HOTMETER_LISTEN`, `HOTMETER_TOKEN`), the `hotmeter_http_*` meta-metrics; pulls in tokio, hyper, hyper-util, http-body-util, bytes, flate2 and subtle. Without it those knobs do not exist and the two variables are a [`ConfigError`] naming the feature. |
+//! | `prometheus-client` | no | `EngineCollector` and `Engine::collector`; the crate itself as `hotmeter::prometheus_client`, so you can name the version the collector implements `Collector` for |
+//! | `metrics` | no | `metrics_recorder`: a [`metrics`](https://docs.rs/metrics) `Recorder` over the engine, so `metrics::counter!` and friends from any crate land in hotmeter |
+//!
+//! Two `cfg`s, set through `RUSTFLAGS`:
 //!
 //! - `--cfg hotmeter_disabled`, the **off switch**: every macro keeps its API and its
 //!   compile-time name checks but compiles to nothing (no statics, no thread-locals, no
@@ -113,7 +125,8 @@
 //!   feature, because features are additive: one dependency enabling it would silence every
 //!   crate in the build.
 //! - `--cfg loom` builds the lock-free core (arenas and their call-site slots, ring, critical
-//!   lane) against `loom` for model checking.
+//!   lane, and with the `metrics` feature the facade recorder's key cache) against `loom`
+//!   for model checking.
 #![deny(unsafe_op_in_unsafe_fn)]
 // Under the off switch the record paths are compiled out, and what only they use is unused.
 #![cfg_attr(hotmeter_disabled, allow(dead_code, unused_imports))]
@@ -149,6 +162,13 @@ pub mod macro_support;
 mod macros;
 #[cfg(not(loom))]
 mod metric;
+#[cfg(all(not(loom), feature = "metrics"))]
+pub mod metrics_recorder;
+// The facade recorder's lock-free cache alone, for its loom model.
+#[cfg(all(loom, feature = "metrics"))]
+#[doc(hidden)]
+#[path = "metrics_recorder/cache.rs"]
+pub mod facade_cache;
 #[cfg(not(loom))]
 mod registry;
 
@@ -162,16 +182,20 @@ pub mod sample;
 #[doc(hidden)]
 pub use macro_support as __macro_support;
 
+#[cfg(all(not(loom), feature = "http"))]
+pub use config::Secret;
 #[cfg(not(loom))]
-pub use config::{Config, ConfigError, Secret};
+pub use config::{Config, ConfigError};
 #[cfg(not(loom))]
 pub use engine::{Engine, EngineBuilder, InstallError, global, global_engine};
 #[cfg(not(loom))]
 pub use error::{Error, Result};
 #[cfg(not(loom))]
+pub use export::Format;
+#[cfg(all(not(loom), feature = "prometheus-client"))]
+pub use export::collector::EngineCollector;
+#[cfg(all(not(loom), feature = "http"))]
 pub use export::http::ServeConfig;
-#[cfg(not(loom))]
-pub use export::{EngineCollector, Format};
 #[cfg(not(loom))]
 pub use flush::controller::{RateError, k_to_rate, rate_to_k};
 #[cfg(not(loom))]
@@ -181,6 +205,10 @@ pub use metric::{
     Counter, Gauge, Histogram, HistogramConfig, HistogramSnapshot, MAX_EXACT_BOUNDS, MetricKind,
     Timer,
 };
+/// The prometheus-client crate [`EngineCollector`] implements `Collector` for, so that a
+/// program can name the very version hotmeter was built with.
+#[cfg(all(not(loom), feature = "prometheus-client"))]
+pub use prometheus_client;
 #[cfg(not(loom))]
 pub use registry::names::{MAX_LABEL_VALUE_BYTES, MAX_LABELS, check_label_name, check_metric_name};
 #[cfg(not(loom))]

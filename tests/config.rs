@@ -7,8 +7,10 @@ mod common;
 
 use std::time::Duration;
 
+#[cfg(feature = "http")]
 use common::{get, local};
 use hotmeter::Engine;
+#[cfg(feature = "http")]
 use hotmeter::export::http::MAX_TOKEN_BYTES;
 
 #[test]
@@ -28,6 +30,7 @@ fn the_flush_interval_is_bounded() {
     }
 }
 
+#[cfg(feature = "http")]
 #[test]
 fn a_token_longer_than_a_header_can_carry_is_refused() {
     let e = Engine::builder()

@@ -45,6 +45,7 @@ fn environment_errors_name_the_variable() {
         ("HOTMETER_MIN_SAMPLE_RATE", "0.5"),
         ("HOTMETER_MAX_SAMPLE_RATE", "0.001"),
         // Parses, but cannot be bound here.
+        #[cfg(feature = "http")]
         ("HOTMETER_LISTEN", "1.2.3.4:9464"),
     ] {
         let e = build_err(&[(var, value)]);
@@ -54,12 +55,26 @@ fn environment_errors_name_the_variable() {
     }
     // A token the endpoint could never read (longer than its request-header limit) is
     // refused, and the error does not repeat it.
-    let long = "t".repeat(hotmeter::export::http::MAX_TOKEN_BYTES + 1);
-    let e = build_err(&[("HOTMETER_TOKEN", &long)]);
-    assert_eq!(
-        (e.knob.as_str(), e.value.as_str()),
-        ("HOTMETER_TOKEN", "***")
-    );
+    #[cfg(feature = "http")]
+    {
+        let long = "t".repeat(hotmeter::export::http::MAX_TOKEN_BYTES + 1);
+        let e = build_err(&[("HOTMETER_TOKEN", &long)]);
+        assert_eq!(
+            (e.knob.as_str(), e.value.as_str()),
+            ("HOTMETER_TOKEN", "***")
+        );
+    }
+    // Without the endpoint, asking for one is an error naming the variable and the feature
+    // (not silently ignored).
+    #[cfg(not(feature = "http"))]
+    for (var, value, shown) in [
+        ("HOTMETER_LISTEN", "127.0.0.1:9464", "127.0.0.1:9464"),
+        ("HOTMETER_TOKEN", "t", "***"),
+    ] {
+        let e = build_err(&[(var, value)]);
+        assert_eq!((e.knob.as_str(), e.value.as_str()), (var, shown));
+        assert!(e.to_string().contains("`http` cargo feature"), "{e}");
+    }
 
     // The same values through the builder name the builder method.
     let e = Engine::builder()

@@ -1,6 +1,8 @@
 //! `HOTMETER_LISTEN` and `HOTMETER_TOKEN` end to end: the lazily started global engine
 //! serves its macros' series on the configured address with the configured token. Alone in
 //! its test binary, because it sets the environment before the global engine starts.
+// The endpoint's tests: nothing to run without it.
+#![cfg(feature = "http")]
 
 mod common;
 

@@ -1,5 +1,7 @@
 //! The `/metrics` endpoint: formats, gzip, routes, auth, stopping with the engine (abuse is
 //! in `tests/http_abuse.rs`).
+// The endpoint's tests: nothing to run without it.
+#![cfg(feature = "http")]
 
 mod common;
 

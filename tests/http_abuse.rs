@@ -2,6 +2,8 @@
 //! scrapes, clients that stop reading, one that never sends. The server stays up, its
 //! threads stay bounded, and a writer recording throughout stays exact. Alone in its test
 //! binary, so the thread count it checks is not moved by other tests' engines.
+// The endpoint's tests: nothing to run without it.
+#![cfg(feature = "http")]
 
 mod common;
 

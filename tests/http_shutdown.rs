@@ -2,6 +2,8 @@
 //! grace period, however many clients stall it: 64 slowloris connections (the connection
 //! cap) trickling their request headers, with 30 s header and exchange timeouts, used to
 //! hold the drop until those timeouts.
+// The endpoint's tests: nothing to run without it.
+#![cfg(feature = "http")]
 
 mod common;
 

@@ -8,6 +8,8 @@
 //! Loopback only; bounded in count (1,000 sockets, 20 scrapes) and time (~25 s). The 1 s
 //! bound is the criterion and a correctness bound: an answered scrape of this small
 //! registry takes milliseconds.
+// The endpoint's tests: nothing to run without it.
+#![cfg(feature = "http")]
 
 mod common;
 

@@ -7,6 +7,8 @@
 //!
 //! Its own test binary: it installs the global engine (macro registration errors are
 //! counted on the global registry only).
+// The endpoint's tests: nothing to run without it.
+#![cfg(feature = "http")]
 
 mod common;
 

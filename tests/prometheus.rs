@@ -4,6 +4,8 @@
 //! byte-identical, the summary and histogram series are stored, and the scrapes were gzip.
 //! Skipped, loudly, only when the `prometheus` binary is absent (and never under
 //! `HOTMETER_REQUIRE_TOOLS=1`).
+// The endpoint's tests: nothing to run without it.
+#![cfg(feature = "http")]
 
 mod common;
 

@@ -7,6 +7,8 @@
 //!
 //! Bounded: `GENERATIONS` x `PHASE` of load (about 25 s in a debug build), every loop
 //! bounded in count too. Loopback only. Random choices from a fixed seed.
+// The endpoint's tests: nothing to run without it.
+#![cfg(feature = "http")]
 
 mod common;
 

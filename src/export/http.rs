@@ -38,6 +38,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
 use super::Format;
+use super::model::{Family, Kind, Row, Sample, family, one};
 
 /// The conventional address of the endpoint (`HOTMETER_LISTEN=default`, the demo's default):
 /// loopback only, so nothing is exposed beyond the machine unless asked for.
@@ -127,6 +128,66 @@ impl ServeStats {
         ]
     }
 }
+
+impl ServeStats {
+    /// The endpoint's own families (`hotmeter_http_*`), exported by every engine built with
+    /// the `http` feature.
+    pub(crate) fn families(&self) -> Vec<Family> {
+        HTTP_META
+            .iter()
+            .map(|&(name, help, kind, rows)| family(name, help, kind, rows(self)))
+            .collect()
+    }
+}
+
+/// The rows of one endpoint family, from its counters.
+type HttpRows = fn(&ServeStats) -> Vec<Row>;
+
+/// The endpoint's own families, when it runs: name, HELP, type, rows. Relaxed loads: the
+/// counters are statistics; no other data is read through them.
+const HTTP_META: &[(&str, &str, Kind, HttpRows)] = &[
+    (
+        "hotmeter_http_responses",
+        "Responses of the /metrics endpoint by status code.",
+        Kind::Counter,
+        |h| {
+            h.by_code()
+                .map(|(code, v)| {
+                    (
+                        vec![("code".to_string(), code.to_string())],
+                        Sample::Counter(v),
+                    )
+                })
+                .into()
+        },
+    ),
+    (
+        "hotmeter_http_gzip_responses",
+        "Responses of the /metrics endpoint sent gzip-compressed.",
+        Kind::Counter,
+        |h| one(Sample::Counter(h.gzip.load(Ordering::Relaxed))),
+    ),
+    (
+        "hotmeter_http_refused_connections",
+        "Connections closed unanswered because the endpoint's connection limit was reached.",
+        Kind::Counter,
+        |h| {
+            one(Sample::Counter(
+                h.refused_connections.load(Ordering::Relaxed),
+            ))
+        },
+    ),
+    (
+        "hotmeter_http_evicted_connections",
+        "Connections closed before their request was complete, to make room at the endpoint's connection limit.",
+        Kind::Counter,
+        |h| {
+            one(Sample::Counter(
+                h.evicted_connections.load(Ordering::Relaxed),
+            ))
+        },
+    ),
+];
 
 /// A running endpoint, held by its engine. Stopping it (explicitly, or on drop) stops
 /// accepting, lets replies in flight finish within [`ServeConfig::shutdown_grace`], cuts

@@ -1,5 +1,8 @@
-//! Prometheus exposition: OpenMetrics 1.0 text (through prometheus-client) and the classic
-//! 0.0.4 text format (our own encoder), from one model so both carry the same series.
+//! Prometheus exposition: OpenMetrics 1.0 text and the classic 0.0.4 text format, both our
+//! own encoders (no dependency beyond the core's), from one model so both carry the same
+//! series. The OpenMetrics encoder writes prometheus-client's layout byte for byte (a test
+//! compares the two under the `prometheus-client` feature), which also backs
+//! `EngineCollector` there.
 //!
 //! What each hotmeter metric becomes:
 //!
@@ -18,6 +21,9 @@
 //! ([`Error::ExpositionCollision`](crate::Error::ExpositionCollision)), and names starting
 //! with `hotmeter_` are reserved, so the rendering is always a valid exposition.
 
+#[cfg(feature = "prometheus-client")]
+pub(crate) mod collector;
+#[cfg(feature = "http")]
 pub mod http;
 pub(crate) mod model;
 pub(crate) mod openmetrics;
@@ -28,7 +34,6 @@ pub(crate) mod text;
 #[path = "../../tests/common/parse.rs"]
 mod parse;
 
-use std::sync::Arc;
 use std::time::SystemTime;
 
 use crate::registry::Registry;
@@ -100,19 +105,22 @@ impl Format {
 /// Only if an encoder fails (it writes into a `String`, so in practice never); callers that
 /// serve the result answer 500 with no partial body.
 pub fn render(registry: &Registry, format: Format) -> Result<String, std::fmt::Error> {
-    render_with(registry, format, None)
+    render_with(registry, format, Vec::new())
 }
 
+/// [`render`], with `extra` families (the layers' own meta-metrics, such as the endpoint's)
+/// after the registry's.
 pub(crate) fn render_with(
     registry: &Registry,
     format: Format,
-    http: Option<&http::ServeStats>,
+    extra: Vec<model::Family>,
 ) -> Result<String, std::fmt::Error> {
-    let families = model::build(registry.snapshot(), started(registry), http);
+    let mut families = model::build(registry.snapshot(), started(registry));
+    families.extend(extra);
     let series: usize = families.iter().map(|f| f.series.len()).sum();
     let mut out = String::with_capacity(4096 + series * 96);
     match format {
-        Format::OpenMetrics => openmetrics::encode(&mut out, families)?,
+        Format::OpenMetrics => openmetrics::encode(&mut out, &families),
         Format::Text => text::encode(&mut out, &families),
     }
     Ok(out)
@@ -120,52 +128,10 @@ pub(crate) fn render_with(
 
 /// The wall-clock time the sampling pipeline's record times count from (exemplar
 /// timestamps).
-fn started(registry: &Registry) -> SystemTime {
+pub(crate) fn started(registry: &Registry) -> SystemTime {
     SystemTime::now()
         .checked_sub(registry.pipeline().start.elapsed())
         .unwrap_or(SystemTime::UNIX_EPOCH)
-}
-
-/// A prometheus-client [`Collector`](prometheus_client::collector::Collector) over an
-/// engine: register it in your own `prometheus_client::registry::Registry` to expose
-/// hotmeter's series next to yours. Each `encode` reads the exact values and the last
-/// published estimates (no lock a writer or the flusher needs). prometheus-client has no
-/// summary type, so sampled metrics (summaries) are left out of this path, and exemplars need
-/// [`Engine::render`](crate::Engine::render) (see the module docs), and a non-finite value
-/// comes out as prometheus-client writes it (`inf`, which Prometheus reads but the
-/// OpenMetrics ABNF spells `+Inf`).
-#[derive(Clone)]
-pub struct EngineCollector {
-    pub(crate) shared: Arc<crate::engine::Shared>,
-}
-
-impl std::fmt::Debug for EngineCollector {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EngineCollector").finish_non_exhaustive()
-    }
-}
-
-impl prometheus_client::collector::Collector for EngineCollector {
-    fn encode(
-        &self,
-        encoder: prometheus_client::encoding::DescriptorEncoder,
-    ) -> Result<(), std::fmt::Error> {
-        let registry = self.shared.registry();
-        let mut families = model::build(
-            registry.snapshot(),
-            started(registry),
-            Some(&self.shared.http),
-        );
-        families.retain(|f| f.kind != model::Kind::Summary);
-        for f in &mut families {
-            for s in &mut f.series {
-                if let model::Sample::Histogram { exemplars, .. } = &mut s.value {
-                    exemplars.clear();
-                }
-            }
-        }
-        openmetrics::Families(families).encode(encoder)
-    }
 }
 
 #[cfg(test)]

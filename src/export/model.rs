@@ -5,8 +5,6 @@
 //! the two encoders only format it, so both formats always carry the same series.
 
 use std::fmt::Write as _;
-// Relaxed: the endpoint's counters are statistics; no other data is read through them.
-use std::sync::atomic::Ordering::Relaxed;
 use std::time::SystemTime;
 
 use crate::metric::MetricKind;
@@ -121,13 +119,15 @@ fn with_label(labels: &[(String, String)], name: &str, value: String) -> Vec<(St
     out
 }
 
+/// The gauge family beside a sampled metric's summary holding its quantiles' standard
+/// errors: `<name>_quantile_std_error`.
+pub(crate) const QUANTILE_STD_ERROR_SUFFIX: &str = "_quantile_std_error";
+/// The gauge family beside a sampled metric's summary holding its top keys: `<name>_top_keys`.
+pub(crate) const TOP_KEYS_SUFFIX: &str = "_top_keys";
+
 /// Builds the model of a snapshot: every user family, then hotmeter's meta-metrics.
 /// `start` is the wall-clock time the sampling pipeline's record times count from.
-pub fn build(
-    snapshot: Snapshot,
-    start: SystemTime,
-    http: Option<&super::http::ServeStats>,
-) -> Vec<Family> {
+pub fn build(snapshot: Snapshot, start: SystemTime) -> Vec<Family> {
     let mut out = Vec::with_capacity(snapshot.families.len() + 24);
     let mut sampled_meta = SampledMeta::default();
     let Snapshot { families, meta } = snapshot;
@@ -143,13 +143,6 @@ pub fn build(
         }
     }
     meta_families(&meta, sampled_meta, &mut out);
-    if let Some(h) = http {
-        out.extend(
-            HTTP_META
-                .iter()
-                .map(|&(name, help, kind, rows)| family(name, help, kind, rows(h))),
-        );
-    }
     out
 }
 
@@ -337,7 +330,7 @@ fn sampled_families(f: &FamilySnapshot, out: &mut Vec<Family>) {
         series: summaries,
     });
     out.push(Family {
-        name: format!("{name}_quantile_std_error"),
+        name: format!("{name}{QUANTILE_STD_ERROR_SUFFIX}"),
         help: format!(
             "{help} (standard error of each estimated quantile: its 95% rank interval's width / 3.92)"
         ),
@@ -361,7 +354,7 @@ fn sampled_families(f: &FamilySnapshot, out: &mut Vec<Family>) {
         series: uppers,
     });
     out.push(Family {
-        name: format!("{name}_top_keys"),
+        name: format!("{name}{TOP_KEYS_SUFFIX}"),
         help: format!(
             "{help} (estimated events of the heaviest keys; `key` is the key's 64-bit hash in hex)"
         ),
@@ -423,13 +416,13 @@ fn metric_label(name: &str) -> Vec<(String, String)> {
 }
 
 /// One series' labels and value.
-type Row = (Vec<(String, String)>, Sample);
+pub(crate) type Row = (Vec<(String, String)>, Sample);
 
 /// The rows of one meta family, from the engine's numbers and the sampled metrics' totals.
 type Rows = fn(&MetaSnapshot, &SampledMeta) -> Vec<Row>;
 
 /// An unlabelled row.
-fn one(value: Sample) -> Vec<Row> {
+pub(crate) fn one(value: Sample) -> Vec<Row> {
     vec![(Vec::new(), value)]
 }
 
@@ -633,48 +626,8 @@ const META: &[(&str, &str, Kind, Rows)] = {
     ]
 };
 
-/// The rows of one endpoint family, from its counters.
-type HttpRows = fn(&super::http::ServeStats) -> Vec<Row>;
-
-/// The endpoint's own families, when it runs: name, HELP, type, rows.
-const HTTP_META: &[(&str, &str, Kind, HttpRows)] = &[
-    (
-        "hotmeter_http_responses",
-        "Responses of the /metrics endpoint by status code.",
-        Kind::Counter,
-        |h| {
-            h.by_code()
-                .map(|(code, v)| {
-                    (
-                        vec![("code".to_string(), code.to_string())],
-                        Sample::Counter(v),
-                    )
-                })
-                .into()
-        },
-    ),
-    (
-        "hotmeter_http_gzip_responses",
-        "Responses of the /metrics endpoint sent gzip-compressed.",
-        Kind::Counter,
-        |h| one(Sample::Counter(h.gzip.load(Relaxed))),
-    ),
-    (
-        "hotmeter_http_refused_connections",
-        "Connections closed unanswered because the endpoint's connection limit was reached.",
-        Kind::Counter,
-        |h| one(Sample::Counter(h.refused_connections.load(Relaxed))),
-    ),
-    (
-        "hotmeter_http_evicted_connections",
-        "Connections closed before their request was complete, to make room at the endpoint's connection limit.",
-        Kind::Counter,
-        |h| one(Sample::Counter(h.evicted_connections.load(Relaxed))),
-    ),
-];
-
 /// A family of these rows.
-fn family(name: &str, help: &str, kind: Kind, rows: Vec<Row>) -> Family {
+pub(crate) fn family(name: &str, help: &str, kind: Kind, rows: Vec<Row>) -> Family {
     Family {
         name: name.to_string(),
         help: help.to_string(),

@@ -1,49 +1,23 @@
-//! OpenMetrics 1.0 text through prometheus-client: a [`Collector`] over the exposition
-//! model, encoded by prometheus-client's text encoder.
+//! OpenMetrics 1.0 text: our own encoder ([`encode_family`]), in the layout
+//! prometheus-client's text encoder writes (a test checks the two agree byte for byte on
+//! every family both can write), so `render` needs no dependency beyond the core's.
 //!
-//! Two kinds of family are written by [`encode_family`] here instead, in the same layout
-//! prometheus-client uses (a test checks the two agree byte for byte on everything else):
-//! - histograms carrying exemplars: prometheus-client 0.25 attaches exemplars only to
+//! Under the `prometheus-client` feature, `collector::Families` is a prometheus-client
+//! `Collector` over the same model (what `EngineCollector` hands to a user's registry). What
+//! only our encoder can write, and why `render` does not go through prometheus-client:
+//! - histograms carrying exemplars: prometheus-client (0.26) attaches exemplars only to
 //!   buckets it counts itself (`Exemplar` has no public constructor), while ours are exact
 //!   per-thread counts;
 //! - families holding a non-finite value: prometheus-client writes `inf` / `-inf`, which the
 //!   OpenMetrics ABNF does not allow (`+Inf`, `-Inf`);
-//! - summaries (sampled metrics): prometheus-client 0.25 has no summary type.
+//! - summaries (sampled metrics): prometheus-client (0.26) has no summary type.
 
-use std::fmt;
 use std::time::UNIX_EPOCH;
 
-use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, MetricEncoder, NoLabelSet};
-use prometheus_client::metrics::MetricType;
-
 use super::model::{
-    Family, Kind, Labels, Num, Sample, format_float, sample_line, sum_and_count, type_line,
-    write_sample, write_summary,
+    Family, Labels, Num, Sample, format_float, sample_line, sum_and_count, type_line, write_sample,
+    write_summary,
 };
-
-/// A prometheus-client [`Collector`] over a fixed list of families.
-#[derive(Debug)]
-pub(crate) struct Families(pub(crate) Vec<Family>);
-
-impl Collector for Families {
-    fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
-        for f in &self.0 {
-            encode_with_client(&mut encoder, f)?;
-        }
-        Ok(())
-    }
-}
-
-/// Whether `f` must be written by [`encode_family`] rather than prometheus-client.
-pub(crate) fn needs_own_encoder(f: &Family) -> bool {
-    f.series.iter().any(|s| match &s.value {
-        Sample::Counter(_) | Sample::FloatCounter(_) => false,
-        Sample::Gauge(v) => !v.is_finite(),
-        Sample::Histogram { exemplars, sum, .. } => !exemplars.is_empty() || !sum.is_finite(),
-        Sample::Summary { .. } => true,
-    })
-}
 
 /// OpenMetrics HELP escaping: `\` → `\\`, newline → `\n`, `"` → `\"`.
 pub(crate) fn escape_help(help: &str) -> String {
@@ -57,46 +31,6 @@ pub(crate) fn escape_help(help: &str) -> String {
         }
     }
     out
-}
-
-fn metric_type(kind: Kind) -> MetricType {
-    match kind {
-        Kind::Counter => MetricType::Counter,
-        Kind::Gauge => MetricType::Gauge,
-        Kind::Histogram => MetricType::Histogram,
-        // Never reached: summaries always take `encode_family` (see `needs_own_encoder`).
-        Kind::Summary => MetricType::Unknown,
-    }
-}
-
-/// One series' value through a prometheus-client metric encoder.
-fn encode_value(encoder: &mut MetricEncoder, value: &Sample) -> fmt::Result {
-    match value {
-        Sample::Counter(v) => encoder.encode_counter::<NoLabelSet, u64, u64>(v, None),
-        Sample::FloatCounter(v) => encoder.encode_counter::<NoLabelSet, f64, u64>(v, None),
-        Sample::Gauge(v) => encoder.encode_gauge(v),
-        Sample::Histogram {
-            buckets,
-            count,
-            sum,
-            ..
-        } => encoder.encode_histogram::<NoLabelSet>(*sum, *count, buckets, None),
-        Sample::Summary { .. } => Err(fmt::Error),
-    }
-}
-
-fn encode_with_client(encoder: &mut DescriptorEncoder, f: &Family) -> fmt::Result {
-    let help = escape_help(&f.help);
-    let mut metric = encoder.encode_descriptor(&f.name, &help, None, metric_type(f.kind))?;
-    for s in &f.series {
-        if s.labels.is_empty() {
-            // Straight on the family's encoder: `encode_family` would write `{}`.
-            encode_value(&mut metric, &s.value)?;
-        } else {
-            encode_value(&mut metric.encode_family(&s.labels)?, &s.value)?;
-        }
-    }
-    Ok(())
 }
 
 /// Appends the OpenMetrics rendering of `f` (no `# EOF`), in prometheus-client's layout:
@@ -164,14 +98,9 @@ pub(crate) fn encode_family(out: &mut String, f: &Family) {
 }
 
 /// Appends the OpenMetrics rendering of `families`, ending with `# EOF`.
-pub(crate) fn encode(out: &mut String, families: Vec<Family>) -> fmt::Result {
-    let (own, client): (Vec<Family>, Vec<Family>) =
-        families.into_iter().partition(needs_own_encoder);
-    let mut registry = prometheus_client::registry::Registry::default();
-    registry.register_collector(Box::new(Families(client)));
-    prometheus_client::encoding::text::encode_registry(out, &registry)?;
-    for f in &own {
+pub(crate) fn encode(out: &mut String, families: &[Family]) {
+    for f in families {
         encode_family(out, f);
     }
-    prometheus_client::encoding::text::encode_eof(out)
+    out.push_str("# EOF\n");
 }

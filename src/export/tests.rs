@@ -3,7 +3,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::model::{self, Family, Sample};
+use super::model::{self, Family};
 use super::parse::parse;
 use super::{Format, openmetrics, text};
 use crate::flush::{ExemplarRecord, FlushStats, Quantile, SeriesEstimate};
@@ -158,7 +158,7 @@ fn start() -> SystemTime {
 }
 
 fn user_families() -> Vec<Family> {
-    model::build(snapshot(), start(), None)
+    model::build(snapshot(), start())
         .into_iter()
         .filter(|f| !f.name.starts_with("hotmeter_"))
         .collect()
@@ -203,6 +203,18 @@ temperature{room="x"} -0.25
 const OPENMETRICS_GOLDEN: &str = r#"# HELP jobs counter jobs
 # TYPE jobs counter
 jobs_total 3
+# HELP latency_seconds histogram latency_seconds
+# TYPE latency_seconds histogram
+latency_seconds_sum{route="/"} 2.6
+latency_seconds_count{route="/"} 3
+latency_seconds_bucket{le="0.25",route="/"} 1
+latency_seconds_bucket{le="1.0",route="/"} 2 # {key="0000000000000abc"} 0.5 1001.5
+latency_seconds_bucket{le="+Inf",route="/"} 3
+# HELP msg_bytes sampled metric msg_bytes (quantiles estimated from sampled events; _count exact; _sum exact for recorded values, a Horvitz-Thompson estimate for sampled timers)
+# TYPE msg_bytes summary
+msg_bytes{quantile="0.5"} 2.0
+msg_bytes_sum 5000.0
+msg_bytes_count 100
 # HELP msg_bytes_quantile_std_error sampled metric msg_bytes (standard error of each estimated quantile: its 95% rank interval's width / 3.92)
 # TYPE msg_bytes_quantile_std_error gauge
 msg_bytes_quantile_std_error{for_quantile="0.5"} 1.0
@@ -222,18 +234,6 @@ requests_total{method="GET",path="a\"b\\c\nd"} 7
 # TYPE temperature gauge
 temperature 21.5
 temperature{room="x"} -0.25
-# HELP latency_seconds histogram latency_seconds
-# TYPE latency_seconds histogram
-latency_seconds_sum{route="/"} 2.6
-latency_seconds_count{route="/"} 3
-latency_seconds_bucket{le="0.25",route="/"} 1
-latency_seconds_bucket{le="1.0",route="/"} 2 # {key="0000000000000abc"} 0.5 1001.5
-latency_seconds_bucket{le="+Inf",route="/"} 3
-# HELP msg_bytes sampled metric msg_bytes (quantiles estimated from sampled events; _count exact; _sum exact for recorded values, a Horvitz-Thompson estimate for sampled timers)
-# TYPE msg_bytes summary
-msg_bytes{quantile="0.5"} 2.0
-msg_bytes_sum 5000.0
-msg_bytes_count 100
 # EOF
 "#;
 
@@ -247,31 +247,31 @@ fn text_golden() {
 #[test]
 fn openmetrics_golden() {
     let mut out = String::new();
-    openmetrics::encode(&mut out, user_families()).unwrap();
+    openmetrics::encode(&mut out, &user_families());
     assert_eq!(out, OPENMETRICS_GOLDEN);
 }
 
-/// Our OpenMetrics writer (used for exemplar and non-finite families) and
-/// prometheus-client's agree byte for byte on every family both can write, meta included.
+/// Our OpenMetrics writer (the one `render` uses) and prometheus-client's (the one
+/// `EngineCollector` feeds) agree byte for byte on every family both can write, meta
+/// included.
+#[cfg(feature = "prometheus-client")]
 #[test]
 fn own_openmetrics_encoder_matches_prometheus_client() {
-    let mut families = model::build(snapshot(), start(), None);
+    use super::collector::{encode_with_prometheus_client, needs_own_encoder};
+    let mut families = model::build(snapshot(), start());
     families.retain(|f| f.kind != model::Kind::Summary);
     for f in &mut families {
         for s in &mut f.series {
-            if let Sample::Histogram { exemplars, .. } = &mut s.value {
+            if let model::Sample::Histogram { exemplars, .. } = &mut s.value {
                 exemplars.clear();
             }
         }
     }
-    assert!(families.iter().all(|f| !openmetrics::needs_own_encoder(f)));
+    assert!(families.iter().all(|f| !needs_own_encoder(f)));
     let mut client = String::new();
-    openmetrics::encode(&mut client, families.clone()).unwrap();
+    encode_with_prometheus_client(&mut client, families.clone()).unwrap();
     let mut own = String::new();
-    for f in &families {
-        openmetrics::encode_family(&mut own, f);
-    }
-    own.push_str("# EOF\n");
+    openmetrics::encode(&mut own, &families);
     assert_eq!(own, client);
 }
 
@@ -279,9 +279,9 @@ fn own_openmetrics_encoder_matches_prometheus_client() {
 /// series with the same values, and HELP texts and label values round-trip.
 #[test]
 fn both_formats_parse_and_agree() {
-    let families = model::build(snapshot(), start(), None);
+    let families = model::build(snapshot(), start());
     let mut om = String::new();
-    openmetrics::encode(&mut om, families.clone()).unwrap();
+    openmetrics::encode(&mut om, &families);
     let mut txt = String::new();
     text::encode(&mut txt, &families);
     let om = parse(&om, Format::OpenMetrics).unwrap();
@@ -358,12 +358,12 @@ fn non_finite_values_use_the_openmetrics_spelling() {
     snap.families[4].series[0].value = Value::Gauge(f64::INFINITY);
     snap.families[4].series[1].value = Value::Gauge(f64::NAN);
     let mut om = String::new();
-    openmetrics::encode(&mut om, model::build(snap.clone(), start(), None)).unwrap();
+    openmetrics::encode(&mut om, &model::build(snap.clone(), start()));
     assert!(om.contains("\ntemperature +Inf\n"), "{om}");
     assert!(om.contains("\ntemperature{room=\"x\"} NaN\n"), "{om}");
     parse(&om, Format::OpenMetrics).unwrap();
     let mut txt = String::new();
-    text::encode(&mut txt, &model::build(snap.clone(), start(), None));
+    text::encode(&mut txt, &model::build(snap.clone(), start()));
     assert!(txt.contains("\ntemperature +Inf\n"), "{txt}");
     parse(&txt, Format::Text).unwrap();
 }
@@ -436,9 +436,9 @@ fn empty_windows_and_negative_sums() {
             v.estimate.quantiles.clear();
             v.sum = sum;
         }
-        let families = model::build(snap, start(), None);
+        let families = model::build(snap, start());
         let mut om = String::new();
-        openmetrics::encode(&mut om, families.clone()).unwrap();
+        openmetrics::encode(&mut om, &families);
         let mut txt = String::new();
         text::encode(&mut txt, &families);
         for (body, format) in [(&om, Format::OpenMetrics), (&txt, Format::Text)] {

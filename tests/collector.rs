@@ -49,6 +49,8 @@ fn the_collector_registers_in_the_reexported_crate_and_leaves_no_orphans() {
     for family in [
         "payload_bytes_count 100\n",
         "payload_bytes_quantile_std_error{",
+        "payload_bytes_quantile_lower{",
+        "payload_bytes_quantile_upper{",
         "payload_bytes_top_keys{",
     ] {
         assert!(text.contains(family), "{family:?} in\n{text}");

@@ -41,7 +41,7 @@ impl prometheus_client::collector::Collector for EngineCollector {
         families.extend(self.shared.extra_families());
         // prometheus-client has no summary type: a sampled metric's summary is left out, and
         // with it the gauges that only make sense beside it (its quantiles' standard errors
-        // and its top keys), so that no orphan is exposed.
+        // and intervals, and its top keys), so that no orphan is exposed.
         let summaries: Vec<String> = families
             .iter()
             .filter(|f| f.kind == Kind::Summary)
@@ -53,7 +53,10 @@ impl prometheus_client::collector::Collector for EngineCollector {
                     f.name.strip_prefix(s.as_str()).is_some_and(|rest| {
                         matches!(
                             rest,
-                            model::QUANTILE_STD_ERROR_SUFFIX | model::TOP_KEYS_SUFFIX
+                            model::QUANTILE_STD_ERROR_SUFFIX
+                                | model::QUANTILE_LOWER_SUFFIX
+                                | model::QUANTILE_UPPER_SUFFIX
+                                | model::TOP_KEYS_SUFFIX
                         )
                     })
                 })

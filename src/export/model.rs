@@ -122,6 +122,10 @@ fn with_label(labels: &[(String, String)], name: &str, value: String) -> Vec<(St
 /// The gauge family beside a sampled metric's summary holding its quantiles' standard
 /// errors: `<name>_quantile_std_error`.
 pub(crate) const QUANTILE_STD_ERROR_SUFFIX: &str = "_quantile_std_error";
+/// The gauge families beside a sampled metric's summary holding its quantiles' intervals:
+/// `<name>_quantile_lower` and `<name>_quantile_upper`.
+pub(crate) const QUANTILE_LOWER_SUFFIX: &str = "_quantile_lower";
+pub(crate) const QUANTILE_UPPER_SUFFIX: &str = "_quantile_upper";
 /// The gauge family beside a sampled metric's summary holding its top keys: `<name>_top_keys`.
 pub(crate) const TOP_KEYS_SUFFIX: &str = "_top_keys";
 
@@ -340,7 +344,7 @@ fn sampled_families(f: &FamilySnapshot, out: &mut Vec<Family>) {
     // The interval itself: it is not symmetric around the estimate (a tail quantile's
     // upper end is often much further), so a symmetric standard error alone misleads.
     out.push(Family {
-        name: format!("{name}_quantile_lower"),
+        name: format!("{name}{QUANTILE_LOWER_SUFFIX}"),
         help: format!(
             "{help} (lower end of each estimated quantile's 95% interval: the exact binomial rank interval, widened to its buckets' edges; NaN while too few records bound it)"
         ),
@@ -348,7 +352,7 @@ fn sampled_families(f: &FamilySnapshot, out: &mut Vec<Family>) {
         series: lowers,
     });
     out.push(Family {
-        name: format!("{name}_quantile_upper"),
+        name: format!("{name}{QUANTILE_UPPER_SUFFIX}"),
         help: format!("{help} (upper end of each estimated quantile's 95% interval)"),
         kind: Kind::Gauge,
         series: uppers,

@@ -252,9 +252,10 @@ impl SeriesAgg {
     }
 }
 
-/// What the drains of one flush interval saw.
+/// What the drains of one flush interval saw (not to be confused with the quantile
+/// window: this one is reset at every flush).
 #[derive(Debug, Default)]
-struct Window {
+struct DrainTally {
     drains: u64,
     records: u64,
     fill_max: f64,
@@ -278,7 +279,7 @@ pub(crate) struct FlushState {
     /// Keyed by the family's `SampledMetric` address (families live for the process).
     control: HashMap<usize, Control>,
     /// What the drains since the last full flush saw.
-    window: Window,
+    drains: DrainTally,
     stats: FlushStats,
     /// Calibrated recording cost (ns): a call not sampled, a sampled call.
     calibration: (f64, f64),
@@ -489,7 +490,7 @@ impl FlushState {
                 None => break,
             }
         }
-        let w = &mut self.window;
+        let w = &mut self.drains;
         w.drains += 1;
         w.records += drained;
         w.fill_max = w.fill_max.max(fill_max);
@@ -512,19 +513,19 @@ impl FlushState {
             agg.age(start, step, span);
         }
         self.drain_rings(pipeline);
-        let window = std::mem::take(&mut self.window);
-        let (fill_max, drained) = (window.fill_max, window.records);
+        let tally = std::mem::take(&mut self.drains);
+        let (fill_max, drained) = (tally.fill_max, tally.records);
         let rings = self.consumers.len();
 
         let sampled = registry.sampled_series();
         if pipeline.config.adaptive {
-            // Each drain in the window emptied every ring once: that is the capacity the
+            // Each drain of the interval emptied every ring once: that is the capacity the
             // interval had.
             self.adapt(
                 registry,
                 &sampled,
                 fill_max,
-                rings * window.drains as usize,
+                rings * tally.drains as usize,
                 start,
             );
         }
@@ -578,8 +579,8 @@ impl FlushState {
         stats.records_flushed += drained;
         stats.last_records = drained;
         stats.ring_utilization_max = fill_max;
-        stats.ring_utilization_mean = window.fill_mean_sum / window.drains.max(1) as f64;
-        stats.drains += window.drains;
+        stats.ring_utilization_mean = tally.fill_mean_sum / tally.drains.max(1) as f64;
+        stats.drains += tally.drains;
         stats.rings = rings;
         stats.lane_depth = pipeline.lane.len();
         let lost = pipeline.lane.lost();

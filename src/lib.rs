@@ -103,7 +103,13 @@
 //!
 //! ## Feature flags and cfgs
 //!
-//! No cargo features yet. Two `cfg`s, set through `RUSTFLAGS`:
+//! - `bench` (not default): the `hotmeter::overhead` module, a harness that times
+//!   your own hot loop with hotmeter recording and with its sampling off at run time, in
+//!   interleaved repetitions at 1 and N threads, and gives a verdict against a budget with
+//!   criterion-compatible JSON (`cargo run --release --features bench --example
+//!   overhead_harness -- --budget 5%`).
+//!
+//! Two `cfg`s, set through `RUSTFLAGS`:
 //!
 //! - `--cfg hotmeter_disabled`, the **off switch**: every macro keeps its API and its
 //!   compile-time name checks but compiles to nothing (no statics, no thread-locals, no
@@ -147,6 +153,8 @@ pub mod macro_support;
 mod macros;
 #[cfg(not(loom))]
 mod metric;
+#[cfg(all(feature = "bench", not(loom)))]
+pub mod overhead;
 #[cfg(not(loom))]
 mod registry;
 

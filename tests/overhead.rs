@@ -13,7 +13,7 @@ fn step(i: u64) {
 }
 
 #[test]
-fn global_engine_macros_are_switched_per_repetition() {
+fn overhead_harness_switches_the_global_engine_per_repetition() {
     hotmeter::Engine::builder()
         .sample_rate(1.0)
         .max_sample_rate(1.0)

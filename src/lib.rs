@@ -114,6 +114,7 @@
 //! | `http` | yes | `Engine::serve` / `serve_with` / `endpoints`, `ServeConfig`, `export::http`, the `listen` and `token` knobs (`HOTMETER_LISTEN`, `HOTMETER_TOKEN`), the `hotmeter_http_*` meta-metrics; pulls in tokio, hyper, hyper-util, http-body-util, bytes, flate2 and subtle. Without it those knobs do not exist and the two variables are a [`ConfigError`] naming the feature. |
 //! | `prometheus-client` | no | `EngineCollector` and `Engine::collector`; the crate itself as `hotmeter::prometheus_client`, so you can name the version the collector implements `Collector` for |
 //! | `metrics` | no | `metrics_recorder`: a [`metrics`](https://docs.rs/metrics) `Recorder` over the engine, so `metrics::counter!` and friends from any crate land in hotmeter |
+//! | `bench` | no | `hotmeter::overhead`: a harness that times your own hot loop with hotmeter recording and with its sampling off at run time, in interleaved repetitions at 1 and N threads, with a verdict against a budget and criterion-compatible JSON (`cargo run --release --features bench --example overhead_harness -- --budget 5%`) |
 //!
 //! Two `cfg`s, set through `RUSTFLAGS`:
 //!
@@ -169,6 +170,8 @@ pub mod metrics_recorder;
 #[doc(hidden)]
 #[path = "metrics_recorder/cache.rs"]
 pub mod facade_cache;
+#[cfg(all(feature = "bench", not(loom)))]
+pub mod overhead;
 #[cfg(not(loom))]
 mod registry;
 

@@ -637,11 +637,46 @@ fn no_sampler(cells: Cells, n: u64) {
     cells.set(GAP_K, NO_GAP);
 }
 
+/// Sampling is paused ([`Pipeline::is_paused`]): not sampled, and the next 2^16 calls skip
+/// the slow path (a thread that does not re-arm with [`rearm_this_thread`] resumes within
+/// as many calls of each series once sampling resumes). `true` when paused.
+#[inline(always)]
+fn paused(cells: Cells, s: &SampledSeries, n: u64) -> bool {
+    if !s.metric.pipeline.is_paused() {
+        return false;
+    }
+    cells.set(NEXT_AT, n + (1 << 16));
+    cells.set(GAP_K, NO_GAP);
+    true
+}
+
+/// Restarts this thread's countdown of every series in `series` with a fresh gap (as for a
+/// series' first event): after a pause, this thread samples again from its next call. A
+/// geometric gap is memoryless, so redrawing one keeps every call's chance at `p`. Writes
+/// only the calling thread's arena (single writer).
+#[cfg(feature = "bench")]
+pub(crate) fn rearm_this_thread(series: &[Sampled]) {
+    with_arena(|arena| {
+        for s in series {
+            Cells::of(arena, s.series).set(NEXT_AT, 0);
+        }
+    });
+}
+
+/// Sums cell `offset` (see [`cells`]) of every series in `series` over all arenas.
+#[cfg(feature = "bench")]
+pub(crate) fn sum_cells(series: &[Sampled], offset: u32) -> u64 {
+    series.iter().map(|s| s.series.cell(offset)).sum()
+}
+
 /// The countdown reached this call (or no gap was drawn yet in this arena): decide whether
 /// this event is sampled, draw the next gap, and return the `k` to record it with.
 #[cold]
 #[inline(never)]
 fn decide_slow(cells: Cells, s: &SampledSeries, n: u64) -> Option<u8> {
+    if paused(cells, s, n) {
+        return None;
+    }
     with_sampler(&s.metric.pipeline, |t| decide(t, cells, s, n)).unwrap_or_else(|| {
         no_sampler(cells, n);
         None
@@ -652,6 +687,9 @@ fn decide_slow(cells: Cells, s: &SampledSeries, n: u64) -> Option<u8> {
 /// cold callers (a call site's and a handle's), so the sampled path is one out-of-line call.
 #[inline(always)]
 fn sample_slow(cells: Cells, s: &SampledSeries, n: u64, value: f64, key: u64) {
+    if paused(cells, s, n) {
+        return;
+    }
     let pipeline = &s.metric.pipeline;
     let Some(mut t) = sampler(pipeline) else {
         return no_sampler(cells, n);
@@ -677,6 +715,9 @@ fn sample_handle_slow(cells: Cells, s: &SampledSeries, n: u64, value: f64, key: 
 #[cold]
 #[inline(never)]
 fn keyed_slow(cells: Cells, s: &SampledSeries, value: f64, key: u64, k: u8) {
+    if s.metric.pipeline.is_paused() {
+        return;
+    }
     let time_ns = s.metric.pipeline.coarse_ns();
     push(
         cells,

@@ -80,6 +80,12 @@ impl<T> ZeroedSlice<T> {
     /// All-zero bytes are a valid `T`.
     pub(crate) unsafe fn new(len: usize) -> Self {
         let () = Self::NO_DROP;
+        const {
+            assert!(
+                size_of::<T>() > 0,
+                "a zero-sized element has no pages to map"
+            )
+        };
         let ptr = map_zeroed(Self::layout(len)).cast::<T>();
         Self { ptr, len }
     }

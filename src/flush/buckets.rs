@@ -134,14 +134,16 @@ impl Buckets {
             }
         } else {
             loop {
-                let lo = self.lo.min(i);
-                let hi = (self.lo + self.w.len() as u64).max(i + 1);
+                // The span the values need (not the slack stored around them).
+                let (used_lo, used_hi) = self.occupied().unwrap_or((i, i + 1));
+                let lo = used_lo.min(i);
+                let hi = used_hi.max(i + 1);
                 let span = (hi - lo) as usize;
                 if span <= self.max_span {
                     // Room to grow on the side that grew, as a `Vec` doubles: a spread that
                     // widens bucket by bucket reallocates O(log span) times, not per bucket.
                     let slack = (span / 2).max(8).min(self.max_span - span) as u64;
-                    let (lo, hi) = if i < self.lo {
+                    let (lo, hi) = if i < used_lo {
                         (lo.saturating_sub(slack), hi)
                     } else {
                         (lo, hi + slack)
@@ -160,15 +162,29 @@ impl Buckets {
         }
     }
 
-    /// Re-lays the span over `[lo, hi)` (which contains the current one).
+    /// The indices `[first, last + 1)` of the buckets holding weight or variance, if any.
+    fn occupied(&self) -> Option<(u64, u64)> {
+        let held = |j: usize| self.w[j] != 0.0 || self.var.as_ref().is_some_and(|v| v[j] != 0.0);
+        let first = (0..self.w.len()).find(|&j| held(j))?;
+        let last = (0..self.w.len()).rev().find(|&j| held(j))?;
+        Some((self.lo + first as u64, self.lo + last as u64 + 1))
+    }
+
+    /// Re-lays the stored span over `[lo, hi)`, which holds every occupied bucket (empty
+    /// ones outside it, slack, are dropped).
     fn regrow(&mut self, lo: u64, hi: u64) {
         let len = (hi - lo) as usize;
-        let at = (self.lo - lo) as usize;
+        let old_lo = self.lo;
         let relay = |old: &[f64]| {
-            let mut new = Vec::with_capacity(len);
-            new.resize(at, 0.0);
-            new.extend_from_slice(old);
-            new.resize(len, 0.0);
+            let mut new = vec![0.0; len];
+            for (j, &x) in old.iter().enumerate() {
+                let i = old_lo + j as u64;
+                if (lo..hi).contains(&i) {
+                    new[(i - lo) as usize] = x;
+                } else {
+                    debug_assert_eq!(x, 0.0, "an occupied bucket outside the new span");
+                }
+            }
             new
         };
         self.w = relay(&self.w);
@@ -254,10 +270,15 @@ impl Buckets {
     /// The edges `[lower, upper)` of index `i` (the top bucket's upper edge is `f64::MAX`,
     /// not infinity, so that interpolating within it stays finite).
     fn edges(&self, i: u64) -> (f64, f64) {
-        (
-            f64::from_bits(i << self.shift),
-            f64::from_bits((i + 1) << self.shift).min(f64::MAX),
-        )
+        // Past the top bucket the bits would be infinity's, or (once collapsed beyond 52
+        // bits) wrap into the sign bit and read as −0.0: both are capped at `f64::MAX`.
+        let upper = (i + 1) << self.shift;
+        let upper = if upper >= f64::INFINITY.to_bits() {
+            f64::MAX
+        } else {
+            f64::from_bits(upper)
+        };
+        (f64::from_bits(i << self.shift), upper)
     }
 
     /// The edges of the bucket `value` falls in (`(0, 0)` for the zero bucket).
@@ -412,5 +433,45 @@ mod tests {
                 "q={q}: ours {upper}, hdrhistogram {theirs}"
             );
         }
+    }
+
+    /// The top bucket's upper edge is `f64::MAX` at every resolution: once collapsed past
+    /// 52 bits its raw upper bits wrapped into the sign bit and read as −0.0 (a bucket whose
+    /// upper edge was below its lower one: quantiles next to `f64::MAX` came out far below
+    /// their bucket, with a zero-width interval). Found by review.
+    #[test]
+    fn the_top_bucket_ends_at_f64_max_at_every_resolution() {
+        for span in [64, 1024] {
+            let mut b = Buckets::new(span);
+            b.add(1e-300, 1.0, 0.0);
+            b.add(f64::MAX, 1.0, 0.0);
+            assert!(b.shift > 52, "span {span}: shift {}", b.shift);
+            for x in b.iter() {
+                assert!(x.lower <= x.upper, "span {span}: {x:?}");
+            }
+            let (lo, hi) = b.edges_of(f64::MAX);
+            assert!(
+                lo <= f64::MAX && hi == f64::MAX,
+                "span {span}: [{lo}, {hi}]"
+            );
+        }
+    }
+
+    /// A collapse happens only when the values themselves span more than the cap, not the
+    /// slack stored around them. Found by review: values over 801 buckets collapsed a
+    /// 1,024-bucket cap because the stored range (with slack) was 1,101.
+    #[test]
+    fn slack_does_not_force_a_collapse() {
+        let mut b = Buckets::new(1024);
+        let base = 1.0f64.to_bits() >> FINEST_SHIFT;
+        let at = |i: u64| f64::from_bits((base + i) << FINEST_SHIFT);
+        b.add(at(200), 1.0, 0.0);
+        b.add(at(800), 1.0, 0.0); // stored with slack past 800
+        b.add(at(0), 1.0, 0.0); // the values span 801 buckets
+        assert_eq!(b.per_octave(), 128, "collapsed for slack");
+        assert_eq!(b.iter().map(|x| x.w).sum::<f64>(), 3.0);
+        b.add(at(1100), 1.0, 0.0); // now they span 1,101: one collapse
+        assert_eq!(b.per_octave(), 64);
+        assert_eq!(b.iter().map(|x| x.w).sum::<f64>(), 4.0);
     }
 }

@@ -202,14 +202,18 @@ impl SeriesAgg {
         // The design effect of keys kept or dropped whole, for the quantile intervals.
         let mut deff = 1.0;
         if let Some(c) = &self.cluster {
-            // Keys kept or dropped whole: the cluster variance (see `ClusterVar`).
-            let (var_count, var_sum) = c.variances();
-            let var_record = count.std_error * count.std_error;
-            if var_record > 0.0 {
-                deff = (var_count / var_record).max(1.0);
+            // Records kept with their key: their record-level variance is replaced by the
+            // cluster variance (see `ClusterVar`); records sampled one by one in the same
+            // series (no key, a sampled timer) keep theirs.
+            let (cluster_count, cluster_sum) = c.variances();
+            let (keyed_count, keyed_sum) = c.record_variances();
+            let others_count = (count.std_error.powi(2) - keyed_count).max(0.0);
+            let others_sum = (total.std_error.powi(2) - keyed_sum).max(0.0);
+            if keyed_count > 0.0 {
+                deff = (cluster_count / keyed_count).max(1.0);
             }
-            count.std_error = var_count.sqrt();
-            total.std_error = var_sum.sqrt();
+            count.std_error = (cluster_count + others_count).sqrt();
+            total.std_error = (cluster_sum + others_sum).sqrt();
         }
         let mut window = Distribution::with_span(DEFAULT_SPAN);
         for w in &self.windows {
@@ -780,6 +784,29 @@ mod tests {
                 nan[i]
             );
         }
+    }
+
+    /// Review finding: in a keyed family, records sampled one by one (`record()` without a
+    /// key, a sampled timer) keep their record-level variance beside the keyed records'
+    /// cluster variance; before, the cluster sketch replaced all of it. 1,000 unkeyed
+    /// records at 1/128 and one keyed record at 1/2: the standard error is the unkeyed
+    /// records' `sqrt(1000·128·127)` plus the one key's `2·1·1²`, not the key's alone.
+    #[test]
+    fn keyed_families_keep_the_variance_of_their_unkeyed_records() {
+        let t0 = Instant::now();
+        let mut agg = SeriesAgg::new(t0, Duration::from_secs(60), DEFAULT_SPAN);
+        for _ in 0..1000 {
+            agg.absorb(&Record::new(1, 7, 1.0, 0, 0, false), 1.0);
+        }
+        agg.absorb(&Record::new(1, 1, 1.0, 42, 0, false).by_key(), 1.0);
+        let e = agg.estimate();
+        let expected = (1000.0 * 128.0 * 127.0 + 2.0f64).sqrt();
+        // The one key's cluster variance is estimated by the sketch: exact for one key.
+        assert!(
+            (e.count_std_error - expected).abs() <= 1e-9 * expected,
+            "{} vs {expected}",
+            e.count_std_error
+        );
     }
 
     /// A record drained after its series' last step ended goes to a step that starts then.

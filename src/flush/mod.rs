@@ -66,13 +66,17 @@ pub struct SeriesEstimate {
     /// bound on the records, scaled by their mean weight; with no record at all, at the
     /// family's rate `p`, `ln(20)/p ≈ 3/p` (more events would have left a record with
     /// probability over 95%), and infinite for a keyed family (one dropped key may hold
-    /// any number of events). So "0 records" never reads as "0 ± 0 events".
+    /// any number of events). So "0 records" never reads as "0 ± 0 events". Limits: the
+    /// rate is the family's current one, not necessarily the one in force when the events
+    /// happened; records a full ring dropped are not counted in it (they are in the
+    /// series' accounting); and a keyed family's bound with records counts the kept keys'
+    /// events only (a dropped key may still hold any number).
     pub count_upper: f64,
     /// Heaviest keys, heaviest first (see [`TopKey`]). In a keyed family every event of a
     /// kept key is kept, so a key's count is its events counted exactly (while it was kept;
-    /// the space-saving overcount aside); keys the rule did not keep never appear, however
-    /// heavy. Otherwise each record counts `2^k` events and the bounds include the sampling
-    /// error.
+    /// the space-saving overcount aside); a key the rule did not keep appears only with its
+    /// critical events (never sampled out), however heavy. Otherwise each record counts
+    /// `2^k` events and the bounds include the sampling error.
     pub top_keys: Vec<TopKey>,
     /// The latest keyed record per fine value bucket (at most
     /// [`EXEMPLARS_PER_SERIES`]), in increasing value: exemplars.

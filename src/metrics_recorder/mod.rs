@@ -320,6 +320,10 @@ impl metrics::CounterFn for Padded<CounterFn> {
         }
     }
 
+    /// Raises the counter to `value` if it is below. The counter is sharded per thread, so
+    /// this reads the sum and adds the difference: two threads calling it at once can
+    /// overshoot (both add the same difference). `metrics`' `absolute` mirrors a total kept
+    /// elsewhere; call it from one thread.
     fn absolute(&self, value: u64) {
         if let Some(c) = self.0.0 {
             let now = c.value();

@@ -171,6 +171,8 @@ pub mod metrics_recorder;
 pub mod facade_cache;
 #[cfg(not(loom))]
 mod registry;
+#[cfg(all(not(loom), feature = "tracing"))]
+pub mod tracing_layer;
 
 #[cfg(not(loom))]
 #[doc(hidden)]

@@ -35,8 +35,10 @@
 //!
 //! - `log_events_total{level, target}`: every event that reaches the layer, exact. The
 //!   series is resolved once per callsite (in `register_callsite`, or on the first event of
-//!   a callsite registered before the layer) and cached by the callsite's `Identifier`; an
-//!   event does one read-locked hash-map lookup, no registry lookup.
+//!   a callsite registered before the layer) and cached by the callsite's `Identifier` in a
+//!   shared map, and per thread in a 64-slot direct-mapped cache keyed by the metadata's
+//!   address: an event's lookup is a thread-local load and two compares, no lock, no
+//!   registry lookup (a cache collision costs one read-locked hash-map lookup).
 //! - `log_events_kept_total{level}`, `log_events_sampled_out_total{level}`: the decision.
 //! - The writer's `log_writer_*` counters (see [`NonBlocking`]).
 //!
@@ -66,7 +68,7 @@ pub use writer::{
 
 use std::cell::Cell;
 use std::fmt::{self, Write as _};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -196,6 +198,8 @@ impl SamplingLayerBuilder {
         let kept = per_level("log_events_kept_total")?;
         let sampled_out = per_level("log_events_sampled_out_total")?;
         Ok(SamplingLayer {
+            // Relaxed: only uniqueness matters, which the RMW gives whatever the ordering.
+            uid: NEXT_UID.fetch_add(1, Ordering::Relaxed),
             engine,
             directives,
             fields: self.fields.into_boxed_slice(),
@@ -263,6 +267,8 @@ struct Correlation {
 
 /// The sampling layer: see the [module docs](self).
 pub struct SamplingLayer {
+    /// Keys this layer's entries in the per-thread site cache.
+    uid: u64,
     engine: EngineRef,
     directives: Directives,
     fields: Box<[&'static str]>,
@@ -300,8 +306,26 @@ impl SamplingLayer {
         &self.directives
     }
 
+    /// The callsite's cached [`Site`]: from this thread's cache (no atomic operation), else
+    /// from the shared map (one read lock), else registered.
     #[inline]
     fn site(&self, meta: &'static Metadata<'static>) -> Site {
+        let addr = meta as *const Metadata<'static> as usize;
+        // Fibonacci hashing of the metadata's address onto the cache's slots.
+        let slot =
+            ((addr as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - SITE_CACHE_BITS)) as usize;
+        SITE_CACHE.with(|cache| {
+            let (uid, a, site) = cache[slot].get();
+            if uid == self.uid && a == addr {
+                return site;
+            }
+            let site = self.shared_site(meta);
+            cache[slot].set((self.uid, addr, site));
+            site
+        })
+    }
+
+    fn shared_site(&self, meta: &'static Metadata<'static>) -> Site {
         let id = meta.callsite();
         if let Some(s) = self
             .sites
@@ -354,7 +378,32 @@ impl SamplingLayer {
     }
 }
 
+/// log2 of the per-thread site cache's slots.
+const SITE_CACHE_BITS: u32 = 6;
+
+/// Each layer's number, so that one thread's cache never serves a site to another layer
+/// (layers may come and go at the same address; numbers are never reused).
+static NEXT_UID: AtomicU64 = AtomicU64::new(1);
+
+#[allow(clippy::declare_interior_mutable_const)] // an initializer, copied per slot
+const EMPTY_SLOT: Cell<(u64, usize, Site)> = Cell::new((
+    0,
+    0,
+    Site {
+        events: None,
+        level: 0,
+        k: 0,
+        has_id_field: false,
+    },
+));
+
 thread_local! {
+    /// Per thread, direct-mapped: `(layer uid, metadata address, site)`. A layer's sites
+    /// never change once registered, so an entry never goes stale; a collision only costs
+    /// a trip to the shared map. Uid 0 is never assigned: the empty slots match nothing.
+    static SITE_CACHE: [Cell<(u64, usize, Site)>; 1 << SITE_CACHE_BITS] =
+        const { [EMPTY_SLOT; 1 << SITE_CACHE_BITS] };
+
     static RNG: Cell<u64> = Cell::new({
         let t = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
         let here = &t as *const u64 as u64;

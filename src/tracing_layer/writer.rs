@@ -6,7 +6,7 @@ use std::io::Write;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering, fence};
 use std::thread::{self, JoinHandle, Thread};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_queue::ArrayQueue;
 
@@ -21,19 +21,24 @@ pub enum OverflowPolicy {
     DropOldest,
     /// Refuse the new line (counted `dropped{reason="overflow"}`).
     DropNewest,
+    /// Wait (yielding) up to this long for room, then refuse the line (counted
+    /// `dropped{reason="timeout"}`). The sender waits: this trades latency for lines.
+    Block(Duration),
 }
 
 /// The writer's counters, in the engine's registry:
 /// `log_writer_accepted_total` (every line handed to [`NonBlocking::send`]),
 /// `log_writer_written_total`, and `log_writer_dropped_total{reason}`
-/// with `reason` one of `overflow` (queue full, by the policy), `closed` (sent after the
-/// guard dropped) and `io_error` (the sink refused it). Once the [`WorkerGuard`] has
+/// with `reason` one of `overflow` (queue full, by the policy), `timeout` (queue still
+/// full after [`OverflowPolicy::Block`]'s wait), `closed` (sent after the guard dropped)
+/// and `io_error` (the sink refused it). Once the [`WorkerGuard`] has
 /// dropped, `accepted = written + dropped` exactly.
 #[derive(Debug, Clone, Copy)]
 struct Counters {
     accepted: Counter,
     written: Counter,
     overflow: Counter,
+    timeout: Counter,
     closed: Counter,
     io_error: Counter,
 }
@@ -47,6 +52,8 @@ pub struct WriterStats {
     pub written: u64,
     /// Lines lost because the queue was full.
     pub dropped_overflow: u64,
+    /// Lines refused after [`OverflowPolicy::Block`]'s wait.
+    pub dropped_timeout: u64,
     /// Lines sent after the guard dropped.
     pub dropped_closed: u64,
     /// Lines the sink failed to write.
@@ -56,7 +63,7 @@ pub struct WriterStats {
 impl WriterStats {
     /// Every drop, whatever the reason.
     pub fn dropped(&self) -> u64 {
-        self.dropped_overflow + self.dropped_closed + self.dropped_io_error
+        self.dropped_overflow + self.dropped_timeout + self.dropped_closed + self.dropped_io_error
     }
 }
 
@@ -143,6 +150,7 @@ impl NonBlockingBuilder {
             accepted: r.counter("log_writer_accepted_total", &[])?,
             written: r.counter("log_writer_written_total", &[])?,
             overflow: r.counter(dropped, &[("reason", "overflow")])?,
+            timeout: r.counter(dropped, &[("reason", "timeout")])?,
             closed: r.counter(dropped, &[("reason", "closed")])?,
             io_error: r.counter(dropped, &[("reason", "io_error")])?,
         };
@@ -217,6 +225,28 @@ fn worker<W: Write>(shared: &Shared, mut sink: W) {
     }
 }
 
+impl Shared {
+    /// The slow path of [`OverflowPolicy::Block`]: the queue was full.
+    #[cold]
+    #[inline(never)]
+    fn block(&self, mut line: String, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            // The worker may be parked on a queue it saw empty a moment ago.
+            self.worker.unpark();
+            thread::yield_now();
+            match self.queue.push(line) {
+                Ok(()) => return,
+                Err(back) => line = back,
+            }
+            if Instant::now() >= deadline {
+                self.counters.timeout.inc();
+                return;
+            }
+        }
+    }
+}
+
 impl NonBlocking {
     /// A builder: capacity and overflow policy.
     pub fn builder() -> NonBlockingBuilder {
@@ -226,8 +256,9 @@ impl NonBlocking {
         }
     }
 
-    /// Hands `line` (written as is: end it with `\n`) to the worker. Never blocks: when the
-    /// queue is full the overflow policy drops a line, counted.
+    /// Hands `line` (written as is: end it with `\n`) to the worker. Never blocks on I/O:
+    /// when the queue is full the overflow policy drops a line, counted, or (with
+    /// [`OverflowPolicy::Block`]) waits for room up to its timeout.
     pub fn send(&self, line: String) {
         let s = &*self.shared;
         s.counters.accepted.inc();
@@ -250,6 +281,11 @@ impl NonBlocking {
                     s.counters.overflow.inc();
                 }
             }
+            OverflowPolicy::Block(timeout) => {
+                if let Err(line) = s.queue.push(line) {
+                    s.block(line, timeout);
+                }
+            }
         }
         // Release: publishes the push above to the guard, whose Acquire load of `sending`
         // reads 0 only after it.
@@ -269,6 +305,7 @@ impl NonBlocking {
             accepted: c.accepted.value(),
             written: c.written.value(),
             dropped_overflow: c.overflow.value(),
+            dropped_timeout: c.timeout.value(),
             dropped_closed: c.closed.value(),
             dropped_io_error: c.io_error.value(),
         }

@@ -67,7 +67,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let subscriber = tracing_subscriber::registry().with(layer);
     let requests = 100_000u64;
     let hot_loop = 2_000_000u32;
-    let ns_per_sampled_out = tracing::subscriber::with_default(subscriber, || {
+    let (ns_per_sampled_out, ns_in_span) = tracing::subscriber::with_default(subscriber, || {
         println!("first kept lines:");
         for r in 0..requests {
             handle(r);
@@ -77,7 +77,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         for i in 0..hot_loop {
             tracing::info!(target: "hot::loop", i, "tick");
         }
-        start.elapsed().as_nanos() as f64 / f64::from(hot_loop)
+        let no_id = start.elapsed().as_nanos() as f64 / f64::from(hot_loop);
+        // The same inside a span with a correlation id (a keyed decision, via the span).
+        let span = tracing::info_span!("request", correlation_id = 123_456_789u64);
+        let _enter = span.enter();
+        let start = Instant::now();
+        for i in 0..hot_loop {
+            tracing::info!(target: "hot::loop", i, "tick");
+        }
+        (
+            no_id,
+            start.elapsed().as_nanos() as f64 / f64::from(hot_loop),
+        )
     });
     // The same loop through a bare `tracing_subscriber::registry()`: what tracing's own
     // dispatch costs, without the layer.
@@ -111,6 +122,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "sampled-out INFO event (no id, no span): {ns_per_sampled_out:.1} ns \
          (a bare registry without the layer: {ns_bare:.1} ns)"
     );
+    println!("sampled-out INFO event in a span with a correlation id: {ns_in_span:.1} ns");
     println!("\nthe scrape (log families):");
     for line in engine.render(hotmeter::Format::Text)?.lines() {
         if line.starts_with("log_events") || line.starts_with("log_writer") {

@@ -497,3 +497,75 @@ fn block_policy_drops_nothing() {
         .collect();
     assert_eq!(lines, tally);
 }
+
+/// A request (an id on its span) that logs an ERROR keeps its later events, in its span
+/// and in child spans that inherit the id, at `sample_rate=1`; its earlier events and a
+/// request without an error stay sampled out. At 2^-50 (1e-15) an id is kept by the keyed
+/// rule with probability 8.9e-16, and these ids are fixed: the outcome is deterministic.
+#[test]
+fn an_error_keeps_the_rest_of_its_request() {
+    let e = engine();
+    let sink = Sink::default();
+    let (w, guard) = NonBlocking::builder().build(sink.clone(), &e).unwrap();
+    let layer = SamplingLayer::builder()
+        .rates("1e-15")
+        .read_env(false)
+        .writer(w)
+        .build(&e)
+        .unwrap();
+    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+        for id in ["ok-1", "bad-2", "ok-3"] {
+            let span = tracing::info_span!("req", correlation_id = id);
+            let _g = span.enter();
+            tracing::info!(step = 1, "before");
+            if id.starts_with("bad") {
+                tracing::error!("failed");
+            }
+            tracing::info!(step = 2, "after");
+            let child = tracing::info_span!("db");
+            let _c = child.enter();
+            tracing::debug!(step = 3, "in a child span");
+        }
+    });
+    drop(guard);
+    let lines = sink.lines();
+    let got: Vec<(&str, &str, &str)> = lines
+        .iter()
+        .map(|l| {
+            let level = l
+                .split(" level=")
+                .nth(1)
+                .unwrap()
+                .split(' ')
+                .next()
+                .unwrap();
+            let rate = l.rsplit_once(" sample_rate=").unwrap().1;
+            (level, line_id_ref(l), rate)
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("ERROR", "bad-2", "1"),
+            ("INFO", "bad-2", "1"),
+            ("DEBUG", "bad-2", "1"),
+        ]
+    );
+    assert_eq!(
+        counter(&e, "log_events_kept_total", &[("level", "INFO")]),
+        1
+    );
+    assert_eq!(
+        counter(&e, "log_events_sampled_out_total", &[("level", "INFO")]),
+        5
+    );
+}
+
+fn line_id_ref(line: &str) -> &str {
+    line.split_once(" correlation_id=")
+        .unwrap()
+        .1
+        .split(' ')
+        .next()
+        .unwrap()
+}

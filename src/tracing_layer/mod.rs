@@ -53,6 +53,10 @@
 //! an integer id hashes as the integer ([`SampleKey`]). Without an id,
 //! the event is kept with probability `2^-k` from a per-thread generator.
 //!
+//! Once an ERROR is logged inside a span carrying an id, the later events of that span and
+//! of the spans that inherit its id are kept (`sample_rate=1`); an id carried by the events
+//! alone is not tracked this way.
+//!
 //! A kept event becomes one line:
 //! `ts=2026-12-02T00:41:07.123456Z level=INFO target=my_crate::conn message="sent" bytes=42 request_id=7 sample_rate=0.0625`
 //! (values quoted when they hold spaces, `"` or `=`; the correlation field of an enclosing
@@ -257,13 +261,20 @@ struct Site {
     has_id_field: bool,
 }
 
-/// A request's correlation id, as found on an event or span.
+/// A request's correlation id, as found on an event or span. On a span, its value is kept
+/// for the lines and `errored` is shared with the spans that inherit the id.
 #[derive(Clone, Debug)]
 struct Correlation {
     field: &'static str,
+    /// Empty unless asked for (`FindId::want_value`).
     value: String,
     hash: u64,
+    /// The request logged an ERROR: its later events are kept.
+    errored: Arc<AtomicBool>,
 }
+
+/// Index of ERROR in the per-level counters.
+const ERROR_INDEX: usize = 4;
 
 /// The sampling layer: see the [module docs](self).
 pub struct SamplingLayer {
@@ -364,7 +375,14 @@ impl SamplingLayer {
             .or_insert(site)
     }
 
-    fn span_id<S>(&self, event: &Event<'_>, ctx: &Context<'_, S>) -> Option<Correlation>
+    /// Runs `f` on the correlation id of the event's span, if any (inherited ids included).
+    #[inline]
+    fn with_span_id<S, R>(
+        &self,
+        event: &Event<'_>,
+        ctx: &Context<'_, S>,
+        f: impl FnOnce(&Correlation) -> R,
+    ) -> Option<R>
     where
         S: Subscriber + for<'a> LookupSpan<'a>,
     {
@@ -374,7 +392,8 @@ impl SamplingLayer {
             return None;
         }
         let span = ctx.event_span(event)?;
-        span.extensions().get::<Correlation>().cloned()
+        let ext = span.extensions();
+        ext.get::<Correlation>().map(f)
     }
 }
 
@@ -427,54 +446,62 @@ fn random_u64() -> u64 {
 /// Finds the first correlation field among an event's or span's fields.
 struct FindId<'a> {
     names: &'a [&'static str],
+    /// Keep the value's text (spans: it goes on their events' lines); events only hash.
+    want_value: bool,
     found: Option<Correlation>,
 }
 
-impl FindId<'_> {
+impl<'a> FindId<'a> {
+    fn new(names: &'a [&'static str], want_value: bool) -> Self {
+        Self {
+            names,
+            want_value,
+            found: None,
+        }
+    }
+
     fn wants(&self, field: &Field) -> bool {
         self.found.is_none() && self.names.contains(&field.name())
+    }
+
+    fn found(&mut self, field: &Field, hash: u64, value: impl FnOnce() -> String) {
+        self.found = Some(Correlation {
+            field: field.name(),
+            value: if self.want_value {
+                value()
+            } else {
+                String::new()
+            },
+            hash,
+            errored: Arc::default(),
+        });
     }
 }
 
 impl Visit for FindId<'_> {
     fn record_str(&mut self, field: &Field, value: &str) {
         if self.wants(field) {
-            self.found = Some(Correlation {
-                field: field.name(),
-                value: value.to_owned(),
-                hash: value.key_hash(),
-            });
+            self.found(field, value.key_hash(), || value.to_owned());
         }
     }
 
     fn record_u64(&mut self, field: &Field, value: u64) {
         if self.wants(field) {
-            self.found = Some(Correlation {
-                field: field.name(),
-                value: value.to_string(),
-                hash: value.key_hash(),
-            });
+            self.found(field, value.key_hash(), || value.to_string());
         }
     }
 
     fn record_i64(&mut self, field: &Field, value: i64) {
         if self.wants(field) {
-            self.found = Some(Correlation {
-                field: field.name(),
-                value: value.to_string(),
-                hash: value.key_hash(),
-            });
+            self.found(field, value.key_hash(), || value.to_string());
         }
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
         if self.wants(field) {
-            let value = format!("{value:?}");
-            self.found = Some(Correlation {
-                field: field.name(),
-                hash: value.key_hash(),
-                value,
-            });
+            // `%id` (Display) arrives here: hashed as its text, like a `&str` id.
+            let text = format!("{value:?}");
+            self.found(field, text.key_hash(), || text.clone());
         }
     }
 }
@@ -501,10 +528,7 @@ where
 
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
         let Some(span) = ctx.span(id) else { return };
-        let mut find = FindId {
-            names: &self.fields,
-            found: None,
-        };
+        let mut find = FindId::new(&self.fields, true);
         if self
             .fields
             .iter()
@@ -518,7 +542,7 @@ where
                 .and_then(|p| p.extensions().get::<Correlation>().cloned())
         });
         if let Some(c) = found {
-            // Relaxed: see `span_id`.
+            // Relaxed: see `with_span_id`.
             self.any_span_id.store(true, Ordering::Relaxed);
             // `replace`: two sampling layers over one registry both store the span's id
             // (the same one, unless their correlation fields differ: then the last wins).
@@ -528,13 +552,10 @@ where
 
     fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
         let Some(span) = ctx.span(id) else { return };
-        let mut find = FindId {
-            names: &self.fields,
-            found: None,
-        };
+        let mut find = FindId::new(&self.fields, true);
         values.record(&mut find);
         if let Some(c) = find.found {
-            // Relaxed: see `span_id`.
+            // Relaxed: see `with_span_id`.
             self.any_span_id.store(true, Ordering::Relaxed);
             span.extensions_mut().replace(c);
         }
@@ -546,23 +567,35 @@ where
         if let Some(c) = site.events {
             c.inc();
         }
-        let mut id: Option<Correlation> = None;
-        if site.k != 0 {
+        if site.level == ERROR_INDEX {
+            // Relaxed: a flag read by this request's later events; those on other threads
+            // see it once they synchronize with this one (as any hand-over of the request).
+            self.with_span_id(event, &ctx, |c| c.errored.store(true, Ordering::Relaxed));
+        }
+        let mut k = site.k;
+        if k != 0 {
+            let mut key = None;
             if site.has_id_field {
-                let mut find = FindId {
-                    names: &self.fields,
-                    found: None,
-                };
+                let mut find = FindId::new(&self.fields, false);
                 event.record(&mut find);
-                id = find.found;
+                key = find.found.map(|c| c.hash);
             }
-            if id.is_none() {
-                id = self.span_id(event, &ctx);
+            if key.is_none()
+                && let Some((hash, errored)) = self.with_span_id(event, &ctx, |c| {
+                    // Relaxed: see the ERROR store above.
+                    (c.hash, c.errored.load(Ordering::Relaxed))
+                })
+            {
+                key = Some(hash);
+                if errored {
+                    k = 0;
+                }
             }
-            let keep = match &id {
-                Some(c) => keep_keyed(c.hash, site.k),
-                None => random_u64().leading_zeros() >= u32::from(site.k),
-            };
+            let keep = k == 0
+                || match key {
+                    Some(hash) => keep_keyed(hash, k),
+                    None => random_u64().leading_zeros() >= u32::from(k),
+                };
             if !keep {
                 self.sampled_out[site.level].inc();
                 return;
@@ -570,12 +603,13 @@ where
         }
         self.kept[site.level].inc();
         let Some(writer) = &self.writer else { return };
-        if site.k == 0 {
-            id = self.span_id(event, &ctx);
-        }
         // A span's id is appended when the event does not name one itself.
-        let span_id = id.filter(|_| !event.fields().any(|f| self.fields.contains(&f.name())));
-        writer.send(format_line(event, site.k, span_id.as_ref()));
+        let span_id = if event.fields().any(|f| self.fields.contains(&f.name())) {
+            None
+        } else {
+            self.with_span_id(event, &ctx, Correlation::clone)
+        };
+        writer.send(format_line(event, k, span_id.as_ref()));
     }
 }
 

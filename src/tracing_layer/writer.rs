@@ -221,6 +221,7 @@ fn worker<W: Write>(shared: &Shared, mut sink: W) {
             // The timeout is a backstop only; wake-ups come from `send` and the guard.
             thread::park_timeout(Duration::from_millis(100));
         }
+        // Relaxed: a hint to senders; a stale `true` costs one spurious unpark.
         shared.sleeping.store(false, Ordering::Relaxed);
     }
 }
@@ -266,6 +267,7 @@ impl NonBlocking {
         // (both SeqCst): either the guard waits for this send, or this send sees `closed`.
         s.sending.fetch_add(1, Ordering::SeqCst);
         if s.closed.load(Ordering::SeqCst) {
+            // Release: pairs with the guard's Acquire load of `sending`, as below.
             s.sending.fetch_sub(1, Ordering::Release);
             s.counters.closed.inc();
             return;

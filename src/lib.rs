@@ -115,6 +115,7 @@
 //! | `prometheus-client` | no | `EngineCollector` and `Engine::collector`; the crate itself as `hotmeter::prometheus_client`, so you can name the version the collector implements `Collector` for |
 //! | `metrics` | no | `metrics_recorder`: a [`metrics`](https://docs.rs/metrics) `Recorder` over the engine, so `metrics::counter!` and friends from any crate land in hotmeter |
 //! | `bench` | no | `hotmeter::overhead`: a harness that times your own hot loop with hotmeter recording and with its sampling off at run time, in interleaved repetitions at 1 and N threads, with a verdict against a budget and criterion-compatible JSON (`cargo run --release --features bench --example overhead_harness -- --budget 5%`) |
+//! | `tracing` | no | `tracing_layer`: a sampling `tracing_subscriber::Layer` (exact per-level and per-target counts, per-level/per-target rates, WARN and ERROR always kept, consistent decisions per correlation id) and a non-blocking writer |
 //!
 //! Two `cfg`s, set through `RUSTFLAGS`:
 //!
@@ -174,6 +175,8 @@ pub mod facade_cache;
 pub mod overhead;
 #[cfg(not(loom))]
 mod registry;
+#[cfg(all(not(loom), feature = "tracing"))]
+pub mod tracing_layer;
 
 #[cfg(not(loom))]
 #[doc(hidden)]

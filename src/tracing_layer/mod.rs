@@ -1,0 +1,744 @@
+//! Sampled logging for `tracing` (feature `tracing`): a [`SamplingLayer`] that counts every
+//! event exactly, keeps a power-of-two share of TRACE/DEBUG/INFO (consistently per
+//! correlation id, with hotmeter's keyed rule `keep_keyed`),
+//! never samples WARN or ERROR, and hands each kept event as one `key=value` line to a
+//! [`NonBlocking`] writer.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use tracing_subscriber::layer::SubscriberExt;
+//! use hotmeter::tracing_layer::{NonBlocking, SamplingLayer};
+//!
+//! let engine = Arc::new(hotmeter::Engine::builder().build()?);
+//! let (writer, guard) = NonBlocking::builder().build(std::io::sink(), &engine)?;
+//! let layer = SamplingLayer::builder()
+//!     .rates("info=0.05,my_crate::conn=0.01") // 2^-4 and 2^-7 (nearest powers of two)
+//!     .correlation_fields(&["correlation_id", "request_id", "trace_id"])
+//!     .writer(writer)
+//!     .build(&engine)?;
+//! let subscriber = tracing_subscriber::registry().with(layer);
+//! tracing::subscriber::with_default(subscriber, || {
+//!     for i in 0..100u64 {
+//!         tracing::info!(request_id = i, "handled");
+//!     }
+//!     tracing::error!("always kept");
+//! });
+//! drop(guard); // drains and writes every kept line
+//! let snap = engine.registry().snapshot();
+//! let info = [("level", "INFO"), ("target", module_path!())];
+//! assert_eq!(snap.counter("log_events_total", &info), Some(100)); // exact
+//! assert_eq!(snap.counter("log_events_kept_total", &[("level", "ERROR")]), Some(1));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! ## What is counted
+//!
+//! - `log_events_total{level, target}`: every event that reaches the layer, exact. The
+//!   series is resolved once per callsite (in `register_callsite`, or on the first event of
+//!   a callsite registered before the layer) and cached by the callsite's `Identifier` in a
+//!   shared map, and per thread in a 64-slot direct-mapped cache keyed by the metadata's
+//!   address: an event's lookup is a thread-local load and two compares, no lock, no
+//!   registry lookup (a cache collision costs one read-locked hash-map lookup).
+//! - `log_events_kept_total{level}`, `log_events_sampled_out_total{level}`: the decision.
+//! - The writer's `log_writer_*` counters (see [`NonBlocking`]).
+//!
+//! ## How an event is kept
+//!
+//! Its rate comes from the [`Directives`] (most specific target prefix, else its level,
+//! else the default, else 1), rounded to the nearest power of two `2^-k`. WARN and ERROR
+//! have `k = 0`: always kept. If the event, or its span or an enclosing one, carries one of
+//! the correlation fields, the event is kept iff the id's xxh3 hash has at least `k`
+//! leading zero bits: every event of one id gets the same decision, and a lower rate keeps
+//! a subset of the ids a higher one kept. A string id and its `%Display` form hash alike;
+//! an integer id hashes as the integer ([`SampleKey`]). Without an id,
+//! the event is kept with probability `2^-k` from a per-thread generator.
+//!
+//! Once an ERROR is logged inside a span carrying an id, the later events of that span and
+//! of the spans that inherit its id are kept (`sample_rate=1`); an id carried by the events
+//! alone is not tracked this way.
+//!
+//! A kept event becomes one line:
+//! `ts=2026-12-02T00:41:07.123456Z level=INFO target=my_crate::conn message="sent" bytes=42 request_id=7 sample_rate=0.0625`
+//! (values quoted when they hold spaces, `"` or `=`; the correlation field of an enclosing
+//! span appended when the event does not carry one).
+
+mod directives;
+mod writer;
+
+pub use directives::{DirectiveError, DirectiveErrorKind, Directives};
+pub use writer::{
+    DEFAULT_CAPACITY, NonBlocking, NonBlockingBuilder, OverflowPolicy, WorkerGuard, WriterStats,
+};
+
+use std::cell::Cell;
+use std::fmt::{self, Write as _};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rustc_hash::FxHashMap;
+use tracing::callsite::Identifier;
+use tracing::field::{Field, Visit};
+use tracing::span::{Attributes, Id, Record};
+use tracing::subscriber::Interest;
+use tracing::{Event, Level, Metadata, Subscriber};
+use tracing_subscriber::Layer;
+use tracing_subscriber::layer::Context;
+use tracing_subscriber::registry::LookupSpan;
+
+use crate::sample::key::keep_keyed;
+use crate::{Counter, Engine, SampleKey, k_to_rate};
+
+/// The environment variable whose directives [`SamplingLayerBuilder::build`] applies on top
+/// of [`SamplingLayerBuilder::rates`] (unless [`SamplingLayerBuilder::read_env`] is off).
+pub const ENV_VAR: &str = "HOTMETER_LOG_SAMPLING";
+
+/// The correlation fields looked for by default.
+pub const DEFAULT_CORRELATION_FIELDS: [&str; 3] = ["correlation_id", "request_id", "trace_id"];
+
+/// Why [`SamplingLayerBuilder::build`] failed.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum LayerError {
+    /// A bad directive in [`SamplingLayerBuilder::rates`].
+    Rates(DirectiveError),
+    /// A bad directive in `HOTMETER_LOG_SAMPLING`.
+    Env(DirectiveError),
+    /// A counter name of the layer is taken by another kind of metric.
+    Registry(crate::Error),
+}
+
+impl fmt::Display for LayerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LayerError::Rates(e) => write!(f, "rates: {e}"),
+            LayerError::Env(e) => write!(f, "{ENV_VAR}: {e}"),
+            LayerError::Registry(e) => write!(f, "registering the log counters: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for LayerError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            LayerError::Rates(e) | LayerError::Env(e) => Some(e),
+            LayerError::Registry(e) => Some(e),
+        }
+    }
+}
+
+/// Builds a [`SamplingLayer`]: [`SamplingLayer::builder`].
+#[derive(Debug, Clone)]
+pub struct SamplingLayerBuilder {
+    rates: String,
+    fields: Vec<&'static str>,
+    read_env: bool,
+    writer: Option<NonBlocking>,
+}
+
+impl SamplingLayerBuilder {
+    /// Sampling directives ([`Directives::parse`]): `info=0.05,my_crate::conn=0.01,0.5`.
+    /// Default: none (keep everything).
+    pub fn rates(mut self, directives: &str) -> Self {
+        self.rates = directives.to_owned();
+        self
+    }
+
+    /// The field names that carry a request's correlation id, on the event or an enclosing
+    /// span (default [`DEFAULT_CORRELATION_FIELDS`]).
+    pub fn correlation_fields(mut self, names: &[&'static str]) -> Self {
+        self.fields = names.to_vec();
+        self
+    }
+
+    /// Whether [`build`](Self::build) applies `HOTMETER_LOG_SAMPLING` on top of
+    /// [`rates`](Self::rates) (default `true`).
+    pub fn read_env(mut self, yes: bool) -> Self {
+        self.read_env = yes;
+        self
+    }
+
+    /// Where kept lines go. Without one, kept events are counted but not formatted.
+    pub fn writer(mut self, writer: NonBlocking) -> Self {
+        self.writer = Some(writer);
+        self
+    }
+
+    /// The layer, counting into `engine`'s registry.
+    ///
+    /// # Errors
+    /// [`LayerError`]: a bad directive (naming it), or a counter name already taken by
+    /// another kind of metric.
+    pub fn build(self, engine: &Arc<Engine>) -> Result<SamplingLayer, LayerError> {
+        self.build_with(EngineRef::Shared(Arc::clone(engine)))
+    }
+
+    /// The layer, counting into the global engine ([`crate::global_engine`]).
+    ///
+    /// # Errors
+    /// As [`build`](Self::build).
+    pub fn build_global(self) -> Result<SamplingLayer, LayerError> {
+        self.build_with(EngineRef::Static(crate::global_engine()))
+    }
+
+    fn build_with(self, engine: EngineRef) -> Result<SamplingLayer, LayerError> {
+        let mut directives = Directives::parse(&self.rates).map_err(LayerError::Rates)?;
+        if self.read_env
+            && let Ok(env) = std::env::var(ENV_VAR)
+        {
+            directives.extend(&env).map_err(LayerError::Env)?;
+        }
+        let r = engine.get().registry();
+        let per_level = |name: &str| -> Result<[Counter; 5], LayerError> {
+            let mut out = [None; 5];
+            for (i, l) in LEVELS.iter().enumerate() {
+                out[i] = Some(
+                    r.counter(name, &[("level", l.as_str())])
+                        .map_err(LayerError::Registry)?,
+                );
+            }
+            Ok(out.map(|c| c.expect("filled above")))
+        };
+        let kept = per_level("log_events_kept_total")?;
+        let sampled_out = per_level("log_events_sampled_out_total")?;
+        Ok(SamplingLayer {
+            // Relaxed: only uniqueness matters, which the RMW gives whatever the ordering.
+            uid: NEXT_UID.fetch_add(1, Ordering::Relaxed),
+            engine,
+            directives,
+            fields: self.fields.into_boxed_slice(),
+            sites: RwLock::new(FxHashMap::default()),
+            kept,
+            sampled_out,
+            writer: self.writer,
+            any_span_id: AtomicBool::new(false),
+        })
+    }
+}
+
+const LEVELS: [Level; 5] = [
+    Level::TRACE,
+    Level::DEBUG,
+    Level::INFO,
+    Level::WARN,
+    Level::ERROR,
+];
+
+fn level_index(l: &Level) -> usize {
+    match *l {
+        Level::TRACE => 0,
+        Level::DEBUG => 1,
+        Level::INFO => 2,
+        Level::WARN => 3,
+        _ => 4,
+    }
+}
+
+enum EngineRef {
+    Static(&'static Engine),
+    Shared(Arc<Engine>),
+}
+
+impl EngineRef {
+    fn get(&self) -> &Engine {
+        match self {
+            EngineRef::Static(e) => e,
+            EngineRef::Shared(e) => e,
+        }
+    }
+}
+
+/// What the layer caches per callsite: resolved once, copied out on every event.
+#[derive(Clone, Copy)]
+struct Site {
+    /// `log_events_total{level, target}`; `None` if the registry refused the series.
+    events: Option<Counter>,
+    /// Index into the per-level counters.
+    level: usize,
+    /// Keep probability `2^-k`.
+    k: u8,
+    /// The callsite declares one of the correlation fields.
+    has_id_field: bool,
+}
+
+/// A request's correlation id, as found on an event or span. On a span, its value is kept
+/// for the lines and `errored` is shared with the spans that inherit the id.
+#[derive(Clone, Debug)]
+struct Correlation {
+    field: &'static str,
+    /// Empty unless asked for (`FindId::want_value`).
+    value: String,
+    hash: u64,
+    /// The request logged an ERROR: its later events are kept.
+    errored: Arc<AtomicBool>,
+}
+
+/// Index of ERROR in the per-level counters.
+const ERROR_INDEX: usize = 4;
+
+/// The sampling layer: see the [module docs](self).
+pub struct SamplingLayer {
+    /// Keys this layer's entries in the per-thread site cache.
+    uid: u64,
+    engine: EngineRef,
+    directives: Directives,
+    fields: Box<[&'static str]>,
+    sites: RwLock<FxHashMap<Identifier, Site>>,
+    kept: [Counter; 5],
+    sampled_out: [Counter; 5],
+    writer: Option<NonBlocking>,
+    /// Some span has carried a correlation id: only then do events look at their span.
+    any_span_id: AtomicBool,
+}
+
+impl fmt::Debug for SamplingLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SamplingLayer")
+            .field("directives", &self.directives)
+            .field("fields", &self.fields)
+            .field("writer", &self.writer)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SamplingLayer {
+    /// A builder: rates, correlation fields, writer.
+    pub fn builder() -> SamplingLayerBuilder {
+        SamplingLayerBuilder {
+            rates: String::new(),
+            fields: DEFAULT_CORRELATION_FIELDS.to_vec(),
+            read_env: true,
+            writer: None,
+        }
+    }
+
+    /// The directives in force (after `HOTMETER_LOG_SAMPLING`).
+    pub fn directives(&self) -> &Directives {
+        &self.directives
+    }
+
+    /// The callsite's cached [`Site`]: from this thread's cache (no atomic operation), else
+    /// from the shared map (one read lock), else registered.
+    #[inline]
+    fn site(&self, meta: &'static Metadata<'static>) -> Site {
+        let addr = meta as *const Metadata<'static> as usize;
+        // Fibonacci hashing of the metadata's address onto the cache's slots.
+        let slot =
+            ((addr as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - SITE_CACHE_BITS)) as usize;
+        SITE_CACHE.with(|cache| {
+            let (uid, a, site) = cache[slot].get();
+            if uid == self.uid && a == addr {
+                return site;
+            }
+            let site = self.shared_site(meta);
+            cache[slot].set((self.uid, addr, site));
+            site
+        })
+    }
+
+    fn shared_site(&self, meta: &'static Metadata<'static>) -> Site {
+        let id = meta.callsite();
+        if let Some(s) = self
+            .sites
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&id)
+        {
+            return *s;
+        }
+        self.register(meta)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn register(&self, meta: &'static Metadata<'static>) -> Site {
+        let level = *meta.level();
+        let site = Site {
+            events: self
+                .engine
+                .get()
+                .registry()
+                .counter(
+                    "log_events_total",
+                    &[("level", level.as_str()), ("target", meta.target())],
+                )
+                .ok(),
+            level: level_index(&level),
+            k: self.directives.k_for(&level, meta.target()),
+            has_id_field: self.fields.iter().any(|f| meta.fields().field(f).is_some()),
+        };
+        *self
+            .sites
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(meta.callsite())
+            .or_insert(site)
+    }
+
+    /// Runs `f` on the correlation id of the event's span, if any (inherited ids included).
+    #[inline]
+    fn with_span_id<S, R>(
+        &self,
+        event: &Event<'_>,
+        ctx: &Context<'_, S>,
+        f: impl FnOnce(&Correlation) -> R,
+    ) -> Option<R>
+    where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+    {
+        // Relaxed: a hint. The span's creator stored `true` before the span could reach this
+        // thread, and that hand-over (entering it here) happens after the store.
+        if !self.any_span_id.load(Ordering::Relaxed) {
+            return None;
+        }
+        let span = ctx.event_span(event)?;
+        let ext = span.extensions();
+        ext.get::<Correlation>().map(f)
+    }
+}
+
+/// log2 of the per-thread site cache's slots.
+const SITE_CACHE_BITS: u32 = 6;
+
+/// Each layer's number, so that one thread's cache never serves a site to another layer
+/// (layers may come and go at the same address; numbers are never reused).
+static NEXT_UID: AtomicU64 = AtomicU64::new(1);
+
+#[allow(clippy::declare_interior_mutable_const)] // an initializer, copied per slot
+const EMPTY_SLOT: Cell<(u64, usize, Site)> = Cell::new((
+    0,
+    0,
+    Site {
+        events: None,
+        level: 0,
+        k: 0,
+        has_id_field: false,
+    },
+));
+
+thread_local! {
+    /// Per thread, direct-mapped: `(layer uid, metadata address, site)`. A layer's sites
+    /// never change once registered, so an entry never goes stale; a collision only costs
+    /// a trip to the shared map. Uid 0 is never assigned: the empty slots match nothing.
+    static SITE_CACHE: [Cell<(u64, usize, Site)>; 1 << SITE_CACHE_BITS] =
+        const { [EMPTY_SLOT; 1 << SITE_CACHE_BITS] };
+
+    static RNG: Cell<u64> = Cell::new({
+        let t = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+        let here = &t as *const u64 as u64;
+        t ^ here.rotate_left(32) ^ 0x9E37_79B9_7F4A_7C15
+    });
+}
+
+/// splitmix64 (Steele, Lea, Flood 2014) on a per-thread state: one uniform 64-bit draw.
+#[inline]
+fn random_u64() -> u64 {
+    RNG.with(|s| {
+        let x = s.get().wrapping_add(0x9E37_79B9_7F4A_7C15);
+        s.set(x);
+        let mut z = x;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    })
+}
+
+/// Finds the first correlation field among an event's or span's fields.
+struct FindId<'a> {
+    names: &'a [&'static str],
+    /// Keep the value's text (spans: it goes on their events' lines); events only hash.
+    want_value: bool,
+    found: Option<Correlation>,
+}
+
+impl<'a> FindId<'a> {
+    fn new(names: &'a [&'static str], want_value: bool) -> Self {
+        Self {
+            names,
+            want_value,
+            found: None,
+        }
+    }
+
+    fn wants(&self, field: &Field) -> bool {
+        self.found.is_none() && self.names.contains(&field.name())
+    }
+
+    fn found(&mut self, field: &Field, hash: u64, value: impl FnOnce() -> String) {
+        self.found = Some(Correlation {
+            field: field.name(),
+            value: if self.want_value {
+                value()
+            } else {
+                String::new()
+            },
+            hash,
+            errored: Arc::default(),
+        });
+    }
+}
+
+impl Visit for FindId<'_> {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if self.wants(field) {
+            self.found(field, value.key_hash(), || value.to_owned());
+        }
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        if self.wants(field) {
+            self.found(field, value.key_hash(), || value.to_string());
+        }
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        if self.wants(field) {
+            self.found(field, value.key_hash(), || value.to_string());
+        }
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        if self.wants(field) {
+            // `%id` (Display) arrives here: hashed as its text, like a `&str` id.
+            let text = format!("{value:?}");
+            self.found(field, text.key_hash(), || text.clone());
+        }
+    }
+}
+
+impl<S> Layer<S> for SamplingLayer
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    fn register_callsite(&self, meta: &'static Metadata<'static>) -> Interest {
+        if !meta.is_event() {
+            return Interest::always();
+        }
+        let id = meta.callsite();
+        let known = self
+            .sites
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(&id);
+        if !known {
+            self.register(meta);
+        }
+        Interest::always()
+    }
+
+    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
+        let Some(span) = ctx.span(id) else { return };
+        let mut find = FindId::new(&self.fields, true);
+        if self
+            .fields
+            .iter()
+            .any(|f| attrs.metadata().fields().field(f).is_some())
+        {
+            attrs.record(&mut find);
+        }
+        // A span without an id of its own inherits its parent's.
+        let found = find.found.or_else(|| {
+            span.parent()
+                .and_then(|p| p.extensions().get::<Correlation>().cloned())
+        });
+        if let Some(c) = found {
+            // Relaxed: see `with_span_id`.
+            self.any_span_id.store(true, Ordering::Relaxed);
+            // `replace`: two sampling layers over one registry both store the span's id
+            // (the same one, unless their correlation fields differ: then the last wins).
+            span.extensions_mut().replace(c);
+        }
+    }
+
+    fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
+        let Some(span) = ctx.span(id) else { return };
+        let mut find = FindId::new(&self.fields, true);
+        values.record(&mut find);
+        if let Some(c) = find.found {
+            // Relaxed: see `with_span_id`.
+            self.any_span_id.store(true, Ordering::Relaxed);
+            span.extensions_mut().replace(c);
+        }
+    }
+
+    fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
+        let meta = event.metadata();
+        let site = self.site(meta);
+        if let Some(c) = site.events {
+            c.inc();
+        }
+        if site.level == ERROR_INDEX {
+            // Relaxed: a flag read by this request's later events; those on other threads
+            // see it once they synchronize with this one (as any hand-over of the request).
+            self.with_span_id(event, &ctx, |c| c.errored.store(true, Ordering::Relaxed));
+        }
+        let mut k = site.k;
+        if k != 0 {
+            let mut key = None;
+            if site.has_id_field {
+                let mut find = FindId::new(&self.fields, false);
+                event.record(&mut find);
+                key = find.found.map(|c| c.hash);
+            }
+            if key.is_none()
+                && let Some((hash, errored)) = self.with_span_id(event, &ctx, |c| {
+                    // Relaxed: see the ERROR store above.
+                    (c.hash, c.errored.load(Ordering::Relaxed))
+                })
+            {
+                key = Some(hash);
+                if errored {
+                    k = 0;
+                }
+            }
+            let keep = k == 0
+                || match key {
+                    Some(hash) => keep_keyed(hash, k),
+                    None => random_u64().leading_zeros() >= u32::from(k),
+                };
+            if !keep {
+                self.sampled_out[site.level].inc();
+                return;
+            }
+        }
+        self.kept[site.level].inc();
+        let Some(writer) = &self.writer else { return };
+        // A span's id is appended when the event does not name one itself.
+        let span_id = if event.fields().any(|f| self.fields.contains(&f.name())) {
+            None
+        } else {
+            self.with_span_id(event, &ctx, Correlation::clone)
+        };
+        writer.send(format_line(event, k, span_id.as_ref()));
+    }
+}
+
+/// One line: `ts=... level=... target=... message=... fields... sample_rate=...\n`.
+fn format_line(event: &Event<'_>, k: u8, span_id: Option<&Correlation>) -> String {
+    let meta = event.metadata();
+    let mut line = String::with_capacity(160);
+    line.push_str("ts=");
+    push_timestamp(&mut line, SystemTime::now());
+    let _ = write!(line, " level={} target=", meta.level());
+    push_value(&mut line, meta.target());
+    let mut fields = FormatFields { line: &mut line };
+    event.record(&mut fields);
+    if let Some(c) = span_id {
+        line.push(' ');
+        line.push_str(c.field);
+        line.push('=');
+        push_value(&mut line, &c.value);
+    }
+    let _ = write!(line, " sample_rate={}", k_to_rate(k));
+    line.push('\n');
+    line
+}
+
+struct FormatFields<'a> {
+    line: &'a mut String,
+}
+
+impl Visit for FormatFields<'_> {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.line.push(' ');
+        self.line.push_str(field.name());
+        self.line.push('=');
+        push_value(self.line, value);
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        self.record_str(field, &format!("{value:?}"));
+    }
+}
+
+/// A value as is when it is a plain token, else quoted with `\"`, `\\`, `\n` escaped.
+fn push_value(line: &mut String, v: &str) {
+    let plain = !v.is_empty()
+        && !v
+            .chars()
+            .any(|c| c.is_whitespace() || c == '"' || c == '=' || c == '\\' || c.is_control());
+    if plain {
+        line.push_str(v);
+        return;
+    }
+    line.push('"');
+    for c in v.chars() {
+        match c {
+            '"' => line.push_str("\\\""),
+            '\\' => line.push_str("\\\\"),
+            '\n' => line.push_str("\\n"),
+            '\r' => line.push_str("\\r"),
+            '\t' => line.push_str("\\t"),
+            c if c.is_control() => {
+                let _ = write!(line, "\\u{{{:x}}}", c as u32);
+            }
+            c => line.push(c),
+        }
+    }
+    line.push('"');
+}
+
+/// RFC 3339 UTC with microseconds, from days-since-epoch to civil date (Howard Hinnant's
+/// `civil_from_days`).
+fn push_timestamp(line: &mut String, t: SystemTime) {
+    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs();
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    let _ = write!(
+        line,
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:06}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60,
+        d.subsec_micros()
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn timestamps_are_rfc3339_utc() {
+        let mut s = String::new();
+        push_timestamp(&mut s, UNIX_EPOCH);
+        assert_eq!(s, "1970-01-01T00:00:00.000000Z");
+        s.clear();
+        // 2024-02-29T12:34:56.789012Z (a leap day).
+        push_timestamp(
+            &mut s,
+            UNIX_EPOCH + Duration::new(1_709_210_096, 789_012_000),
+        );
+        assert_eq!(s, "2024-02-29T12:34:56.789012Z");
+    }
+
+    #[test]
+    fn values_are_quoted_only_when_needed() {
+        let mut s = String::new();
+        push_value(&mut s, "plain::token-1");
+        push_value(&mut s, "two words");
+        push_value(&mut s, "a=\"b\"\\\n");
+        push_value(&mut s, "");
+        assert_eq!(s, "plain::token-1\"two words\"\"a=\\\"b\\\"\\\\\\n\"\"\"");
+    }
+
+    #[test]
+    fn the_generator_keeps_about_two_to_the_minus_k() {
+        // 2^-3 of 80,000 draws: mean 10,000, SE sqrt(80,000 * 1/8 * 7/8) = 93.5; a 5 SE band
+        // fails with probability 6e-7 for a uniform generator.
+        let n = 80_000;
+        let kept = (0..n).filter(|_| random_u64().leading_zeros() >= 3).count() as f64;
+        assert!((kept - 10_000.0).abs() <= 5.0 * 93.5, "kept {kept}");
+    }
+}

@@ -1,0 +1,571 @@
+//! The `tracing` layer and its non-blocking writer (feature `tracing`): exact counts,
+//! WARN/ERROR never sampled, consistent keyed sampling, lossless shutdown, exact accounting
+//! under overflow, directive errors.
+#![cfg(feature = "tracing")]
+
+use std::collections::{BTreeMap, HashSet};
+use std::io::{self, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+
+use hotmeter::Engine;
+use hotmeter::tracing_layer::{
+    DirectiveErrorKind, Directives, LayerError, NonBlocking, OverflowPolicy, SamplingLayer,
+};
+use tracing::{Dispatch, Level};
+use tracing_subscriber::layer::SubscriberExt;
+
+/// An in-memory sink shared with the test.
+#[derive(Clone, Default)]
+struct Sink(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Sink {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Sink {
+    fn lines(&self) -> Vec<String> {
+        String::from_utf8(self.0.lock().unwrap().clone())
+            .unwrap()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+fn engine() -> Arc<Engine> {
+    Arc::new(Engine::builder().build().unwrap())
+}
+
+fn counter(e: &Engine, name: &str, labels: &[(&str, &str)]) -> u64 {
+    e.registry().snapshot().counter(name, labels).unwrap_or(0)
+}
+
+fn emit_every_level(n: u64) {
+    for i in 0..n {
+        tracing::trace!(target: "app::a", i, "t");
+        tracing::debug!(target: "app::a", i, "d");
+        tracing::info!(target: "app::b", i, "i");
+        tracing::info!(target: "app::c", i, "i2");
+        tracing::warn!(target: "app::b", i, "w");
+        tracing::error!(target: "app::c", i, "e");
+    }
+}
+
+/// Every event is counted exactly per level and target (each target here is one callsite
+/// per level), from 2 threads, whatever the sampling keeps; kept + sampled out = seen.
+#[test]
+fn counts_are_exact_per_level_and_callsite_under_two_threads() {
+    let e = engine();
+    let sink = Sink::default();
+    let (writer, guard) = NonBlocking::builder()
+        .capacity(1 << 16)
+        .build(sink.clone(), &e)
+        .unwrap();
+    let layer = SamplingLayer::builder()
+        .rates("0.125,app::b=0.5")
+        .read_env(false)
+        .writer(writer.clone())
+        .build(&e)
+        .unwrap();
+    let dispatch = Dispatch::new(tracing_subscriber::registry().with(layer));
+    let n = 3_000u64;
+    thread::scope(|s| {
+        for _ in 0..2 {
+            let d = dispatch.clone();
+            s.spawn(move || tracing::dispatcher::with_default(&d, || emit_every_level(n)));
+        }
+    });
+    drop(guard);
+    for (level, target, seen) in [
+        ("TRACE", "app::a", 2 * n),
+        ("DEBUG", "app::a", 2 * n),
+        ("INFO", "app::b", 2 * n),
+        ("INFO", "app::c", 2 * n),
+        ("WARN", "app::b", 2 * n),
+        ("ERROR", "app::c", 2 * n),
+    ] {
+        let got = counter(
+            &e,
+            "log_events_total",
+            &[("level", level), ("target", target)],
+        );
+        assert_eq!(got, seen, "{level} {target}");
+    }
+    let mut kept_total = 0;
+    for (level, seen) in [
+        ("TRACE", 2 * n),
+        ("DEBUG", 2 * n),
+        ("INFO", 4 * n),
+        ("WARN", 2 * n),
+        ("ERROR", 2 * n),
+    ] {
+        let kept = counter(&e, "log_events_kept_total", &[("level", level)]);
+        let out = counter(&e, "log_events_sampled_out_total", &[("level", level)]);
+        assert_eq!(kept + out, seen, "{level}");
+        kept_total += kept;
+    }
+    // Every kept event became one written line (the queue never overflowed).
+    let lines = sink.lines();
+    assert_eq!(lines.len() as u64, kept_total);
+    let st = writer.stats();
+    assert_eq!(
+        (st.accepted, st.written, st.dropped()),
+        (kept_total, kept_total, 0)
+    );
+    // Sample rates are annotated: 0.125 for app::a, 0.5 for app::b INFO, 1 for WARN/ERROR.
+    for l in &lines {
+        let rate = l.rsplit_once(" sample_rate=").unwrap().1;
+        let expect = if l.contains("level=WARN") || l.contains("level=ERROR") {
+            "1"
+        } else if l.contains("target=app::b") {
+            "0.5"
+        } else {
+            "0.125"
+        };
+        assert_eq!(rate, expect, "{l}");
+    }
+}
+
+/// WARN and ERROR are never sampled out, even at the smallest rate, and a directive that
+/// tries to sample them is refused.
+#[test]
+fn warn_and_error_are_never_sampled_out() {
+    let e = engine();
+    let layer = SamplingLayer::builder()
+        .rates("1e-15,app=1e-15")
+        .read_env(false)
+        .build(&e)
+        .unwrap();
+    let dispatch = Dispatch::new(tracing_subscriber::registry().with(layer));
+    let n = 2_000u64;
+    thread::scope(|s| {
+        for _ in 0..2 {
+            let d = dispatch.clone();
+            s.spawn(move || tracing::dispatcher::with_default(&d, || emit_every_level(n)));
+        }
+    });
+    for level in ["WARN", "ERROR"] {
+        assert_eq!(
+            counter(&e, "log_events_sampled_out_total", &[("level", level)]),
+            0
+        );
+        assert_eq!(
+            counter(&e, "log_events_kept_total", &[("level", level)]),
+            2 * n
+        );
+    }
+    // At 2^-50 every INFO is dropped (a kept one would have probability 2.4e-11).
+    assert_eq!(
+        counter(&e, "log_events_kept_total", &[("level", "INFO")]),
+        0
+    );
+    for d in ["warn=0.5", "ERROR=0.01"] {
+        let err = Directives::parse(d).unwrap_err();
+        assert!(
+            matches!(err.kind, DirectiveErrorKind::NeverSampled(_)),
+            "{d}"
+        );
+    }
+}
+
+/// Extracts the correlation id from a line (`request_id=` on the event, or the span's
+/// `correlation_id=` appended).
+fn line_id(line: &str) -> String {
+    for key in [" request_id=", " correlation_id="] {
+        if let Some((_, rest)) = line.split_once(key) {
+            return rest.split(' ').next().unwrap().to_owned();
+        }
+    }
+    panic!("no id in {line}");
+}
+
+/// Over 100,000 correlation ids at rate 2^-3 (and 2^-5 on a second layer): each id's
+/// events are all kept or all dropped, whether the id is on the event or on an enclosing
+/// span; the kept share of ids is within p ± 3 binomial standard errors; the ids kept at
+/// 2^-5 are a subset of those kept at 2^-3.
+#[test]
+fn keyed_sampling_is_consistent_per_correlation_id() {
+    let ids = 100_000u64;
+    let per_id = 3;
+    let mut layers = Vec::new();
+    let mut sinks = Vec::new();
+    let mut guards = Vec::new();
+    for rate in ["info=0.125", "info=0.03125"] {
+        let e = engine();
+        let sink = Sink::default();
+        let (w, g) = NonBlocking::builder()
+            .capacity(1 << 18)
+            .build(sink.clone(), &e)
+            .unwrap();
+        layers.push(
+            SamplingLayer::builder()
+                .rates(rate)
+                .read_env(false)
+                .writer(w)
+                .build(&e)
+                .unwrap(),
+        );
+        sinks.push(sink);
+        guards.push(g);
+    }
+    let l2 = layers.pop().unwrap();
+    let l1 = layers.pop().unwrap();
+    let subscriber = tracing_subscriber::registry().with(l1).with(l2);
+    tracing::subscriber::with_default(subscriber, || {
+        for i in 0..ids {
+            if i.is_multiple_of(2) {
+                for j in 0..per_id {
+                    tracing::info!(request_id = i, j, "on the event");
+                }
+            } else {
+                let span = tracing::info_span!("req", correlation_id = %format!("r{i}"));
+                let _g = span.enter();
+                let inner = tracing::info_span!("inner");
+                let _g2 = inner.enter();
+                for j in 0..per_id {
+                    tracing::info!(j, "in a span");
+                }
+            }
+        }
+    });
+    drop(guards);
+    let mut kept_sets = Vec::new();
+    for (sink, p) in sinks.iter().zip([0.125f64, 0.03125]) {
+        let mut per: BTreeMap<String, usize> = BTreeMap::new();
+        for l in sink.lines() {
+            *per.entry(line_id(&l)).or_default() += 1;
+        }
+        for (id, n) in &per {
+            assert_eq!(*n, per_id, "id {id}: {n} of its {per_id} events kept");
+        }
+        let share = per.len() as f64 / ids as f64;
+        let se = (p * (1.0 - p) / ids as f64).sqrt();
+        // 3 SE band (0.31 points at p = 1/8, 0.16 at 1/32, both inside the issue's ±1 point):
+        // false-failure probability 0.27% per rate for an ideal hash; ids and hash are fixed,
+        // so the outcome is deterministic.
+        assert!((share - p).abs() <= 3.0 * se, "p={p}: kept share {share}");
+        kept_sets.push(per.into_keys().collect::<HashSet<_>>());
+    }
+    assert!(kept_sets[1].is_subset(&kept_sets[0]));
+}
+
+/// A sink whose first write waits until the test opens the gate: the queue overflows
+/// deterministically while it waits.
+#[derive(Clone)]
+struct GatedSink {
+    inner: Sink,
+    open: Arc<AtomicBool>,
+}
+
+impl Write for GatedSink {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        while !self.open.load(Ordering::Acquire) {
+            thread::yield_now();
+        }
+        self.inner.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+fn overflow_run(policy: OverflowPolicy) -> (Vec<String>, hotmeter::tracing_layer::WriterStats) {
+    let e = engine();
+    let sink = GatedSink {
+        inner: Sink::default(),
+        open: Arc::new(AtomicBool::new(false)),
+    };
+    let (w, guard) = NonBlocking::builder()
+        .capacity(8)
+        .overflow(policy)
+        .build(sink.clone(), &e)
+        .unwrap();
+    for i in 0..1_000 {
+        w.send(format!("line {i}\n"));
+    }
+    // Release: pairs with the sink's Acquire load.
+    sink.open.store(true, Ordering::Release);
+    drop(guard);
+    // Sent after the guard: refused and counted.
+    w.send("late\n".into());
+    let st = w.stats();
+    // The registry's counters agree with the writer's view.
+    assert_eq!(counter(&e, "log_writer_accepted_total", &[]), st.accepted);
+    assert_eq!(
+        counter(&e, "log_writer_dropped_total", &[("reason", "overflow")]),
+        st.dropped_overflow
+    );
+    (sink.inner.lines(), st)
+}
+
+/// Drop-oldest, drop-newest and block-with-timeout against a stalled sink: accepted =
+/// written + dropped exactly, what was written is what the sink holds, and the policy
+/// decides which lines survive (block: the first ones, the rest refused after its wait).
+#[test]
+fn overflow_accounting_is_exact() {
+    for policy in [
+        OverflowPolicy::DropOldest,
+        OverflowPolicy::DropNewest,
+        OverflowPolicy::Block(Duration::from_micros(200)),
+    ] {
+        let (lines, st) = overflow_run(policy);
+        assert_eq!(st.accepted, 1_001, "{policy:?}");
+        assert_eq!(st.accepted, st.written + st.dropped(), "{policy:?}");
+        assert_eq!(st.dropped_closed, 1);
+        assert_eq!(st.dropped_io_error, 0);
+        // The queue-full drops go by the policy's reason, all of them.
+        let full = st.dropped() - st.dropped_closed;
+        assert!(full >= 991, "{policy:?}: {full}");
+        let by_reason = if let OverflowPolicy::Block(_) = policy {
+            (0, full)
+        } else {
+            (full, 0)
+        };
+        assert_eq!((st.dropped_overflow, st.dropped_timeout), by_reason);
+        assert_eq!(lines.len() as u64, st.written);
+        // The worker holds at most one line while the gate is shut, the queue 8 more.
+        assert!(
+            (8..=9).contains(&lines.len()),
+            "{policy:?}: {}",
+            lines.len()
+        );
+        let nums: Vec<u32> = lines
+            .iter()
+            .map(|l| l.strip_prefix("line ").unwrap().parse().unwrap())
+            .collect();
+        match policy {
+            // The last 8 sent survive.
+            OverflowPolicy::DropOldest => assert_eq!(
+                nums[nums.len() - 8..],
+                [992, 993, 994, 995, 996, 997, 998, 999]
+            ),
+            // The first 8 sent survive, and at most one later line: the one that took the
+            // slot line 0 left when the worker took it out to write.
+            _ => {
+                assert_eq!(nums[..8], [0, 1, 2, 3, 4, 5, 6, 7]);
+                assert!(nums.windows(2).all(|w| w[0] < w[1]), "{nums:?}");
+            }
+        }
+    }
+}
+
+/// Every line accepted before the guard drops is written, from 2 threads, against a tally;
+/// and under overflow from 2 threads the identity still holds.
+#[test]
+fn shutdown_writes_every_accepted_line() {
+    for (capacity, lossless) in [(1 << 15, true), (4, false)] {
+        let e = engine();
+        let sink = Sink::default();
+        let (w, guard) = NonBlocking::builder()
+            .capacity(capacity)
+            .build(sink.clone(), &e)
+            .unwrap();
+        let per_thread = 10_000;
+        thread::scope(|s| {
+            for t in 0..2 {
+                let w = w.clone();
+                s.spawn(move || {
+                    for i in 0..per_thread {
+                        w.send(format!("{t}-{i}\n"));
+                    }
+                });
+            }
+        });
+        drop(guard);
+        let st = w.stats();
+        let lines = sink.lines();
+        assert_eq!(st.accepted, 2 * per_thread);
+        assert_eq!(st.accepted, st.written + st.dropped());
+        assert_eq!(lines.len() as u64, st.written);
+        let distinct: HashSet<&String> = lines.iter().collect();
+        assert_eq!(distinct.len(), lines.len(), "a line written twice");
+        if lossless {
+            let tally: HashSet<String> = (0..2)
+                .flat_map(|t| (0..per_thread).map(move |i| format!("{t}-{i}")))
+                .collect();
+            assert_eq!(distinct.len() as u64, 2 * per_thread);
+            assert!(distinct.iter().all(|l| tally.contains(*l)));
+        }
+    }
+}
+
+/// A kept line: timestamp, level, target, message, fields, the span's id, the sample rate.
+#[test]
+fn kept_lines_are_key_value_text() {
+    let e = engine();
+    let sink = Sink::default();
+    let (w, guard) = NonBlocking::builder().build(sink.clone(), &e).unwrap();
+    let layer = SamplingLayer::builder()
+        .read_env(false)
+        .writer(w)
+        .build(&e)
+        .unwrap();
+    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+        let span = tracing::info_span!("req", trace_id = "t-1");
+        let _g = span.enter();
+        tracing::event!(target: "app::x", Level::INFO, bytes = 42u64, user = "a b", "sent {}", 3);
+    });
+    drop(guard);
+    let lines = sink.lines();
+    assert_eq!(lines.len(), 1);
+    let l = &lines[0];
+    assert!(l.starts_with("ts=20"), "{l}");
+    let rest = l.split_once(' ').unwrap().1;
+    assert_eq!(
+        rest,
+        "level=INFO target=app::x message=\"sent 3\" bytes=42 user=\"a b\" trace_id=t-1 sample_rate=1"
+    );
+}
+
+/// Bad directives: a typed error naming the directive at fault.
+#[test]
+fn bad_directives_are_named() {
+    type IsKind = fn(&DirectiveErrorKind) -> bool;
+    let cases: [(&str, &str, IsKind); 6] = [
+        ("info=0.5,info=abc", "info=abc", |k| {
+            matches!(k, DirectiveErrorKind::NotANumber)
+        }),
+        ("my crate=0.5", "my crate=0.5", |k| {
+            matches!(k, DirectiveErrorKind::Syntax)
+        }),
+        ("=0.5", "=0.5", |k| matches!(k, DirectiveErrorKind::Syntax)),
+        ("a::=0.5", "a::=0.5", |k| {
+            matches!(k, DirectiveErrorKind::Syntax)
+        }),
+        ("debug=0", "debug=0", |k| {
+            matches!(k, DirectiveErrorKind::Rate(_))
+        }),
+        ("1e-30", "1e-30", |k| {
+            matches!(k, DirectiveErrorKind::Rate(_))
+        }),
+    ];
+    for (input, directive, kind) in cases {
+        let err = Directives::parse(input).unwrap_err();
+        assert_eq!(err.directive, directive, "{input}");
+        assert!(kind(&err.kind), "{input}: {:?}", err.kind);
+        assert!(err.to_string().contains(&format!("`{directive}`")), "{err}");
+    }
+    let err = SamplingLayer::builder()
+        .rates("info=2")
+        .read_env(false)
+        .build(&engine())
+        .unwrap_err();
+    assert!(matches!(err, LayerError::Rates(ref d) if d.directive == "info=2"));
+    assert!(err.to_string().contains("`info=2`"), "{err}");
+}
+
+/// The block policy with a generous timeout loses nothing, from 2 threads through a queue of
+/// 4: every line is written, against a tally.
+#[test]
+fn block_policy_drops_nothing() {
+    let e = engine();
+    let sink = Sink::default();
+    let (w, guard) = NonBlocking::builder()
+        .capacity(4)
+        .overflow(OverflowPolicy::Block(Duration::from_secs(60)))
+        .build(sink.clone(), &e)
+        .unwrap();
+    let per_thread = 10_000u64;
+    thread::scope(|s| {
+        for t in 0..2 {
+            let w = w.clone();
+            s.spawn(move || {
+                for i in 0..per_thread {
+                    w.send(format!("{t}-{i}\n"));
+                }
+            });
+        }
+    });
+    drop(guard);
+    let st = w.stats();
+    assert_eq!(
+        (st.accepted, st.written, st.dropped()),
+        (2 * per_thread, 2 * per_thread, 0)
+    );
+    let lines: HashSet<String> = sink.lines().into_iter().collect();
+    let tally: HashSet<String> = (0..2)
+        .flat_map(|t| (0..per_thread).map(move |i| format!("{t}-{i}")))
+        .collect();
+    assert_eq!(lines, tally);
+}
+
+/// A request (an id on its span) that logs an ERROR keeps its later events, in its span
+/// and in child spans that inherit the id, at `sample_rate=1`; its earlier events and a
+/// request without an error stay sampled out. At 2^-50 (1e-15) an id is kept by the keyed
+/// rule with probability 8.9e-16, and these ids are fixed: the outcome is deterministic.
+#[test]
+fn an_error_keeps_the_rest_of_its_request() {
+    let e = engine();
+    let sink = Sink::default();
+    let (w, guard) = NonBlocking::builder().build(sink.clone(), &e).unwrap();
+    let layer = SamplingLayer::builder()
+        .rates("1e-15")
+        .read_env(false)
+        .writer(w)
+        .build(&e)
+        .unwrap();
+    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+        for id in ["ok-1", "bad-2", "ok-3"] {
+            let span = tracing::info_span!("req", correlation_id = id);
+            let _g = span.enter();
+            tracing::info!(step = 1, "before");
+            if id.starts_with("bad") {
+                tracing::error!("failed");
+            }
+            tracing::info!(step = 2, "after");
+            let child = tracing::info_span!("db");
+            let _c = child.enter();
+            tracing::debug!(step = 3, "in a child span");
+        }
+    });
+    drop(guard);
+    let lines = sink.lines();
+    let got: Vec<(&str, &str, &str)> = lines
+        .iter()
+        .map(|l| {
+            let level = l
+                .split(" level=")
+                .nth(1)
+                .unwrap()
+                .split(' ')
+                .next()
+                .unwrap();
+            let rate = l.rsplit_once(" sample_rate=").unwrap().1;
+            (level, line_id_ref(l), rate)
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("ERROR", "bad-2", "1"),
+            ("INFO", "bad-2", "1"),
+            ("DEBUG", "bad-2", "1"),
+        ]
+    );
+    assert_eq!(
+        counter(&e, "log_events_kept_total", &[("level", "INFO")]),
+        1
+    );
+    assert_eq!(
+        counter(&e, "log_events_sampled_out_total", &[("level", "INFO")]),
+        5
+    );
+}
+
+fn line_id_ref(line: &str) -> &str {
+    line.split_once(" correlation_id=")
+        .unwrap()
+        .1
+        .split(' ')
+        .next()
+        .unwrap()
+}

@@ -34,11 +34,13 @@
 //! code being measured is the very code you ship (no flag on the hot path):
 //!
 //! - *recording* repetitions run with the engine as configured;
-//! - *off* repetitions run with the engine's sampling paused: a call whose geometric
-//!   countdown runs out (or a keyed call its key selects) takes no record, reads no clock
-//!   (a [`sampled_timer!`](crate::sampled_timer) stays a count) and pushes nothing, and its
-//!   next 65,536 calls skip the decision altogether. The flusher keeps running (it finds
-//!   nothing to drain).
+//! - *off* repetitions run with sampling paused **on the harness's worker threads only**
+//!   (your application's other threads keep sampling): a call whose geometric countdown
+//!   runs out (or a keyed call its key selects) takes no record, reads no clock (a
+//!   [`sampled_timer!`](crate::sampled_timer) stays a count) and pushes nothing, and its
+//!   next 65,536 calls skip the decision altogether; after the repetition the worker
+//!   re-arms its countdowns, so nothing of the pause outlives it. The flusher keeps running
+//!   (it drains only critical records, which are never sampled out).
 //!
 //! Still recorded in both: every **exact** update (counters, gauges, histograms, the exact
 //! count and sum of every sampled event, the countdown compare) and critical events. So the
@@ -77,8 +79,9 @@
 //!
 //! The [`Verdict`] compares that interval with the [`Budget`]: [`Verdict::Within`] when it
 //! lies under the budget, [`Verdict::Over`] when it lies above, and `LikelyWithin` /
-//! `LikelyOver` by the median when it straddles it. [`OverheadReport::passed`] accepts the
-//! first two kinds at every thread count; match on [`OverheadReport::verdict`] to be stricter.
+//! `LikelyOver` by the median when it straddles it. [`OverheadReport::passed`] accepts
+//! `Within` and `LikelyWithin` at every thread count; match on [`OverheadReport::verdict`]
+//! to be stricter.
 //!
 //! Wall-clock numbers need a quiet machine: the adaptive controller sees the run's average
 //! load (half the repetitions record nothing), and another process taking a core shows up
@@ -96,7 +99,7 @@ use std::sync::{Barrier, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use crate::Engine;
-use crate::sample::sampled::{Sampled, cells, rearm_this_thread, sum_cells};
+use crate::sample::sampled::{Sampled, cells, pause_this_thread, rearm_this_thread, sum_cells};
 
 pub use stats::{MedianInterval, median, median_interval};
 
@@ -395,7 +398,7 @@ impl MetaDuring {
 /// What the recording run was compared with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Baseline {
-    /// The same closure with the engine's sampling paused ([`Harness::run`]).
+    /// The same closure with sampling paused on the workers ([`Harness::run`]).
     SamplingOff,
     /// A bare twin of the closure ([`Harness::compare`]).
     Bare,
@@ -657,7 +660,7 @@ impl<'e> Harness<'e> {
         self
     }
 
-    /// Times `f(iters)` with the engine recording and with its sampling paused (see the
+    /// Times `f(iters)` with the engine recording and with sampling paused on its worker threads (see the
     /// module docs for what that switches off), in interleaved pairs at each thread count.
     /// `f` is your loop: it should do `iters` iterations of the code to measure.
     ///
@@ -740,8 +743,6 @@ impl<'e> Harness<'e> {
         bare: Option<&(dyn Fn(u64) + Sync)>,
     ) -> ThreadRun {
         let engine = self.engine;
-        let pipeline = engine.registry().pipeline();
-        let _resume = Resume(pipeline);
         let pool = Pool::new(threads);
         let mut recording_ns = Vec::with_capacity(self.repetitions);
         let mut baseline_ns = Vec::with_capacity(self.repetitions);
@@ -753,7 +754,6 @@ impl<'e> Harness<'e> {
             let _stop = StopOnDrop(&pool);
             // One repetition in `mode`: its wall time, and the events and records it made.
             let rep = |iters: u64, recording: bool| {
-                pipeline.set_paused(!recording && bare.is_none());
                 let series = sampled_series(engine);
                 let (events, pushed) = (
                     sum_cells(&series, cells::COUNT),
@@ -762,7 +762,8 @@ impl<'e> Harness<'e> {
                 let wall = pool.run(Cmd {
                     iters,
                     recording,
-                    rearm: recording.then_some(series),
+                    paused: !recording && bare.is_none(),
+                    series,
                 });
                 let series = sampled_series(engine);
                 (
@@ -821,7 +822,6 @@ impl<'e> Harness<'e> {
                     }
                 }
             }
-            pipeline.set_paused(false);
             engine.flush();
             meta.wall_seconds = start.elapsed().as_secs_f64();
             let after = engine.published().stats.clone();
@@ -871,22 +871,17 @@ fn dropped(engine: &Engine) -> u64 {
         .sum()
 }
 
-/// Resumes the engine's sampling when the measurement ends, also by a panic.
-struct Resume<'a>(&'a crate::sample::pipeline::Pipeline);
-
-impl Drop for Resume<'_> {
-    fn drop(&mut self) {
-        self.0.set_paused(false);
-    }
-}
-
 /// One repetition's orders for the workers.
 struct Cmd {
     iters: u64,
     /// The instrumented closure (else the bare one, when there is one).
     recording: bool,
-    /// Restart these series' countdowns on each worker before starting.
-    rearm: Option<Vec<Sampled>>,
+    /// Sampling paused on the workers (an *off* repetition without a bare twin).
+    paused: bool,
+    /// The engine's sampled series: a worker restarts their countdowns on its thread
+    /// before a recording repetition and after a paused one (so a paused repetition leaves
+    /// nothing behind in the arena the thread hands on when it exits).
+    series: Vec<Sampled>,
 }
 
 /// The worker threads of one thread count, driven one repetition at a time: the main
@@ -953,13 +948,15 @@ impl Pool {
     fn worker(&self, f: &(dyn Fn(u64) + Sync), bare: Option<&(dyn Fn(u64) + Sync)>) {
         loop {
             self.go.wait();
-            let (iters, recording, rearm) = match &*lock(&self.cmd) {
+            let (iters, recording, paused, series) = match &*lock(&self.cmd) {
                 None => return,
-                Some(c) => (c.iters, c.recording, c.rearm.clone()),
+                Some(c) => (c.iters, c.recording, c.paused, c.series.clone()),
             };
-            if let Some(series) = rearm {
+            if recording {
                 rearm_this_thread(&series);
             }
+            // Only this worker thread: the application's other threads keep sampling.
+            pause_this_thread(paused);
             let body = match bare {
                 Some(b) if !recording => b,
                 _ => f,
@@ -968,6 +965,10 @@ impl Pool {
             let start = Instant::now();
             let outcome = catch_unwind(AssertUnwindSafe(|| body(iters)));
             let end = Instant::now();
+            if paused {
+                pause_this_thread(false);
+                rearm_this_thread(&series);
+            }
             if let Err(p) = outcome {
                 lock(&self.panic).get_or_insert(p);
             }

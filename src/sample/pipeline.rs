@@ -102,9 +102,6 @@ pub struct Pipeline {
     closed: AtomicBool,
     /// Set once something will drain this pipeline's rings (a flusher, or calibration).
     accepts: AtomicBool,
-    /// Set while sampling is paused (the overhead harness's run-time off switch, see
-    /// [`Pipeline::is_paused`]).
-    paused: AtomicBool,
     /// Pushes in progress by threads whose slot is gone (past their thread-local
     /// destructors): rare, so one shared counter.
     stragglers: AtomicU32,
@@ -217,7 +214,6 @@ impl Pipeline {
             published: Mutex::new(Arc::default()),
             closed: AtomicBool::new(false),
             accepts: AtomicBool::new(false),
-            paused: AtomicBool::new(false),
             stragglers: AtomicU32::new(0),
         }
     }
@@ -371,24 +367,6 @@ impl Pipeline {
     /// Lets threads create rings here: something (a flusher, `Engine::flush`) drains them.
     pub(crate) fn allow_rings(&self) {
         self.accepts.store(true, Ordering::Relaxed);
-    }
-
-    /// Whether sampling is paused: read only on the cold path (a call whose countdown ran
-    /// out, or a keyed call its key selected), which then samples nothing and pushes no
-    /// record. Exact counts and sums, and critical events, are recorded as ever.
-    #[inline]
-    pub fn is_paused(&self) -> bool {
-        // Relaxed: a switch between measurement runs (the harness sets it while no recording
-        // it measures is in flight); a call that sees it late samples one more record.
-        self.paused.load(Ordering::Relaxed)
-    }
-
-    /// Pauses or resumes sampling (see [`Pipeline::is_paused`]): the overhead harness's
-    /// run-time off switch.
-    #[cfg(feature = "bench")]
-    pub(crate) fn set_paused(&self, paused: bool) {
-        // Relaxed: see `is_paused`.
-        self.paused.store(paused, Ordering::Relaxed);
     }
 
     /// Whether a thread may create a ring here: drained by someone and not shut down.

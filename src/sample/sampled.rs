@@ -637,12 +637,41 @@ fn no_sampler(cells: Cells, n: u64) {
     cells.set(GAP_K, NO_GAP);
 }
 
-/// Sampling is paused ([`Pipeline::is_paused`]): not sampled, and the next 2^16 calls skip
-/// the slow path (a thread that does not re-arm with [`rearm_this_thread`] resumes within
-/// as many calls of each series once sampling resumes). `true` when paused.
+#[cfg(feature = "bench")]
+std::thread_local! {
+    /// Set on the overhead harness's worker threads during its *off* repetitions.
+    static PAUSED: core::cell::Cell<bool> = const { core::cell::Cell::new(false) };
+}
+
+/// Whether sampling is paused on this thread: only the overhead harness's workers, during
+/// its *off* repetitions (feature `bench`; without it this is `false` and costs nothing).
+/// Per thread, so a measurement never pauses the application's other threads.
 #[inline(always)]
-fn paused(cells: Cells, s: &SampledSeries, n: u64) -> bool {
-    if !s.metric.pipeline.is_paused() {
+fn paused_here() -> bool {
+    #[cfg(feature = "bench")]
+    {
+        PAUSED.with(core::cell::Cell::get)
+    }
+    #[cfg(not(feature = "bench"))]
+    {
+        false
+    }
+}
+
+/// Pauses or resumes sampling on the calling thread (the overhead harness's run-time off
+/// switch): while paused, a call whose countdown runs out samples nothing, pushes no record
+/// and skips its next 2^16 decisions; exact counts and sums, and critical events, are
+/// recorded as ever. Re-arm with [`rearm_this_thread`] when resuming.
+#[cfg(feature = "bench")]
+pub(crate) fn pause_this_thread(paused: bool) {
+    PAUSED.with(|p| p.set(paused));
+}
+
+/// Sampling is paused on this thread ([`paused_here`]): not sampled, and the next 2^16
+/// calls skip the slow path (until [`rearm_this_thread`]). `true` when paused.
+#[inline(always)]
+fn paused(cells: Cells, n: u64) -> bool {
+    if !paused_here() {
         return false;
     }
     cells.set(NEXT_AT, n + (1 << 16));
@@ -674,7 +703,7 @@ pub(crate) fn sum_cells(series: &[Sampled], offset: u32) -> u64 {
 #[cold]
 #[inline(never)]
 fn decide_slow(cells: Cells, s: &SampledSeries, n: u64) -> Option<u8> {
-    if paused(cells, s, n) {
+    if paused(cells, n) {
         return None;
     }
     with_sampler(&s.metric.pipeline, |t| decide(t, cells, s, n)).unwrap_or_else(|| {
@@ -687,7 +716,7 @@ fn decide_slow(cells: Cells, s: &SampledSeries, n: u64) -> Option<u8> {
 /// cold callers (a call site's and a handle's), so the sampled path is one out-of-line call.
 #[inline(always)]
 fn sample_slow(cells: Cells, s: &SampledSeries, n: u64, value: f64, key: u64) {
-    if paused(cells, s, n) {
+    if paused(cells, n) {
         return;
     }
     let pipeline = &s.metric.pipeline;
@@ -715,7 +744,7 @@ fn sample_handle_slow(cells: Cells, s: &SampledSeries, n: u64, value: f64, key: 
 #[cold]
 #[inline(never)]
 fn keyed_slow(cells: Cells, s: &SampledSeries, value: f64, key: u64, k: u8) {
-    if s.metric.pipeline.is_paused() {
+    if paused_here() {
         return;
     }
     let time_ns = s.metric.pipeline.coarse_ns();

@@ -206,7 +206,11 @@ fn the_harness_switches_sampling_per_repetition() {
         t.spawn(|| s.record(1.0));
     });
     s.record(1.0);
-    assert_eq!((s.count(), pushed()), (before + 2, p0 + 2), "rate 1: both sampled");
+    assert_eq!(
+        (s.count(), pushed()),
+        (before + 2, p0 + 2),
+        "rate 1: both sampled"
+    );
 }
 
 /// `compare` runs the bare closure for the baseline, the instrumented one for recording.

@@ -98,7 +98,7 @@ impl Directives {
     /// Parses a comma-separated list of `LEVEL=RATE` (`trace`, `debug`, `info`: WARN and
     /// ERROR are refused), `TARGET=RATE` (a module path prefix, matched on `::` boundaries)
     /// and a bare `RATE` (the default). Rates are probabilities in `(0, 1]`, rounded to the
-    /// nearest power of two ([`rate_to_k`]). Whitespace around items is ignored; empty items
+    /// nearest power of two in log space, as everywhere in hotmeter ([`rate_to_k`]: 0.72 → 1, 0.7 → 1/2). Whitespace around items is ignored; empty items
     /// are skipped. A later directive for the same level or target replaces an earlier one.
     ///
     /// # Errors

@@ -45,7 +45,7 @@
 //! ## How an event is kept
 //!
 //! Its rate comes from the [`Directives`] (most specific target prefix, else its level,
-//! else the default, else 1), rounded to the nearest power of two `2^-k`. WARN and ERROR
+//! else the default, else 1), rounded to the nearest power of two `2^-k` in log space. WARN and ERROR
 //! have `k = 0`: always kept. If the event, or its span or an enclosing one, carries one of
 //! the correlation fields, the event is kept iff the id's xxh3 hash has at least `k`
 //! leading zero bits: every event of one id gets the same decision, and a lower rate keeps
@@ -580,15 +580,17 @@ where
                 event.record(&mut find);
                 key = find.found.map(|c| c.hash);
             }
-            if key.is_none()
-                && let Some((hash, errored)) = self.with_span_id(event, &ctx, |c| {
-                    // Relaxed: see the ERROR store above.
-                    (c.hash, c.errored.load(Ordering::Relaxed))
-                })
-            {
-                key = Some(hash);
-                if errored {
-                    k = 0;
+            if let Some((hash, errored)) = self.with_span_id(event, &ctx, |c| {
+                // Relaxed: see the ERROR store above.
+                (c.hash, c.errored.load(Ordering::Relaxed))
+            }) {
+                // The span's request, unless the event names another one itself: an ERROR
+                // in it keeps the event also when the event repeats the request's id.
+                if key.is_none_or(|own| own == hash) {
+                    key = Some(hash);
+                    if errored {
+                        k = 0;
+                    }
                 }
             }
             let keep = k == 0

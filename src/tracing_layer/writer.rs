@@ -21,7 +21,7 @@ pub enum OverflowPolicy {
     DropOldest,
     /// Refuse the new line (counted `dropped{reason="overflow"}`).
     DropNewest,
-    /// Wait (yielding) up to this long for room, then refuse the line (counted
+    /// Wait up to this long for room (spinning: waking the worker and yielding, so a core stays busy while it waits), then refuse the line (counted
     /// `dropped{reason="timeout"}`). The sender waits: this trades latency for lines.
     Block(Duration),
 }
@@ -231,7 +231,9 @@ impl Shared {
     #[cold]
     #[inline(never)]
     fn block(&self, mut line: String, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
+        // `None`: no deadline (a timeout as long as `Duration::MAX` would overflow the
+        // instant and panic in the caller's logging call).
+        let deadline = Instant::now().checked_add(timeout);
         loop {
             // The worker may be parked on a queue it saw empty a moment ago.
             self.worker.unpark();
@@ -240,7 +242,7 @@ impl Shared {
                 Ok(()) => return,
                 Err(back) => line = back,
             }
-            if Instant::now() >= deadline {
+            if deadline.is_some_and(|d| Instant::now() >= d) {
                 self.counters.timeout.inc();
                 return;
             }
@@ -263,6 +265,12 @@ impl NonBlocking {
     pub fn send(&self, line: String) {
         let s = &*self.shared;
         s.counters.accepted.inc();
+        // Once closed, do not touch `sending` at all: senders that keep coming must not
+        // keep the guard waiting for it to read 0.
+        if s.closed.load(Ordering::SeqCst) {
+            s.counters.closed.inc();
+            return;
+        }
         // SeqCst: `sending` then `closed`, against the guard's `closed` then `sending`
         // (both SeqCst): either the guard waits for this send, or this send sees `closed`.
         s.sending.fetch_add(1, Ordering::SeqCst);
@@ -329,9 +337,11 @@ impl Drop for WorkerGuard {
         let s = &*self.shared;
         // SeqCst: pairs with the SeqCst `sending` increment and `closed` load in `send`.
         s.closed.store(true, Ordering::SeqCst);
-        // Acquire: pairs with the Release decrement in `send`, so the pushes of senders that
-        // got past `closed` happen before the `stop` store below.
-        while s.sending.load(Ordering::Acquire) != 0 {
+        // SeqCst: the other half of the `closed` / `sending` handshake with `send` (its
+        // SeqCst increment then `closed` load; an Acquire load here would not order against
+        // them); it also acquires the Release decrements, so the pushes of senders that got
+        // past `closed` happen before the `stop` store below.
+        while s.sending.load(Ordering::SeqCst) != 0 {
             thread::yield_now();
         }
         // Release: pairs with the worker's Acquire load of `stop` before its last drain.

@@ -370,16 +370,7 @@ fn shutdown_writes_every_accepted_line() {
             .build(sink.clone(), &e)
             .unwrap();
         let per_thread = 10_000;
-        thread::scope(|s| {
-            for t in 0..2 {
-                let w = w.clone();
-                s.spawn(move || {
-                    for i in 0..per_thread {
-                        w.send(format!("{t}-{i}\n"));
-                    }
-                });
-            }
-        });
+        send_from_two_threads(&w, per_thread);
         drop(guard);
         let st = w.stats();
         let lines = sink.lines();
@@ -475,16 +466,7 @@ fn block_policy_drops_nothing() {
         .build(sink.clone(), &e)
         .unwrap();
     let per_thread = 10_000u64;
-    thread::scope(|s| {
-        for t in 0..2 {
-            let w = w.clone();
-            s.spawn(move || {
-                for i in 0..per_thread {
-                    w.send(format!("{t}-{i}\n"));
-                }
-            });
-        }
-    });
+    send_from_two_threads(&w, per_thread);
     drop(guard);
     let st = w.stats();
     assert_eq!(
@@ -563,6 +545,20 @@ fn an_error_keeps_the_rest_of_its_request() {
         counter(&e, "log_events_sampled_out_total", &[("level", "INFO")]),
         7
     );
+}
+
+/// Two threads each send `per_thread` lines `"{thread}-{i}\n"` through `w`.
+fn send_from_two_threads(w: &NonBlocking, per_thread: u64) {
+    thread::scope(|s| {
+        for t in 0..2 {
+            let w = w.clone();
+            s.spawn(move || {
+                for i in 0..per_thread {
+                    w.send(format!("{t}-{i}\n"));
+                }
+            });
+        }
+    });
 }
 
 fn line_id_ref(line: &str) -> &str {

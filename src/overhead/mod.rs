@@ -79,7 +79,8 @@
 //!
 //! The [`Verdict`] compares that interval with the [`Budget`]: [`Verdict::Within`] when it
 //! lies under the budget, [`Verdict::Over`] when it lies above, and `LikelyWithin` /
-//! `LikelyOver` by the median when it straddles it. [`OverheadReport::passed`] accepts
+//! `LikelyOver` by the median when it straddles it, or when the interval covers less than
+//! 95% (fewer than 6 pairs: see [`Verdict::of_interval`]). [`OverheadReport::passed`] accepts
 //! `Within` and `LikelyWithin` at every thread count; match on [`OverheadReport::verdict`]
 //! to be stricter.
 //!
@@ -252,6 +253,24 @@ impl Verdict {
             Verdict::LikelyWithin
         } else {
             Verdict::LikelyOver
+        }
+    }
+
+    /// The verdict of an interval whose coverage is `confidence`: as [`Verdict::of`], but
+    /// never a definite `Within` / `Over` from an interval that covers less than
+    /// [`CONFIDENCE_LEVEL`] (fewer than 6 pairs: `[min, max]` of so few ratios, which for
+    /// one pair is a single point): those say `LikelyWithin` / `LikelyOver`, by the median.
+    pub fn of_interval(
+        median: f64,
+        lower: f64,
+        upper: f64,
+        confidence: f64,
+        budget: Budget,
+    ) -> Self {
+        match Self::of(median, lower, upper, budget) {
+            Verdict::Within if confidence < CONFIDENCE_LEVEL => Verdict::LikelyWithin,
+            Verdict::Over if confidence < CONFIDENCE_LEVEL => Verdict::LikelyOver,
+            v => v,
         }
     }
 
@@ -838,10 +857,11 @@ impl<'e> Harness<'e> {
             iters,
             recording: Estimates::of(&recording_ns),
             baseline: Estimates::of(&baseline_ns),
-            verdict: Verdict::of(
+            verdict: Verdict::of_interval(
                 overhead.point_estimate,
                 ci.lower_bound,
                 ci.upper_bound,
+                ci.confidence_level,
                 self.budget,
             ),
             overhead,

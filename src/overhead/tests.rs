@@ -49,6 +49,24 @@ fn verdicts_against_the_budget() {
     assert_eq!(Verdict::of(0.06, 0.03, 0.08, b), Verdict::LikelyOver);
     assert_eq!(Verdict::of(0.08, 0.06, 0.09, b), Verdict::Over);
     assert_eq!(Verdict::of(-0.02, -0.04, 0.01, b), Verdict::Within);
+    // Review finding: one pair is a point interval of no confidence, and said `Within`
+    // (or `Over`) outright. Below the confidence level a verdict is only "likely".
+    assert_eq!(
+        Verdict::of_interval(0.02, 0.02, 0.02, 0.0, b),
+        Verdict::LikelyWithin
+    );
+    assert_eq!(
+        Verdict::of_interval(0.09, 0.09, 0.09, 0.0, b),
+        Verdict::LikelyOver
+    );
+    assert_eq!(
+        Verdict::of_interval(0.02, 0.01, 0.04, 0.973, b),
+        Verdict::Within
+    );
+    assert_eq!(
+        Verdict::of_interval(0.08, 0.06, 0.09, 0.96, b),
+        Verdict::Over
+    );
     assert!(Verdict::Within.passed() && Verdict::LikelyWithin.passed());
     assert!(!Verdict::LikelyOver.passed() && !Verdict::Over.passed());
     assert!(Verdict::Within < Verdict::LikelyWithin);

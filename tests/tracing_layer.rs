@@ -547,6 +547,41 @@ fn an_error_keeps_the_rest_of_its_request() {
     );
 }
 
+/// A sink that panics on every third line (review finding: the worker died with it, the
+/// lines queued behind were neither written nor counted, and `Block` senders waited out
+/// their timeouts). The worker survives: those lines count as I/O errors, the rest are
+/// written, and accepted = written + dropped stays exact.
+#[test]
+fn a_panicking_sink_costs_its_lines_not_the_worker() {
+    struct Flaky(Sink, u64);
+    impl Write for Flaky {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.1 += 1;
+            if self.1 % 3 == 0 {
+                panic!("a sink that panics (on purpose)");
+            }
+            self.0.write(buf)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+    let e = engine();
+    let sink = Sink::default();
+    let (w, guard) = NonBlocking::builder()
+        .capacity(1 << 12)
+        .build(Flaky(sink.clone(), 0), &e)
+        .unwrap();
+    let per_thread = 300u64;
+    send_from_two_threads(&w, per_thread);
+    drop(guard);
+    let st = w.stats();
+    assert_eq!(st.accepted, 2 * per_thread);
+    assert_eq!(st.accepted, st.written + st.dropped(), "{st:?}");
+    assert_eq!(sink.lines().len() as u64, st.written);
+    assert_eq!(st.written, 400, "two lines in three: {st:?}");
+}
+
 /// Two threads each send `per_thread` lines `"{thread}-{i}\n"` through `w`.
 fn send_from_two_threads(w: &NonBlocking, per_thread: u64) {
     thread::scope(|s| {

@@ -3,6 +3,7 @@
 //! `NonBlocking` / `WorkerGuard`, with exact accounting of every line handed to it.
 
 use std::io::Write;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering, fence};
 use std::thread::{self, JoinHandle, Thread};
@@ -188,9 +189,16 @@ impl NonBlockingBuilder {
 
 fn worker<W: Write>(shared: &Shared, mut sink: W) {
     let c = shared.counters;
-    let write = |line: String, sink: &mut W| match sink.write_all(line.as_bytes()) {
-        Ok(()) => c.written.inc(),
-        Err(_) => c.io_error.inc(),
+    // A sink that panics costs its line (counted as an I/O error), not the worker: the
+    // lines queued behind it are still written and counted, and the guard still returns.
+    let write = |line: String, sink: &mut W| match catch_unwind(AssertUnwindSafe(|| {
+        sink.write_all(line.as_bytes())
+    })) {
+        Ok(Ok(())) => c.written.inc(),
+        Ok(Err(_)) | Err(_) => c.io_error.inc(),
+    };
+    let flush = |sink: &mut W| {
+        let _ = catch_unwind(AssertUnwindSafe(|| sink.flush()));
     };
     loop {
         let mut wrote = false;
@@ -199,7 +207,7 @@ fn worker<W: Write>(shared: &Shared, mut sink: W) {
             wrote = true;
         }
         if wrote {
-            let _ = sink.flush();
+            flush(&mut sink);
             continue;
         }
         // Acquire: pairs with the guard's Release store of `stop`, made after every sender
@@ -208,7 +216,7 @@ fn worker<W: Write>(shared: &Shared, mut sink: W) {
             while let Some(line) = shared.queue.pop() {
                 write(line, &mut sink);
             }
-            let _ = sink.flush();
+            flush(&mut sink);
             return;
         }
         // SeqCst store and fence: a Dekker pair with the sender's push, SeqCst fence and

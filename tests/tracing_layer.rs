@@ -557,7 +557,7 @@ fn a_panicking_sink_costs_its_lines_not_the_worker() {
     impl Write for Flaky {
         fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
             self.1 += 1;
-            if self.1 % 3 == 0 {
+            if self.1.is_multiple_of(3) {
                 panic!("a sink that panics (on purpose)");
             }
             self.0.write(buf)

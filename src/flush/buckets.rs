@@ -15,9 +15,10 @@
 //! thus at most `max_span` weights (two lanes when the variance lane is on) whatever the
 //! values, and the resolution is the finest that the values' spread allows: 128 buckets per
 //! octave while they span `max_span / 128` octaves, 64 while they span twice that, and so on.
-//! (Why not `hdrhistogram`: its counts array is dense from 0 to the largest value, 10–35 KiB
-//! for the timer and byte values of a typical service at two significant figures, and it
-//! has no bounded mode; the flusher holds five of them per sampled series.)
+//! (Why not `hdrhistogram`: its counts array is dense from 0 to the largest value — by its
+//! layout 128 eight-byte counters per octave at two significant figures, so ~30 KiB for
+//! byte counts of 64–127 held in nano-units — and it has no bounded mode; the flusher
+//! holds five of them per sampled series.)
 
 /// The starting `shift`: 52 mantissa bits minus the 7 kept (128 buckets per octave).
 const FINEST_SHIFT: u32 = 45;

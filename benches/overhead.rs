@@ -73,6 +73,17 @@ trait Step {
 }
 
 /// One thread's message stream: build, parse, hash.
+/// The next draw of a xorshift64 (Marsaglia) state.
+#[inline(always)]
+fn xorshift(state: &mut u64) -> u64 {
+    let mut r = *state;
+    r ^= r << 13;
+    r ^= r >> 7;
+    r ^= r << 17;
+    *state = r;
+    r
+}
+
 struct Worker {
     rng: u64,
     buf: [u8; MAX_LEN],
@@ -97,12 +108,7 @@ impl Step for Worker {
     /// Builds, parses and hashes the next message.
     #[inline(always)]
     fn handle(&mut self) -> Message {
-        // xorshift64 (Marsaglia)
-        let mut r = self.rng;
-        r ^= r << 13;
-        r ^= r >> 7;
-        r ^= r << 17;
-        self.rng = r;
+        let r = xorshift(&mut self.rng);
 
         let size = 64 + (r & 63) as usize; // 64..=127 bytes
         let client = ((r >> 8) & 0xff) as u32;
@@ -170,11 +176,7 @@ impl Step for FnvWorker {
 
     #[inline(always)]
     fn handle(&mut self) -> Message {
-        let mut r = self.rng;
-        r ^= r << 13;
-        r ^= r >> 7;
-        r ^= r << 17;
-        self.rng = r;
+        let r = xorshift(&mut self.rng);
         self.n += 1;
         // The buffer changes each message: the draw and the counter go into it.
         self.buf[0..8].copy_from_slice(&r.to_le_bytes());

@@ -419,7 +419,8 @@ impl Registry {
             return Ok(*handle);
         }
         let registry_full = inner.series >= self.max_series;
-        if family.series.len() >= self.series_cap || registry_full {
+        let overflow = family.series.len() >= self.series_cap || registry_full;
+        if overflow {
             family.folded += 1;
             if registry_full {
                 self.series_limited.fetch_add(1, Ordering::Relaxed);
@@ -427,15 +428,6 @@ impl Registry {
             if let Some(handle) = family.overflow {
                 return Ok(handle);
             }
-            let handle = new_handle(
-                self.pipeline.cells,
-                kind,
-                family.histogram.as_ref(),
-                family.sampled,
-            )?;
-            family.overflow = Some(handle);
-            inner.series += 1;
-            return Ok(handle);
         }
         let handle = new_handle(
             self.pipeline.cells,
@@ -443,7 +435,11 @@ impl Registry {
             family.histogram.as_ref(),
             family.sampled,
         )?;
-        family.series.insert(labels, handle);
+        if overflow {
+            family.overflow = Some(handle);
+        } else {
+            family.series.insert(labels, handle);
+        }
         inner.series += 1;
         Ok(handle)
     }

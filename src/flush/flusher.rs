@@ -451,6 +451,8 @@ impl FlushState {
     }
 
     fn drain_rings(&mut self, pipeline: &Pipeline) {
+        // Records pushed from here on are stamped with this pass's time.
+        pipeline.advance_clock();
         self.consumers.extend(pipeline.take_new_rings());
         let (series, index, drop_buf) = (&mut self.series, &mut self.index, &mut self.drop_buf);
         let mut drained = 0u64;

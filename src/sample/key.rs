@@ -75,9 +75,19 @@ impl<'a> KeyArg<'a> {
         }
     }
 
-    /// The key's [`SampleKey::key_hash`]; 0 for [`KeyArg::NONE`].
-    #[inline]
+    /// The key's [`SampleKey::key_hash`]; 0 for [`KeyArg::NONE`]. A hash given as such (and
+    /// no key) is read inline; integers and strings are hashed out of line.
+    #[inline(always)]
     pub fn hash(self) -> u64 {
+        if self.len == Self::HASH {
+            self.word
+        } else {
+            self.hash_slow()
+        }
+    }
+
+    #[inline(never)]
+    fn hash_slow(self) -> u64 {
         match self.len {
             Self::INT => int_hash(self.word),
             Self::HASH => self.word,

@@ -1,7 +1,6 @@
 //! The sampled layer: compact records, per-thread rings, the critical lane, the samplers.
 
 #[cfg(not(loom))]
-pub(crate) mod clock;
 #[cfg(not(loom))]
 pub mod key;
 pub mod lane;

@@ -82,8 +82,9 @@ pub struct Pipeline {
     pub(crate) cells: crate::registry::CellPool,
     /// Time origin of record timestamps.
     pub start: Instant,
-    /// The coarse clock's reading at `start` (see [`Pipeline::coarse_ns`]).
-    coarse_start: u64,
+    /// Nanoseconds from `start` to the flusher's latest pass: the clock that stamps records
+    /// (see [`Pipeline::stamp_ns`]).
+    tick_ns: AtomicU64,
     /// Critical records whose ring was full.
     pub lane: Lane,
     /// Consumers of rings created since the flusher last looked.
@@ -123,12 +124,15 @@ static SLOTS: Mutex<Slots> = Mutex::new(Slots {
     free: Vec::new(),
 });
 
-/// A thread's slot, returned for reuse when the thread exits.
-struct SlotLease(&'static PushSlot);
+/// A push slot, returned for reuse when the lease is dropped: this thread's [`SLOT`] (for
+/// pushes without a sampler) or a thread's sampler's own (`ThreadSampler`, so its pushes
+/// reach their slot without a thread-local lookup). A lease is held by one thread.
+pub(crate) struct SlotLease(&'static PushSlot);
 
 impl SlotLease {
+    /// Takes a free slot (or makes one).
     #[cold]
-    fn take() -> Self {
+    pub(crate) fn take() -> Self {
         let mut slots = SLOTS.lock().unwrap_or_else(PoisonError::into_inner);
         let slot = slots.free.pop().unwrap_or_else(|| {
             let slot: &'static PushSlot =
@@ -142,8 +146,9 @@ impl SlotLease {
 
 impl Drop for SlotLease {
     fn drop(&mut self) {
-        // The slot holds 0: no push is in progress on a thread running its destructors of
-        // this key (a push clears the slot before returning).
+        // The slot holds 0: a push clears it before returning, and the lease is dropped
+        // only by its thread, never during one of its pushes (a sampler is dropped only
+        // outside its use, and `SLOT` by the thread's destructors).
         SLOTS
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -154,6 +159,19 @@ impl Drop for SlotLease {
 
 thread_local! {
     static SLOT: SlotLease = SlotLease::take();
+}
+
+/// A push in progress announced in a sampler's own slot (see [`Pipeline::begin_push_at`]);
+/// ends on drop.
+#[must_use = "the push is in progress while this lives"]
+pub(crate) struct SlotGuard(&'static PushSlot);
+
+impl Drop for SlotGuard {
+    #[inline(always)]
+    fn drop(&mut self) {
+        // Release: as for `Announced::Slot` below.
+        self.0.0.store(0, Ordering::Release);
+    }
 }
 
 /// A push in progress (see [`Pipeline::begin_push`]); ends on drop.
@@ -205,7 +223,7 @@ impl Pipeline {
             config,
             cells,
             start: Instant::now(),
-            coarse_start: super::clock::coarse_ns(),
+            tick_ns: AtomicU64::new(0),
             new_rings: Mutex::new(Vec::new()),
             metrics: Mutex::new(Vec::new()),
             flusher: OnceLock::new(),
@@ -218,11 +236,23 @@ impl Pipeline {
         }
     }
 
-    /// Nanoseconds since `start` on the coarse clock (one tick of resolution): the
-    /// timestamp of a sampled record.
-    #[inline]
-    pub fn coarse_ns(&self) -> u64 {
-        super::clock::coarse_ns().saturating_sub(self.coarse_start)
+    /// The timestamp of a sampled record: nanoseconds since `start` at the flusher's latest
+    /// pass ([`Pipeline::advance_clock`]), so one relaxed load instead of a clock read on
+    /// the sampled path. A record is stamped at most one pass early: within one flush
+    /// interval (1 s by default; finer under load, when high-water wake-ups drain sooner).
+    /// Records are drained at the next pass, so no record is stamped later than its drain.
+    #[inline(always)]
+    pub fn stamp_ns(&self) -> u64 {
+        // Relaxed: a timestamp only; nothing is published through it.
+        self.tick_ns.load(Ordering::Relaxed)
+    }
+
+    /// Moves the record clock ([`Pipeline::stamp_ns`]) to now. Called by whoever drains
+    /// (the flusher at each pass, `Engine::flush`), before it drains; never backwards.
+    pub(crate) fn advance_clock(&self) {
+        let now = self.start.elapsed().as_nanos().min(u64::MAX as u128) as u64;
+        // Relaxed: a timestamp only; `fetch_max` keeps it monotonic when two drainers race.
+        self.tick_ns.fetch_max(now, Ordering::Relaxed);
     }
 
     /// Hands a new ring's consumer to the flusher.
@@ -352,6 +382,24 @@ impl Pipeline {
         Some(guard)
     }
 
+    /// [`Pipeline::begin_push`] announced in `lease`'s slot: the sampled path's, whose
+    /// sampler holds its own lease (no thread-local lookup, no straggler case).
+    ///
+    /// Unlike `begin_push` it does not look at `closed` before announcing: after a
+    /// shutdown the sampler is dropped at its thread's next slow path, so the only extra
+    /// work saved would be one store, on a rare path; the check after the store decides.
+    #[inline(always)]
+    pub(crate) fn begin_push_at(&self, lease: &SlotLease) -> Option<SlotGuard> {
+        // SeqCst: as in `begin_push` (the Dekker pair with `close`).
+        lease.0.0.store(self.address(), Ordering::SeqCst);
+        let guard = SlotGuard(lease.0);
+        // SeqCst: as in `begin_push`.
+        if self.closed.load(Ordering::SeqCst) {
+            return None;
+        }
+        Some(guard)
+    }
+
     /// A fresh seed for a thread's gap generator.
     pub fn thread_seed(&self) -> u64 {
         let n = self.threads.fetch_add(1, Ordering::Relaxed);
@@ -410,6 +458,27 @@ mod tests {
     use std::time::Duration;
 
     use crate::Engine;
+
+    /// A record's timestamp is the time of the latest drain before its push
+    /// ([`super::Pipeline::stamp_ns`]): 0 before any, then moved by each drain to the
+    /// drain's own time, never backwards.
+    #[test]
+    fn the_record_clock_moves_with_each_drain() {
+        let e = Engine::builder()
+            .flush_interval(Duration::from_secs(3600))
+            .build()
+            .unwrap();
+        let p = e.registry().pipeline();
+        let before = p.start.elapsed().as_nanos() as u64;
+        e.flush();
+        let first = p.stamp_ns();
+        assert!(first >= before, "{first} < {before}");
+        std::thread::sleep(Duration::from_millis(2));
+        e.flush();
+        let second = p.stamp_ns();
+        assert!(second >= first + 2_000_000, "{first} -> {second}");
+        assert!(second <= p.start.elapsed().as_nanos() as u64);
+    }
 
     /// Issue 9, defect 2: `shutdown()` while 8 threads record critical events into 2,000
     /// series must leave no record behind in a ring. After it returns (and the threads

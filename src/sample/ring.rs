@@ -152,7 +152,10 @@ impl Shared {
 
     #[inline]
     fn slot(&self, index: usize) -> &Slot {
-        &self.slots[index & self.mask]
+        debug_assert_eq!(self.slots.len(), self.mask + 1);
+        // SAFETY: `slots` holds `mask + 1` slots (`ring` makes both from one capacity), so
+        // a masked index is in bounds.
+        unsafe { self.slots.get_unchecked(index & self.mask) }
     }
 
     /// Under loom, records an access to record `index`'s slot in its shadow cell.
@@ -168,12 +171,13 @@ impl Shared {
         }
     }
 
-    /// Writes record `index` into its slot. Producer only.
-    #[inline]
-    fn write(&self, index: usize, r: Record) {
+    /// Writes record `index` into its slot: the record's words ([`Record::to_words`]).
+    /// Producer only.
+    #[inline(always)]
+    fn write(&self, index: usize, words: [u64; 4]) {
         #[cfg(loom)]
         self.track_access(index, true);
-        for (cell, word) in self.slot(index).iter().zip(r.to_words()) {
+        for (cell, word) in self.slot(index).iter().zip(words) {
             // Relaxed: the Release store of `tail` that follows (`Producer::store`)
             // publishes these words to the consumer; no one reads them before that, except
             // a DropOldest consumer whose copy of an evicted slot is discarded (module docs).
@@ -393,10 +397,35 @@ impl Producer {
         self.tail.wrapping_sub(self.head_cache) < capacity
     }
 
+    /// Stores a record given as its words ([`Record::to_words`]) if one more fits, whatever
+    /// the policy (never evicts, never waits); `false` if the ring is full. The sampled
+    /// path's push: the words are built where the record's fields are, and the policy is
+    /// applied out of line (with [`Producer::push`] or [`Producer::try_push`]) only when
+    /// this fails.
+    ///
+    /// Returns the producer's upper bound of the records held after the store
+    /// ([`Producer::len_upper_bound`]), `None` if the ring was full.
+    #[inline(always)]
+    pub fn try_store(&mut self, words: [u64; 4]) -> Option<usize> {
+        if self.has_space() {
+            let tail = self.tail;
+            self.store_words(words);
+            Some(tail.wrapping_add(1).wrapping_sub(self.head_cache))
+        } else {
+            None
+        }
+    }
+
     /// Writes `r` at `tail` and publishes it. The caller has checked there is space.
     #[inline]
     fn store(&mut self, r: Record) {
-        self.shared.write(self.tail, r);
+        self.store_words(r.to_words());
+    }
+
+    /// [`Producer::store`] of a record's words.
+    #[inline(always)]
+    fn store_words(&mut self, words: [u64; 4]) {
+        self.shared.write(self.tail, words);
         self.tail = self.tail.wrapping_add(1);
         // Release: publishes the words written just above; pairs with the Acquire loads of
         // `tail` in `Consumer::pop`/`drain`.

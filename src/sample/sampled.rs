@@ -5,7 +5,7 @@
 //! The skip is kept as "the arena count at which the next event is sampled", so a call that
 //! is not sampled costs one compare and one branch beyond the two exact adds: no RNG draw,
 //! no clock read. Only a sampled call draws the next gap (xoshiro256++, one logarithm with
-//! the per-`k` constant cached), reads the coarse clock for the record's timestamp, and
+//! the per-`k` constant cached), stamps the record with the flusher's clock (one load), and
 //! pushes. A sampled timer reads the precise clock exactly twice (start and stop) and stamps
 //! its record with the stop reading.
 
@@ -19,7 +19,7 @@ use rand_core::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 
 use super::key::{KeyArg, SampleKey, keep_keyed};
-use super::pipeline::{Pipeline, SampledMetric};
+use super::pipeline::{Pipeline, SampledMetric, SlotLease};
 use super::record::Record;
 use super::ring::{Producer, Push, ring};
 use crate::arena::local::{ARENAS, with_arena};
@@ -32,7 +32,9 @@ pub(crate) mod cells {
     pub const SUM: u32 = 1;
     /// Arena count at which the next event is sampled (0: no gap drawn yet).
     pub const NEXT_AT: u32 = 2;
-    /// The `k` the pending gap was drawn with.
+    /// The `k` the pending gap was drawn with, plus one; 0 when no gap was drawn (a
+    /// series' first event in this arena, or a countdown set without a draw): the event
+    /// the countdown reaches is then a fresh gap's first trial.
     pub const GAP_K: u32 = 3;
     /// Events selected (sampled or critical): each becomes one push attempt.
     pub const PUSHED: u32 = 4;
@@ -377,7 +379,7 @@ fn timer_slow(s: &'static SampledSeries, k: u8, start: Instant) {
     with_arena(|arena| {
         let cells = Cells::of(arena, s);
         cells.add_f64(SUM, secs * (1u64 << k) as f64);
-        push(cells, s, Record::new(s.base, k, secs, 0, time_ns, false));
+        push(cells, s, Record::new(s.base, k, secs, 0, time_ns, false).to_words());
     });
 }
 
@@ -394,6 +396,9 @@ struct ThreadSampler {
     producer: Producer,
     /// `ln(1 - 2^-k)` per `k` (see [`gap_constants`]).
     gap_q: &'static [f64; 64],
+    /// Where this sampler announces its pushes to shutdown ([`Pipeline::begin_push_at`]):
+    /// its own, so a push reaches it without a thread-local lookup.
+    slot: SlotLease,
 }
 
 impl ThreadSampler {
@@ -406,6 +411,7 @@ impl ThreadSampler {
             pipeline: Arc::clone(pipeline),
             producer,
             gap_q: gap_constants(),
+            slot: SlotLease::take(),
         }
     }
 
@@ -607,28 +613,30 @@ fn find_sampler<'a>(
 #[inline(always)]
 fn decide(t: &mut ThreadSampler, cells: Cells, s: &SampledSeries, n: u64) -> Option<u8> {
     let k_now = s.metric.k();
-    let record_k = if cells.get(NEXT_AT) == 0 || cells.get(GAP_K) == NO_GAP {
+    let gap_k = cells.get(GAP_K);
+    let record_k = if gap_k == NO_GAP {
         // First event of this series in this arena: it is the first trial of a fresh gap,
         // so it is sampled only if that gap is 1 (probability p).
         let g = t.gap(k_now);
         if g > 1 {
             cells.set(NEXT_AT, n + g - 1);
-            cells.set(GAP_K, k_now as u64);
+            cells.set(GAP_K, k_now as u64 + 1);
             return None;
         }
         k_now
     } else {
-        cells.get(GAP_K) as u8
+        (gap_k - 1) as u8
     };
     let g = t.gap(k_now);
     cells.set(NEXT_AT, n + g);
-    cells.set(GAP_K, k_now as u64);
+    cells.set(GAP_K, k_now as u64 + 1);
     Some(record_k)
 }
 
-/// `GAP_K` of a countdown set by [`no_sampler`]: no gap was drawn, so the call it reaches
-/// is a fresh gap's first trial (like a series' first event), not a sampled one.
-const NO_GAP: u64 = u64::MAX;
+/// `GAP_K` when no gap was drawn (a series' first event here, or a countdown set by
+/// [`no_sampler`] or [`paused`]): the call the countdown reaches is a fresh gap's first
+/// trial, not a sampled one.
+const NO_GAP: u64 = 0;
 
 /// No ring for this pipeline on this thread (nobody drains it, or the thread is past its
 /// destructors): not sampled, and the next 2^20 calls skip the slow path.
@@ -687,7 +695,9 @@ fn paused(cells: Cells, n: u64) -> bool {
 pub(crate) fn rearm_this_thread(series: &[Sampled]) {
     with_arena(|arena| {
         for s in series {
-            Cells::of(arena, s.series).set(NEXT_AT, 0);
+            let cells = Cells::of(arena, s.series);
+            cells.set(NEXT_AT, 0);
+            cells.set(GAP_K, NO_GAP);
         }
     });
 }
@@ -724,12 +734,12 @@ fn sample_slow(cells: Cells, s: &SampledSeries, n: u64, value: f64, key: u64) {
         return no_sampler(cells, n);
     };
     if let Some(k) = decide(&mut t, cells, s, n) {
-        let time_ns = pipeline.coarse_ns();
+        let time_ns = pipeline.stamp_ns();
         push_in(
             &mut t,
             cells,
             s,
-            Record::new(s.base, k, value, key, time_ns, false),
+            Record::new(s.base, k, value, key, time_ns, false).to_words(),
         );
     }
 }
@@ -747,46 +757,79 @@ fn keyed_slow(cells: Cells, s: &SampledSeries, value: f64, key: u64, k: u8) {
     if paused_here() {
         return;
     }
-    let time_ns = s.metric.pipeline.coarse_ns();
+    let time_ns = s.metric.pipeline.stamp_ns();
     push(
         cells,
         s,
-        Record::new(s.base, k, value, key, time_ns, false).by_key(),
+        Record::new(s.base, k, value, key, time_ns, false)
+            .by_key()
+            .to_words(),
     );
 }
 
 #[cold]
 #[inline(never)]
 fn critical_slow(cells: Cells, s: &SampledSeries, value: f64, key: u64) {
-    let time_ns = s.metric.pipeline.coarse_ns();
-    push(cells, s, Record::new(s.base, 0, value, key, time_ns, true));
+    let time_ns = s.metric.pipeline.stamp_ns();
+    push(
+        cells,
+        s,
+        Record::new(s.base, 0, value, key, time_ns, true).to_words(),
+    );
 }
 
-/// Pushes one selected event into this thread's ring for its pipeline.
-fn push(cells: Cells, s: &SampledSeries, record: Record) {
+/// Pushes one selected event (a record's words, [`Record::to_words`]) into this thread's
+/// ring for its pipeline.
+fn push(cells: Cells, s: &SampledSeries, words: [u64; 4]) {
     let pipeline = &s.metric.pipeline;
-    if with_sampler(pipeline, |t| push_in(t, cells, s, record)).is_none() {
+    if with_sampler(pipeline, |t| push_in(t, cells, s, words)).is_none() {
         // No ring (shut down, never drained, past this thread's destructors, or a sampler
         // in use): only the lane can take it. Announced like a ring push, so that a
         // shutdown in progress waits for it before its final drain.
         let _pushing = pipeline.begin_push();
         cells.add(PUSHED, 1);
-        settle(cells, pipeline, Push::Full(record));
+        settle(cells, pipeline, Push::Full(Record::from_words(words)));
     }
 }
 
-/// Counts the push, pushes into `t`'s ring, and accounts for a record that did not fit
-/// (to the lane if critical, else a drop counter).
+/// Counts the push, pushes the record (its words) into `t`'s ring, and accounts for a
+/// record that did not fit (to the lane if critical, else a drop counter).
 #[inline(always)]
-fn push_in(t: &mut ThreadSampler, cells: Cells, s: &SampledSeries, record: Record) {
+fn push_in(t: &mut ThreadSampler, cells: Cells, s: &SampledSeries, words: [u64; 4]) {
     cells.add(PUSHED, 1);
     let pipeline = &s.metric.pipeline;
     // Held until the record is stored: `Pipeline::close` waits for it before shutdown's
     // final drain. After the close nothing drains the rings: the record counts as dropped
     // (a critical one still goes to the lane, which `Engine::flush` drains).
-    let Some(_pushing) = pipeline.begin_push() else {
-        return settle(cells, pipeline, Push::Full(record));
+    let Some(_pushing) = pipeline.begin_push_at(&t.slot) else {
+        return settle(cells, pipeline, Push::Full(Record::from_words(words)));
     };
+    if let Some(held) = t.producer.try_store(words) {
+        // The producer's own upper bound first: the shared `head` is read only near the
+        // mark.
+        if held >= pipeline.high_water {
+            wake_if_high(t, pipeline);
+        }
+    } else {
+        push_full(t, cells, pipeline, Record::from_words(words));
+    }
+}
+
+/// A ring past its producer's upper bound of the high-water mark: wakes the flusher if it
+/// really is (the shared `head` read).
+#[cold]
+#[inline(never)]
+fn wake_if_high(t: &ThreadSampler, pipeline: &Pipeline) {
+    if t.producer.len() >= pipeline.high_water {
+        pipeline.wake();
+    }
+}
+
+/// A record that found the ring full: the ring's overflow policy (a critical record is
+/// never evicted nor waited for: it goes to the lane), the wake-up, the accounting.
+#[cold]
+#[inline(never)]
+fn push_full(t: &mut ThreadSampler, cells: Cells, pipeline: &Pipeline, record: Record) {
     let outcome = if record.critical {
         match t.producer.try_push(record) {
             Ok(()) => Push::Stored,
@@ -795,12 +838,7 @@ fn push_in(t: &mut ThreadSampler, cells: Cells, s: &SampledSeries, record: Recor
     } else {
         t.producer.push(record)
     };
-    // The producer's own upper bound first: the shared `head` is read only near the mark.
-    if t.producer.len_upper_bound() >= pipeline.high_water
-        && t.producer.len() >= pipeline.high_water
-    {
-        pipeline.wake();
-    }
+    wake_if_high(t, pipeline);
     if !matches!(outcome, Push::Stored) {
         // A sampled record this ring lost: the consumer weights its neighbours for it.
         match outcome {

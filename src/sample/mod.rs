@@ -1,6 +1,7 @@
 //! The sampled layer: compact records, per-thread rings, the critical lane, the samplers.
 
-#[cfg(not(loom))]
+#[doc(hidden)]
+pub mod announce;
 #[cfg(not(loom))]
 pub mod key;
 pub mod lane;

@@ -2,22 +2,21 @@
 //! into (registered here for the flusher on first use per thread), the critical lane, and
 //! the way to wake the flusher early.
 //!
-//! Closing is a handshake with the producers (Dekker's pattern): a push announces itself in
-//! its thread's slot (the pipeline's address), then checks `closed`; `close` sets `closed`,
-//! then waits until no slot names this pipeline. So once `close` returns, every push either
+//! Closing is a handshake with the producers (Dekker's pattern, [`super::announce`]): a push
+//! announces itself in its slot (the pipeline's address), then checks the gate; `close`
+//! shuts the gate, then waits until no slot names this pipeline. So once `close` returns, every push either
 //! finished (its record is in a ring or the lane, for the final drain) or saw the pipeline
 //! closed. Only sampled and critical pushes pay: one store-with-fence to a slot no other
 //! thread writes (an `xchg` on x86; a push measured ~6 ns slower, median of 12 interleaved
 //! release runs on the 2-core Xeon), and a plain store; a call that is not sampled never
 //! gets here.
 
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::thread::Thread;
 use std::time::Instant;
 
-use crossbeam_utils::CachePadded;
-
+use super::announce::{Announced, Gate, PushSlot};
 use super::lane::{Lane, Queued};
 use super::record::Record;
 use super::ring::{Consumer, Overflow};
@@ -99,18 +98,14 @@ pub struct Pipeline {
     pub high_water: usize,
     /// What the last flush published.
     published: Mutex<Arc<Published>>,
-    /// Set when the engine shut down: threads drop their samplers for it.
-    closed: AtomicBool,
+    /// Shut when the engine shut down: threads drop their samplers for it.
+    gate: Gate,
     /// Set once something will drain this pipeline's rings (a flusher, or calibration).
     accepts: AtomicBool,
     /// Pushes in progress by threads whose slot is gone (past their thread-local
     /// destructors): rare, so one shared counter.
     stragglers: AtomicU32,
 }
-
-/// One thread's announcement of the push it is in: that pipeline's address, 0 when none.
-/// Written only by the thread leasing it; read by `Pipeline::close`.
-struct PushSlot(CachePadded<AtomicUsize>);
 
 /// Every slot ever made (leaked: as many as the peak of live pushing threads), and the ones
 /// whose thread exited, for reuse.
@@ -135,8 +130,7 @@ impl SlotLease {
     pub(crate) fn take() -> Self {
         let mut slots = SLOTS.lock().unwrap_or_else(PoisonError::into_inner);
         let slot = slots.free.pop().unwrap_or_else(|| {
-            let slot: &'static PushSlot =
-                Box::leak(Box::new(PushSlot(CachePadded::new(AtomicUsize::new(0)))));
+            let slot: &'static PushSlot = Box::leak(Box::new(PushSlot::new()));
             slots.all.push(slot);
             slot
         });
@@ -164,23 +158,15 @@ thread_local! {
 /// A push in progress announced in a sampler's own slot (see [`Pipeline::begin_push_at`]);
 /// ends on drop.
 #[must_use = "the push is in progress while this lives"]
-pub(crate) struct SlotGuard(&'static PushSlot);
-
-impl Drop for SlotGuard {
-    #[inline(always)]
-    fn drop(&mut self) {
-        // Release: as for `Announced::Slot` below.
-        self.0.0.store(0, Ordering::Release);
-    }
-}
+pub(crate) struct SlotGuard(#[allow(dead_code)] Announced<'static>);
 
 /// A push in progress (see [`Pipeline::begin_push`]); ends on drop.
 #[must_use = "the push is in progress while this lives"]
-pub struct PushGuard<'a>(Announced<'a>);
+pub struct PushGuard<'a>(Via<'a>);
 
-enum Announced<'a> {
-    /// In this thread's slot.
-    Slot(&'static PushSlot),
+enum Via<'a> {
+    /// In this thread's slot (the announcement clears it on drop).
+    Slot(#[allow(dead_code)] Announced<'static>),
     /// In the pipeline's straggler count.
     Shared(&'a AtomicU32),
 }
@@ -188,15 +174,11 @@ enum Announced<'a> {
 impl Drop for PushGuard<'_> {
     #[inline]
     fn drop(&mut self) {
-        match self.0 {
-            // Release: publishes the push done under this guard (the ring's tail store, the
-            // lane's queue) to `Pipeline::close`, whose SeqCst (so Acquire) load of this slot
-            // pairs with it. A plain store: only this thread writes its slot.
-            Announced::Slot(slot) => slot.0.store(0, Ordering::Release),
-            // Release: as above; an RMW, so the release sequence survives other stragglers.
-            Announced::Shared(count) => {
-                count.fetch_sub(1, Ordering::Release);
-            }
+        if let Via::Shared(count) = self.0 {
+            // Release: publishes the push done under this guard (the lane's queue) to
+            // `Pipeline::close`, whose Acquire load of the count pairs with it;
+            // an RMW, so the release sequence survives other stragglers.
+            count.fetch_sub(1, Ordering::Release);
         }
     }
 }
@@ -230,7 +212,7 @@ impl Pipeline {
             threads: AtomicU64::new(0),
             high_water,
             published: Mutex::new(Arc::default()),
-            closed: AtomicBool::new(false),
+            gate: Gate::new(),
             accepts: AtomicBool::new(false),
             stragglers: AtomicU32::new(0),
         }
@@ -314,37 +296,28 @@ impl Pipeline {
     /// A push in progress is short (a ring write and perhaps a lane push), except under the
     /// `Block` overflow policy, where it waits at most its timeout for a drain.
     pub(crate) fn close(&self) {
-        // SeqCst: Dekker's store-then-load with `begin_push`'s SeqCst store to its slot and
-        // load of `closed`: in the single total order either that store comes first (and
-        // the loads below see it) or the push's load sees `true`.
-        self.closed.store(true, Ordering::SeqCst);
-        let me = self.address();
-        // A thread taking a slot after this lock sees `closed` (the mutex orders it after
-        // the store above), so the slots listed here are the ones to wait for.
-        let slots = SLOTS
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .all
-            .clone();
-        for slot in slots {
-            // SeqCst: the other half of the Dekker pair above; also an Acquire that pairs
-            // with `PushGuard::drop`'s Release store, so a push that finished is visible to
-            // the drain that follows.
-            while slot.0.load(Ordering::SeqCst) == me {
-                std::thread::yield_now();
-            }
-        }
-        // SeqCst: as for the slots, with `begin_push`'s SeqCst increment.
-        while self.stragglers.load(Ordering::SeqCst) != 0 {
+        // A thread taking a slot after this lock sees the gate shut (the mutex orders it
+        // after the gate's store of `closed`), so the slots listed here are the ones to wait for.
+        self.gate.close(self.address(), || {
+            SLOTS
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .all
+                .clone()
+        });
+        // Acquire: pairs with `PushGuard::drop`'s Release decrement, so a push that finished
+        // is visible to the drain that follows; that this load sees an increment at all is
+        // the gate's fences' doing (it follows `close`'s fence).
+        while self.stragglers.load(Ordering::Acquire) != 0 {
             std::thread::yield_now();
         }
     }
 
     /// Whether the engine shut down.
     pub fn is_closed(&self) -> bool {
-        // Relaxed: a hint for pruning thread state and a shortcut in `begin_push`, which
-        // checks again with SeqCst; a late reader only keeps a ring longer.
-        self.closed.load(Ordering::Relaxed)
+        // A hint for pruning thread state and a shortcut in `begin_push`, which checks again
+        // in the handshake; a late reader only keeps a ring longer.
+        self.gate.is_closed()
     }
 
     /// What a slot holds while a push into this pipeline is in progress.
@@ -362,24 +335,19 @@ impl Pipeline {
             // Closed for a while: no need to announce.
             return None;
         }
-        let guard = match SLOT.try_with(|lease| lease.0) {
-            Ok(slot) => {
-                // SeqCst: see `close`; pairs with its SeqCst store of `closed` and loads of
-                // the slots (Dekker: at least one side sees the other's write).
-                slot.0.store(self.address(), Ordering::SeqCst);
-                PushGuard(Announced::Slot(slot))
-            }
+        match SLOT.try_with(|lease| lease.0) {
+            Ok(slot) => Some(PushGuard(Via::Slot(self.gate.begin(slot, self.address())?))),
             Err(_) => {
-                // SeqCst: as above, on the shared count.
-                self.stragglers.fetch_add(1, Ordering::SeqCst);
-                PushGuard(Announced::Shared(&self.stragglers))
+                // Relaxed: ordered before the gate's check by its fence (the Dekker pair with
+                // `close`, whose load of the count follows the gate's fence).
+                self.stragglers.fetch_add(1, Ordering::Relaxed);
+                let guard = PushGuard(Via::Shared(&self.stragglers));
+                if self.gate.shut_after_announcing() {
+                    return None;
+                }
+                Some(guard)
             }
-        };
-        // SeqCst: as above.
-        if self.closed.load(Ordering::SeqCst) {
-            return None;
         }
-        Some(guard)
     }
 
     /// [`Pipeline::begin_push`] announced in `lease`'s slot: the sampled path's, whose
@@ -390,14 +358,7 @@ impl Pipeline {
     /// work saved would be one store, on a rare path; the check after the store decides.
     #[inline(always)]
     pub(crate) fn begin_push_at(&self, lease: &SlotLease) -> Option<SlotGuard> {
-        // SeqCst: as in `begin_push` (the Dekker pair with `close`).
-        lease.0.0.store(self.address(), Ordering::SeqCst);
-        let guard = SlotGuard(lease.0);
-        // SeqCst: as in `begin_push`.
-        if self.closed.load(Ordering::SeqCst) {
-            return None;
-        }
-        Some(guard)
+        Some(SlotGuard(self.gate.begin(lease.0, self.address())?))
     }
 
     /// A fresh seed for a thread's gap generator.

@@ -379,7 +379,11 @@ fn timer_slow(s: &'static SampledSeries, k: u8, start: Instant) {
     with_arena(|arena| {
         let cells = Cells::of(arena, s);
         cells.add_f64(SUM, secs * (1u64 << k) as f64);
-        push(cells, s, Record::new(s.base, k, secs, 0, time_ns, false).to_words());
+        push(
+            cells,
+            s,
+            Record::new(s.base, k, secs, 0, time_ns, false).to_words(),
+        );
     });
 }
 

@@ -105,6 +105,17 @@ pub fn format_float(out: &mut String, v: f64) {
     }
 }
 
+/// `v` rounded to 15 significant digits: an estimate's last-bit noise
+/// (`5.9000000000000008e-8` from an interpolation) is gone, so it is written in its shortest
+/// form (`5.9e-8`). The change is below 1e-15 relative, far inside any estimate's error.
+pub(crate) fn tidy(v: f64) -> f64 {
+    match format!("{v:.14e}").parse::<f64>() {
+        // Not past `f64::MAX` (which rounds up to infinity).
+        Ok(t) if v.is_finite() && t.is_finite() => t,
+        _ => v,
+    }
+}
+
 fn float_label(v: f64) -> String {
     let mut s = String::new();
     format_float(&mut s, v);
@@ -267,8 +278,10 @@ fn bucket_exemplars(
 
 fn sampled_families(f: &FamilySnapshot, out: &mut Vec<Family>) {
     let name = &f.name;
-    let help = f
-        .help
+    // The summary's HELP is exactly what `describe` set; without one, a default that says
+    // what is exact and what estimated. The gauges beside it say what they hold.
+    let described = f.help.clone();
+    let help = described
         .clone()
         .unwrap_or_else(|| format!("sampled metric {name}"));
     let mut summaries = Vec::new();
@@ -297,14 +310,14 @@ fn sampled_families(f: &FamilySnapshot, out: &mut Vec<Family>) {
         summaries.push(Series {
             labels: s.labels.clone(),
             value: Sample::Summary {
-                quantiles: quantiles.iter().map(|q| (q.q, q.value)).collect(),
+                quantiles: quantiles.iter().map(|q| (q.q, tidy(q.value))).collect(),
                 count: v.count,
                 sum: v.sum,
             },
         });
         for q in &quantiles {
             let labels = with_label(&s.labels, "for_quantile", float_label(q.q));
-            let se = (q.upper - q.lower) / (2.0 * crate::flush::estimate::Z95);
+            let se = tidy((q.upper - q.lower) / (2.0 * crate::flush::estimate::Z95));
             std_errors.push(Series {
                 labels: labels.clone(),
                 value: Sample::Gauge(se),
@@ -327,9 +340,9 @@ fn sampled_families(f: &FamilySnapshot, out: &mut Vec<Family>) {
     }
     out.push(Family {
         name: name.clone(),
-        help: format!(
+        help: described.unwrap_or_else(|| format!(
             "{help} (quantiles estimated from sampled events; _count exact; _sum exact for recorded values, a Horvitz-Thompson estimate for sampled timers)"
-        ),
+        )),
         kind: Kind::Summary,
         series: summaries,
     });

@@ -461,3 +461,15 @@ fn empty_windows_and_negative_sums() {
         }
     }
 }
+
+#[test]
+fn quantiles_lose_their_last_bit_noise() {
+    use super::model::tidy;
+    assert_eq!(tidy(5.900_000_000_000_000_8e-8), 5.9e-8);
+    assert_eq!(tidy(0.001_007_615_000_000_000_1), 0.001_007_615);
+    for v in [1.0, 0.1, 1e-300, f64::MAX, 0.0, 1.007_812_5] {
+        assert_eq!(tidy(v), v);
+    }
+    assert!(tidy(f64::NAN).is_nan());
+    assert_eq!(tidy(f64::INFINITY), f64::INFINITY);
+}

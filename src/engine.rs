@@ -166,6 +166,21 @@ impl EngineBuilder {
         wake_on_high_water: bool
     );
 
+    knob!(
+        /// Which `hotmeter_*` families the exposition carries (default all).
+        meta_metrics: crate::config::MetaMetrics
+    );
+
+    /// Adds `name="value"` to every exported series, user and `hotmeter_*` families alike,
+    /// in both formats and through the prometheus-client collector. A series with a label
+    /// of the same name keeps its own. Checked by `build` / `install` (see
+    /// [`Config::global_labels`]).
+    pub fn global_label(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.config.global_labels.push((name.into(), value.into()));
+        self.env.retain(|o| o.knob != "global_labels");
+        self
+    }
+
     /// Serve `/metrics` at `addr` once built (see [`Engine::serve`]). Feature `http`.
     #[cfg(feature = "http")]
     pub fn listen(mut self, addr: SocketAddr) -> Self {

@@ -191,7 +191,7 @@ pub use macro_support as __macro_support;
 #[cfg(all(not(loom), feature = "http"))]
 pub use config::Secret;
 #[cfg(not(loom))]
-pub use config::{Config, ConfigError};
+pub use config::{Config, ConfigError, ESSENTIAL_META_METRICS, MetaMetrics};
 #[cfg(not(loom))]
 pub use engine::{Engine, EngineBuilder, InstallError, global, global_engine};
 #[cfg(not(loom))]

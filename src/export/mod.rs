@@ -117,6 +117,11 @@ pub(crate) fn render_with(
 ) -> Result<String, std::fmt::Error> {
     let mut families = model::build(registry.snapshot(), started(registry));
     families.extend(extra);
+    model::finish(
+        &mut families,
+        registry.global_labels(),
+        registry.meta_metrics(),
+    );
     let series: usize = families.iter().map(|f| f.series.len()).sum();
     let mut out = String::with_capacity(4096 + series * 96);
     match format {

@@ -30,6 +30,8 @@ pub struct Family {
     pub name: String,
     /// HELP text, unescaped.
     pub help: String,
+    /// OpenMetrics unit (`# UNIT`); the name ends with `_<unit>` when set.
+    pub unit: Option<String>,
     /// The type.
     pub kind: Kind,
     /// The series.
@@ -169,10 +171,25 @@ fn help_of(f: &FamilySnapshot) -> String {
         .unwrap_or_else(|| format!("{} {}", f.kind, f.name))
 }
 
+/// The family's unit, when its exposed name (a counter's without `_total`) ends with it
+/// (checked by `describe_with_unit`; a gauge named `x_seconds_total` would not).
+fn unit_of(f: &FamilySnapshot) -> Option<String> {
+    let unit = f.unit.as_ref()?;
+    let exposed = match f.kind {
+        MetricKind::Counter => f.name.strip_suffix("_total").unwrap_or(&f.name),
+        _ => &f.name,
+    };
+    exposed
+        .strip_suffix(unit.as_str())
+        .is_some_and(|rest| rest.ends_with('_'))
+        .then(|| unit.clone())
+}
+
 fn counter_family(f: FamilySnapshot) -> Family {
     Family {
         name: f.name.strip_suffix("_total").unwrap_or(&f.name).to_string(),
         help: help_of(&f),
+        unit: unit_of(&f),
         kind: Kind::Counter,
         series: f
             .series
@@ -191,6 +208,7 @@ fn counter_family(f: FamilySnapshot) -> Family {
 fn gauge_family(f: FamilySnapshot) -> Family {
     Family {
         help: help_of(&f),
+        unit: unit_of(&f),
         name: f.name,
         kind: Kind::Gauge,
         series: f
@@ -240,6 +258,7 @@ fn histogram_family(f: &FamilySnapshot, start: SystemTime) -> Family {
     Family {
         name: f.name.clone(),
         help: help_of(f),
+        unit: unit_of(f),
         kind: Kind::Histogram,
         series,
     }
@@ -343,6 +362,7 @@ fn sampled_families(f: &FamilySnapshot, out: &mut Vec<Family>) {
         help: described.unwrap_or_else(|| format!(
             "{help} (quantiles estimated from sampled events; _count exact; _sum exact for recorded values, a Horvitz-Thompson estimate for sampled timers)"
         )),
+        unit: unit_of(f),
         kind: Kind::Summary,
         series: summaries,
     });
@@ -351,6 +371,7 @@ fn sampled_families(f: &FamilySnapshot, out: &mut Vec<Family>) {
         help: format!(
             "{help} (standard error of each estimated quantile: its 95% rank interval's width / 3.92)"
         ),
+        unit: None,
         kind: Kind::Gauge,
         series: std_errors,
     });
@@ -361,12 +382,14 @@ fn sampled_families(f: &FamilySnapshot, out: &mut Vec<Family>) {
         help: format!(
             "{help} (lower end of each estimated quantile's 95% interval: the exact binomial rank interval, widened to its buckets' edges; NaN while too few records bound it)"
         ),
+        unit: None,
         kind: Kind::Gauge,
         series: lowers,
     });
     out.push(Family {
         name: format!("{name}{QUANTILE_UPPER_SUFFIX}"),
         help: format!("{help} (upper end of each estimated quantile's 95% interval)"),
+        unit: None,
         kind: Kind::Gauge,
         series: uppers,
     });
@@ -375,6 +398,7 @@ fn sampled_families(f: &FamilySnapshot, out: &mut Vec<Family>) {
         help: format!(
             "{help} (estimated events of the heaviest keys; `key` is the key's 64-bit hash in hex)"
         ),
+        unit: None,
         kind: Kind::Gauge,
         series: keys,
     });
@@ -648,6 +672,8 @@ pub(crate) fn family(name: &str, help: &str, kind: Kind, rows: Vec<Row>) -> Fami
     Family {
         name: name.to_string(),
         help: help.to_string(),
+        // hotmeter's own durations (`hotmeter_flush_duration_seconds`, ...).
+        unit: name.ends_with("_seconds").then(|| "seconds".to_string()),
         kind,
         series: rows
             .into_iter()
@@ -662,6 +688,38 @@ fn meta_families(m: &MetaSnapshot, sampled: SampledMeta, out: &mut Vec<Family>) 
         META.iter()
             .map(|&(name, help, kind, rows)| family(name, help, kind, rows(m, &sampled))),
     );
+}
+
+/// What the engine's configuration asks of a rendering, applied to every family (the
+/// registry's, its meta-metrics, and the layers' extra ones): only the `hotmeter_*`
+/// families `meta` selects, and the global labels on every series that lacks a label of
+/// that name (a series' own label wins).
+pub(crate) fn finish(
+    families: &mut Vec<Family>,
+    global_labels: &[(String, String)],
+    meta: crate::config::MetaMetrics,
+) {
+    use crate::config::{ESSENTIAL_META_METRICS, MetaMetrics};
+    let is_meta = |f: &Family| f.name.starts_with(crate::registry::names::RESERVED_PREFIX);
+    match meta {
+        MetaMetrics::All => {}
+        MetaMetrics::Essential => {
+            families.retain(|f| !is_meta(f) || ESSENTIAL_META_METRICS.contains(&f.name.as_str()));
+        }
+        MetaMetrics::None => families.retain(|f| !is_meta(f)),
+    }
+    if global_labels.is_empty() {
+        return;
+    }
+    for s in families.iter_mut().flat_map(|f| f.series.iter_mut()) {
+        let before = s.labels.len();
+        for (k, v) in global_labels {
+            if !s.labels[..before].iter().any(|(a, _)| a == k) {
+                s.labels.push((k.clone(), v.clone()));
+            }
+        }
+        s.labels.sort_by(|a, b| a.0.cmp(&b.0));
+    }
 }
 
 /// A label set as written: an optional label before the series' labels (OpenMetrics'

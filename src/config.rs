@@ -72,7 +72,49 @@ pub struct Config {
     /// Feature `http`, as `listen`.
     #[cfg(feature = "http")]
     pub token: Option<Secret>,
+    /// Labels added to every exported series, user and `hotmeter_*` families alike, in both
+    /// formats and through the prometheus-client collector (`HOTMETER_GLOBAL_LABELS`, e.g.
+    /// `service=api,region=eu`; default none). A series that has a label of the same name
+    /// keeps its own value. Names follow the label-name rules, are distinct, and are none
+    /// of `le`, `quantile`, `for_quantile`, `key` (the exported buckets and estimates use
+    /// them) nor start with `hotmeter_`; values are not empty.
+    pub global_labels: Vec<(String, String)>,
+    /// Which `hotmeter_*` meta-metric families are exported (`HOTMETER_META_METRICS`:
+    /// `all` (default), `essential` or `none`); see [`MetaMetrics`].
+    pub meta_metrics: MetaMetrics,
 }
+
+/// Which `hotmeter_*` families the exposition carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MetaMetrics {
+    /// Every one (the default).
+    #[default]
+    All,
+    /// Those that say whether the exported numbers can be trusted, and what hotmeter
+    /// costs: [`ESSENTIAL_META_METRICS`] (data lost or folded, the sample rates the
+    /// estimates rest on, the flusher's CPU).
+    Essential,
+    /// None: only the user's families.
+    None,
+}
+
+/// The `hotmeter_*` families [`MetaMetrics::Essential`] keeps (family names; counters
+/// are exposed with `_total`): what was lost (`dropped_records`, `lane_lost`,
+/// `rejected_observations`, `registration_errors`), what was folded into overflow series
+/// (`series_overflow`, `series_limited`), the rate each sampled metric's estimates rest on
+/// (`sample_rate`), and the CPU the flusher takes from the application
+/// (`flusher_cpu_seconds`). The rest (ring fill, flush counts and durations, arenas,
+/// the endpoint's `hotmeter_http_*`) is for tuning and debugging hotmeter itself.
+pub const ESSENTIAL_META_METRICS: [&str; 8] = [
+    "hotmeter_dropped_records",
+    "hotmeter_lane_lost",
+    "hotmeter_rejected_observations",
+    "hotmeter_registration_errors",
+    "hotmeter_series_overflow",
+    "hotmeter_series_limited",
+    "hotmeter_sample_rate",
+    "hotmeter_flusher_cpu_seconds",
+];
 
 /// A secret string (the endpoint's token): `Debug` prints `"***"` so configurations can be
 /// logged.
@@ -123,6 +165,8 @@ impl Default for Config {
             listen: None,
             #[cfg(feature = "http")]
             token: None,
+            global_labels: Vec::new(),
+            meta_metrics: MetaMetrics::All,
         }
     }
 }
@@ -206,6 +250,57 @@ const LANE_BYTES_FORM: &str =
 #[cfg(not(feature = "http"))]
 const NO_HTTP_FORM: &str = "nothing: this build of hotmeter has no /metrics endpoint (enable \
      its `http` cargo feature, on by default, or mount `Engine::render` in your own server)";
+
+const GLOBAL_LABELS_FORM: &str = "comma-separated name=value pairs such as service=api,region=eu";
+const LABEL_NAME_FORM: &str =
+    "label names matching [a-zA-Z_][a-zA-Z0-9_]*, not starting with      `__` or `hotmeter_`";
+const LABEL_RESERVED_FORM: &str = "label names other than le, quantile, for_quantile and key      (the exported buckets and estimates use them)";
+const LABEL_DUPLICATE_FORM: &str = "each label name once";
+const LABEL_VALUE_FORM: &str = "a non-empty value for every label";
+const META_FORM: &str = "all, essential or none";
+
+/// The rule `labels` (global labels) break, as the accepted form.
+fn check_global_labels(labels: &[(String, String)]) -> Result<(), &'static str> {
+    for (i, (k, v)) in labels.iter().enumerate() {
+        if crate::registry::names::check_label_name(k).is_err()
+            || k.starts_with(crate::registry::names::RESERVED_PREFIX)
+        {
+            return Err(LABEL_NAME_FORM);
+        }
+        if ["le", "quantile", "for_quantile", "key"].contains(&k.as_str()) {
+            return Err(LABEL_RESERVED_FORM);
+        }
+        if v.is_empty() {
+            return Err(LABEL_VALUE_FORM);
+        }
+        if labels[..i].iter().any(|(a, _)| a == k) {
+            return Err(LABEL_DUPLICATE_FORM);
+        }
+    }
+    Ok(())
+}
+
+/// Parses `service=api,region=eu` (spaces around names and values trimmed; empty: none).
+fn parse_global_labels(knob: &str, v: &str) -> Result<Vec<(String, String)>, ConfigError> {
+    let mut out = Vec::new();
+    for pair in v.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (k, val) = pair
+            .split_once('=')
+            .ok_or_else(|| err(knob, v, GLOBAL_LABELS_FORM))?;
+        out.push((k.trim().to_string(), val.trim().to_string()));
+    }
+    check_global_labels(&out).map_err(|form| err(knob, v, form))?;
+    Ok(out)
+}
+
+fn parse_meta(knob: &str, v: &str) -> Result<MetaMetrics, ConfigError> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "all" => Ok(MetaMetrics::All),
+        "essential" => Ok(MetaMetrics::Essential),
+        "none" => Ok(MetaMetrics::None),
+        _ => Err(err(knob, v, META_FORM)),
+    }
+}
 
 const RATE_FORM: &str = "a probability in (0, 1], e.g. 0.03";
 const BUDGET_FORM: &str = "a fraction of one core in (0, 1], e.g. 0.01 for 1%";
@@ -329,7 +424,7 @@ impl Config {
         get: impl Fn(&str) -> Option<String>,
         origin: &mut Vec<FromEnv>,
     ) -> Result<Self, ConfigError> {
-        const VARS: [(&str, &str); 16] = [
+        const VARS: [(&str, &str); 18] = [
             ("HOTMETER_SAMPLE_RATE", "sample_rate"),
             ("HOTMETER_MIN_SAMPLE_RATE", "min_sample_rate"),
             ("HOTMETER_MAX_SAMPLE_RATE", "max_sample_rate"),
@@ -346,6 +441,8 @@ impl Config {
             ("HOTMETER_LISTEN", "listen"),
             ("HOTMETER_TOKEN", "token"),
             ("HOTMETER_OVERHEAD_BUDGET", "overhead_budget"),
+            ("HOTMETER_GLOBAL_LABELS", "global_labels"),
+            ("HOTMETER_META_METRICS", "meta_metrics"),
         ];
         self = self.apply_env_values(&get)?;
         for (var, knob) in VARS {
@@ -400,6 +497,12 @@ impl Config {
         }
         if let Some(v) = get("HOTMETER_WAKE_ON_HIGH_WATER") {
             self.wake_on_high_water = parse_bool("HOTMETER_WAKE_ON_HIGH_WATER", &v)?;
+        }
+        if let Some(v) = get("HOTMETER_GLOBAL_LABELS") {
+            self.global_labels = parse_global_labels("HOTMETER_GLOBAL_LABELS", &v)?;
+        }
+        if let Some(v) = get("HOTMETER_META_METRICS") {
+            self.meta_metrics = parse_meta("HOTMETER_META_METRICS", &v)?;
         }
         if let Some(v) = get("HOTMETER_SEED") {
             self.seed = v
@@ -472,6 +575,7 @@ impl Config {
             "critical_lane_bytes",
             "token",
             "overhead_budget",
+            "global_labels",
         ] {
             self.check(knob).map_err(|e| blame(e, origin))?;
         }
@@ -523,6 +627,14 @@ impl Config {
                     ))
                 }
             }
+            "global_labels" => check_global_labels(&self.global_labels).map_err(|form| {
+                let shown: Vec<String> = self
+                    .global_labels
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect();
+                err(knob, &shown.join(","), form)
+            }),
             "quantile_window" if self.quantile_window.is_zero() => {
                 Err(err(knob, "0", "a non-zero duration"))
             }
@@ -611,6 +723,60 @@ mod tests {
         #[cfg(feature = "http")]
         assert_eq!(c.listen, Some("127.0.0.1:9000".parse().unwrap()));
         c.validate().unwrap();
+    }
+
+    #[test]
+    fn global_labels_and_meta_metrics_from_the_environment() {
+        let c = Config::default()
+            .apply_env_from(env(&[
+                ("HOTMETER_GLOBAL_LABELS", " service=api, region = eu ,"),
+                ("HOTMETER_META_METRICS", "Essential"),
+            ]))
+            .unwrap();
+        assert_eq!(
+            c.global_labels,
+            [("service", "api"), ("region", "eu")].map(|(k, v)| (k.to_string(), v.to_string()))
+        );
+        assert_eq!(c.meta_metrics, MetaMetrics::Essential);
+        let none = Config::default()
+            .apply_env_from(env(&[("HOTMETER_GLOBAL_LABELS", "")]))
+            .unwrap();
+        assert!(none.global_labels.is_empty());
+        for (v, form) in [
+            ("service", GLOBAL_LABELS_FORM),
+            ("1x=a", LABEL_NAME_FORM),
+            ("__name__=a", LABEL_NAME_FORM),
+            ("hotmeter_x=a", LABEL_NAME_FORM),
+            ("le=1", LABEL_RESERVED_FORM),
+            ("quantile=1", LABEL_RESERVED_FORM),
+            ("a=1,b=2,a=3", LABEL_DUPLICATE_FORM),
+            ("a=", LABEL_VALUE_FORM),
+        ] {
+            let e = Config::default()
+                .apply_env_from(env(&[("HOTMETER_GLOBAL_LABELS", v)]))
+                .unwrap_err();
+            assert_eq!(
+                (e.knob.as_str(), e.value.as_str(), e.expected),
+                ("HOTMETER_GLOBAL_LABELS", v, form)
+            );
+        }
+        let e = Config::default()
+            .apply_env_from(env(&[("HOTMETER_META_METRICS", "some")]))
+            .unwrap_err();
+        assert_eq!(
+            (e.knob.as_str(), e.expected),
+            ("HOTMETER_META_METRICS", META_FORM)
+        );
+        // The builder's labels are checked by `validate`, named by the knob.
+        let c = Config {
+            global_labels: vec![("le".into(), "1".into())],
+            ..Config::default()
+        };
+        let e = c.validate().unwrap_err();
+        assert_eq!(
+            (e.knob.as_str(), e.expected),
+            ("global_labels", LABEL_RESERVED_FORM)
+        );
     }
 
     #[test]

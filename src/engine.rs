@@ -3,13 +3,13 @@
 //! programs that want several independent sets of metrics.
 
 #[cfg(feature = "http")]
-use std::net::SocketAddr;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::config::{Config, ConfigError, FromEnv, blame};
+use crate::config::{Config, ConfigError, FromEnv};
 use crate::flush::Published;
 use crate::flush::flusher::FlushState;
 use crate::registry::{CellPool, Registry};
@@ -93,6 +93,8 @@ pub struct EngineBuilder {
     /// Knobs whose value came from the environment (so errors name the variable); a
     /// builder call for one of them takes it off.
     env: Vec<FromEnv>,
+    /// A `listen` address that did not resolve, reported by `build` / `install`.
+    listen_error: Option<ConfigError>,
 }
 
 macro_rules! knob {
@@ -166,11 +168,40 @@ impl EngineBuilder {
         wake_on_high_water: bool
     );
 
-    /// Serve `/metrics` at `addr` once built (see [`Engine::serve`]). Feature `http`.
+    knob!(
+        /// Which `hotmeter_*` families the exposition carries (default all).
+        meta_metrics: crate::config::MetaMetrics
+    );
+
+    /// Adds `name="value"` to every exported series, user and `hotmeter_*` families alike,
+    /// in both formats and through the prometheus-client collector. A series with a label
+    /// of the same name keeps its own. Checked by `build` / `install` (see
+    /// [`Config::global_labels`]).
+    pub fn global_label(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.config.global_labels.push((name.into(), value.into()));
+        self.env.retain(|o| o.knob != "global_labels");
+        self
+    }
+
+    /// Serve `/metrics` at `addr` once built (see [`Engine::serve`]): a `SocketAddr`, or
+    /// anything [`ToSocketAddrs`] takes (`"127.0.0.1:9464"`, `("localhost", 9464)`),
+    /// resolved now to its first address. An address that does not resolve is reported
+    /// by `build` / `install`. Feature `http`.
     #[cfg(feature = "http")]
-    pub fn listen(mut self, addr: SocketAddr) -> Self {
-        self.config.listen = Some(addr);
+    pub fn listen(mut self, addr: impl ToSocketAddrs) -> Self {
         self.env.retain(|o| o.knob != "listen");
+        self.listen_error = None;
+        match addr.to_socket_addrs().map(|mut a| a.next()) {
+            Ok(Some(a)) => self.config.listen = Some(a),
+            Ok(None) | Err(_) => {
+                self.config.listen = None;
+                self.listen_error = Some(ConfigError {
+                    knob: "listen".into(),
+                    value: String::new(),
+                    expected: "an address that resolves, such as 127.0.0.1:9464",
+                });
+            }
+        }
         self
     }
 
@@ -202,13 +233,20 @@ impl EngineBuilder {
     /// Builds a local engine and starts its flusher.
     ///
     /// # Errors
-    /// Knobs that contradict each other or are out of range ([`Config::validate`]), or a
-    /// `listen` address that cannot be bound; a value from the environment is named by its
-    /// variable.
-    pub fn build(self) -> Result<Engine, ConfigError> {
+    /// [`BuildError::Config`]: knobs that contradict each other or are out of range
+    /// ([`Config::validate`]), or a `listen` address that did not resolve; a value from
+    /// the environment is named by its variable. [`BuildError::Bind`]: the `listen`
+    /// address cannot be bound (in use, not local, no permission), with the `io::Error`
+    /// as its [`source`](std::error::Error::source).
+    pub fn build(self) -> Result<Engine, BuildError> {
+        if let Some(e) = self.listen_error {
+            return Err(BuildError::Config(e));
+        }
         self.config.validate_traced(&self.env)?;
         let engine = Engine::start(self.config, CellPool::Other);
-        engine.serve_configured().map_err(|e| blame(e, &self.env))?;
+        engine
+            .serve_configured()
+            .map_err(|e| BuildError::Bind(e.named(&self.env)))?;
         Ok(engine)
     }
 
@@ -219,6 +257,9 @@ impl EngineBuilder {
     /// global engine exists already (installed before, or started lazily by a macro or
     /// [`global()`](crate::global) call).
     pub fn install(self) -> Result<&'static Engine, InstallError> {
+        if let Some(e) = self.listen_error {
+            return Err(InstallError::Config(e));
+        }
         self.config
             .validate_traced(&self.env)
             .map_err(InstallError::Config)?;
@@ -231,7 +272,7 @@ impl EngineBuilder {
             Some(()) => {
                 engine
                     .serve_configured()
-                    .map_err(|e| InstallError::Config(blame(e, &self.env)))?;
+                    .map_err(|e| InstallError::Bind(e.named(&self.env)))?;
                 Ok(engine)
             }
             None => Err(InstallError::AlreadyInstalled),
@@ -239,11 +280,99 @@ impl EngineBuilder {
     }
 }
 
+/// The `/metrics` endpoint the configuration asks for (`listen`, `HOTMETER_LISTEN`) could
+/// not be bound. Its [`source`](std::error::Error::source) is the `io::Error`.
+#[derive(Debug)]
+pub struct BindError {
+    /// The knob, or the variable when the address came from the environment
+    /// (`HOTMETER_LISTEN`).
+    pub knob: String,
+    /// The address.
+    pub addr: String,
+    /// Why it could not be bound.
+    pub source: std::io::Error,
+}
+
+impl BindError {
+    /// Names the variable when the address came from the environment.
+    #[cfg_attr(not(feature = "http"), allow(dead_code))]
+    fn named(mut self, origin: &[FromEnv]) -> Self {
+        if let Some(o) = origin.iter().rev().find(|o| o.knob == self.knob) {
+            self.knob = o.var.into();
+        }
+        self
+    }
+}
+
+impl std::fmt::Display for BindError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "cannot serve /metrics on {} ({}): {}",
+            self.addr, self.knob, self.source
+        )
+    }
+}
+
+impl std::error::Error for BindError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.source)
+    }
+}
+
+/// Why [`EngineBuilder::build`] failed.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// A configuration error.
+    Config(ConfigError),
+    /// The configured endpoint could not be bound.
+    Bind(BindError),
+}
+
+impl BuildError {
+    /// The configuration error, if that is what it is.
+    pub fn config(&self) -> Option<&ConfigError> {
+        match self {
+            BuildError::Config(e) => Some(e),
+            BuildError::Bind(_) => None,
+        }
+    }
+}
+
+impl From<ConfigError> for BuildError {
+    fn from(e: ConfigError) -> Self {
+        BuildError::Config(e)
+    }
+}
+
+impl std::fmt::Display for BuildError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BuildError::Config(e) => e.fmt(f),
+            BuildError::Bind(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for BuildError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            BuildError::Config(_) => None,
+            BuildError::Bind(e) => Some(&e.source),
+        }
+    }
+}
+
 /// Why [`EngineBuilder::install`] failed.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
+#[non_exhaustive]
 pub enum InstallError {
     /// A configuration error.
     Config(ConfigError),
+    /// The configured endpoint could not be bound (the engine is installed all the same,
+    /// without it).
+    Bind(BindError),
     /// A global engine exists already.
     AlreadyInstalled,
 }
@@ -252,6 +381,7 @@ impl std::fmt::Display for InstallError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             InstallError::Config(e) => e.fmt(f),
+            InstallError::Bind(e) => e.fmt(f),
             InstallError::AlreadyInstalled => f.write_str(
                 "a global hotmeter engine already exists (install before the first macro call)",
             ),
@@ -259,7 +389,14 @@ impl std::fmt::Display for InstallError {
     }
 }
 
-impl std::error::Error for InstallError {}
+impl std::error::Error for InstallError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            InstallError::Bind(e) => Some(&e.source),
+            _ => None,
+        }
+    }
+}
 
 static GLOBAL: OnceLock<Engine> = OnceLock::new();
 
@@ -292,7 +429,7 @@ pub fn global_engine() -> &'static Engine {
         };
         let engine = Engine::start(config, CellPool::Global);
         if let Err(e) = engine.serve_configured() {
-            eprintln!("hotmeter: {}; not serving /metrics", blame(e, &env));
+            eprintln!("hotmeter: {}; not serving /metrics", e.named(&env));
         }
         engine
     })
@@ -339,38 +476,38 @@ impl Engine {
     /// Without the `http` feature there is no endpoint to start (and no `listen` knob).
     #[cfg(not(feature = "http"))]
     #[allow(clippy::unnecessary_wraps, clippy::unused_self)]
-    fn serve_configured(&self) -> Result<(), ConfigError> {
+    fn serve_configured(&self) -> Result<(), BindError> {
         Ok(())
     }
 
     /// Starts the endpoint the configuration asks for (`listen`), if any.
     #[cfg(feature = "http")]
-    fn serve_configured(&self) -> Result<(), ConfigError> {
+    fn serve_configured(&self) -> Result<(), BindError> {
         let Some(addr) = self.shared.config.listen else {
             return Ok(());
         };
-        self.serve(addr).map(|_| ()).map_err(|e| {
-            eprintln!("hotmeter: cannot serve /metrics on {addr}: {e}");
-            ConfigError {
-                knob: "listen".into(),
-                value: addr.to_string(),
-                expected: "an address this process can listen on (free and local)",
-            }
+        self.serve(addr).map(|_| ()).map_err(|source| BindError {
+            knob: "listen".into(),
+            addr: addr.to_string(),
+            source,
         })
     }
 
-    /// Serves `GET /metrics` at `addr` (port 0 picks a free one) from a background thread,
+    /// Serves `GET /metrics` at `addr` (a `SocketAddr`, `"127.0.0.1:9464"`,
+    /// `("localhost", 0)`: each address it resolves to is tried in turn, as
+    /// `TcpListener::bind` does; port 0 picks a free one) from a background thread,
     /// with the default limits ([`ServeConfig`](crate::export::http::ServeConfig)) and the
     /// configured token; returns the bound address. The format follows the request's
     /// `Accept` header, `Accept-Encoding: gzip` is honoured. The endpoint stops with the
     /// engine ([`Engine::shutdown`]).
     ///
     /// # Errors
-    /// The address cannot be bound (in use, not local, no permission).
+    /// The address does not resolve, or cannot be bound (in use, not local, no
+    /// permission): the last address's `io::Error`.
     ///
     /// Feature `http` (on by default).
     #[cfg(feature = "http")]
-    pub fn serve(&self, addr: SocketAddr) -> std::io::Result<SocketAddr> {
+    pub fn serve(&self, addr: impl ToSocketAddrs) -> std::io::Result<SocketAddr> {
         let config = crate::export::http::ServeConfig {
             token: self
                 .shared
@@ -405,16 +542,30 @@ impl Engine {
     #[cfg(feature = "http")]
     pub fn serve_with(
         &self,
-        addr: SocketAddr,
+        addr: impl ToSocketAddrs,
         config: crate::export::http::ServeConfig,
     ) -> std::io::Result<SocketAddr> {
-        let shared = Arc::clone(&self.shared);
-        let server = crate::export::http::serve(
-            addr,
-            config,
-            Arc::clone(&self.shared.http),
-            Box::new(move |format| shared.render(format)),
-        )?;
+        let mut last = std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "the address resolved to nothing",
+        );
+        let mut server = None;
+        for a in addr.to_socket_addrs()? {
+            let shared = Arc::clone(&self.shared);
+            match crate::export::http::serve(
+                a,
+                config.clone(),
+                Arc::clone(&self.shared.http),
+                Box::new(move |format| shared.render(format)),
+            ) {
+                Ok(s) => {
+                    server = Some(s);
+                    break;
+                }
+                Err(e) => last = e,
+            }
+        }
+        let server = server.ok_or(last)?;
         let bound = server.local_addr();
         self.servers
             .lock()

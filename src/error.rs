@@ -68,6 +68,17 @@ pub enum Error {
         /// The family already using it.
         existing: String,
     },
+    /// A unit given to [`Registry::describe_with_unit`](crate::Registry::describe_with_unit)
+    /// that is not a unit word, or that the metric's name does not end with (OpenMetrics'
+    /// suffix rule).
+    InvalidUnit {
+        /// The metric name.
+        name: String,
+        /// The unit.
+        unit: String,
+        /// The rule broken.
+        rule: &'static str,
+    },
 }
 
 impl fmt::Display for Error {
@@ -123,6 +134,19 @@ impl fmt::Display for Error {
                 f,
                 "metric {name:?} would expose {exposed:?}, which metric {existing:?} already exposes"
             ),
+            Error::InvalidUnit { name, unit, rule } => {
+                write!(f, "unit {unit:?} of metric {name:?}: {rule}")?;
+                if *rule == crate::registry::UNIT_SUFFIX_RULE {
+                    let base = name.strip_suffix("_total").unwrap_or(name);
+                    let total = if base.len() < name.len() {
+                        "_total"
+                    } else {
+                        ""
+                    };
+                    write!(f, " (register it as {base}_{unit}{total})")?;
+                }
+                Ok(())
+            }
         }
     }
 }

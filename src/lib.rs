@@ -81,7 +81,7 @@
 //! let text = engine.render(hotmeter::Format::Text)?;
 //! assert!(text.contains("jobs_total{queue=\"a\\\"b\"} 3\n"));
 //! # #[cfg(feature = "http")] {
-//! let addr = engine.serve("127.0.0.1:0".parse()?)?; // GET http://{addr}/metrics
+//! let addr = engine.serve("127.0.0.1:0")?; // GET http://{addr}/metrics
 //! assert!(addr.port() != 0);
 //! # }
 //! engine.shutdown(); // stops the endpoint too
@@ -191,9 +191,11 @@ pub use macro_support as __macro_support;
 #[cfg(all(not(loom), feature = "http"))]
 pub use config::Secret;
 #[cfg(not(loom))]
-pub use config::{Config, ConfigError};
+pub use config::{Config, ConfigError, ESSENTIAL_META_METRICS, MetaMetrics};
 #[cfg(not(loom))]
-pub use engine::{Engine, EngineBuilder, InstallError, global, global_engine};
+pub use engine::{
+    BindError, BuildError, Engine, EngineBuilder, InstallError, global, global_engine,
+};
 #[cfg(not(loom))]
 pub use error::{Error, Result};
 #[cfg(not(loom))]

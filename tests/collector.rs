@@ -56,3 +56,45 @@ fn the_collector_registers_in_the_reexported_crate_and_leaves_no_orphans() {
         assert!(text.contains(family), "{family:?} in\n{text}");
     }
 }
+
+#[test]
+fn the_collector_carries_units_global_labels_and_the_meta_selection() {
+    let engine = hotmeter::Engine::builder()
+        .global_label("service", "api")
+        .meta_metrics(hotmeter::MetaMetrics::Essential)
+        .build()
+        .unwrap();
+    let r = engine.registry();
+    r.histogram_with(
+        "latency_seconds",
+        &[("route", "/")],
+        &hotmeter::HistogramConfig::buckets(&[0.1, 1.0]).unwrap(),
+    )
+    .unwrap()
+    .record(0.5);
+    r.describe_with_unit("latency_seconds", "seconds", "Latency.")
+        .unwrap();
+    engine.flush();
+    let mut registry = prometheus_client::registry::Registry::default();
+    registry.register_collector(Box::new(engine.collector()));
+    let mut out = String::new();
+    prometheus_client::encoding::text::encode(&mut out, &registry).unwrap();
+    assert!(
+        out.contains(
+            "# HELP latency_seconds Latency.\n# TYPE latency_seconds histogram\n# UNIT latency_seconds seconds\n"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains("latency_seconds_bucket{le=\"1.0\",route=\"/\",service=\"api\"} 1\n"),
+        "{out}"
+    );
+    assert!(out.contains("hotmeter_sample_rate"), "{out}");
+    assert!(!out.contains("hotmeter_flushes"), "{out}");
+    assert!(
+        out.lines()
+            .filter(|l| !l.starts_with('#'))
+            .all(|l| l.contains("service=\"api\"")),
+        "{out}"
+    );
+}

@@ -23,7 +23,7 @@ fn the_flush_interval_is_bounded() {
         Duration::MAX,
     ] {
         let e = Engine::builder().flush_interval(bad).build().unwrap_err();
-        assert_eq!(e.knob, "flush_interval", "{bad:?}");
+        assert_eq!(e.config().unwrap().knob, "flush_interval", "{bad:?}");
     }
     for good in [Duration::from_millis(1), Duration::from_secs(3600)] {
         Engine::builder().flush_interval(good).build().unwrap();
@@ -37,6 +37,7 @@ fn a_token_longer_than_a_header_can_carry_is_refused() {
         .token("t".repeat(MAX_TOKEN_BYTES + 1))
         .build()
         .unwrap_err();
+    let e = e.config().unwrap();
     assert_eq!((e.knob.as_str(), e.value.as_str()), ("token", "***"));
     // The longest accepted token fits in a request with the headers Prometheus sends.
     let token = "t".repeat(MAX_TOKEN_BYTES);
@@ -56,4 +57,48 @@ fn a_token_longer_than_a_header_can_carry_is_refused() {
     );
     assert_eq!(reply.status, 200);
     assert_eq!(get(addr, "/metrics", &[]).status, 401);
+}
+
+/// A busy port: `build` answers a typed bind error whose source is the `io::Error` (not a
+/// configuration error with the cause printed to stderr); `serve` takes what
+/// `ToSocketAddrs` takes.
+#[cfg(feature = "http")]
+#[test]
+fn a_bind_failure_carries_the_io_error() {
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = busy.local_addr().unwrap();
+    let e = Engine::builder().listen(addr).build().unwrap_err();
+    match &e {
+        hotmeter::BuildError::Bind(b) => {
+            assert_eq!(b.knob, "listen");
+            assert_eq!(b.source.kind(), std::io::ErrorKind::AddrInUse, "{e}");
+        }
+        other => panic!("{other:?}"),
+    }
+    let source = std::error::Error::source(&e).expect("a source");
+    assert_eq!(
+        source
+            .downcast_ref::<std::io::Error>()
+            .map(std::io::Error::kind),
+        Some(std::io::ErrorKind::AddrInUse)
+    );
+    // The same through a string address; and `serve` reports the `io::Error` itself.
+    let e = Engine::builder()
+        .listen(addr.to_string().as_str())
+        .build()
+        .unwrap_err();
+    assert!(matches!(e, hotmeter::BuildError::Bind(_)), "{e:?}");
+    let engine = Engine::builder().build().unwrap();
+    let err = engine.serve(addr.to_string()).unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::AddrInUse);
+    let served = engine.serve(("127.0.0.1", 0)).unwrap();
+    assert_eq!(get(served, "/metrics", &[]).status, 200);
+    assert!(engine.serve("127.0.0.1:0").is_ok());
+    // An address that does not resolve is a configuration error of `listen`.
+    let e = Engine::builder()
+        .listen("not an address")
+        .build()
+        .unwrap_err();
+    assert_eq!(e.config().map(|c| c.knob.as_str()), Some("listen"));
+    drop(busy);
 }

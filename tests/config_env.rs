@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use hotmeter::{ConfigError, Engine, InstallError};
+use hotmeter::{BuildError, ConfigError, Engine, InstallError};
 
 /// Runs `f` with `vars` set in the environment (and only them of `HOTMETER_*`).
 fn with_env<T>(vars: &[(&str, &str)], f: impl FnOnce() -> T) -> T {
@@ -26,10 +26,13 @@ fn with_env<T>(vars: &[(&str, &str)], f: impl FnOnce() -> T) -> T {
 }
 
 fn build_err(vars: &[(&str, &str)]) -> ConfigError {
-    with_env(vars, || match Engine::builder().from_env() {
-        Err(e) => e,
+    match with_env(vars, || match Engine::builder().from_env() {
+        Err(e) => BuildError::Config(e),
         Ok(b) => b.build().expect_err("refused"),
-    })
+    }) {
+        BuildError::Config(e) => e,
+        other => panic!("{other:?}"),
+    }
 }
 
 #[test]
@@ -44,14 +47,34 @@ fn environment_errors_name_the_variable() {
         // Valid alone, but above the default highest rate (0.15) / below the lowest (0.01).
         ("HOTMETER_MIN_SAMPLE_RATE", "0.5"),
         ("HOTMETER_MAX_SAMPLE_RATE", "0.001"),
-        // Parses, but cannot be bound here.
-        #[cfg(feature = "http")]
-        ("HOTMETER_LISTEN", "1.2.3.4:9464"),
     ] {
         let e = build_err(&[(var, value)]);
         assert_eq!(e.knob, var, "{var}={value}: {e}");
         assert_eq!(e.value, value, "{var}={value}: {e}");
         assert!(e.to_string().contains(var), "{e}");
+    }
+    // Parses, but cannot be bound here: a bind error naming the variable, carrying the
+    // `io::Error`.
+    #[cfg(feature = "http")]
+    {
+        let e = with_env(&[("HOTMETER_LISTEN", "1.2.3.4:9464")], || {
+            Engine::builder().from_env().unwrap().build().unwrap_err()
+        });
+        match &e {
+            BuildError::Bind(b) => {
+                assert_eq!(
+                    (b.knob.as_str(), b.addr.as_str()),
+                    ("HOTMETER_LISTEN", "1.2.3.4:9464")
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(e.to_string().contains("HOTMETER_LISTEN"), "{e}");
+        let source = std::error::Error::source(&e).expect("the io::Error");
+        assert!(
+            source.downcast_ref::<std::io::Error>().is_some(),
+            "{source:?}"
+        );
     }
     // A token the endpoint could never read (longer than its request-header limit) is
     // refused, and the error does not repeat it.
@@ -81,7 +104,7 @@ fn environment_errors_name_the_variable() {
         .flush_interval(Duration::ZERO)
         .build()
         .unwrap_err();
-    assert_eq!(e.knob, "flush_interval");
+    assert_eq!(e.config().unwrap().knob, "flush_interval");
     // A builder call after `from_env` replaces the variable's value: then it is the
     // method's value that is checked (and here valid).
     with_env(&[("HOTMETER_MIN_SAMPLE_RATE", "0.5")], || {
@@ -97,7 +120,7 @@ fn environment_errors_name_the_variable() {
             .max_sample_rate(0.25)
             .build()
             .unwrap_err();
-        assert_eq!(e.knob, "HOTMETER_MIN_SAMPLE_RATE", "{e}");
+        assert_eq!(e.config().unwrap().knob, "HOTMETER_MIN_SAMPLE_RATE", "{e}");
     });
     // `install` reports the same errors.
     let e = with_env(&[("HOTMETER_MIN_SAMPLE_RATE", "0.5")], || {

@@ -78,7 +78,7 @@ fn flusher_cpu_is_monotone_positive_and_exported() {
 fn a_bad_overhead_budget_is_refused_by_name() {
     for bad in [0.0, -0.5, 1.5, f64::NAN] {
         let e = Engine::builder().overhead_budget(bad).build().unwrap_err();
-        assert_eq!(e.knob, "overhead_budget", "{bad}");
+        assert_eq!(e.config().unwrap().knob, "overhead_budget", "{bad}");
         assert!(e.to_string().contains("overhead_budget"), "{e}");
     }
     let e = Engine::builder().overhead_budget(0.2).build().unwrap();

@@ -190,3 +190,30 @@ fn histograms_follow_the_rules_by_prefix() {
         assert!(text.contains(line), "missing {line:?} in\n{text}");
     }
 }
+
+#[test]
+fn units_from_the_facade_become_openmetrics_units() {
+    let engine = hotmeter::Engine::builder().build().unwrap();
+    let recorder = hotmeter::metrics_recorder::MetricsRecorder::builder().build(&engine);
+    metrics::with_local_recorder(&recorder, || {
+        metrics::describe_histogram!("db.query_seconds", metrics::Unit::Seconds, "Query time.");
+        metrics::describe_counter!("sent_bytes_total", metrics::Unit::Bytes, "Sent.");
+        // No suffix: HELP only (the facade does not rename), not an error.
+        metrics::describe_gauge!("queue", metrics::Unit::Count, "Queued.");
+        metrics::describe_histogram!("latency", metrics::Unit::Milliseconds, "Latency.");
+        metrics::histogram!("db.query_seconds").record(0.01);
+        metrics::counter!("sent_bytes_total").increment(5);
+        metrics::gauge!("queue").set(1.0);
+        metrics::histogram!("latency").record(3.0);
+    });
+    let om = engine.render(hotmeter::Format::OpenMetrics).unwrap();
+    for line in [
+        "# HELP db_query_seconds Query time.\n# TYPE db_query_seconds histogram\n# UNIT db_query_seconds seconds\n",
+        "# HELP sent_bytes Sent.\n# TYPE sent_bytes counter\n# UNIT sent_bytes bytes\n",
+        "# HELP queue Queued.\n# TYPE queue gauge\nqueue 1.0\n",
+        "# HELP latency Latency.\n# TYPE latency histogram\nlatency_sum",
+    ] {
+        assert!(om.contains(line), "{line}\n{om}");
+    }
+    assert_eq!(engine.registry().snapshot().meta.registration_errors, 0);
+}

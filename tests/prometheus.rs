@@ -73,7 +73,7 @@ fn a_real_prometheus_scrapes_exact_values() {
         s.record(i as f64);
     }
     engine.flush();
-    let target = engine.serve("127.0.0.1:0".parse().unwrap()).unwrap();
+    let target = engine.serve("127.0.0.1:0").unwrap();
 
     let dir = std::env::temp_dir().join(format!("hotmeter-prometheus-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);

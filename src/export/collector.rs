@@ -7,6 +7,7 @@ use std::sync::Arc;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Unit;
 
 use super::model::{self, Family, Kind, Sample};
 use super::openmetrics::escape_help;
@@ -39,6 +40,11 @@ impl prometheus_client::collector::Collector for EngineCollector {
         let registry = self.shared.registry();
         let mut families = model::build(registry.snapshot(), started(registry));
         families.extend(self.shared.extra_families());
+        model::finish(
+            &mut families,
+            registry.global_labels(),
+            registry.meta_metrics(),
+        );
         // prometheus-client has no summary type: a sampled metric's summary is left out, and
         // with it the gauges that only make sense beside it (its quantiles' standard errors
         // and intervals, and its top keys), so that no orphan is exposed.
@@ -113,7 +119,17 @@ fn encode_value(encoder: &mut MetricEncoder, value: &Sample) -> fmt::Result {
 
 fn encode_with_client(encoder: &mut DescriptorEncoder, f: &Family) -> fmt::Result {
     let help = escape_help(&f.help);
-    let mut metric = encoder.encode_descriptor(&f.name, &help, None, metric_type(f.kind))?;
+    // prometheus-client appends `_<unit>` to the name it is given.
+    let unit = f.unit.clone().map(Unit::Other);
+    let name = match &unit {
+        Some(u) => f
+            .name
+            .strip_suffix(u.as_str())
+            .and_then(|n| n.strip_suffix('_'))
+            .unwrap_or(&f.name),
+        None => &f.name,
+    };
+    let mut metric = encoder.encode_descriptor(name, &help, unit.as_ref(), metric_type(f.kind))?;
     for s in &f.series {
         if s.labels.is_empty() {
             // Straight on the family's encoder: `encode_family` would write `{}`.

@@ -14,6 +14,14 @@
 //! | sampled `s` | summary `s`: `s{quantile}` estimated (0.5, 0.9, 0.99, 0.999) over the last [`Config::quantile_window`](crate::Config::quantile_window), `NaN` while too few records bound it (p99.9 needs ~3,700), `s_count` exact, `s_sum` exact for `record!` (a Horvitz–Thompson estimate for sampled timers); gauges `s_quantile_lower{for_quantile}` / `s_quantile_upper{for_quantile}` (the 95% interval itself: not symmetric around the estimate; NaN with it) and `s_quantile_std_error{for_quantile}` (its width / 3.92); gauge `s_top_keys{key}` (estimated events of the ≤ 10 heaviest keys per series, key = 16-hex-digit hash) |
 //! | the engine | `hotmeter_*` meta-metrics with HELP text: sample rate, sampled / flushed / dropped records by reason, flush count / duration / drains, ring utilization, rings, critical lane depth and losses, arenas, registration errors, series overflow, rejected histogram observations, estimated recording overhead |
 //!
+//! HELP is the text given to [`Registry::describe`](crate::Registry::describe), exactly
+//! (escaped); a unit given to
+//! [`Registry::describe_with_unit`](crate::Registry::describe_with_unit) is an OpenMetrics
+//! `# UNIT` line (the 0.0.4 format has none). The engine's
+//! [`Config::global_labels`](crate::Config::global_labels) go on every series, and
+//! [`Config::meta_metrics`](crate::Config::meta_metrics) selects the `hotmeter_*` families,
+//! in both formats and through the collector.
+//!
 //! The renderings pass `promtool check metrics` (lint included), Python's strict
 //! OpenMetrics parser, and a real Prometheus scrape (see `tests/`).
 //!
@@ -117,6 +125,11 @@ pub(crate) fn render_with(
 ) -> Result<String, std::fmt::Error> {
     let mut families = model::build(registry.snapshot(), started(registry));
     families.extend(extra);
+    model::finish(
+        &mut families,
+        registry.global_labels(),
+        registry.meta_metrics(),
+    );
     let series: usize = families.iter().map(|f| f.series.len()).sum();
     let mut out = String::with_capacity(4096 + series * 96);
     match format {

@@ -30,6 +30,8 @@ pub struct Family {
     pub name: String,
     /// HELP text, unescaped.
     pub help: String,
+    /// OpenMetrics unit (`# UNIT`); the name ends with `_<unit>` when set.
+    pub unit: Option<String>,
     /// The type.
     pub kind: Kind,
     /// The series.
@@ -105,6 +107,17 @@ pub fn format_float(out: &mut String, v: f64) {
     }
 }
 
+/// `v` rounded to 15 significant digits: an estimate's last-bit noise
+/// (`5.9000000000000008e-8` from an interpolation) is gone, so it is written in its shortest
+/// form (`5.9e-8`). The change is below 1e-15 relative, far inside any estimate's error.
+pub(crate) fn tidy(v: f64) -> f64 {
+    match format!("{v:.14e}").parse::<f64>() {
+        // Not past `f64::MAX` (which rounds up to infinity).
+        Ok(t) if v.is_finite() && t.is_finite() => t,
+        _ => v,
+    }
+}
+
 fn float_label(v: f64) -> String {
     let mut s = String::new();
     format_float(&mut s, v);
@@ -158,10 +171,25 @@ fn help_of(f: &FamilySnapshot) -> String {
         .unwrap_or_else(|| format!("{} {}", f.kind, f.name))
 }
 
+/// The family's unit, when its exposed name (a counter's without `_total`) ends with it
+/// (checked by `describe_with_unit`; a gauge named `x_seconds_total` would not).
+fn unit_of(f: &FamilySnapshot) -> Option<String> {
+    let unit = f.unit.as_ref()?;
+    let exposed = match f.kind {
+        MetricKind::Counter => f.name.strip_suffix("_total").unwrap_or(&f.name),
+        _ => &f.name,
+    };
+    exposed
+        .strip_suffix(unit.as_str())
+        .is_some_and(|rest| rest.ends_with('_'))
+        .then(|| unit.clone())
+}
+
 fn counter_family(f: FamilySnapshot) -> Family {
     Family {
         name: f.name.strip_suffix("_total").unwrap_or(&f.name).to_string(),
         help: help_of(&f),
+        unit: unit_of(&f),
         kind: Kind::Counter,
         series: f
             .series
@@ -180,6 +208,7 @@ fn counter_family(f: FamilySnapshot) -> Family {
 fn gauge_family(f: FamilySnapshot) -> Family {
     Family {
         help: help_of(&f),
+        unit: unit_of(&f),
         name: f.name,
         kind: Kind::Gauge,
         series: f
@@ -229,6 +258,7 @@ fn histogram_family(f: &FamilySnapshot, start: SystemTime) -> Family {
     Family {
         name: f.name.clone(),
         help: help_of(f),
+        unit: unit_of(f),
         kind: Kind::Histogram,
         series,
     }
@@ -267,8 +297,10 @@ fn bucket_exemplars(
 
 fn sampled_families(f: &FamilySnapshot, out: &mut Vec<Family>) {
     let name = &f.name;
-    let help = f
-        .help
+    // The summary's HELP is exactly what `describe` set; without one, a default that says
+    // what is exact and what estimated. The gauges beside it say what they hold.
+    let described = f.help.clone();
+    let help = described
         .clone()
         .unwrap_or_else(|| format!("sampled metric {name}"));
     let mut summaries = Vec::new();
@@ -297,14 +329,14 @@ fn sampled_families(f: &FamilySnapshot, out: &mut Vec<Family>) {
         summaries.push(Series {
             labels: s.labels.clone(),
             value: Sample::Summary {
-                quantiles: quantiles.iter().map(|q| (q.q, q.value)).collect(),
+                quantiles: quantiles.iter().map(|q| (q.q, tidy(q.value))).collect(),
                 count: v.count,
                 sum: v.sum,
             },
         });
         for q in &quantiles {
             let labels = with_label(&s.labels, "for_quantile", float_label(q.q));
-            let se = (q.upper - q.lower) / (2.0 * crate::flush::estimate::Z95);
+            let se = tidy((q.upper - q.lower) / (2.0 * crate::flush::estimate::Z95));
             std_errors.push(Series {
                 labels: labels.clone(),
                 value: Sample::Gauge(se),
@@ -327,9 +359,10 @@ fn sampled_families(f: &FamilySnapshot, out: &mut Vec<Family>) {
     }
     out.push(Family {
         name: name.clone(),
-        help: format!(
+        help: described.unwrap_or_else(|| format!(
             "{help} (quantiles estimated from sampled events; _count exact; _sum exact for recorded values, a Horvitz-Thompson estimate for sampled timers)"
-        ),
+        )),
+        unit: unit_of(f),
         kind: Kind::Summary,
         series: summaries,
     });
@@ -338,6 +371,7 @@ fn sampled_families(f: &FamilySnapshot, out: &mut Vec<Family>) {
         help: format!(
             "{help} (standard error of each estimated quantile: its 95% rank interval's width / 3.92)"
         ),
+        unit: None,
         kind: Kind::Gauge,
         series: std_errors,
     });
@@ -348,12 +382,14 @@ fn sampled_families(f: &FamilySnapshot, out: &mut Vec<Family>) {
         help: format!(
             "{help} (lower end of each estimated quantile's 95% interval: the exact binomial rank interval, widened to its buckets' edges; NaN while too few records bound it)"
         ),
+        unit: None,
         kind: Kind::Gauge,
         series: lowers,
     });
     out.push(Family {
         name: format!("{name}{QUANTILE_UPPER_SUFFIX}"),
         help: format!("{help} (upper end of each estimated quantile's 95% interval)"),
+        unit: None,
         kind: Kind::Gauge,
         series: uppers,
     });
@@ -362,6 +398,7 @@ fn sampled_families(f: &FamilySnapshot, out: &mut Vec<Family>) {
         help: format!(
             "{help} (estimated events of the heaviest keys; `key` is the key's 64-bit hash in hex)"
         ),
+        unit: None,
         kind: Kind::Gauge,
         series: keys,
     });
@@ -635,6 +672,8 @@ pub(crate) fn family(name: &str, help: &str, kind: Kind, rows: Vec<Row>) -> Fami
     Family {
         name: name.to_string(),
         help: help.to_string(),
+        // hotmeter's own durations (`hotmeter_flush_duration_seconds`, ...).
+        unit: name.ends_with("_seconds").then(|| "seconds".to_string()),
         kind,
         series: rows
             .into_iter()
@@ -649,6 +688,38 @@ fn meta_families(m: &MetaSnapshot, sampled: SampledMeta, out: &mut Vec<Family>) 
         META.iter()
             .map(|&(name, help, kind, rows)| family(name, help, kind, rows(m, &sampled))),
     );
+}
+
+/// What the engine's configuration asks of a rendering, applied to every family (the
+/// registry's, its meta-metrics, and the layers' extra ones): only the `hotmeter_*`
+/// families `meta` selects, and the global labels on every series that lacks a label of
+/// that name (a series' own label wins).
+pub(crate) fn finish(
+    families: &mut Vec<Family>,
+    global_labels: &[(String, String)],
+    meta: crate::config::MetaMetrics,
+) {
+    use crate::config::{ESSENTIAL_META_METRICS, MetaMetrics};
+    let is_meta = |f: &Family| f.name.starts_with(crate::registry::names::RESERVED_PREFIX);
+    match meta {
+        MetaMetrics::All => {}
+        MetaMetrics::Essential => {
+            families.retain(|f| !is_meta(f) || ESSENTIAL_META_METRICS.contains(&f.name.as_str()));
+        }
+        MetaMetrics::None => families.retain(|f| !is_meta(f)),
+    }
+    if global_labels.is_empty() {
+        return;
+    }
+    for s in families.iter_mut().flat_map(|f| f.series.iter_mut()) {
+        let before = s.labels.len();
+        for (k, v) in global_labels {
+            if !s.labels[..before].iter().any(|(a, _)| a == k) {
+                s.labels.push((k.clone(), v.clone()));
+            }
+        }
+        s.labels.sort_by(|a, b| a.0.cmp(&b.0));
+    }
 }
 
 /// A label set as written: an optional label before the series' labels (OpenMetrics'

@@ -42,6 +42,13 @@ pub(crate) fn encode_family(out: &mut String, f: &Family) {
     out.push_str(&escape_help(&f.help));
     out.push('\n');
     type_line(out, &f.name, f.kind);
+    if let Some(unit) = &f.unit {
+        out.push_str("# UNIT ");
+        out.push_str(&f.name);
+        out.push(' ');
+        out.push_str(unit);
+        out.push('\n');
+    }
     for s in &f.series {
         let labels = Labels::of(&s.labels);
         match &s.value {

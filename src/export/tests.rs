@@ -28,6 +28,7 @@ fn family(
     FamilySnapshot {
         name: name.into(),
         help: help.map(Into::into),
+        unit: None,
         kind,
         series,
     }
@@ -46,25 +47,28 @@ fn snapshot() -> Snapshot {
                     value: Value::Counter(3),
                 }],
             ),
-            family(
-                "latency_seconds",
-                None,
-                MetricKind::Histogram,
-                vec![SeriesSnapshot {
-                    labels: labels(&[("route", "/")]),
-                    value: Value::Histogram(HistogramSnapshot {
-                        buckets: vec![(0.25, 1), (1.0, 2), (f64::INFINITY, 3)],
-                        count: 3,
-                        sum: 2.6,
-                        invalid: 0,
-                        exemplars: vec![ExemplarRecord {
-                            value: 0.5,
-                            key: 0xabc,
-                            time_ns: 1_500_000_000,
-                        }],
-                    }),
-                }],
-            ),
+            FamilySnapshot {
+                unit: Some("seconds".into()),
+                ..family(
+                    "latency_seconds",
+                    None,
+                    MetricKind::Histogram,
+                    vec![SeriesSnapshot {
+                        labels: labels(&[("route", "/")]),
+                        value: Value::Histogram(HistogramSnapshot {
+                            buckets: vec![(0.25, 1), (1.0, 2), (f64::INFINITY, 3)],
+                            count: 3,
+                            sum: 2.6,
+                            invalid: 0,
+                            exemplars: vec![ExemplarRecord {
+                                value: 0.5,
+                                key: 0xabc,
+                                time_ns: 1_500_000_000,
+                            }],
+                        }),
+                    }],
+                )
+            },
             family(
                 "msg_bytes",
                 None,
@@ -205,6 +209,7 @@ const OPENMETRICS_GOLDEN: &str = r#"# HELP jobs counter jobs
 jobs_total 3
 # HELP latency_seconds histogram latency_seconds
 # TYPE latency_seconds histogram
+# UNIT latency_seconds seconds
 latency_seconds_sum{route="/"} 2.6
 latency_seconds_count{route="/"} 3
 latency_seconds_bucket{le="0.25",route="/"} 1
@@ -460,4 +465,16 @@ fn empty_windows_and_negative_sums() {
             }
         }
     }
+}
+
+#[test]
+fn quantiles_lose_their_last_bit_noise() {
+    use super::model::tidy;
+    assert_eq!(tidy(5.900_000_000_000_000_8e-8), 5.9e-8);
+    assert_eq!(tidy(0.001_007_615_000_000_000_1), 0.001_007_615);
+    for v in [1.0, 0.1, 1e-300, f64::MAX, 0.0, 1.007_812_5] {
+        assert_eq!(tidy(v), v);
+    }
+    assert!(tidy(f64::NAN).is_nan());
+    assert_eq!(tidy(f64::INFINITY), f64::INFINITY);
 }

@@ -65,6 +65,10 @@ pub struct Distribution {
     pub totals: Totals,
     /// Infinite records, counted at `f64::MAX`.
     pub clamped: u64,
+    /// The smallest and largest value in the buckets (`+∞`, `−∞` while empty): a quantile
+    /// is clamped to them, so a constant is estimated as itself, not its bucket's midpoint.
+    min: f64,
+    max: f64,
 }
 
 /// Horvitz–Thompson totals of weighted records (`w = 2^k`): the count, the sum of values
@@ -174,6 +178,8 @@ impl Distribution {
             hist_w2: 0.0,
             totals: Totals::default(),
             clamped: 0,
+            min: f64::INFINITY,
+            max: f64::NEG_INFINITY,
         }
     }
 
@@ -214,6 +220,7 @@ impl Distribution {
             self.mix();
         }
         let value = self.finite(value);
+        self.observe(value);
         self.buckets.add(value, w, w * (w - 1.0));
         self.hist_w += w;
         self.hist_w2 += w * w;
@@ -231,6 +238,13 @@ impl Distribution {
         } else {
             0.0
         }
+    }
+
+    /// Widens the observed range to `value`.
+    #[inline]
+    fn observe(&mut self, value: f64) {
+        self.min = self.min.min(value);
+        self.max = self.max.max(value);
     }
 
     /// `value` (not negative, not NaN) with infinity clamped to `f64::MAX`.
@@ -255,6 +269,7 @@ impl Distribution {
     #[inline]
     fn add_to_buckets(&mut self, value: f64, k: u8) {
         let value = self.finite(value);
+        self.observe(value);
         let k = k.min(62);
         match self.uniform_k {
             NO_K => self.uniform_k = k,
@@ -308,6 +323,8 @@ impl Distribution {
         self.hist_w2 += other.hist_w2;
         self.totals.merge(&other.totals);
         self.clamped += other.clamped;
+        self.min = self.min.min(other.min);
+        self.max = self.max.max(other.max);
     }
 
     /// Records added.
@@ -339,7 +356,8 @@ impl Distribution {
     /// from the weighted histogram. `None` when it holds no record.
     ///
     /// The point estimate interpolates linearly within the bucket that holds rank `q`
-    /// (not its top edge). The interval is the exact order-statistic interval: with
+    /// (not its top edge), clamped to the smallest and largest value added (a constant is
+    /// estimated exactly; its interval still spans its bucket). The interval is the exact order-statistic interval: with
     /// `n = ⌊n_eff⌋` effective records, the lower and upper ranks `l`, `u` are the
     /// binomial(n, q) quantiles at `Φ(−z)` and `1 − Φ(−z)` (`l` the largest with
     /// `P(B < l) ≤ Φ(−z)`, `u` the smallest with `P(B ≥ u) ≤ Φ(−z)`, so
@@ -383,7 +401,9 @@ impl Distribution {
         let total = self.hist_w;
         let (lo, hi, before, count) = self.bucket_at((q * total).ceil().max(1.0));
         let within = ((q * total - before) / count).clamp(0.0, 1.0);
-        let value = lo + (hi - lo) * within;
+        // Within the values seen: a constant 1.0 is 1, not its bucket's midpoint. The
+        // interval below keeps its buckets' edges (the quantization stays in the error).
+        let value = (lo + (hi - lo) * within).clamp(self.min, self.max);
         let (lower, upper) = if n_eff.is_infinite() {
             (lo, hi)
         } else {

@@ -33,13 +33,20 @@
 //! | `gauge!("x")` | gauge `x` | `x` |
 //! | `histogram!("x")` | exact-bucket histogram, bounds [`DEFAULT_BUCKETS`] (0.005 … 10, the classic Prometheus ones) unless a rule says otherwise | `x_bucket{le}`, `x_sum`, `x_count` |
 //! | `histogram!("x")` under [`Builder::histogram_summary`] | sampled metric (as `record!`) | summary `x{quantile}`, exact `x_count`, `x_sum` |
-//! | `describe_*!("x", unit, "help")` | [`Registry::describe`](crate::Registry::describe) | `# HELP x help` |
+//! | `describe_*!("x", "help")` | [`Registry::describe`](crate::Registry::describe) | `# HELP x help` (exactly) |
+//! | `describe_*!("x_seconds", Unit::Seconds, "help")` | [`Registry::describe_with_unit`](crate::Registry::describe_with_unit) | `# HELP`, and in OpenMetrics `# UNIT x_seconds seconds` |
 //!
 //! Names and label names are sanitized as metrics-exporter-prometheus does (every character
 //! outside `[a-zA-Z0-9_:]`, `:` too in label names, becomes `_`; a leading digit gets a `_`
-//! in front), so `http.requests` is `http_requests`. Units are accepted and not exported
-//! yet: hotmeter's exposition has no `# UNIT` line so far (and, like
-//! metrics-exporter-prometheus by default, the recorder does not append unit suffixes).
+//! in front), so `http.requests` is `http_requests`.
+//!
+//! Units: a `metrics::Unit` becomes the OpenMetrics unit [`Unit::as_str`] names
+//! (`seconds`, `bytes`, `milliseconds`, `bits_per_second`, ...; `Unit::Count` is no unit),
+//! written as `# UNIT` in OpenMetrics (the 0.0.4 format has no unit line) when the
+//! sanitized name already ends with `_<unit>` (before `_total` for a counter), as
+//! OpenMetrics requires. Like metrics-exporter-prometheus by default, the recorder does not
+//! append unit suffixes: a name without the suffix gets its HELP and no unit (not an
+//! error: `describe_histogram!("latency", Unit::Seconds, ..)` is common and harmless).
 //!
 //! `Counter::absolute(v)` raises the counter to `v` when it is below (a counter is a sum
 //! over threads, so this is a read and an add: two racing `absolute` calls may overshoot).
@@ -420,26 +427,45 @@ impl MetricsRecorder {
         }
     }
 
-    fn describe(&self, name: &KeyName, description: &SharedString) {
+    fn describe(&self, name: &KeyName, unit: Option<Unit>, description: &SharedString) {
         let name = sanitize_name(name.as_str());
-        if let Err(e) = self.shared.registry().describe(&name, description) {
+        let registry = self.shared.registry();
+        let unit = unit.and_then(unit_name);
+        // With the unit when the name carries its suffix; otherwise HELP alone (see the
+        // module docs).
+        let done = match unit {
+            Some(u) => registry
+                .describe_with_unit(&name, u, description)
+                .or_else(|_| registry.describe(&name, description)),
+            None => registry.describe(&name, description),
+        };
+        if let Err(e) = done {
             self.shared.registry().note_registration_error();
             eprintln!("hotmeter: metrics description of {name:?} not recorded: {e}");
         }
     }
 }
 
+/// The OpenMetrics unit of a facade unit: its [`Unit::as_str`] name, none for
+/// `Unit::Count` (a count is unitless; `_count` is a histogram's sample suffix).
+fn unit_name(unit: Unit) -> Option<&'static str> {
+    match unit {
+        Unit::Count => None,
+        u => Some(u.as_str()),
+    }
+}
+
 impl metrics::Recorder for MetricsRecorder {
-    fn describe_counter(&self, key: KeyName, _unit: Option<Unit>, description: SharedString) {
-        self.describe(&key, &description);
+    fn describe_counter(&self, key: KeyName, unit: Option<Unit>, description: SharedString) {
+        self.describe(&key, unit, &description);
     }
 
-    fn describe_gauge(&self, key: KeyName, _unit: Option<Unit>, description: SharedString) {
-        self.describe(&key, &description);
+    fn describe_gauge(&self, key: KeyName, unit: Option<Unit>, description: SharedString) {
+        self.describe(&key, unit, &description);
     }
 
-    fn describe_histogram(&self, key: KeyName, _unit: Option<Unit>, description: SharedString) {
-        self.describe(&key, &description);
+    fn describe_histogram(&self, key: KeyName, unit: Option<Unit>, description: SharedString) {
+        self.describe(&key, unit, &description);
     }
 
     #[inline]

@@ -112,6 +112,8 @@ struct Family {
 struct Inner {
     families: BTreeMap<Box<str>, Family>,
     help: HashMap<Box<str>, Box<str>>,
+    /// OpenMetrics units set with [`Registry::describe_with_unit`].
+    units: HashMap<Box<str>, Box<str>>,
     /// Every name a family exposes (see [`names::exposed_names`]) → that family.
     exposed: HashMap<String, Box<str>>,
     /// Series registered, overflow series included (counted against `max_series`).
@@ -138,6 +140,10 @@ pub struct Registry {
     series_limited: AtomicU64,
     registration_errors: AtomicU64,
     pipeline: Arc<Pipeline>,
+    /// Labels the exposition adds to every series ([`Config::global_labels`]).
+    global_labels: Vec<(String, String)>,
+    /// Which `hotmeter_*` families the exposition carries.
+    meta_metrics: crate::config::MetaMetrics,
 }
 
 impl Default for Registry {
@@ -199,7 +205,20 @@ impl Registry {
             series_limited: AtomicU64::new(0),
             registration_errors: AtomicU64::new(0),
             pipeline: Arc::new(Pipeline::new(config.sampling(), pool)),
+            global_labels: config.global_labels.clone(),
+            meta_metrics: config.meta_metrics,
         }
+    }
+
+    /// The labels the exposition adds to every series (the engine's
+    /// [`Config::global_labels`]; none for a registry of your own).
+    pub(crate) fn global_labels(&self) -> &[(String, String)] {
+        &self.global_labels
+    }
+
+    /// Which `hotmeter_*` families the exposition carries.
+    pub(crate) fn meta_metrics(&self) -> crate::config::MetaMetrics {
+        self.meta_metrics
     }
 
     /// The sampling pipeline of this registry.
@@ -371,6 +390,37 @@ impl Registry {
             rule,
         })?;
         self.write().help.insert(name.into(), help.into());
+        Ok(())
+    }
+
+    /// Sets the HELP text and the unit of metric `name`: OpenMetrics writes
+    /// `# UNIT <family> <unit>` (the 0.0.4 text format has no unit line). `unit` is a
+    /// lower-case word such as `seconds`, `bytes`, `celsius` or `ratio` (Prometheus
+    /// prefers base units).
+    ///
+    /// OpenMetrics requires a family's name to end with `_<unit>` (before `_total` for a
+    /// counter: `io_wait_seconds_total`). hotmeter does not rename: the name a program
+    /// registers is the name it queries, and a suffix appended at export would make
+    /// `latency` appear as `latency_seconds`, possibly beside another family of that name.
+    /// So a name without the suffix is refused here.
+    ///
+    /// # Errors
+    /// [`Error::InvalidMetricName`] for a name that breaks a Prometheus rule;
+    /// [`Error::InvalidUnit`] for a unit that is not `[a-z0-9_]` (starting with a letter),
+    /// or a name that does not end with `_<unit>` (or `_<unit>_total`).
+    pub fn describe_with_unit(&self, name: &str, unit: &str, help: &str) -> Result<()> {
+        check_metric_name(name).map_err(|rule| Error::InvalidMetricName {
+            name: name.into(),
+            rule,
+        })?;
+        check_unit(name, unit).map_err(|rule| Error::InvalidUnit {
+            name: name.into(),
+            unit: unit.into(),
+            rule,
+        })?;
+        let mut inner = self.write();
+        inner.help.insert(name.into(), help.into());
+        inner.units.insert(name.into(), unit.into());
         Ok(())
     }
 
@@ -611,6 +661,31 @@ fn overflow_labels() -> LabelSet {
 /// Validates label names, rejects duplicates, truncates long values, drops empty values and
 /// sorts by name. An empty value is dropped because Prometheus treats `a=""` as no label
 /// `a`: keeping it would expose two series Prometheus sees as one.
+/// [`Error::InvalidUnit`]'s rule for a name without its unit's suffix.
+pub(crate) const UNIT_SUFFIX_RULE: &str = "OpenMetrics requires the name to end with `_<unit>` \
+     (before `_total` for a counter), and hotmeter does not rename metrics";
+
+/// The rule a unit for metric `name` breaks (see [`Registry::describe_with_unit`]).
+fn check_unit(name: &str, unit: &str) -> std::result::Result<(), &'static str> {
+    let b = unit.as_bytes();
+    if b.is_empty()
+        || !b[0].is_ascii_lowercase()
+        || !b
+            .iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'_')
+    {
+        return Err("a unit is a lower-case word matching [a-z][a-z0-9_]*, such as seconds");
+    }
+    let family = name.strip_suffix("_total").unwrap_or(name);
+    if !family
+        .strip_suffix(unit)
+        .is_some_and(|rest| rest.ends_with('_') && rest.len() > 1)
+    {
+        return Err(UNIT_SUFFIX_RULE);
+    }
+    Ok(())
+}
+
 fn normalize_labels(labels: &[(&str, &str)], kind: MetricKind) -> Result<LabelSet> {
     if labels.len() > MAX_LABELS {
         return Err(Error::TooManyLabels(labels.len()));

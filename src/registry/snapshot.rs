@@ -11,6 +11,7 @@ use crate::sample::sampled::cells as sampled_cells;
 struct Pending {
     name: Box<str>,
     help: Option<Box<str>>,
+    unit: Option<Box<str>>,
     kind: MetricKind,
     config: Option<HistogramConfig>,
     series: Vec<(LabelSet, Handle)>,
@@ -60,6 +61,7 @@ fn copy_series(registry: &Registry) -> (Vec<Pending>, usize) {
             Pending {
                 name: name.clone(),
                 help: inner.help.get(name).cloned(),
+                unit: inner.units.get(name).cloned(),
                 kind: f.kind,
                 config: f.histogram.clone(),
                 series,
@@ -95,6 +97,7 @@ fn read_family(p: Pending, published: &Published, meta: &mut MetaSnapshot) -> Fa
     FamilySnapshot {
         name: p.name.into(),
         help: p.help.map(Into::into),
+        unit: p.unit.map(Into::into),
         kind: p.kind,
         series,
     }
@@ -160,6 +163,9 @@ pub struct FamilySnapshot {
     pub name: String,
     /// HELP text, if set with [`Registry::describe`](crate::Registry::describe).
     pub help: Option<String>,
+    /// OpenMetrics unit, if set with
+    /// [`Registry::describe_with_unit`](crate::Registry::describe_with_unit).
+    pub unit: Option<String>,
     /// What kind of metric it is.
     pub kind: MetricKind,
     /// Series sorted by label set; an overflow series, if any, comes last.

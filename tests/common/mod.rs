@@ -130,7 +130,10 @@ pub fn tool_available(bin: &str) -> bool {
         if std::env::var("HOTMETER_REQUIRE_TOOLS").as_deref() == Ok("1") {
             panic!("`{bin}` is required (HOTMETER_REQUIRE_TOOLS=1) but cannot be run");
         }
-        eprintln!(
+        // Straight to the process's stderr: `eprintln!` goes through the test harness's
+        // capture, so the banner showed only under `--nocapture` (or a failure).
+        let _ = writeln!(
+            std::io::stderr().lock(),
             "\n!!!!! SKIPPED: `{bin}` is not installed; this test did NOT run. `.ci/run` installs it. !!!!!\n"
         );
     }

@@ -24,6 +24,8 @@ pub struct ParsedFamily {
     pub kind: String,
     /// HELP text, unescaped.
     pub help: String,
+    /// The `# UNIT` (OpenMetrics only), empty without one.
+    pub unit: String,
     /// Samples in order.
     pub samples: Vec<ParsedSample>,
 }
@@ -197,8 +199,25 @@ pub fn parse(text: &str, format: Format) -> Result<Vec<ParsedFamily>, String> {
                 name: name.to_string(),
                 kind: kind.to_string(),
                 help,
+                unit: String::new(),
                 samples: Vec::new(),
             });
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# UNIT ") {
+            if format != Format::OpenMetrics {
+                return Err("UNIT in the 0.0.4 format".into());
+            }
+            let (name, unit) = rest.split_once(' ').ok_or("UNIT without unit")?;
+            let family = families
+                .last_mut()
+                .filter(|f| f.name == name && f.samples.is_empty() && f.unit.is_empty())
+                .ok_or_else(|| format!("UNIT of {name:?} not right after its TYPE"))?;
+            // OpenMetrics: the unit is a suffix of the family name.
+            if unit.is_empty() || !name.ends_with(&format!("_{unit}")) {
+                return Err(format!("unit {unit:?} is not a suffix of {name:?}"));
+            }
+            family.unit = unit.to_string();
             continue;
         }
         if line.starts_with('#') {

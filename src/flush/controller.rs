@@ -382,26 +382,61 @@ impl ControllerState {
 /// moves by whole halvings or doublings of `p`. The config should be [validated]; an
 /// invalid one never panics here, but its results are unspecified beyond `k ≤ max_k`.
 ///
+/// In code, one function per phase: `Load::measure`, `fold` (the EMAs), `Budget::of`,
+/// `decide` (rules 1–5; rule 1 in `critical_jump`, rule 4 in `under_budget`) and `settle`
+/// (the clamp and the rescaling).
+///
 /// [validated]: ControllerConfig::validate
 pub fn step(cfg: &ControllerConfig, state: &ControllerState, obs: &Observation) -> ControllerState {
-    let k_old = i32::from(state.k);
-    let fill = if obs.fill.is_nan() {
-        1.0
-    } else {
-        obs.fill.clamp(0.0, 1.0)
-    };
-    let (load, expected) = if obs.capacity > 0 {
-        let capacity = obs.capacity as f64;
-        let records = obs.pushed.saturating_add(obs.dropped) as f64;
-        (
-            fill.max(records / capacity),
-            obs.seen as f64 * k_to_rate(state.k) / capacity,
-        )
-    } else {
-        (fill, 0.0)
-    };
-    let demand = load.max(expected);
+    let load = Load::measure(state.k, obs);
+    let mut next = fold(cfg, state, &load);
+    let budget = Budget::of(obs, &next, load.seen);
+    let (want, decision) = decide(cfg, state, obs, &load, budget, &mut next);
+    settle(cfg, state.k, want, decision, next)
+}
 
+/// One interval's observation in fractions of the ring, at the `k` in force (see [`step`]'s
+/// definitions).
+struct Load {
+    /// The measured fill: NaN counts as full, the rest is clamped into `0..=1`.
+    fill: f64,
+    /// `max(fill, (pushed + dropped) / capacity)`.
+    load: f64,
+    /// `max(load, seen · 2^-k / capacity)`: what a critical jump sizes itself by.
+    demand: f64,
+    /// `seen`, as the EMAs take it.
+    seen: f64,
+}
+
+impl Load {
+    fn measure(k: u8, obs: &Observation) -> Self {
+        let fill = if obs.fill.is_nan() {
+            1.0
+        } else {
+            obs.fill.clamp(0.0, 1.0)
+        };
+        let (load, expected) = if obs.capacity > 0 {
+            let capacity = obs.capacity as f64;
+            let records = obs.pushed.saturating_add(obs.dropped) as f64;
+            (
+                fill.max(records / capacity),
+                obs.seen as f64 * k_to_rate(k) / capacity,
+            )
+        } else {
+            (fill, 0.0)
+        };
+        Load {
+            fill,
+            load,
+            demand: load.max(expected),
+            seen: obs.seen as f64,
+        }
+    }
+}
+
+/// The state with this interval folded into its averages, before any rule runs: `k`
+/// unchanged, no evidence counted (`low_streak` 0), decision [`Decision::Hold`].
+fn fold(cfg: &ControllerConfig, state: &ControllerState, m: &Load) -> ControllerState {
     let ema = |old: f64, new: f64, samples: u64| {
         if samples == 0 {
             new
@@ -409,72 +444,140 @@ pub fn step(cfg: &ControllerConfig, state: &ControllerState, obs: &Observation) 
             old + cfg.ema_alpha * (new - old)
         }
     };
+    let dev = |new: f64, last: f64, dev: f64| dev + DEV_ALPHA * ((new - last).abs() - dev);
+    ControllerState {
+        k: state.k,
+        ema_fill: ema(state.ema_fill, m.load, u64::from(state.fill_samples)),
+        ema_dev: if state.fill_samples == 0 {
+            state.ema_dev
+        } else {
+            dev(m.load, state.last_load, state.ema_dev)
+        },
+        last_load: m.load,
+        ema_arrivals: ema(state.ema_arrivals, m.seen, state.intervals),
+        ema_arrivals_dev: if state.intervals == 0 {
+            0.0
+        } else {
+            dev(m.seen, state.last_arrivals, state.ema_arrivals_dev)
+        },
+        last_arrivals: m.seen,
+        low_streak: 0,
+        fill_samples: state.fill_samples.saturating_add(1),
+        intervals: state.intervals.saturating_add(1),
+        decision: Decision::Hold,
+    }
+}
+
+/// The overhead budget as bounds on `k`, known when the cost of one record is.
+#[derive(Clone, Copy)]
+struct Budget {
+    /// `k_up`: the smallest `k` whose predicted records fit the budget.
+    up: i32,
+    /// `k_down`: the smallest `k` whose records stay within `BUDGET_LOWER_MARGIN` of the
+    /// budget with the arrivals' noise.
+    down: i32,
+}
+
+impl Budget {
+    fn of(obs: &Observation, next: &ControllerState, seen: f64) -> Option<Self> {
+        if !(obs.record_cost_ns.is_finite() && obs.record_cost_ns > 0.0) {
+            return None;
+        }
+        // Records per interval. NaN and negative budgets count as none (`max` drops the NaN).
+        let allowed = obs.budget_ns.max(0.0) / obs.record_cost_ns;
+        let arrivals_peak = next.ema_arrivals + LOWER_DEVIATIONS * next.ema_arrivals_dev;
+        Some(Budget {
+            up: k_for(next.ema_arrivals.max(seen), allowed),
+            down: k_for(arrivals_peak, allowed * BUDGET_LOWER_MARGIN),
+        })
+    }
+}
+
+/// The first of [`step`]'s rules 1–5 that applies: the `k` it wants and why. Rule 1 also
+/// restarts the fill EMA in `next`, rule 4 counts its evidence there.
+fn decide(
+    cfg: &ControllerConfig,
+    state: &ControllerState,
+    obs: &Observation,
+    m: &Load,
+    budget: Option<Budget>,
+    next: &mut ControllerState,
+) -> (i32, Decision) {
+    let k = i32::from(state.k);
+    let k_up = budget.map_or(i32::MIN, |b| b.up);
+    if m.fill > cfg.critical_fill || obs.dropped > 0 {
+        return critical_jump(cfg, k, k_up, m.demand, next);
+    }
     // The first observation at the `k` a critical jump chose (not the very first one).
     let after_jump = state.fill_samples == 0 && state.intervals > 0;
-    let mut ema_fill = ema(state.ema_fill, load, u64::from(state.fill_samples));
-    let mut last_load = load;
-    let dev = |new: f64, last: f64, dev: f64| dev + DEV_ALPHA * ((new - last).abs() - dev);
-    let mut ema_dev = if state.fill_samples == 0 {
-        state.ema_dev
-    } else {
-        dev(load, state.last_load, state.ema_dev)
-    };
-    let mut fill_samples = state.fill_samples.saturating_add(1);
-    let seen = obs.seen as f64;
-    let ema_arrivals = ema(state.ema_arrivals, seen, state.intervals);
-    let ema_arrivals_dev = if state.intervals == 0 {
-        0.0
-    } else {
-        dev(seen, state.last_arrivals, state.ema_arrivals_dev)
-    };
-    // The records per interval the budget allows, when the cost of one is known.
-    let allowed = (obs.record_cost_ns.is_finite() && obs.record_cost_ns > 0.0).then(|| {
-        // NaN and negative budgets count as none (`max` drops the NaN).
-        obs.budget_ns.max(0.0) / obs.record_cost_ns
-    });
-    let budget = allowed.map(|r| {
-        let arrivals_peak = ema_arrivals + LOWER_DEVIATIONS * ema_arrivals_dev;
-        (
-            k_for(ema_arrivals.max(seen), r),
-            k_for(arrivals_peak, r * BUDGET_LOWER_MARGIN),
-        )
-    });
-    let k_up = budget.map_or(i32::MIN, |(up, _)| up);
-    let mut low_streak = 0;
+    if next.ema_fill > cfg.high_fill || (after_jump && next.ema_fill > cfg.centre_fill() * SQRT_2) {
+        return ((k + 1).max(k_up), Decision::HighFill);
+    }
+    if k < k_up {
+        return (k_up, Decision::OverBudget);
+    }
+    match budget {
+        Some(b) if obs.seen > 0 && next.ema_fill < cfg.low_fill => {
+            under_budget(cfg, state, m.load, b.down, next)
+        }
+        _ => (k, Decision::Hold),
+    }
+}
+
+/// Rule 1: the ring overflowed or nearly did. Jump to the `k` whose predicted fill is
+/// nearest the centre of the calm band (and within budget); the fill history predates the
+/// overload, so the EMA restarts from the next observation.
+fn critical_jump(
+    cfg: &ControllerConfig,
+    k: i32,
+    k_up: i32,
+    demand: f64,
+    next: &mut ControllerState,
+) -> (i32, Decision) {
+    next.ema_fill = demand;
+    next.fill_samples = 0;
+    let need = log2_steps(demand / cfg.centre_fill()).max(1);
+    (k.saturating_add(need).max(k_up), Decision::Critical)
+}
+
+/// Rule 4: this interval is evidence for a lower `k` when some `k'` in
+/// `[max(k_down, min_k), k)` keeps the predicted peak fill calm; after `low_intervals`
+/// such intervals in a row, `k` drops to the smallest such `k'`.
+fn under_budget(
+    cfg: &ControllerConfig,
+    state: &ControllerState,
+    load: f64,
+    k_down: i32,
+    next: &mut ControllerState,
+) -> (i32, Decision) {
+    let k = i32::from(state.k);
     // What a step down must make room for: the load now or on average, plus its noise.
-    let peak = ema_fill.max(load) + LOWER_DEVIATIONS * ema_dev;
+    let peak = next.ema_fill.max(load) + LOWER_DEVIATIONS * next.ema_dev;
+    let to = lowest_calm_k(cfg, k, k_down.max(i32::from(cfg.min_k)), peak);
+    if to >= k {
+        return (k, Decision::Hold);
+    }
+    next.low_streak = state.low_streak.saturating_add(1);
+    if next.low_streak < cfg.low_intervals {
+        return (k, Decision::Hold);
+    }
+    next.low_streak = 0;
+    (to, Decision::UnderBudget)
+}
 
-    let (want, decision) = if fill > cfg.critical_fill || obs.dropped > 0 {
-        // The history predates the overload; restart the EMA from the next observation.
-        ema_fill = demand;
-        fill_samples = 0;
-        let need = log2_steps(demand / cfg.centre_fill()).max(1);
-        (k_old.saturating_add(need).max(k_up), Decision::Critical)
-    } else if ema_fill > cfg.high_fill || (after_jump && ema_fill > cfg.centre_fill() * SQRT_2) {
-        ((k_old + 1).max(k_up), Decision::HighFill)
-    } else if k_old < k_up {
-        (k_up, Decision::OverBudget)
-    } else if let Some((_, k_down)) = budget
-        && obs.seen > 0
-        && ema_fill < cfg.low_fill
-    {
-        let to = lowest_calm_k(cfg, k_old, k_down.max(i32::from(cfg.min_k)), peak);
-        if to < k_old {
-            low_streak = state.low_streak.saturating_add(1);
-        }
-        if to < k_old && low_streak >= cfg.low_intervals {
-            low_streak = 0;
-            (to, Decision::UnderBudget)
-        } else {
-            (k_old, Decision::Hold)
-        }
-    } else {
-        (k_old, Decision::Hold)
-    };
-
+/// Brings the wanted `k` into `[min_k, max_k]`, names a raise the bounds refused
+/// [`Decision::Saturated`], and rescales the fill averages to the new rate.
+fn settle(
+    cfg: &ControllerConfig,
+    k_old: u8,
+    want: i32,
+    decision: Decision,
+    mut next: ControllerState,
+) -> ControllerState {
+    let k_old = i32::from(k_old);
     // `max` then `min` rather than `clamp`: never panics, even on an unvalidated config.
     let k_new = want.max(i32::from(cfg.min_k)).min(i32::from(cfg.max_k));
-    let decision = if k_new == k_old && want > k_old {
+    next.decision = if k_new == k_old && want > k_old {
         Decision::Saturated
     } else if k_new == k_old {
         Decision::Hold
@@ -483,24 +586,13 @@ pub fn step(cfg: &ControllerConfig, state: &ControllerState, obs: &Observation) 
     };
     if k_new != k_old {
         let scale = f64::from(k_old - k_new).exp2();
-        ema_fill *= scale;
-        ema_dev *= scale;
-        last_load *= scale;
+        next.ema_fill *= scale;
+        next.ema_dev *= scale;
+        next.last_load *= scale;
     }
-    ControllerState {
-        // In 0..=max_k (a u8) after the clamp above.
-        k: k_new.clamp(0, i32::from(u8::MAX)) as u8,
-        ema_fill,
-        ema_dev,
-        last_load,
-        ema_arrivals,
-        ema_arrivals_dev,
-        last_arrivals: seen,
-        low_streak,
-        fill_samples,
-        intervals: state.intervals.saturating_add(1),
-        decision,
-    }
+    // In 0..=max_k (a u8) after the clamp above.
+    next.k = k_new.clamp(0, i32::from(u8::MAX)) as u8;
+    next
 }
 
 /// `round(log2(ratio))` as whole halvings; `ratio ≤ 0` gives a large negative number.

@@ -173,11 +173,15 @@ impl ControllerConfig {
     ///
     /// # Errors
     ///
-    /// A rate [`rate_to_k`] rejects (the message names which one), or `min_rate` above
-    /// `max_rate`.
-    pub fn from_rates(min_rate: f64, max_rate: f64) -> Result<Self, String> {
-        let max_k = rate_to_k(min_rate).map_err(|e| format!("min_rate: {e}"))?;
-        let min_k = rate_to_k(max_rate).map_err(|e| format!("max_rate: {e}"))?;
+    /// [`ControllerConfigError::Rate`] for a rate [`rate_to_k`] rejects (naming which one,
+    /// with the [`RateError`] as its source), or [`ControllerConfigError::KBounds`] for
+    /// `min_rate` above `max_rate`.
+    pub fn from_rates(min_rate: f64, max_rate: f64) -> Result<Self, ControllerConfigError> {
+        let rate = |knob, rate| {
+            rate_to_k(rate).map_err(|source| ControllerConfigError::Rate { knob, source })
+        };
+        let max_k = rate("min_rate", min_rate)?;
+        let min_k = rate("max_rate", max_rate)?;
         let cfg = Self {
             min_k,
             max_k,
@@ -191,38 +195,34 @@ impl ControllerConfig {
     ///
     /// # Errors
     ///
-    /// A message naming the first bad field and its accepted form: `min_k ≤ max_k ≤ 63`;
-    /// `0 < low_fill < high_fill < critical_fill ≤ 1`; `low_intervals ≥ 1`;
-    /// `ema_alpha` in `(0, 1]`.
-    pub fn validate(&self) -> Result<(), String> {
+    /// The first bad field, as the [`ControllerConfigError`] whose message names it and its
+    /// accepted form: `min_k ≤ max_k ≤ 63`; `0 < low_fill < high_fill < critical_fill ≤ 1`;
+    /// `low_intervals ≥ 1`; `ema_alpha` in `(0, 1]`.
+    pub fn validate(&self) -> Result<(), ControllerConfigError> {
         if self.max_k > MAX_K {
-            return Err(format!(
-                "max_k must be at most {MAX_K} (min_rate at least 2^-{MAX_K}); got {}",
-                self.max_k
-            ));
+            return Err(ControllerConfigError::MaxK { max_k: self.max_k });
         }
         if self.min_k > self.max_k {
-            return Err(format!(
-                "min_k must be at most max_k (max_rate at least min_rate); got min_k {} > max_k {}",
-                self.min_k, self.max_k
-            ));
+            return Err(ControllerConfigError::KBounds {
+                min_k: self.min_k,
+                max_k: self.max_k,
+            });
         }
         let (lo, hi, crit) = (self.low_fill, self.high_fill, self.critical_fill);
         if !(lo > 0.0 && lo < hi && hi < crit && crit <= 1.0) {
-            return Err(format!(
-                "fill thresholds must satisfy 0 < low_fill < high_fill < critical_fill <= 1 \
-                 (fractions of ring capacity, such as 0.3, 0.8, 0.95); got low_fill {lo}, \
-                 high_fill {hi}, critical_fill {crit}"
-            ));
+            return Err(ControllerConfigError::FillThresholds {
+                low_fill: lo,
+                high_fill: hi,
+                critical_fill: crit,
+            });
         }
         if self.low_intervals == 0 {
-            return Err("low_intervals must be at least 1 (intervals); got 0".to_string());
+            return Err(ControllerConfigError::LowIntervals);
         }
         if !(self.ema_alpha > 0.0 && self.ema_alpha <= 1.0) {
-            return Err(format!(
-                "ema_alpha must be a number in (0, 1], such as 0.5; got {}",
-                self.ema_alpha
-            ));
+            return Err(ControllerConfigError::EmaAlpha {
+                ema_alpha: self.ema_alpha,
+            });
         }
         Ok(())
     }
@@ -232,6 +232,94 @@ impl ControllerConfig {
     /// (0.35..0.69 with the defaults) lands inside the calm band with room on both sides.
     fn centre_fill(&self) -> f64 {
         (self.low_fill * self.high_fill).sqrt()
+    }
+}
+
+/// Why [`ControllerConfig::from_rates`] or [`ControllerConfig::validate`] refused a
+/// configuration. The message names the field and its accepted form.
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
+pub enum ControllerConfigError {
+    /// A rate [`rate_to_k`] refused (from [`ControllerConfig::from_rates`]); the message is
+    /// the knob's name and the [`RateError`]'s, which is also the [`source`].
+    ///
+    /// [`source`]: std::error::Error::source
+    Rate {
+        /// `"min_rate"` or `"max_rate"`.
+        knob: &'static str,
+        /// Why the rate was refused.
+        source: RateError,
+    },
+    /// `max_k` above [`MAX_K`] (a minimum rate below `2^-63`).
+    MaxK {
+        /// The `max_k` given.
+        max_k: u8,
+    },
+    /// `min_k` above `max_k` (a maximum rate below the minimum rate).
+    KBounds {
+        /// The `min_k` given.
+        min_k: u8,
+        /// The `max_k` given.
+        max_k: u8,
+    },
+    /// The fill thresholds break `0 < low_fill < high_fill < critical_fill ≤ 1`.
+    FillThresholds {
+        /// The `low_fill` given.
+        low_fill: f64,
+        /// The `high_fill` given.
+        high_fill: f64,
+        /// The `critical_fill` given.
+        critical_fill: f64,
+    },
+    /// `low_intervals` is 0.
+    LowIntervals,
+    /// `ema_alpha` is not a number in `(0, 1]`.
+    EmaAlpha {
+        /// The `ema_alpha` given.
+        ema_alpha: f64,
+    },
+}
+
+impl core::fmt::Display for ControllerConfigError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match *self {
+            ControllerConfigError::Rate { knob, source } => write!(f, "{knob}: {source}"),
+            ControllerConfigError::MaxK { max_k } => write!(
+                f,
+                "max_k must be at most {MAX_K} (min_rate at least 2^-{MAX_K}); got {max_k}"
+            ),
+            ControllerConfigError::KBounds { min_k, max_k } => write!(
+                f,
+                "min_k must be at most max_k (max_rate at least min_rate); got min_k {min_k} > \
+                 max_k {max_k}"
+            ),
+            ControllerConfigError::FillThresholds {
+                low_fill,
+                high_fill,
+                critical_fill,
+            } => write!(
+                f,
+                "fill thresholds must satisfy 0 < low_fill < high_fill < critical_fill <= 1 \
+                 (fractions of ring capacity, such as 0.3, 0.8, 0.95); got low_fill {low_fill}, \
+                 high_fill {high_fill}, critical_fill {critical_fill}"
+            ),
+            ControllerConfigError::LowIntervals => {
+                f.write_str("low_intervals must be at least 1 (intervals); got 0")
+            }
+            ControllerConfigError::EmaAlpha { ema_alpha } => write!(
+                f,
+                "ema_alpha must be a number in (0, 1], such as 0.5; got {ema_alpha}"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for ControllerConfigError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ControllerConfigError::Rate { source, .. } => Some(source),
+            _ => None,
+        }
     }
 }
 
@@ -818,17 +906,53 @@ mod tests {
             Ok((7, 7))
         );
 
+        use std::error::Error as _;
         let err = |c: ControllerConfig| c.validate().unwrap_err();
         let e = ControllerConfig::from_rates(0.2, 0.1).unwrap_err();
-        assert!(e.contains("min_k must be at most max_k"), "{e}");
+        assert_eq!(e, ControllerConfigError::KBounds { min_k: 3, max_k: 2 });
+        assert_eq!(
+            e.to_string(),
+            "min_k must be at most max_k (max_rate at least min_rate); got min_k 3 > max_k 2"
+        );
+        assert!(e.source().is_none());
         let e = ControllerConfig::from_rates(0.0, 0.1).unwrap_err();
-        assert!(e.starts_with("min_rate:") && e.contains("(0, 1]"), "{e}");
+        assert_eq!(
+            e,
+            ControllerConfigError::Rate {
+                knob: "min_rate",
+                source: RateError::OutOfRange { rate: 0.0 }
+            }
+        );
+        let msg = e.to_string();
+        assert!(
+            msg.starts_with("min_rate:") && msg.contains("(0, 1]"),
+            "{msg}"
+        );
+        let source = e.source().expect("a rate error wraps the RateError");
+        assert_eq!(msg, format!("min_rate: {source}"));
         let e = ControllerConfig::from_rates(0.01, 1.5).unwrap_err();
-        assert!(e.starts_with("max_rate:"), "{e}");
+        assert!(e.to_string().starts_with("max_rate:"), "{e}");
+        assert!(e.source().is_some_and(|s| s.is::<RateError>()), "{e:?}");
+        let e = ControllerConfig::from_rates(1e-30, 0.1).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                ControllerConfigError::Rate {
+                    knob: "min_rate",
+                    source: RateError::TooSmall { .. }
+                }
+            ),
+            "{e:?}"
+        );
         let e = err(ControllerConfig { max_k: 64, ..d });
-        assert!(e.contains("max_k must be at most 63"), "{e}");
+        assert_eq!(e, ControllerConfigError::MaxK { max_k: 64 });
+        assert_eq!(
+            e.to_string(),
+            "max_k must be at most 63 (min_rate at least 2^-63); got 64"
+        );
         let e = err(ControllerConfig { min_k: 8, ..d });
-        assert!(e.contains("min_k must be at most max_k"), "{e}");
+        assert_eq!(e, ControllerConfigError::KBounds { min_k: 8, max_k: 7 });
+        assert!(e.to_string().contains("min_k must be at most max_k"), "{e}");
         for (lo, hi, crit) in [
             (0.0, 0.8, 0.95),
             (0.8, 0.8, 0.95),
@@ -845,6 +969,11 @@ mod tests {
             };
             let e = err(c);
             assert!(
+                matches!(e, ControllerConfigError::FillThresholds { .. }),
+                "{e:?}"
+            );
+            let e = e.to_string();
+            assert!(
                 e.contains("0 < low_fill < high_fill < critical_fill <= 1"),
                 "{e}"
             );
@@ -853,9 +982,15 @@ mod tests {
             low_intervals: 0,
             ..d
         });
-        assert!(e.contains("low_intervals must be at least 1"), "{e}");
+        assert_eq!(e, ControllerConfigError::LowIntervals);
+        assert_eq!(
+            e.to_string(),
+            "low_intervals must be at least 1 (intervals); got 0"
+        );
         for a in [0.0, -0.5, 1.5, f64::NAN] {
             let e = err(ControllerConfig { ema_alpha: a, ..d });
+            assert!(matches!(e, ControllerConfigError::EmaAlpha { .. }), "{e:?}");
+            let e = e.to_string();
             assert!(e.contains("ema_alpha must be a number in (0, 1]"), "{e}");
         }
         let ok = ControllerConfig {

@@ -173,11 +173,15 @@ impl ControllerConfig {
     ///
     /// # Errors
     ///
-    /// A rate [`rate_to_k`] rejects (the message names which one), or `min_rate` above
-    /// `max_rate`.
-    pub fn from_rates(min_rate: f64, max_rate: f64) -> Result<Self, String> {
-        let max_k = rate_to_k(min_rate).map_err(|e| format!("min_rate: {e}"))?;
-        let min_k = rate_to_k(max_rate).map_err(|e| format!("max_rate: {e}"))?;
+    /// [`ControllerConfigError::Rate`] for a rate [`rate_to_k`] rejects (naming which one,
+    /// with the [`RateError`] as its source), or [`ControllerConfigError::KBounds`] for
+    /// `min_rate` above `max_rate`.
+    pub fn from_rates(min_rate: f64, max_rate: f64) -> Result<Self, ControllerConfigError> {
+        let rate = |knob, rate| {
+            rate_to_k(rate).map_err(|source| ControllerConfigError::Rate { knob, source })
+        };
+        let max_k = rate("min_rate", min_rate)?;
+        let min_k = rate("max_rate", max_rate)?;
         let cfg = Self {
             min_k,
             max_k,
@@ -191,38 +195,34 @@ impl ControllerConfig {
     ///
     /// # Errors
     ///
-    /// A message naming the first bad field and its accepted form: `min_k ≤ max_k ≤ 63`;
-    /// `0 < low_fill < high_fill < critical_fill ≤ 1`; `low_intervals ≥ 1`;
-    /// `ema_alpha` in `(0, 1]`.
-    pub fn validate(&self) -> Result<(), String> {
+    /// The first bad field, as the [`ControllerConfigError`] whose message names it and its
+    /// accepted form: `min_k ≤ max_k ≤ 63`; `0 < low_fill < high_fill < critical_fill ≤ 1`;
+    /// `low_intervals ≥ 1`; `ema_alpha` in `(0, 1]`.
+    pub fn validate(&self) -> Result<(), ControllerConfigError> {
         if self.max_k > MAX_K {
-            return Err(format!(
-                "max_k must be at most {MAX_K} (min_rate at least 2^-{MAX_K}); got {}",
-                self.max_k
-            ));
+            return Err(ControllerConfigError::MaxK { max_k: self.max_k });
         }
         if self.min_k > self.max_k {
-            return Err(format!(
-                "min_k must be at most max_k (max_rate at least min_rate); got min_k {} > max_k {}",
-                self.min_k, self.max_k
-            ));
+            return Err(ControllerConfigError::KBounds {
+                min_k: self.min_k,
+                max_k: self.max_k,
+            });
         }
         let (lo, hi, crit) = (self.low_fill, self.high_fill, self.critical_fill);
         if !(lo > 0.0 && lo < hi && hi < crit && crit <= 1.0) {
-            return Err(format!(
-                "fill thresholds must satisfy 0 < low_fill < high_fill < critical_fill <= 1 \
-                 (fractions of ring capacity, such as 0.3, 0.8, 0.95); got low_fill {lo}, \
-                 high_fill {hi}, critical_fill {crit}"
-            ));
+            return Err(ControllerConfigError::FillThresholds {
+                low_fill: lo,
+                high_fill: hi,
+                critical_fill: crit,
+            });
         }
         if self.low_intervals == 0 {
-            return Err("low_intervals must be at least 1 (intervals); got 0".to_string());
+            return Err(ControllerConfigError::LowIntervals);
         }
         if !(self.ema_alpha > 0.0 && self.ema_alpha <= 1.0) {
-            return Err(format!(
-                "ema_alpha must be a number in (0, 1], such as 0.5; got {}",
-                self.ema_alpha
-            ));
+            return Err(ControllerConfigError::EmaAlpha {
+                ema_alpha: self.ema_alpha,
+            });
         }
         Ok(())
     }
@@ -232,6 +232,94 @@ impl ControllerConfig {
     /// (0.35..0.69 with the defaults) lands inside the calm band with room on both sides.
     fn centre_fill(&self) -> f64 {
         (self.low_fill * self.high_fill).sqrt()
+    }
+}
+
+/// Why [`ControllerConfig::from_rates`] or [`ControllerConfig::validate`] refused a
+/// configuration. The message names the field and its accepted form.
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
+pub enum ControllerConfigError {
+    /// A rate [`rate_to_k`] refused (from [`ControllerConfig::from_rates`]); the message is
+    /// the knob's name and the [`RateError`]'s, which is also the [`source`].
+    ///
+    /// [`source`]: std::error::Error::source
+    Rate {
+        /// `"min_rate"` or `"max_rate"`.
+        knob: &'static str,
+        /// Why the rate was refused.
+        source: RateError,
+    },
+    /// `max_k` above [`MAX_K`] (a minimum rate below `2^-63`).
+    MaxK {
+        /// The `max_k` given.
+        max_k: u8,
+    },
+    /// `min_k` above `max_k` (a maximum rate below the minimum rate).
+    KBounds {
+        /// The `min_k` given.
+        min_k: u8,
+        /// The `max_k` given.
+        max_k: u8,
+    },
+    /// The fill thresholds break `0 < low_fill < high_fill < critical_fill ≤ 1`.
+    FillThresholds {
+        /// The `low_fill` given.
+        low_fill: f64,
+        /// The `high_fill` given.
+        high_fill: f64,
+        /// The `critical_fill` given.
+        critical_fill: f64,
+    },
+    /// `low_intervals` is 0.
+    LowIntervals,
+    /// `ema_alpha` is not a number in `(0, 1]`.
+    EmaAlpha {
+        /// The `ema_alpha` given.
+        ema_alpha: f64,
+    },
+}
+
+impl core::fmt::Display for ControllerConfigError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match *self {
+            ControllerConfigError::Rate { knob, source } => write!(f, "{knob}: {source}"),
+            ControllerConfigError::MaxK { max_k } => write!(
+                f,
+                "max_k must be at most {MAX_K} (min_rate at least 2^-{MAX_K}); got {max_k}"
+            ),
+            ControllerConfigError::KBounds { min_k, max_k } => write!(
+                f,
+                "min_k must be at most max_k (max_rate at least min_rate); got min_k {min_k} > \
+                 max_k {max_k}"
+            ),
+            ControllerConfigError::FillThresholds {
+                low_fill,
+                high_fill,
+                critical_fill,
+            } => write!(
+                f,
+                "fill thresholds must satisfy 0 < low_fill < high_fill < critical_fill <= 1 \
+                 (fractions of ring capacity, such as 0.3, 0.8, 0.95); got low_fill {low_fill}, \
+                 high_fill {high_fill}, critical_fill {critical_fill}"
+            ),
+            ControllerConfigError::LowIntervals => {
+                f.write_str("low_intervals must be at least 1 (intervals); got 0")
+            }
+            ControllerConfigError::EmaAlpha { ema_alpha } => write!(
+                f,
+                "ema_alpha must be a number in (0, 1], such as 0.5; got {ema_alpha}"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for ControllerConfigError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ControllerConfigError::Rate { source, .. } => Some(source),
+            _ => None,
+        }
     }
 }
 
@@ -382,26 +470,61 @@ impl ControllerState {
 /// moves by whole halvings or doublings of `p`. The config should be [validated]; an
 /// invalid one never panics here, but its results are unspecified beyond `k ≤ max_k`.
 ///
+/// In code, one function per phase: `Load::measure`, `fold` (the EMAs), `Budget::of`,
+/// `decide` (rules 1–5; rule 1 in `critical_jump`, rule 4 in `under_budget`) and `settle`
+/// (the clamp and the rescaling).
+///
 /// [validated]: ControllerConfig::validate
 pub fn step(cfg: &ControllerConfig, state: &ControllerState, obs: &Observation) -> ControllerState {
-    let k_old = i32::from(state.k);
-    let fill = if obs.fill.is_nan() {
-        1.0
-    } else {
-        obs.fill.clamp(0.0, 1.0)
-    };
-    let (load, expected) = if obs.capacity > 0 {
-        let capacity = obs.capacity as f64;
-        let records = obs.pushed.saturating_add(obs.dropped) as f64;
-        (
-            fill.max(records / capacity),
-            obs.seen as f64 * k_to_rate(state.k) / capacity,
-        )
-    } else {
-        (fill, 0.0)
-    };
-    let demand = load.max(expected);
+    let load = Load::measure(state.k, obs);
+    let mut next = fold(cfg, state, &load);
+    let budget = Budget::of(obs, &next, load.seen);
+    let (want, decision) = decide(cfg, state, obs, &load, budget, &mut next);
+    settle(cfg, state.k, want, decision, next)
+}
 
+/// One interval's observation in fractions of the ring, at the `k` in force (see [`step`]'s
+/// definitions).
+struct Load {
+    /// The measured fill: NaN counts as full, the rest is clamped into `0..=1`.
+    fill: f64,
+    /// `max(fill, (pushed + dropped) / capacity)`.
+    load: f64,
+    /// `max(load, seen · 2^-k / capacity)`: what a critical jump sizes itself by.
+    demand: f64,
+    /// `seen`, as the EMAs take it.
+    seen: f64,
+}
+
+impl Load {
+    fn measure(k: u8, obs: &Observation) -> Self {
+        let fill = if obs.fill.is_nan() {
+            1.0
+        } else {
+            obs.fill.clamp(0.0, 1.0)
+        };
+        let (load, expected) = if obs.capacity > 0 {
+            let capacity = obs.capacity as f64;
+            let records = obs.pushed.saturating_add(obs.dropped) as f64;
+            (
+                fill.max(records / capacity),
+                obs.seen as f64 * k_to_rate(k) / capacity,
+            )
+        } else {
+            (fill, 0.0)
+        };
+        Load {
+            fill,
+            load,
+            demand: load.max(expected),
+            seen: obs.seen as f64,
+        }
+    }
+}
+
+/// The state with this interval folded into its averages, before any rule runs: `k`
+/// unchanged, no evidence counted (`low_streak` 0), decision [`Decision::Hold`].
+fn fold(cfg: &ControllerConfig, state: &ControllerState, m: &Load) -> ControllerState {
     let ema = |old: f64, new: f64, samples: u64| {
         if samples == 0 {
             new
@@ -409,72 +532,140 @@ pub fn step(cfg: &ControllerConfig, state: &ControllerState, obs: &Observation) 
             old + cfg.ema_alpha * (new - old)
         }
     };
+    let dev = |new: f64, last: f64, dev: f64| dev + DEV_ALPHA * ((new - last).abs() - dev);
+    ControllerState {
+        k: state.k,
+        ema_fill: ema(state.ema_fill, m.load, u64::from(state.fill_samples)),
+        ema_dev: if state.fill_samples == 0 {
+            state.ema_dev
+        } else {
+            dev(m.load, state.last_load, state.ema_dev)
+        },
+        last_load: m.load,
+        ema_arrivals: ema(state.ema_arrivals, m.seen, state.intervals),
+        ema_arrivals_dev: if state.intervals == 0 {
+            0.0
+        } else {
+            dev(m.seen, state.last_arrivals, state.ema_arrivals_dev)
+        },
+        last_arrivals: m.seen,
+        low_streak: 0,
+        fill_samples: state.fill_samples.saturating_add(1),
+        intervals: state.intervals.saturating_add(1),
+        decision: Decision::Hold,
+    }
+}
+
+/// The overhead budget as bounds on `k`, known when the cost of one record is.
+#[derive(Clone, Copy)]
+struct Budget {
+    /// `k_up`: the smallest `k` whose predicted records fit the budget.
+    up: i32,
+    /// `k_down`: the smallest `k` whose records stay within `BUDGET_LOWER_MARGIN` of the
+    /// budget with the arrivals' noise.
+    down: i32,
+}
+
+impl Budget {
+    fn of(obs: &Observation, next: &ControllerState, seen: f64) -> Option<Self> {
+        if !(obs.record_cost_ns.is_finite() && obs.record_cost_ns > 0.0) {
+            return None;
+        }
+        // Records per interval. NaN and negative budgets count as none (`max` drops the NaN).
+        let allowed = obs.budget_ns.max(0.0) / obs.record_cost_ns;
+        let arrivals_peak = next.ema_arrivals + LOWER_DEVIATIONS * next.ema_arrivals_dev;
+        Some(Budget {
+            up: k_for(next.ema_arrivals.max(seen), allowed),
+            down: k_for(arrivals_peak, allowed * BUDGET_LOWER_MARGIN),
+        })
+    }
+}
+
+/// The first of [`step`]'s rules 1–5 that applies: the `k` it wants and why. Rule 1 also
+/// restarts the fill EMA in `next`, rule 4 counts its evidence there.
+fn decide(
+    cfg: &ControllerConfig,
+    state: &ControllerState,
+    obs: &Observation,
+    m: &Load,
+    budget: Option<Budget>,
+    next: &mut ControllerState,
+) -> (i32, Decision) {
+    let k = i32::from(state.k);
+    let k_up = budget.map_or(i32::MIN, |b| b.up);
+    if m.fill > cfg.critical_fill || obs.dropped > 0 {
+        return critical_jump(cfg, k, k_up, m.demand, next);
+    }
     // The first observation at the `k` a critical jump chose (not the very first one).
     let after_jump = state.fill_samples == 0 && state.intervals > 0;
-    let mut ema_fill = ema(state.ema_fill, load, u64::from(state.fill_samples));
-    let mut last_load = load;
-    let dev = |new: f64, last: f64, dev: f64| dev + DEV_ALPHA * ((new - last).abs() - dev);
-    let mut ema_dev = if state.fill_samples == 0 {
-        state.ema_dev
-    } else {
-        dev(load, state.last_load, state.ema_dev)
-    };
-    let mut fill_samples = state.fill_samples.saturating_add(1);
-    let seen = obs.seen as f64;
-    let ema_arrivals = ema(state.ema_arrivals, seen, state.intervals);
-    let ema_arrivals_dev = if state.intervals == 0 {
-        0.0
-    } else {
-        dev(seen, state.last_arrivals, state.ema_arrivals_dev)
-    };
-    // The records per interval the budget allows, when the cost of one is known.
-    let allowed = (obs.record_cost_ns.is_finite() && obs.record_cost_ns > 0.0).then(|| {
-        // NaN and negative budgets count as none (`max` drops the NaN).
-        obs.budget_ns.max(0.0) / obs.record_cost_ns
-    });
-    let budget = allowed.map(|r| {
-        let arrivals_peak = ema_arrivals + LOWER_DEVIATIONS * ema_arrivals_dev;
-        (
-            k_for(ema_arrivals.max(seen), r),
-            k_for(arrivals_peak, r * BUDGET_LOWER_MARGIN),
-        )
-    });
-    let k_up = budget.map_or(i32::MIN, |(up, _)| up);
-    let mut low_streak = 0;
+    if next.ema_fill > cfg.high_fill || (after_jump && next.ema_fill > cfg.centre_fill() * SQRT_2) {
+        return ((k + 1).max(k_up), Decision::HighFill);
+    }
+    if k < k_up {
+        return (k_up, Decision::OverBudget);
+    }
+    match budget {
+        Some(b) if obs.seen > 0 && next.ema_fill < cfg.low_fill => {
+            under_budget(cfg, state, m.load, b.down, next)
+        }
+        _ => (k, Decision::Hold),
+    }
+}
+
+/// Rule 1: the ring overflowed or nearly did. Jump to the `k` whose predicted fill is
+/// nearest the centre of the calm band (and within budget); the fill history predates the
+/// overload, so the EMA restarts from the next observation.
+fn critical_jump(
+    cfg: &ControllerConfig,
+    k: i32,
+    k_up: i32,
+    demand: f64,
+    next: &mut ControllerState,
+) -> (i32, Decision) {
+    next.ema_fill = demand;
+    next.fill_samples = 0;
+    let need = log2_steps(demand / cfg.centre_fill()).max(1);
+    (k.saturating_add(need).max(k_up), Decision::Critical)
+}
+
+/// Rule 4: this interval is evidence for a lower `k` when some `k'` in
+/// `[max(k_down, min_k), k)` keeps the predicted peak fill calm; after `low_intervals`
+/// such intervals in a row, `k` drops to the smallest such `k'`.
+fn under_budget(
+    cfg: &ControllerConfig,
+    state: &ControllerState,
+    load: f64,
+    k_down: i32,
+    next: &mut ControllerState,
+) -> (i32, Decision) {
+    let k = i32::from(state.k);
     // What a step down must make room for: the load now or on average, plus its noise.
-    let peak = ema_fill.max(load) + LOWER_DEVIATIONS * ema_dev;
+    let peak = next.ema_fill.max(load) + LOWER_DEVIATIONS * next.ema_dev;
+    let to = lowest_calm_k(cfg, k, k_down.max(i32::from(cfg.min_k)), peak);
+    if to >= k {
+        return (k, Decision::Hold);
+    }
+    next.low_streak = state.low_streak.saturating_add(1);
+    if next.low_streak < cfg.low_intervals {
+        return (k, Decision::Hold);
+    }
+    next.low_streak = 0;
+    (to, Decision::UnderBudget)
+}
 
-    let (want, decision) = if fill > cfg.critical_fill || obs.dropped > 0 {
-        // The history predates the overload; restart the EMA from the next observation.
-        ema_fill = demand;
-        fill_samples = 0;
-        let need = log2_steps(demand / cfg.centre_fill()).max(1);
-        (k_old.saturating_add(need).max(k_up), Decision::Critical)
-    } else if ema_fill > cfg.high_fill || (after_jump && ema_fill > cfg.centre_fill() * SQRT_2) {
-        ((k_old + 1).max(k_up), Decision::HighFill)
-    } else if k_old < k_up {
-        (k_up, Decision::OverBudget)
-    } else if let Some((_, k_down)) = budget
-        && obs.seen > 0
-        && ema_fill < cfg.low_fill
-    {
-        let to = lowest_calm_k(cfg, k_old, k_down.max(i32::from(cfg.min_k)), peak);
-        if to < k_old {
-            low_streak = state.low_streak.saturating_add(1);
-        }
-        if to < k_old && low_streak >= cfg.low_intervals {
-            low_streak = 0;
-            (to, Decision::UnderBudget)
-        } else {
-            (k_old, Decision::Hold)
-        }
-    } else {
-        (k_old, Decision::Hold)
-    };
-
+/// Brings the wanted `k` into `[min_k, max_k]`, names a raise the bounds refused
+/// [`Decision::Saturated`], and rescales the fill averages to the new rate.
+fn settle(
+    cfg: &ControllerConfig,
+    k_old: u8,
+    want: i32,
+    decision: Decision,
+    mut next: ControllerState,
+) -> ControllerState {
+    let k_old = i32::from(k_old);
     // `max` then `min` rather than `clamp`: never panics, even on an unvalidated config.
     let k_new = want.max(i32::from(cfg.min_k)).min(i32::from(cfg.max_k));
-    let decision = if k_new == k_old && want > k_old {
+    next.decision = if k_new == k_old && want > k_old {
         Decision::Saturated
     } else if k_new == k_old {
         Decision::Hold
@@ -483,24 +674,13 @@ pub fn step(cfg: &ControllerConfig, state: &ControllerState, obs: &Observation) 
     };
     if k_new != k_old {
         let scale = f64::from(k_old - k_new).exp2();
-        ema_fill *= scale;
-        ema_dev *= scale;
-        last_load *= scale;
+        next.ema_fill *= scale;
+        next.ema_dev *= scale;
+        next.last_load *= scale;
     }
-    ControllerState {
-        // In 0..=max_k (a u8) after the clamp above.
-        k: k_new.clamp(0, i32::from(u8::MAX)) as u8,
-        ema_fill,
-        ema_dev,
-        last_load,
-        ema_arrivals,
-        ema_arrivals_dev,
-        last_arrivals: seen,
-        low_streak,
-        fill_samples,
-        intervals: state.intervals.saturating_add(1),
-        decision,
-    }
+    // In 0..=max_k (a u8) after the clamp above.
+    next.k = k_new.clamp(0, i32::from(u8::MAX)) as u8;
+    next
 }
 
 /// `round(log2(ratio))` as whole halvings; `ratio ≤ 0` gives a large negative number.
@@ -726,17 +906,53 @@ mod tests {
             Ok((7, 7))
         );
 
+        use std::error::Error as _;
         let err = |c: ControllerConfig| c.validate().unwrap_err();
         let e = ControllerConfig::from_rates(0.2, 0.1).unwrap_err();
-        assert!(e.contains("min_k must be at most max_k"), "{e}");
+        assert_eq!(e, ControllerConfigError::KBounds { min_k: 3, max_k: 2 });
+        assert_eq!(
+            e.to_string(),
+            "min_k must be at most max_k (max_rate at least min_rate); got min_k 3 > max_k 2"
+        );
+        assert!(e.source().is_none());
         let e = ControllerConfig::from_rates(0.0, 0.1).unwrap_err();
-        assert!(e.starts_with("min_rate:") && e.contains("(0, 1]"), "{e}");
+        assert_eq!(
+            e,
+            ControllerConfigError::Rate {
+                knob: "min_rate",
+                source: RateError::OutOfRange { rate: 0.0 }
+            }
+        );
+        let msg = e.to_string();
+        assert!(
+            msg.starts_with("min_rate:") && msg.contains("(0, 1]"),
+            "{msg}"
+        );
+        let source = e.source().expect("a rate error wraps the RateError");
+        assert_eq!(msg, format!("min_rate: {source}"));
         let e = ControllerConfig::from_rates(0.01, 1.5).unwrap_err();
-        assert!(e.starts_with("max_rate:"), "{e}");
+        assert!(e.to_string().starts_with("max_rate:"), "{e}");
+        assert!(e.source().is_some_and(|s| s.is::<RateError>()), "{e:?}");
+        let e = ControllerConfig::from_rates(1e-30, 0.1).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                ControllerConfigError::Rate {
+                    knob: "min_rate",
+                    source: RateError::TooSmall { .. }
+                }
+            ),
+            "{e:?}"
+        );
         let e = err(ControllerConfig { max_k: 64, ..d });
-        assert!(e.contains("max_k must be at most 63"), "{e}");
+        assert_eq!(e, ControllerConfigError::MaxK { max_k: 64 });
+        assert_eq!(
+            e.to_string(),
+            "max_k must be at most 63 (min_rate at least 2^-63); got 64"
+        );
         let e = err(ControllerConfig { min_k: 8, ..d });
-        assert!(e.contains("min_k must be at most max_k"), "{e}");
+        assert_eq!(e, ControllerConfigError::KBounds { min_k: 8, max_k: 7 });
+        assert!(e.to_string().contains("min_k must be at most max_k"), "{e}");
         for (lo, hi, crit) in [
             (0.0, 0.8, 0.95),
             (0.8, 0.8, 0.95),
@@ -753,6 +969,11 @@ mod tests {
             };
             let e = err(c);
             assert!(
+                matches!(e, ControllerConfigError::FillThresholds { .. }),
+                "{e:?}"
+            );
+            let e = e.to_string();
+            assert!(
                 e.contains("0 < low_fill < high_fill < critical_fill <= 1"),
                 "{e}"
             );
@@ -761,9 +982,15 @@ mod tests {
             low_intervals: 0,
             ..d
         });
-        assert!(e.contains("low_intervals must be at least 1"), "{e}");
+        assert_eq!(e, ControllerConfigError::LowIntervals);
+        assert_eq!(
+            e.to_string(),
+            "low_intervals must be at least 1 (intervals); got 0"
+        );
         for a in [0.0, -0.5, 1.5, f64::NAN] {
             let e = err(ControllerConfig { ema_alpha: a, ..d });
+            assert!(matches!(e, ControllerConfigError::EmaAlpha { .. }), "{e:?}");
+            let e = e.to_string();
             assert!(e.contains("ema_alpha must be a number in (0, 1]"), "{e}");
         }
         let ok = ControllerConfig {

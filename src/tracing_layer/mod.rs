@@ -62,9 +62,11 @@
 //! (values quoted when they hold spaces, `"` or `=`; the correlation field of an enclosing
 //! span appended when the event does not carry one).
 
+mod aggregate;
 mod directives;
 mod writer;
 
+pub use aggregate::Repeats;
 pub use directives::{DirectiveError, DirectiveErrorKind, Directives};
 pub use writer::{
     DEFAULT_CAPACITY, NonBlocking, NonBlockingBuilder, OverflowPolicy, WorkerGuard, WriterStats,
@@ -74,7 +76,7 @@ use std::cell::Cell;
 use std::fmt::{self, Write as _};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rustc_hash::FxHashMap;
 use tracing::callsite::Identifier;
@@ -87,7 +89,42 @@ use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::LookupSpan;
 
 use crate::sample::key::keep_keyed;
-use crate::{Counter, Engine, SampleKey, k_to_rate};
+use crate::{Counter, Engine, SampleKey, Sampled, k_to_rate};
+
+use aggregate::{Aggregator, Meters};
+
+/// Where the layer reads the time: repeat windows and span durations from
+/// [`now`](Clock::now), the lines' timestamps from [`wall`](Clock::wall). [`SystemClock`]
+/// unless [`SamplingLayerBuilder::clock`] sets another (a test's manual clock).
+pub trait Clock: Send + Sync + 'static {
+    /// A monotonic reading.
+    fn now(&self) -> Instant;
+    /// The wall-clock time, for timestamps.
+    fn wall(&self) -> SystemTime {
+        SystemTime::now()
+    }
+}
+
+/// [`Instant::now`] and [`SystemTime::now`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    #[inline]
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
+}
+
+/// Which time of a span [`SamplingLayerBuilder::span_timers`] records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SpanTime {
+    /// The time the span was entered (summed over its enters, nested re-entries once).
+    Busy,
+    /// From the span's creation to its close.
+    Wall,
+}
 
 /// The environment variable whose directives [`SamplingLayerBuilder::build`] applies on top
 /// of [`SamplingLayerBuilder::rates`] (unless [`SamplingLayerBuilder::read_env`] is off).
@@ -128,12 +165,28 @@ impl std::error::Error for LayerError {
 }
 
 /// Builds a [`SamplingLayer`]: [`SamplingLayer::builder`].
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct SamplingLayerBuilder {
     rates: String,
     fields: Vec<&'static str>,
     read_env: bool,
     writer: Option<NonBlocking>,
+    repeats: Option<Repeats>,
+    span_timers: Option<SpanTime>,
+    clock: Arc<dyn Clock>,
+}
+
+impl fmt::Debug for SamplingLayerBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SamplingLayerBuilder")
+            .field("rates", &self.rates)
+            .field("fields", &self.fields)
+            .field("read_env", &self.read_env)
+            .field("writer", &self.writer)
+            .field("repeats", &self.repeats)
+            .field("span_timers", &self.span_timers)
+            .finish_non_exhaustive()
+    }
 }
 
 impl SamplingLayerBuilder {
@@ -161,6 +214,31 @@ impl SamplingLayerBuilder {
     /// Where kept lines go. Without one, kept events are counted but not formatted.
     pub fn writer(mut self, writer: NonBlocking) -> Self {
         self.writer = Some(writer);
+        self
+    }
+
+    /// Repeat aggregation ([`Repeats`]; default `Some(Repeats::default())`: more than 5
+    /// identical lines within 1 s become one line per burst, at most 10 s and 1,000 events
+    /// each). `None` turns it off. Only lines for a [`writer`](Self::writer) are aggregated.
+    pub fn repeats(mut self, rules: Option<Repeats>) -> Self {
+        self.repeats = rules;
+        self
+    }
+
+    /// Spans as timers (default off): at its close, each span's busy or wall time is
+    /// recorded, in seconds, into the sampled series
+    /// `span_duration_seconds{target, span}` (one per span name and target; exact count
+    /// and sum, sampled quantiles), so `#[instrument]` gives latency quantiles. Costs two
+    /// clock reads per span (`Wall`) or per enter/exit pair (`Busy`).
+    pub fn span_timers(mut self, time: Option<SpanTime>) -> Self {
+        self.span_timers = time;
+        self
+    }
+
+    /// The clock for repeat windows, span durations and timestamps (default
+    /// [`SystemClock`]).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
         self
     }
 
@@ -201,6 +279,42 @@ impl SamplingLayerBuilder {
         };
         let kept = per_level("log_events_kept_total")?;
         let sampled_out = per_level("log_events_sampled_out_total")?;
+        let mut effective = [None; 5];
+        for (i, l) in LEVELS.iter().enumerate() {
+            effective[i] = Some(
+                r.gauge("log_effective_sample_rate", &[("level", l.as_str())])
+                    .map_err(LayerError::Registry)?,
+            );
+        }
+        let aggregator = match &self.writer {
+            Some(w) => {
+                let meters = Meters {
+                    aggregated: per_level("log_events_aggregated_total")?,
+                    lines: r
+                        .counter("log_aggregate_lines_total", &[])
+                        .map_err(LayerError::Registry)?,
+                    untracked: r
+                        .counter("log_aggregation_untracked_total", &[])
+                        .map_err(LayerError::Registry)?,
+                    entries: r
+                        .gauge("log_aggregation_entries", &[])
+                        .map_err(LayerError::Registry)?,
+                    kept,
+                    sampled_out,
+                    effective: effective.map(|g| g.expect("filled above")),
+                };
+                let a = Arc::new(Aggregator::new(
+                    self.repeats,
+                    Arc::clone(&self.clock),
+                    meters,
+                    w.clone(),
+                ));
+                let weak = Arc::downgrade(&a);
+                w.add_source(weak);
+                Some(a)
+            }
+            None => None,
+        };
         Ok(SamplingLayer {
             // Relaxed: only uniqueness matters, which the RMW gives whatever the ordering.
             uid: NEXT_UID.fetch_add(1, Ordering::Relaxed),
@@ -211,7 +325,11 @@ impl SamplingLayerBuilder {
             kept,
             sampled_out,
             writer: self.writer,
+            aggregator,
             any_span_id: AtomicBool::new(false),
+            clock: self.clock,
+            span_timers: self.span_timers,
+            span_series: RwLock::new(FxHashMap::default()),
         })
     }
 }
@@ -287,8 +405,27 @@ pub struct SamplingLayer {
     kept: [Counter; 5],
     sampled_out: [Counter; 5],
     writer: Option<NonBlocking>,
+    /// With a writer: the repeat table and the gauges the writer's worker refreshes.
+    aggregator: Option<Arc<Aggregator>>,
     /// Some span has carried a correlation id: only then do events look at their span.
     any_span_id: AtomicBool,
+    clock: Arc<dyn Clock>,
+    span_timers: Option<SpanTime>,
+    /// `span_duration_seconds{target, span}` per span callsite (`None`: refused).
+    span_series: RwLock<FxHashMap<Identifier, Option<Sampled>>>,
+}
+
+impl Drop for SamplingLayer {
+    /// The aggregates still open are written (or counted `closed` if the writer is).
+    fn drop(&mut self) {
+        if let (Some(a), Some(w)) = (&self.aggregator, &self.writer) {
+            let mut out = Vec::new();
+            writer::LineSource::drain_all(&**a, &mut out);
+            for line in out {
+                w.send(line);
+            }
+        }
+    }
 }
 
 impl fmt::Debug for SamplingLayer {
@@ -309,6 +446,9 @@ impl SamplingLayer {
             fields: DEFAULT_CORRELATION_FIELDS.to_vec(),
             read_env: true,
             writer: None,
+            repeats: Some(Repeats::default()),
+            span_timers: None,
+            clock: Arc::new(SystemClock),
         }
     }
 
@@ -528,6 +668,17 @@ where
 
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
         let Some(span) = ctx.span(id) else { return };
+        if self.span_timers.is_some()
+            && let Some(series) = self.span_series(attrs.metadata())
+        {
+            span.extensions_mut().replace(SpanTiming {
+                series,
+                created: self.clock.now(),
+                entered: None,
+                depth: 0,
+                busy: Duration::ZERO,
+            });
+        }
         let mut find = FindId::new(&self.fields, true);
         if self
             .fields
@@ -611,17 +762,126 @@ where
         } else {
             self.with_span_id(event, &ctx, Correlation::clone)
         };
-        writer.send(format_line(event, k, span_id.as_ref()));
+        let (line, body) = format_line(event, k, span_id.as_ref(), self.clock.wall());
+        if site.level != ERROR_INDEX
+            && let Some(a) = &self.aggregator
+            && a.on()
+        {
+            let addr = meta as *const Metadata<'static> as usize;
+            if !a.offer(addr, site.level, k, &line[body], self.clock.now()) {
+                return;
+            }
+        }
+        writer.send(line);
+    }
+
+    fn on_enter(&self, id: &Id, ctx: Context<'_, S>) {
+        if self.span_timers != Some(SpanTime::Busy) {
+            return;
+        }
+        let Some(span) = ctx.span(id) else { return };
+        let mut ext = span.extensions_mut();
+        if let Some(t) = ext.get_mut::<SpanTiming>() {
+            if t.depth == 0 {
+                t.entered = Some(self.clock.now());
+            }
+            t.depth += 1;
+        }
+    }
+
+    fn on_exit(&self, id: &Id, ctx: Context<'_, S>) {
+        if self.span_timers != Some(SpanTime::Busy) {
+            return;
+        }
+        let Some(span) = ctx.span(id) else { return };
+        let mut ext = span.extensions_mut();
+        if let Some(t) = ext.get_mut::<SpanTiming>() {
+            t.depth = t.depth.saturating_sub(1);
+            if t.depth == 0
+                && let Some(at) = t.entered.take()
+            {
+                t.busy += self.clock.now().saturating_duration_since(at);
+            }
+        }
+    }
+
+    fn on_close(&self, id: Id, ctx: Context<'_, S>) {
+        let Some(mode) = self.span_timers else { return };
+        let Some(span) = ctx.span(&id) else { return };
+        let ext = span.extensions();
+        let Some(t) = ext.get::<SpanTiming>() else {
+            return;
+        };
+        let secs = match mode {
+            SpanTime::Busy => t.busy,
+            SpanTime::Wall => self.clock.now().saturating_duration_since(t.created),
+        };
+        t.series.record(secs.as_secs_f64());
     }
 }
 
-/// One line: `ts=... level=... target=... message=... fields... sample_rate=...\n`.
-fn format_line(event: &Event<'_>, k: u8, span_id: Option<&Correlation>) -> String {
+/// A span's timing, in its extensions (spans as timers).
+struct SpanTiming {
+    series: Sampled,
+    created: Instant,
+    /// When the outermost current enter began.
+    entered: Option<Instant>,
+    /// Enters not yet exited (a span may be re-entered while entered).
+    depth: u32,
+    busy: Duration,
+}
+
+impl SamplingLayer {
+    /// The series of a span callsite (spans as timers), resolved once.
+    fn span_series(&self, meta: &'static Metadata<'static>) -> Option<Sampled> {
+        let id = meta.callsite();
+        if let Some(s) = self
+            .span_series
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&id)
+        {
+            return *s;
+        }
+        self.register_span(meta)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn register_span(&self, meta: &'static Metadata<'static>) -> Option<Sampled> {
+        let series = self
+            .engine
+            .get()
+            .registry()
+            .sampled(
+                "span_duration_seconds",
+                &[("target", meta.target()), ("span", meta.name())],
+            )
+            .ok();
+        *self
+            .span_series
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(meta.callsite())
+            .or_insert(series)
+    }
+}
+
+/// One line: `ts=... level=... target=... message=... fields... sample_rate=...\n`, and
+/// the range of its body (from `level=` to the last field: what repeats compare).
+fn format_line(
+    event: &Event<'_>,
+    k: u8,
+    span_id: Option<&Correlation>,
+    now: SystemTime,
+) -> (String, std::ops::Range<usize>) {
     let meta = event.metadata();
     let mut line = String::with_capacity(160);
     line.push_str("ts=");
-    push_timestamp(&mut line, SystemTime::now());
-    let _ = write!(line, " level={} target=", meta.level());
+    push_timestamp(&mut line, now);
+    line.push(' ');
+    let start = line.len();
+    let _ = write!(line, "level={} target=", meta.level());
     push_value(&mut line, meta.target());
     let mut fields = FormatFields { line: &mut line };
     event.record(&mut fields);
@@ -631,9 +891,10 @@ fn format_line(event: &Event<'_>, k: u8, span_id: Option<&Correlation>) -> Strin
         line.push('=');
         push_value(&mut line, &c.value);
     }
+    let end = line.len();
     let _ = write!(line, " sample_rate={}", k_to_rate(k));
     line.push('\n');
-    line
+    (line, start..end)
 }
 
 struct FormatFields<'a> {

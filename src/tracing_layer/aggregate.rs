@@ -31,9 +31,10 @@ pub struct Repeats {
     pub max_window: Duration,
     /// An aggregate line stands for at most this many events (default 1,000).
     pub max_count: u64,
-    /// Distinct lines tracked at once (default 1,024). When the table is full and nothing
-    /// in it has expired, a new line is written as usual, untracked (counted
-    /// `log_aggregation_untracked_total`): the cap costs aggregation, never a line.
+    /// Distinct lines tracked at once (default 1,024). While the table is full, a new line
+    /// is written as usual, untracked (counted `log_aggregation_untracked_total`), until the
+    /// next sweep (every [`within`](Self::within)) removes the entries that expired: the
+    /// cap costs aggregation, never a line.
     pub max_entries: usize,
 }
 
@@ -195,12 +196,11 @@ impl Aggregator {
             }
             t.map.remove(&h);
         }
+        // Full: untracked until the next sweep (at most `within` away) frees entries. No
+        // sweep here: a table full of live entries would be swept on every line.
         if t.map.len() >= rules.max_entries {
-            self.sweep(t, rules, now, out);
-            if t.map.len() >= rules.max_entries {
-                self.meters.untracked.inc();
-                return true;
-            }
+            self.meters.untracked.inc();
+            return true;
         }
         t.map.insert(
             h,

@@ -1,8 +1,10 @@
 //! Sampled logging for `tracing` (feature `tracing`): a [`SamplingLayer`] that counts every
 //! event exactly, keeps a power-of-two share of TRACE/DEBUG/INFO (consistently per
 //! correlation id, with hotmeter's keyed rule `keep_keyed`),
-//! never samples WARN or ERROR, and hands each kept event as one `key=value` line to a
-//! [`NonBlocking`] writer.
+//! never samples WARN or ERROR, folds bursts of identical lines into one ([`Repeats`]), and
+//! hands each kept event as one `key=value` line to a [`NonBlocking`] writer, which the
+//! guard's drop or [`Engine::shutdown`] drains. Optionally it times spans
+//! ([`SpanTime`]).
 //!
 //! ```
 //! use std::sync::Arc;
@@ -40,7 +42,17 @@
 //!   address: an event's lookup is a thread-local load and two compares, no lock, no
 //!   registry lookup (a cache collision costs one read-locked hash-map lookup).
 //! - `log_events_kept_total{level}`, `log_events_sampled_out_total{level}`: the decision.
-//! - The writer's `log_writer_*` counters (see [`NonBlocking`]).
+//! - With a writer: `log_events_aggregated_total{level}` (kept events folded into an
+//!   aggregate line instead of written one by one), `log_aggregate_lines_total`,
+//!   `log_aggregation_untracked_total` (lines written as usual because the repeat table was
+//!   full), the gauge `log_aggregation_entries`, and the gauges
+//!   `log_effective_sample_rate{level}` (kept / seen since the start). The writer's worker
+//!   refreshes the gauges about every 100 ms, and the drain at the end once more; without a
+//!   writer they are not kept.
+//! - The writer's `log_writer_*` counters, queue gauges and latency histogram (see
+//!   [`NonBlocking`]).
+//! - With [`SamplingLayerBuilder::span_timers`]: `span_duration_seconds{target, span}`, a
+//!   sampled series per span callsite.
 //!
 //! ## How an event is kept
 //!
@@ -61,6 +73,27 @@
 //! `ts=2026-12-02T00:41:07.123456Z level=INFO target=my_crate::conn message="sent" bytes=42 request_id=7 sample_rate=0.0625`
 //! (values quoted when they hold spaces, `"` or `=`; the correlation field of an enclosing
 //! span appended when the event does not carry one).
+//!
+//! An event in a span finds the span's id through a per-thread mirror of the entered spans
+//! (pushed in `on_enter`, popped in `on_exit`, the registry's rule for re-entered spans),
+//! so a sampled-out event does not look its span up; only a kept line, or an event with an
+//! explicit parent, does.
+//!
+//! ## Repeats
+//!
+//! With a writer, a kept line other than ERROR repeats another when it has the same
+//! callsite, sample rate and text after its timestamp (level, target, every field value,
+//! the correlation id: different ids are never merged). The first 5 within 1 s of the
+//! first are written as usual; from the 6th on they are counted instead, and one line
+//! stands for them:
+//! `ts=<first> level=INFO target=app message=refused port=80 sample_rate=1 repeated=15 first=<first> last=<last> window_s=0.140000`.
+//! It is written when the burst pauses for more than 1 s, when it reaches 1,000 events or
+//! spans 10 s (a burst that goes on then opens the next aggregate at once), or at the end:
+//! the layer's drop, the guard's drop or [`Engine::shutdown`], whichever comes first. The
+//! table holds at most 1,024 distinct lines (`Repeats::max_entries`); while it is full, new
+//! lines are written as usual and counted `log_aggregation_untracked_total` until a sweep
+//! (every second) frees expired entries. All of these are [`Repeats`] fields; time comes from
+//! the layer's [`Clock`].
 
 mod aggregate;
 mod directives;
@@ -515,13 +548,15 @@ impl SamplingLayer {
             .or_insert(site)
     }
 
-    /// Runs `f` on the correlation id of the event's span, if any (inherited ids included).
+    /// Runs `f` on the correlation id's hash and shared ERROR flag of the event's span, if
+    /// any (inherited ids included). A contextual event reads them from this thread's
+    /// [`ENTERED`] mirror (no span lookup); one with an explicit parent looks its span up.
     #[inline]
     fn with_span_id<S, R>(
         &self,
         event: &Event<'_>,
         ctx: &Context<'_, S>,
-        f: impl FnOnce(&Correlation) -> R,
+        f: impl FnOnce(u64, &AtomicBool) -> R,
     ) -> Option<R>
     where
         S: Subscriber + for<'a> LookupSpan<'a>,
@@ -531,10 +566,63 @@ impl SamplingLayer {
         if !self.any_span_id.load(Ordering::Relaxed) {
             return None;
         }
+        if event.is_contextual() {
+            return ENTERED.with(|stack| {
+                let stack = stack.borrow();
+                let top = stack
+                    .iter()
+                    .rev()
+                    .find(|e| e.uid == self.uid && !e.duplicate)?;
+                top.id.as_ref().map(|(hash, errored)| f(*hash, errored))
+            });
+        }
         let span = ctx.event_span(event)?;
         let ext = span.extensions();
-        ext.get::<Correlation>().map(f)
+        ext.get::<Correlation>().map(|c| f(c.hash, &c.errored))
     }
+
+    /// The event's span's correlation id, value included (for a kept line).
+    fn span_correlation<S>(&self, event: &Event<'_>, ctx: &Context<'_, S>) -> Option<Correlation>
+    where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+    {
+        // Relaxed: see `with_span_id`.
+        if !self.any_span_id.load(Ordering::Relaxed) {
+            return None;
+        }
+        let span = ctx.event_span(event)?;
+        let ext = span.extensions();
+        ext.get::<Correlation>().cloned()
+    }
+
+    /// Updates this thread's mirror entry of span `id` (after `on_record` gave it an id).
+    fn mirror_id(&self, id: &Id, c: &Correlation) {
+        ENTERED.with(|stack| {
+            for e in stack.borrow_mut().iter_mut() {
+                if e.uid == self.uid && e.span == id.into_u64() {
+                    e.id = Some((c.hash, Arc::clone(&c.errored)));
+                }
+            }
+        });
+    }
+}
+
+/// One entered span in this thread's mirror of the registry's span stack.
+struct Entered {
+    uid: u64,
+    span: u64,
+    /// Entered again while already on the stack: like the registry, not the current span.
+    duplicate: bool,
+    /// Its correlation id's hash and shared ERROR flag.
+    id: Option<(u64, Arc<AtomicBool>)>,
+}
+
+thread_local! {
+    /// Per thread, the spans entered through each sampling layer (innermost last), with
+    /// the id they carry: a contextual event finds its span's id here without the
+    /// registry's span lookup and extensions lock. Pushed in `on_enter`, removed in
+    /// `on_exit` as the registry does (the innermost entry of that span).
+    static ENTERED: std::cell::RefCell<Vec<Entered>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// log2 of the per-thread site cache's slots.
@@ -708,6 +796,7 @@ where
         if let Some(c) = find.found {
             // Relaxed: see `with_span_id`.
             self.any_span_id.store(true, Ordering::Relaxed);
+            self.mirror_id(id, &c);
             span.extensions_mut().replace(c);
         }
     }
@@ -721,7 +810,9 @@ where
         if site.level == ERROR_INDEX {
             // Relaxed: a flag read by this request's later events; those on other threads
             // see it once they synchronize with this one (as any hand-over of the request).
-            self.with_span_id(event, &ctx, |c| c.errored.store(true, Ordering::Relaxed));
+            self.with_span_id(event, &ctx, |_, errored| {
+                errored.store(true, Ordering::Relaxed)
+            });
         }
         let mut k = site.k;
         if k != 0 {
@@ -731,9 +822,9 @@ where
                 event.record(&mut find);
                 key = find.found.map(|c| c.hash);
             }
-            if let Some((hash, errored)) = self.with_span_id(event, &ctx, |c| {
+            if let Some((hash, errored)) = self.with_span_id(event, &ctx, |hash, errored| {
                 // Relaxed: see the ERROR store above.
-                (c.hash, c.errored.load(Ordering::Relaxed))
+                (hash, errored.load(Ordering::Relaxed))
             }) {
                 // The span's request, unless the event names another one itself: an ERROR
                 // in it keeps the event also when the event repeats the request's id.
@@ -760,7 +851,7 @@ where
         let span_id = if event.fields().any(|f| self.fields.contains(&f.name())) {
             None
         } else {
-            self.with_span_id(event, &ctx, Correlation::clone)
+            self.span_correlation(event, &ctx)
         };
         let (line, body) = format_line(event, k, span_id.as_ref(), self.clock.wall());
         if site.level != ERROR_INDEX
@@ -776,10 +867,31 @@ where
     }
 
     fn on_enter(&self, id: &Id, ctx: Context<'_, S>) {
-        if self.span_timers != Some(SpanTime::Busy) {
+        // The mirror first: the span's id, looked up only once some span has carried one
+        // (Relaxed: see `with_span_id`; a span given an id later is updated by `on_record`).
+        let with_ids = self.any_span_id.load(Ordering::Relaxed);
+        let busy = self.span_timers == Some(SpanTime::Busy);
+        let span = if with_ids || busy { ctx.span(id) } else { None };
+        let found = span.as_ref().and_then(|s| {
+            s.extensions()
+                .get::<Correlation>()
+                .map(|c| (c.hash, Arc::clone(&c.errored)))
+        });
+        ENTERED.with(|stack| {
+            let mut stack = stack.borrow_mut();
+            let span_id = id.into_u64();
+            let duplicate = stack.iter().any(|e| e.uid == self.uid && e.span == span_id);
+            stack.push(Entered {
+                uid: self.uid,
+                span: span_id,
+                duplicate,
+                id: found,
+            });
+        });
+        if !busy {
             return;
         }
-        let Some(span) = ctx.span(id) else { return };
+        let Some(span) = span else { return };
         let mut ext = span.extensions_mut();
         if let Some(t) = ext.get_mut::<SpanTiming>() {
             if t.depth == 0 {
@@ -790,6 +902,16 @@ where
     }
 
     fn on_exit(&self, id: &Id, ctx: Context<'_, S>) {
+        ENTERED.with(|stack| {
+            let mut stack = stack.borrow_mut();
+            let span_id = id.into_u64();
+            if let Some(i) = stack
+                .iter()
+                .rposition(|e| e.uid == self.uid && e.span == span_id)
+            {
+                stack.remove(i);
+            }
+        });
         if self.span_timers != Some(SpanTime::Busy) {
             return;
         }

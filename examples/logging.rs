@@ -125,7 +125,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("sampled-out INFO event in a span with a correlation id: {ns_in_span:.1} ns");
     println!("\nthe scrape (log families):");
     for line in engine.render(hotmeter::Format::Text)?.lines() {
-        if line.starts_with("log_events") || line.starts_with("log_writer") {
+        if line.starts_with("log_") && !line.starts_with("log_writer_latency_seconds_bucket") {
             println!("  {line}");
         }
     }

@@ -20,6 +20,8 @@ pub(crate) struct Shared {
     config: Config,
     stop: AtomicBool,
     state: Mutex<FlushState>,
+    /// Run once by [`Engine::shutdown`], before the final drain (see [`Engine::on_shutdown`]).
+    on_shutdown: Mutex<Vec<Box<dyn FnOnce() + Send>>>,
     /// What this engine's endpoints answered (exported as meta-metrics).
     #[cfg(feature = "http")]
     pub(crate) http: Arc<crate::export::http::ServeStats>,
@@ -451,6 +453,7 @@ impl Engine {
             config,
             stop: AtomicBool::new(false),
             state: Mutex::new(state),
+            on_shutdown: Mutex::new(Vec::new()),
             #[cfg(feature = "http")]
             http: Arc::default(),
         });
@@ -623,12 +626,26 @@ impl Engine {
         self.shared.registry.pipeline().published()
     }
 
+    /// Registers `f` to run once, at the next [`Engine::shutdown`] (or drop), after the
+    /// endpoints stopped and before the pipeline closes, so what `f` records is still
+    /// flushed. Callbacks run in the order registered, on the thread that shuts down; one
+    /// registered after a shutdown runs at the next call (the drop's, at the latest). The
+    /// layers above the core use it (the `tracing` writer drains its queue here).
+    pub fn on_shutdown(&self, f: impl FnOnce() + Send + 'static) {
+        self.shared
+            .on_shutdown
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(Box::new(f));
+    }
+
     /// Stops the flusher after a final drain: every record pushed before this is called is
     /// flushed when it returns, and none is left in a thread's ring (a push racing with the
     /// call is flushed too, or counted as below). Idempotent; callable from any thread. Recording keeps working afterwards
     /// (exact counts and sums stay exact), but sampled records are then counted as
     /// `dropped_full` instead of pushed, and critical ones go to the critical lane, which
-    /// [`Engine::flush`] still drains.
+    /// [`Engine::flush`] still drains. Before closing, it stops the endpoints and runs the
+    /// [`Engine::on_shutdown`] callbacks.
     pub fn shutdown(&self) {
         // Endpoints first: each finishes its exchanges in flight and joins its thread.
         #[cfg(feature = "http")]
@@ -638,6 +655,17 @@ impl Engine {
             for s in servers {
                 s.stop();
             }
+        }
+        // Then the callbacks of `on_shutdown`, outside the lock (one may register another).
+        let callbacks = std::mem::take(
+            &mut *self
+                .shared
+                .on_shutdown
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+        for f in callbacks {
+            f();
         }
         // Closed before the last drains, and only once no push is in progress: a record
         // pushed after the final drain would sit in a ring forever. From here on, sampled

@@ -5,14 +5,15 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::io::{self, Write};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use hotmeter::Engine;
 use hotmeter::tracing_layer::{
-    DirectiveErrorKind, Directives, LayerError, NonBlocking, OverflowPolicy, SamplingLayer,
+    Clock, DirectiveErrorKind, Directives, LayerError, NonBlocking, OverflowPolicy, Repeats,
+    SamplingLayer, SpanTime,
 };
 use tracing::{Dispatch, Level};
 use tracing_subscriber::layer::SubscriberExt;
@@ -603,4 +604,420 @@ fn line_id_ref(line: &str) -> &str {
         .split(' ')
         .next()
         .unwrap()
+}
+
+/// A clock the test moves by hand: `now` is a fixed base plus the offset, `wall` is
+/// 2023-11-14T22:13:20Z (1,700,000,000 s) plus the offset.
+#[derive(Debug)]
+struct ManualClock {
+    base: Instant,
+    offset_ns: AtomicU64,
+}
+
+impl ManualClock {
+    fn new() -> Arc<Self> {
+        Arc::new(Self {
+            base: Instant::now(),
+            offset_ns: AtomicU64::new(0),
+        })
+    }
+
+    /// Sets the offset to `ms` milliseconds.
+    fn set_ms(&self, ms: u64) {
+        // Relaxed: read back by this thread, or by the writer's worker, whose tick applies
+        // the same rules as the events (either reading is fine).
+        self.offset_ns.store(ms * 1_000_000, Ordering::Relaxed);
+    }
+
+    fn offset(&self) -> Duration {
+        // Relaxed: as in `set_ms`.
+        Duration::from_nanos(self.offset_ns.load(Ordering::Relaxed))
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> Instant {
+        self.base + self.offset()
+    }
+    fn wall(&self) -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(1_700_000_000) + self.offset()
+    }
+}
+
+/// A layer with a writer into a fresh sink, on the manual clock; returns what the tests
+/// need to drive and read it.
+fn clocked(
+    rules: Option<Repeats>,
+) -> (
+    Arc<Engine>,
+    Sink,
+    NonBlocking,
+    hotmeter::tracing_layer::WorkerGuard,
+    Dispatch,
+    Arc<ManualClock>,
+) {
+    let e = engine();
+    let sink = Sink::default();
+    let (w, guard) = NonBlocking::builder()
+        .capacity(1 << 16)
+        .build(sink.clone(), &e)
+        .unwrap();
+    let clock = ManualClock::new();
+    let layer = SamplingLayer::builder()
+        .read_env(false)
+        .repeats(rules)
+        .clock(clock.clone())
+        .writer(w.clone())
+        .build(&e)
+        .unwrap();
+    let d = Dispatch::new(tracing_subscriber::registry().with(layer));
+    (e, sink, w, guard, d, clock)
+}
+
+/// `(repeated, first, last, window_s)` of an aggregate line, `None` for a plain one.
+fn aggregate_of(line: &str) -> Option<(u64, String, String, String)> {
+    let (_, rest) = line.split_once(" repeated=")?;
+    let mut it = rest.split(' ');
+    let n = it.next()?.parse().ok()?;
+    let mut field = |k: &str| it.next()?.strip_prefix(k).map(str::to_owned);
+    Some((n, field("first=")?, field("last=")?, field("window_s=")?))
+}
+
+/// The same callsite and field values 20 times, 10 ms apart: 5 lines as usual, then one
+/// aggregate line for the other 15 with the first and last occurrence and the window.
+#[test]
+fn more_than_five_repeats_within_a_second_become_one_line() {
+    let (e, sink, w, guard, d, clock) = clocked(Some(Repeats::default()));
+    tracing::dispatcher::with_default(&d, || {
+        for i in 0..20u64 {
+            clock.set_ms(i * 10);
+            tracing::info!(target: "app::rep", port = 80u64, "refused");
+        }
+    });
+    drop(d);
+    drop(guard);
+    let lines = sink.lines();
+    let aggs: Vec<_> = lines.iter().filter_map(|l| aggregate_of(l)).collect();
+    assert_eq!(lines.len(), 6, "{lines:#?}");
+    assert_eq!(
+        aggs,
+        [(
+            15,
+            "2023-11-14T22:13:20.050000Z".to_owned(),
+            "2023-11-14T22:13:20.190000Z".to_owned(),
+            "0.140000".to_owned()
+        )]
+    );
+    let agg = lines.iter().find(|l| l.contains(" repeated=")).unwrap();
+    assert!(
+        agg.starts_with(
+            "ts=2023-11-14T22:13:20.050000Z level=INFO target=app::rep message=refused port=80 sample_rate=1 repeated=15"
+        ),
+        "{agg}"
+    );
+    assert_eq!(
+        counter(&e, "log_events_aggregated_total", &[("level", "INFO")]),
+        15
+    );
+    assert_eq!(counter(&e, "log_aggregate_lines_total", &[]), 1);
+    assert_eq!(
+        counter(&e, "log_events_kept_total", &[("level", "INFO")]),
+        20
+    );
+    let st = w.stats();
+    assert_eq!((st.accepted, st.written), (6, 6));
+}
+
+/// Five within a second are not "more than 5"; nor are 6 spread over more than a second;
+/// different field values are different lines.
+#[test]
+fn five_repeats_or_slower_ones_are_written_as_usual() {
+    let (_e, sink, _w, guard, d, clock) = clocked(Some(Repeats::default()));
+    tracing::dispatcher::with_default(&d, || {
+        // 5 at 0..400 ms, then 5 more from 1,500 ms: two bursts of 5.
+        for i in 0..5u64 {
+            clock.set_ms(i * 100);
+            tracing::info!(target: "app::rep", "five");
+        }
+        for i in 0..5u64 {
+            clock.set_ms(1_500 + i * 100);
+            tracing::info!(target: "app::rep", "five");
+        }
+        // 30 within 300 ms, each with its own value.
+        for i in 0..30u64 {
+            clock.set_ms(3_000 + i * 10);
+            tracing::info!(target: "app::rep", i, "distinct");
+        }
+    });
+    drop(d);
+    drop(guard);
+    let lines = sink.lines();
+    assert_eq!(lines.len(), 40, "{lines:#?}");
+    assert!(lines.iter().all(|l| aggregate_of(l).is_none()));
+}
+
+/// At most `max_count` events per aggregate line: 5 + 2,500 identical lines 1 ms apart
+/// (within 10 s) give 5 plain lines and aggregates of 1,000, 1,000 and 500.
+#[test]
+fn an_aggregate_line_holds_at_most_max_count_events() {
+    let (_e, sink, _w, guard, d, clock) = clocked(Some(Repeats::default()));
+    tracing::dispatcher::with_default(&d, || {
+        for i in 0..2_505u64 {
+            clock.set_ms(i);
+            tracing::warn!(target: "app::rep", "disk slow");
+        }
+    });
+    drop(d);
+    drop(guard);
+    let lines = sink.lines();
+    let counts: Vec<u64> = lines
+        .iter()
+        .filter_map(|l| aggregate_of(l))
+        .map(|a| a.0)
+        .collect();
+    assert_eq!(counts, [1_000, 1_000, 500]);
+    assert_eq!(lines.len(), 5 + 3);
+}
+
+/// A burst longer than `max_window` (10 s) is split: every aggregate's window is at most
+/// 10 s, and plain lines plus aggregated events add up to every event.
+#[test]
+fn an_aggregate_window_is_at_most_ten_seconds() {
+    let (_e, sink, _w, guard, d, clock) = clocked(Some(Repeats::default()));
+    tracing::dispatcher::with_default(&d, || {
+        // One every 100 ms for 25 s.
+        for i in 0..250u64 {
+            clock.set_ms(i * 100);
+            tracing::info!(target: "app::rep", "tick");
+        }
+    });
+    drop(d);
+    drop(guard);
+    let lines = sink.lines();
+    let aggs: Vec<_> = lines.iter().filter_map(|l| aggregate_of(l)).collect();
+    let plain = lines.len() - aggs.len();
+    assert_eq!(plain, 5);
+    // 500 ms..10.4 s, 10.5 s..20.4 s, 20.5 s..24.9 s.
+    let got: Vec<(u64, &str)> = aggs.iter().map(|a| (a.0, a.3.as_str())).collect();
+    assert_eq!(
+        got,
+        [(100, "9.900000"), (100, "9.900000"), (45, "4.400000")]
+    );
+    assert_eq!(plain as u64 + aggs.iter().map(|a| a.0).sum::<u64>(), 250);
+}
+
+/// ERROR is never aggregated.
+#[test]
+fn errors_are_never_aggregated() {
+    let (e, sink, _w, guard, d, clock) = clocked(Some(Repeats::default()));
+    tracing::dispatcher::with_default(&d, || {
+        for i in 0..50u64 {
+            clock.set_ms(i);
+            tracing::error!(target: "app::rep", "upstream failed");
+        }
+    });
+    drop(d);
+    drop(guard);
+    let lines = sink.lines();
+    assert_eq!(lines.len(), 50);
+    assert!(lines.iter().all(|l| aggregate_of(l).is_none()));
+    assert_eq!(
+        counter(&e, "log_events_aggregated_total", &[("level", "ERROR")]),
+        0
+    );
+}
+
+/// Repeats with different correlation ids are never merged, whether the id is on the event
+/// or on the enclosing span: two ids interleaved, 8 times each, give 5 + 1 lines per id.
+#[test]
+fn different_correlation_ids_are_never_merged() {
+    let (_e, sink, _w, guard, d, clock) = clocked(Some(Repeats::default()));
+    tracing::dispatcher::with_default(&d, || {
+        for i in 0..8u64 {
+            clock.set_ms(i * 10);
+            for id in ["a", "b"] {
+                tracing::info!(target: "app::rep", request_id = id, "retry");
+                let span = tracing::info_span!("req", correlation_id = id);
+                let _g = span.enter();
+                tracing::info!(target: "app::rep", "in span");
+            }
+        }
+    });
+    drop(d);
+    drop(guard);
+    let lines = sink.lines();
+    for id in [
+        "request_id=a ",
+        "request_id=b ",
+        "correlation_id=a ",
+        "correlation_id=b ",
+    ] {
+        let mine: Vec<&String> = lines.iter().filter(|l| l.contains(id)).collect();
+        let aggs: Vec<u64> = mine
+            .iter()
+            .filter_map(|l| aggregate_of(l))
+            .map(|a| a.0)
+            .collect();
+        assert_eq!((mine.len(), aggs), (6, vec![3]), "{id}: {mine:#?}");
+    }
+    assert_eq!(lines.len(), 24);
+}
+
+/// At the entry cap, new lines go untracked: written as usual and counted, never lost.
+#[test]
+fn at_the_entry_cap_new_lines_are_written_untracked() {
+    let mut rules = Repeats::default();
+    rules.max_entries = 4;
+    let (e, sink, w, guard, d, clock) = clocked(Some(rules));
+    tracing::dispatcher::with_default(&d, || {
+        for i in 0..10u64 {
+            clock.set_ms(i * 10);
+            for key in 0..6u64 {
+                tracing::info!(target: "app::rep", key, "many");
+            }
+        }
+    });
+    drop(d);
+    drop(guard);
+    let lines = sink.lines();
+    // Keys 0-3 tracked: 5 plain + 1 aggregate of 5 each; keys 4 and 5: all 10 plain.
+    assert_eq!(lines.len(), 4 * 6 + 2 * 10, "{lines:#?}");
+    assert_eq!(counter(&e, "log_aggregation_untracked_total", &[]), 20);
+    assert_eq!(
+        counter(&e, "log_events_aggregated_total", &[("level", "INFO")]),
+        20
+    );
+    let st = w.stats();
+    assert_eq!(st.accepted, st.written);
+}
+
+/// `Engine::shutdown` drains the writer like the guard's drop: the open aggregates are
+/// written and so is every line accepted; the guard's later drop has nothing left to do.
+#[test]
+fn engine_shutdown_drains_the_writer_and_the_open_aggregates() {
+    let (e, sink, w, guard, d, clock) = clocked(Some(Repeats::default()));
+    tracing::dispatcher::with_default(&d, || {
+        for i in 0..20u64 {
+            clock.set_ms(i);
+            tracing::info!(target: "app::rep", "again");
+        }
+    });
+    send_from_two_threads(&w, 5_000);
+    e.shutdown();
+    let lines = sink.lines();
+    assert_eq!(lines.len(), 6 + 10_000);
+    assert_eq!(
+        lines
+            .iter()
+            .filter_map(|l| aggregate_of(l))
+            .map(|a| a.0)
+            .collect::<Vec<_>>(),
+        [15]
+    );
+    let st = w.stats();
+    assert_eq!((st.accepted, st.written, st.dropped()), (10_006, 10_006, 0));
+    // Sent after the shutdown: refused and counted, never queued.
+    w.send("late\n".into());
+    assert_eq!(w.stats().dropped_closed, 1);
+    drop(d);
+    drop(guard);
+    assert_eq!(sink.lines().len(), 10_006);
+}
+
+/// The meta-metrics: queue gauges, the writer's latency histogram (one observation per
+/// written line), the effective sample rate per level (kept / seen, exact after the drain).
+#[test]
+fn meta_metrics_are_in_the_registry() {
+    let e = engine();
+    let sink = Sink::default();
+    let (w, guard) = NonBlocking::builder()
+        .capacity(1 << 16)
+        .build(sink.clone(), &e)
+        .unwrap();
+    let layer = SamplingLayer::builder()
+        .rates("info=0.25")
+        .read_env(false)
+        .writer(w.clone())
+        .build(&e)
+        .unwrap();
+    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+        for i in 0..4_000u64 {
+            tracing::info!(target: "app::m", i, "x");
+        }
+    });
+    drop(guard);
+    let snap = e.registry().snapshot();
+    let kept = snap
+        .counter("log_events_kept_total", &[("level", "INFO")])
+        .unwrap();
+    let rate = snap
+        .gauge("log_effective_sample_rate", &[("level", "INFO")])
+        .unwrap();
+    assert_eq!(rate, kept as f64 / 4_000.0);
+    assert_eq!(
+        snap.gauge("log_effective_sample_rate", &[("level", "WARN")]),
+        Some(1.0)
+    );
+    assert_eq!(snap.gauge("log_writer_queue_depth", &[]), Some(0.0));
+    assert_eq!(snap.gauge("log_writer_queue_utilization", &[]), Some(0.0));
+    let lat = snap.histogram("log_writer_latency_seconds", &[]).unwrap();
+    assert_eq!(lat.count, w.stats().written);
+    assert_eq!(lat.count, kept);
+    let text = e.render(hotmeter::Format::Text).unwrap();
+    for name in [
+        "log_events_aggregated_total",
+        "log_effective_sample_rate",
+        "log_writer_queue_depth",
+        "log_writer_queue_utilization",
+        "log_writer_latency_seconds_bucket",
+    ] {
+        assert!(text.contains(name), "{name} not in the scrape");
+    }
+}
+
+/// Spans as timers, on the manual clock: busy time counts only the entered stretches
+/// (a nested re-entry once); wall time runs from creation to close. Exact count and sum.
+#[test]
+fn spans_are_timed_by_name() {
+    for (mode, secs) in [(SpanTime::Busy, 0.003), (SpanTime::Wall, 0.010)] {
+        let e = engine();
+        let clock = ManualClock::new();
+        let layer = SamplingLayer::builder()
+            .read_env(false)
+            .span_timers(Some(mode))
+            .clock(clock.clone())
+            .build(&e)
+            .unwrap();
+        let n = 100u64;
+        tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+            for i in 0..n {
+                let t0 = i * 100;
+                clock.set_ms(t0);
+                let span = tracing::info_span!(target: "app::t", "handle", i);
+                clock.set_ms(t0 + 1);
+                {
+                    let _g = span.enter();
+                    let _again = span.enter();
+                    clock.set_ms(t0 + 3);
+                }
+                clock.set_ms(t0 + 5);
+                span.in_scope(|| clock.set_ms(t0 + 6));
+                clock.set_ms(t0 + 10);
+                drop(span);
+            }
+        });
+        let snap = e.registry().snapshot();
+        let s = snap
+            .sampled(
+                "span_duration_seconds",
+                &[("target", "app::t"), ("span", "handle")],
+            )
+            .unwrap();
+        assert_eq!(s.count, n, "{mode:?}");
+        assert!(
+            (s.sum - n as f64 * secs).abs() < 1e-9,
+            "{mode:?}: {}",
+            s.sum
+        );
+    }
 }

@@ -1,8 +1,10 @@
 //! Sampled logging for `tracing` (feature `tracing`): a [`SamplingLayer`] that counts every
 //! event exactly, keeps a power-of-two share of TRACE/DEBUG/INFO (consistently per
 //! correlation id, with hotmeter's keyed rule `keep_keyed`),
-//! never samples WARN or ERROR, and hands each kept event as one `key=value` line to a
-//! [`NonBlocking`] writer.
+//! never samples WARN or ERROR, folds bursts of identical lines into one ([`Repeats`]), and
+//! hands each kept event as one `key=value` line to a [`NonBlocking`] writer, which the
+//! guard's drop or [`Engine::shutdown`] drains. Optionally it times spans
+//! ([`SpanTime`]).
 //!
 //! ```
 //! use std::sync::Arc;
@@ -40,7 +42,17 @@
 //!   address: an event's lookup is a thread-local load and two compares, no lock, no
 //!   registry lookup (a cache collision costs one read-locked hash-map lookup).
 //! - `log_events_kept_total{level}`, `log_events_sampled_out_total{level}`: the decision.
-//! - The writer's `log_writer_*` counters (see [`NonBlocking`]).
+//! - With a writer: `log_events_aggregated_total{level}` (kept events folded into an
+//!   aggregate line instead of written one by one), `log_aggregate_lines_total`,
+//!   `log_aggregation_untracked_total` (lines written as usual because the repeat table was
+//!   full), the gauge `log_aggregation_entries`, and the gauges
+//!   `log_effective_sample_rate{level}` (kept / seen since the start). The writer's worker
+//!   refreshes the gauges about every 100 ms, and the drain at the end once more; without a
+//!   writer they are not kept.
+//! - The writer's `log_writer_*` counters, queue gauges and latency histogram (see
+//!   [`NonBlocking`]).
+//! - With [`SamplingLayerBuilder::span_timers`]: `span_duration_seconds{target, span}`, a
+//!   sampled series per span callsite.
 //!
 //! ## How an event is kept
 //!
@@ -61,10 +73,33 @@
 //! `ts=2026-12-02T00:41:07.123456Z level=INFO target=my_crate::conn message="sent" bytes=42 request_id=7 sample_rate=0.0625`
 //! (values quoted when they hold spaces, `"` or `=`; the correlation field of an enclosing
 //! span appended when the event does not carry one).
+//!
+//! An event in a span finds the span's id through a per-thread mirror of the entered spans
+//! (pushed in `on_enter`, popped in `on_exit`, the registry's rule for re-entered spans),
+//! so a sampled-out event does not look its span up; only a kept line, or an event with an
+//! explicit parent, does.
+//!
+//! ## Repeats
+//!
+//! With a writer, a kept line other than ERROR repeats another when it has the same
+//! callsite, sample rate and text after its timestamp (level, target, every field value,
+//! the correlation id: different ids are never merged). The first 5 within 1 s of the
+//! first are written as usual; from the 6th on they are counted instead, and one line
+//! stands for them:
+//! `ts=<first> level=INFO target=app message=refused port=80 sample_rate=1 repeated=15 first=<first> last=<last> window_s=0.140000`.
+//! It is written when the burst pauses for more than 1 s, when it reaches 1,000 events or
+//! spans 10 s (a burst that goes on then opens the next aggregate at once), or at the end:
+//! the layer's drop, the guard's drop or [`Engine::shutdown`], whichever comes first. The
+//! table holds at most 1,024 distinct lines (`Repeats::max_entries`); while it is full, new
+//! lines are written as usual and counted `log_aggregation_untracked_total` until a sweep
+//! (every second) frees expired entries. All of these are [`Repeats`] fields; time comes from
+//! the layer's [`Clock`].
 
+mod aggregate;
 mod directives;
 mod writer;
 
+pub use aggregate::Repeats;
 pub use directives::{DirectiveError, DirectiveErrorKind, Directives};
 pub use writer::{
     DEFAULT_CAPACITY, NonBlocking, NonBlockingBuilder, OverflowPolicy, WorkerGuard, WriterStats,
@@ -74,7 +109,7 @@ use std::cell::Cell;
 use std::fmt::{self, Write as _};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rustc_hash::FxHashMap;
 use tracing::callsite::Identifier;
@@ -87,7 +122,42 @@ use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::LookupSpan;
 
 use crate::sample::key::keep_keyed;
-use crate::{Counter, Engine, SampleKey, k_to_rate};
+use crate::{Counter, Engine, SampleKey, Sampled, k_to_rate};
+
+use aggregate::{Aggregator, Meters};
+
+/// Where the layer reads the time: repeat windows and span durations from
+/// [`now`](Clock::now), the lines' timestamps from [`wall`](Clock::wall). [`SystemClock`]
+/// unless [`SamplingLayerBuilder::clock`] sets another (a test's manual clock).
+pub trait Clock: Send + Sync + 'static {
+    /// A monotonic reading.
+    fn now(&self) -> Instant;
+    /// The wall-clock time, for timestamps.
+    fn wall(&self) -> SystemTime {
+        SystemTime::now()
+    }
+}
+
+/// [`Instant::now`] and [`SystemTime::now`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    #[inline]
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
+}
+
+/// Which time of a span [`SamplingLayerBuilder::span_timers`] records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SpanTime {
+    /// The time the span was entered (summed over its enters, nested re-entries once).
+    Busy,
+    /// From the span's creation to its close.
+    Wall,
+}
 
 /// The environment variable whose directives [`SamplingLayerBuilder::build`] applies on top
 /// of [`SamplingLayerBuilder::rates`] (unless [`SamplingLayerBuilder::read_env`] is off).
@@ -128,12 +198,28 @@ impl std::error::Error for LayerError {
 }
 
 /// Builds a [`SamplingLayer`]: [`SamplingLayer::builder`].
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct SamplingLayerBuilder {
     rates: String,
     fields: Vec<&'static str>,
     read_env: bool,
     writer: Option<NonBlocking>,
+    repeats: Option<Repeats>,
+    span_timers: Option<SpanTime>,
+    clock: Arc<dyn Clock>,
+}
+
+impl fmt::Debug for SamplingLayerBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SamplingLayerBuilder")
+            .field("rates", &self.rates)
+            .field("fields", &self.fields)
+            .field("read_env", &self.read_env)
+            .field("writer", &self.writer)
+            .field("repeats", &self.repeats)
+            .field("span_timers", &self.span_timers)
+            .finish_non_exhaustive()
+    }
 }
 
 impl SamplingLayerBuilder {
@@ -161,6 +247,31 @@ impl SamplingLayerBuilder {
     /// Where kept lines go. Without one, kept events are counted but not formatted.
     pub fn writer(mut self, writer: NonBlocking) -> Self {
         self.writer = Some(writer);
+        self
+    }
+
+    /// Repeat aggregation ([`Repeats`]; default `Some(Repeats::default())`: more than 5
+    /// identical lines within 1 s become one line per burst, at most 10 s and 1,000 events
+    /// each). `None` turns it off. Only lines for a [`writer`](Self::writer) are aggregated.
+    pub fn repeats(mut self, rules: Option<Repeats>) -> Self {
+        self.repeats = rules;
+        self
+    }
+
+    /// Spans as timers (default off): at its close, each span's busy or wall time is
+    /// recorded, in seconds, into the sampled series
+    /// `span_duration_seconds{target, span}` (one per span name and target; exact count
+    /// and sum, sampled quantiles), so `#[instrument]` gives latency quantiles. Costs two
+    /// clock reads per span (`Wall`) or per enter/exit pair (`Busy`).
+    pub fn span_timers(mut self, time: Option<SpanTime>) -> Self {
+        self.span_timers = time;
+        self
+    }
+
+    /// The clock for repeat windows, span durations and timestamps (default
+    /// [`SystemClock`]).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
         self
     }
 
@@ -201,6 +312,42 @@ impl SamplingLayerBuilder {
         };
         let kept = per_level("log_events_kept_total")?;
         let sampled_out = per_level("log_events_sampled_out_total")?;
+        let mut effective = [None; 5];
+        for (i, l) in LEVELS.iter().enumerate() {
+            effective[i] = Some(
+                r.gauge("log_effective_sample_rate", &[("level", l.as_str())])
+                    .map_err(LayerError::Registry)?,
+            );
+        }
+        let aggregator = match &self.writer {
+            Some(w) => {
+                let meters = Meters {
+                    aggregated: per_level("log_events_aggregated_total")?,
+                    lines: r
+                        .counter("log_aggregate_lines_total", &[])
+                        .map_err(LayerError::Registry)?,
+                    untracked: r
+                        .counter("log_aggregation_untracked_total", &[])
+                        .map_err(LayerError::Registry)?,
+                    entries: r
+                        .gauge("log_aggregation_entries", &[])
+                        .map_err(LayerError::Registry)?,
+                    kept,
+                    sampled_out,
+                    effective: effective.map(|g| g.expect("filled above")),
+                };
+                let a = Arc::new(Aggregator::new(
+                    self.repeats,
+                    Arc::clone(&self.clock),
+                    meters,
+                    w.clone(),
+                ));
+                let weak = Arc::downgrade(&a);
+                w.add_source(weak);
+                Some(a)
+            }
+            None => None,
+        };
         Ok(SamplingLayer {
             // Relaxed: only uniqueness matters, which the RMW gives whatever the ordering.
             uid: NEXT_UID.fetch_add(1, Ordering::Relaxed),
@@ -211,7 +358,11 @@ impl SamplingLayerBuilder {
             kept,
             sampled_out,
             writer: self.writer,
+            aggregator,
             any_span_id: AtomicBool::new(false),
+            clock: self.clock,
+            span_timers: self.span_timers,
+            span_series: RwLock::new(FxHashMap::default()),
         })
     }
 }
@@ -287,8 +438,27 @@ pub struct SamplingLayer {
     kept: [Counter; 5],
     sampled_out: [Counter; 5],
     writer: Option<NonBlocking>,
+    /// With a writer: the repeat table and the gauges the writer's worker refreshes.
+    aggregator: Option<Arc<Aggregator>>,
     /// Some span has carried a correlation id: only then do events look at their span.
     any_span_id: AtomicBool,
+    clock: Arc<dyn Clock>,
+    span_timers: Option<SpanTime>,
+    /// `span_duration_seconds{target, span}` per span callsite (`None`: refused).
+    span_series: RwLock<FxHashMap<Identifier, Option<Sampled>>>,
+}
+
+impl Drop for SamplingLayer {
+    /// The aggregates still open are written (or counted `closed` if the writer is).
+    fn drop(&mut self) {
+        if let (Some(a), Some(w)) = (&self.aggregator, &self.writer) {
+            let mut out = Vec::new();
+            writer::LineSource::drain_all(&**a, &mut out);
+            for line in out {
+                w.send(line);
+            }
+        }
+    }
 }
 
 impl fmt::Debug for SamplingLayer {
@@ -309,6 +479,9 @@ impl SamplingLayer {
             fields: DEFAULT_CORRELATION_FIELDS.to_vec(),
             read_env: true,
             writer: None,
+            repeats: Some(Repeats::default()),
+            span_timers: None,
+            clock: Arc::new(SystemClock),
         }
     }
 
@@ -375,13 +548,15 @@ impl SamplingLayer {
             .or_insert(site)
     }
 
-    /// Runs `f` on the correlation id of the event's span, if any (inherited ids included).
+    /// Runs `f` on the correlation id's hash and shared ERROR flag of the event's span, if
+    /// any (inherited ids included). A contextual event reads them from this thread's
+    /// [`ENTERED`] mirror (no span lookup); one with an explicit parent looks its span up.
     #[inline]
     fn with_span_id<S, R>(
         &self,
         event: &Event<'_>,
         ctx: &Context<'_, S>,
-        f: impl FnOnce(&Correlation) -> R,
+        f: impl FnOnce(u64, &AtomicBool) -> R,
     ) -> Option<R>
     where
         S: Subscriber + for<'a> LookupSpan<'a>,
@@ -391,10 +566,63 @@ impl SamplingLayer {
         if !self.any_span_id.load(Ordering::Relaxed) {
             return None;
         }
+        if event.is_contextual() {
+            return ENTERED.with(|stack| {
+                let stack = stack.borrow();
+                let top = stack
+                    .iter()
+                    .rev()
+                    .find(|e| e.uid == self.uid && !e.duplicate)?;
+                top.id.as_ref().map(|(hash, errored)| f(*hash, errored))
+            });
+        }
         let span = ctx.event_span(event)?;
         let ext = span.extensions();
-        ext.get::<Correlation>().map(f)
+        ext.get::<Correlation>().map(|c| f(c.hash, &c.errored))
     }
+
+    /// The event's span's correlation id, value included (for a kept line).
+    fn span_correlation<S>(&self, event: &Event<'_>, ctx: &Context<'_, S>) -> Option<Correlation>
+    where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+    {
+        // Relaxed: see `with_span_id`.
+        if !self.any_span_id.load(Ordering::Relaxed) {
+            return None;
+        }
+        let span = ctx.event_span(event)?;
+        let ext = span.extensions();
+        ext.get::<Correlation>().cloned()
+    }
+
+    /// Updates this thread's mirror entry of span `id` (after `on_record` gave it an id).
+    fn mirror_id(&self, id: &Id, c: &Correlation) {
+        ENTERED.with(|stack| {
+            for e in stack.borrow_mut().iter_mut() {
+                if e.uid == self.uid && e.span == id.into_u64() {
+                    e.id = Some((c.hash, Arc::clone(&c.errored)));
+                }
+            }
+        });
+    }
+}
+
+/// One entered span in this thread's mirror of the registry's span stack.
+struct Entered {
+    uid: u64,
+    span: u64,
+    /// Entered again while already on the stack: like the registry, not the current span.
+    duplicate: bool,
+    /// Its correlation id's hash and shared ERROR flag.
+    id: Option<(u64, Arc<AtomicBool>)>,
+}
+
+thread_local! {
+    /// Per thread, the spans entered through each sampling layer (innermost last), with
+    /// the id they carry: a contextual event finds its span's id here without the
+    /// registry's span lookup and extensions lock. Pushed in `on_enter`, removed in
+    /// `on_exit` as the registry does (the innermost entry of that span).
+    static ENTERED: std::cell::RefCell<Vec<Entered>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// log2 of the per-thread site cache's slots.
@@ -528,6 +756,17 @@ where
 
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
         let Some(span) = ctx.span(id) else { return };
+        if self.span_timers.is_some()
+            && let Some(series) = self.span_series(attrs.metadata())
+        {
+            span.extensions_mut().replace(SpanTiming {
+                series,
+                created: self.clock.now(),
+                entered: None,
+                depth: 0,
+                busy: Duration::ZERO,
+            });
+        }
         let mut find = FindId::new(&self.fields, true);
         if self
             .fields
@@ -557,6 +796,7 @@ where
         if let Some(c) = find.found {
             // Relaxed: see `with_span_id`.
             self.any_span_id.store(true, Ordering::Relaxed);
+            self.mirror_id(id, &c);
             span.extensions_mut().replace(c);
         }
     }
@@ -570,7 +810,9 @@ where
         if site.level == ERROR_INDEX {
             // Relaxed: a flag read by this request's later events; those on other threads
             // see it once they synchronize with this one (as any hand-over of the request).
-            self.with_span_id(event, &ctx, |c| c.errored.store(true, Ordering::Relaxed));
+            self.with_span_id(event, &ctx, |_, errored| {
+                errored.store(true, Ordering::Relaxed)
+            });
         }
         let mut k = site.k;
         if k != 0 {
@@ -580,9 +822,9 @@ where
                 event.record(&mut find);
                 key = find.found.map(|c| c.hash);
             }
-            if let Some((hash, errored)) = self.with_span_id(event, &ctx, |c| {
+            if let Some((hash, errored)) = self.with_span_id(event, &ctx, |hash, errored| {
                 // Relaxed: see the ERROR store above.
-                (c.hash, c.errored.load(Ordering::Relaxed))
+                (hash, errored.load(Ordering::Relaxed))
             }) {
                 // The span's request, unless the event names another one itself: an ERROR
                 // in it keeps the event also when the event repeats the request's id.
@@ -609,19 +851,159 @@ where
         let span_id = if event.fields().any(|f| self.fields.contains(&f.name())) {
             None
         } else {
-            self.with_span_id(event, &ctx, Correlation::clone)
+            self.span_correlation(event, &ctx)
         };
-        writer.send(format_line(event, k, span_id.as_ref()));
+        let (line, body) = format_line(event, k, span_id.as_ref(), self.clock.wall());
+        if site.level != ERROR_INDEX
+            && let Some(a) = &self.aggregator
+            && a.on()
+        {
+            let addr = meta as *const Metadata<'static> as usize;
+            if !a.offer(addr, site.level, k, &line[body], self.clock.now()) {
+                return;
+            }
+        }
+        writer.send(line);
+    }
+
+    fn on_enter(&self, id: &Id, ctx: Context<'_, S>) {
+        // The mirror first: the span's id, looked up only once some span has carried one
+        // (Relaxed: see `with_span_id`; a span given an id later is updated by `on_record`).
+        let with_ids = self.any_span_id.load(Ordering::Relaxed);
+        let busy = self.span_timers == Some(SpanTime::Busy);
+        let span = if with_ids || busy { ctx.span(id) } else { None };
+        let found = span.as_ref().and_then(|s| {
+            s.extensions()
+                .get::<Correlation>()
+                .map(|c| (c.hash, Arc::clone(&c.errored)))
+        });
+        ENTERED.with(|stack| {
+            let mut stack = stack.borrow_mut();
+            let span_id = id.into_u64();
+            let duplicate = stack.iter().any(|e| e.uid == self.uid && e.span == span_id);
+            stack.push(Entered {
+                uid: self.uid,
+                span: span_id,
+                duplicate,
+                id: found,
+            });
+        });
+        if !busy {
+            return;
+        }
+        let Some(span) = span else { return };
+        let mut ext = span.extensions_mut();
+        if let Some(t) = ext.get_mut::<SpanTiming>() {
+            if t.depth == 0 {
+                t.entered = Some(self.clock.now());
+            }
+            t.depth += 1;
+        }
+    }
+
+    fn on_exit(&self, id: &Id, ctx: Context<'_, S>) {
+        ENTERED.with(|stack| {
+            let mut stack = stack.borrow_mut();
+            let span_id = id.into_u64();
+            if let Some(i) = stack
+                .iter()
+                .rposition(|e| e.uid == self.uid && e.span == span_id)
+            {
+                stack.remove(i);
+            }
+        });
+        if self.span_timers != Some(SpanTime::Busy) {
+            return;
+        }
+        let Some(span) = ctx.span(id) else { return };
+        let mut ext = span.extensions_mut();
+        if let Some(t) = ext.get_mut::<SpanTiming>() {
+            t.depth = t.depth.saturating_sub(1);
+            if t.depth == 0
+                && let Some(at) = t.entered.take()
+            {
+                t.busy += self.clock.now().saturating_duration_since(at);
+            }
+        }
+    }
+
+    fn on_close(&self, id: Id, ctx: Context<'_, S>) {
+        let Some(mode) = self.span_timers else { return };
+        let Some(span) = ctx.span(&id) else { return };
+        let ext = span.extensions();
+        let Some(t) = ext.get::<SpanTiming>() else {
+            return;
+        };
+        let secs = match mode {
+            SpanTime::Busy => t.busy,
+            SpanTime::Wall => self.clock.now().saturating_duration_since(t.created),
+        };
+        t.series.record(secs.as_secs_f64());
     }
 }
 
-/// One line: `ts=... level=... target=... message=... fields... sample_rate=...\n`.
-fn format_line(event: &Event<'_>, k: u8, span_id: Option<&Correlation>) -> String {
+/// A span's timing, in its extensions (spans as timers).
+struct SpanTiming {
+    series: Sampled,
+    created: Instant,
+    /// When the outermost current enter began.
+    entered: Option<Instant>,
+    /// Enters not yet exited (a span may be re-entered while entered).
+    depth: u32,
+    busy: Duration,
+}
+
+impl SamplingLayer {
+    /// The series of a span callsite (spans as timers), resolved once.
+    fn span_series(&self, meta: &'static Metadata<'static>) -> Option<Sampled> {
+        let id = meta.callsite();
+        if let Some(s) = self
+            .span_series
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&id)
+        {
+            return *s;
+        }
+        self.register_span(meta)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn register_span(&self, meta: &'static Metadata<'static>) -> Option<Sampled> {
+        let series = self
+            .engine
+            .get()
+            .registry()
+            .sampled(
+                "span_duration_seconds",
+                &[("target", meta.target()), ("span", meta.name())],
+            )
+            .ok();
+        *self
+            .span_series
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(meta.callsite())
+            .or_insert(series)
+    }
+}
+
+/// One line: `ts=... level=... target=... message=... fields... sample_rate=...\n`, and
+/// the range of its body (from `level=` to the last field: what repeats compare).
+fn format_line(
+    event: &Event<'_>,
+    k: u8,
+    span_id: Option<&Correlation>,
+    now: SystemTime,
+) -> (String, std::ops::Range<usize>) {
     let meta = event.metadata();
     let mut line = String::with_capacity(160);
     line.push_str("ts=");
-    push_timestamp(&mut line, SystemTime::now());
-    let _ = write!(line, " level={} target=", meta.level());
+    push_timestamp(&mut line, now);
+    line.push(' ');
+    let start = line.len();
+    let _ = write!(line, "level={} target=", meta.level());
     push_value(&mut line, meta.target());
     let mut fields = FormatFields { line: &mut line };
     event.record(&mut fields);
@@ -631,9 +1013,10 @@ fn format_line(event: &Event<'_>, k: u8, span_id: Option<&Correlation>) -> Strin
         line.push('=');
         push_value(&mut line, &c.value);
     }
+    let end = line.len();
     let _ = write!(line, " sample_rate={}", k_to_rate(k));
     line.push('\n');
-    line
+    (line, start..end)
 }
 
 struct FormatFields<'a> {

@@ -4,14 +4,14 @@
 
 use std::io::Write;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering, fence};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::thread::{self, JoinHandle, Thread};
 use std::time::{Duration, Instant};
 
 use crossbeam_queue::ArrayQueue;
 
-use crate::{Counter, Engine, Result};
+use crate::{Counter, Engine, Gauge, Histogram, Result};
 
 /// What [`NonBlocking::send`] does when the queue is full.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -33,7 +33,12 @@ pub enum OverflowPolicy {
 /// with `reason` one of `overflow` (queue full, by the policy), `timeout` (queue still
 /// full after [`OverflowPolicy::Block`]'s wait), `closed` (sent after the guard dropped)
 /// and `io_error` (the sink refused it). Once the [`WorkerGuard`] has
-/// dropped, `accepted = written + dropped` exactly.
+/// dropped, `accepted = written + dropped` exactly. Beside them, gauges
+/// `log_writer_queue_depth` (lines waiting) and `log_writer_queue_utilization` (depth /
+/// capacity), set by the worker at each pass, and the histogram
+/// `log_writer_latency_seconds` of enqueue-to-written times (one observation per line the
+/// sink took; lines from the layer's repeat aggregation, which the worker writes itself,
+/// have none).
 #[derive(Debug, Clone, Copy)]
 struct Counters {
     accepted: Counter,
@@ -42,7 +47,22 @@ struct Counters {
     timeout: Counter,
     closed: Counter,
     io_error: Counter,
+    depth: Gauge,
+    utilization: Gauge,
+    latency: Histogram,
 }
+
+/// Lines held back by a layer above the writer (the repeat aggregation): the worker asks
+/// for the ones due at each tick, the close for all of them before it closes the queue.
+pub(crate) trait LineSource: Send + Sync {
+    /// Appends the lines due now (and refreshes the source's gauges).
+    fn tick(&self, out: &mut Vec<String>);
+    /// Appends every line held back, and from now on holds none back.
+    fn drain_all(&self, out: &mut Vec<String>);
+}
+
+/// How often the worker ticks its [`LineSource`]s (at least; it ticks when it wakes).
+const TICK: Duration = Duration::from_millis(100);
 
 /// A snapshot of a writer's counters (exact once the [`WorkerGuard`] has dropped).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,9 +88,9 @@ impl WriterStats {
     }
 }
 
-#[derive(Debug)]
 struct Shared {
-    queue: ArrayQueue<String>,
+    /// Each line with the instant it was queued (for the latency histogram).
+    queue: ArrayQueue<(String, Instant)>,
     policy: OverflowPolicy,
     counters: Counters,
     /// Set by the guard; no line enters the queue after every sender has seen it.
@@ -83,6 +103,12 @@ struct Shared {
     /// The worker is about to park (or parked).
     sleeping: AtomicBool,
     worker: Thread,
+    /// The worker's handle until a close joins it; the lock is held for the whole close,
+    /// so a second closer returns only once the first has drained.
+    handle: Mutex<Option<JoinHandle<()>>>,
+    /// Registered by layers ([`NonBlocking::add_source`]); weak, so a dropped layer is
+    /// skipped.
+    sources: Mutex<Vec<Weak<dyn LineSource>>>,
 }
 
 /// The sending side: cheap to clone, `Send + Sync`. Lines go through a bounded queue to a
@@ -103,11 +129,17 @@ impl std::fmt::Debug for NonBlocking {
 
 /// Drains every line accepted before it drops, writes it, flushes the sink and joins the
 /// worker. Keep it alive for as long as the program logs (like tracing-appender's).
+/// [`Engine::shutdown`] of the engine the writer was built with does the same; whichever
+/// comes first drains, the other finds nothing left to do.
 #[must_use = "dropping the guard stops the writer"]
-#[derive(Debug)]
 pub struct WorkerGuard {
     shared: Arc<Shared>,
-    handle: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for WorkerGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkerGuard").finish_non_exhaustive()
+    }
 }
 
 /// Builds a [`NonBlocking`] writer: [`NonBlocking::builder`].
@@ -133,7 +165,8 @@ impl NonBlockingBuilder {
         self
     }
 
-    /// Starts the worker thread writing into `sink`; counters go to `engine`'s registry.
+    /// Starts the worker thread writing into `sink`; counters go to `engine`'s registry, and
+    /// `engine`'s [`shutdown`](Engine::shutdown) drains the writer like the guard's drop.
     ///
     /// # Errors
     /// A registry error if the counter names are taken by another kind of metric.
@@ -154,6 +187,9 @@ impl NonBlockingBuilder {
             timeout: r.counter(dropped, &[("reason", "timeout")])?,
             closed: r.counter(dropped, &[("reason", "closed")])?,
             io_error: r.counter(dropped, &[("reason", "io_error")])?,
+            depth: r.gauge("log_writer_queue_depth", &[])?,
+            utilization: r.gauge("log_writer_queue_utilization", &[])?,
+            latency: r.histogram("log_writer_latency_seconds", &[])?,
         };
         let (tx, rx) = std::sync::mpsc::channel::<Arc<Shared>>();
         let handle = thread::Builder::new()
@@ -172,17 +208,22 @@ impl NonBlockingBuilder {
             stop: AtomicBool::new(false),
             sleeping: AtomicBool::new(false),
             worker: handle.thread().clone(),
+            handle: Mutex::new(Some(handle)),
+            sources: Mutex::new(Vec::new()),
         });
         tx.send(Arc::clone(&shared))
             .expect("the worker waits for the shared state");
+        let weak = Arc::downgrade(&shared);
+        engine.on_shutdown(move || {
+            if let Some(s) = weak.upgrade() {
+                s.close();
+            }
+        });
         Ok((
             NonBlocking {
                 shared: Arc::clone(&shared),
             },
-            WorkerGuard {
-                shared,
-                handle: Some(handle),
-            },
+            WorkerGuard { shared },
         ))
     }
 }
@@ -191,20 +232,48 @@ fn worker<W: Write>(shared: &Shared, mut sink: W) {
     let c = shared.counters;
     // A sink that panics costs its line (counted as an I/O error), not the worker: the
     // lines queued behind it are still written and counted, and the guard still returns.
-    let write = |line: String, sink: &mut W| match catch_unwind(AssertUnwindSafe(|| {
+    let write = |line: &str, sink: &mut W| match catch_unwind(AssertUnwindSafe(|| {
         sink.write_all(line.as_bytes())
     })) {
-        Ok(Ok(())) => c.written.inc(),
-        Ok(Err(_)) | Err(_) => c.io_error.inc(),
+        Ok(Ok(())) => {
+            c.written.inc();
+            true
+        }
+        Ok(Err(_)) | Err(_) => {
+            c.io_error.inc();
+            false
+        }
+    };
+    let write_queued = |(line, queued): (String, Instant), sink: &mut W| {
+        if write(&line, sink) {
+            c.latency.record(queued.elapsed().as_secs_f64());
+        }
     };
     let flush = |sink: &mut W| {
         let _ = catch_unwind(AssertUnwindSafe(|| sink.flush()));
     };
+    let capacity = shared.queue.capacity() as f64;
+    let mut next_tick = Instant::now() + TICK;
+    let mut held = Vec::new();
     loop {
+        let depth = shared.queue.len();
+        c.depth.set(depth as f64);
+        c.utilization.set(depth as f64 / capacity);
         let mut wrote = false;
-        while let Some(line) = shared.queue.pop() {
-            write(line, &mut sink);
+        while let Some(item) = shared.queue.pop() {
+            write_queued(item, &mut sink);
             wrote = true;
+        }
+        // The sources' lines due (aggregated repeats), written here rather than queued: a
+        // worker waiting on its own full queue (`Block`) would wait forever.
+        if Instant::now() >= next_tick {
+            next_tick = Instant::now() + TICK;
+            shared.tick_sources(&mut held);
+            for line in held.drain(..) {
+                c.accepted.inc();
+                write(&line, &mut sink);
+                wrote = true;
+            }
         }
         if wrote {
             flush(&mut sink);
@@ -213,10 +282,12 @@ fn worker<W: Write>(shared: &Shared, mut sink: W) {
         // Acquire: pairs with the guard's Release store of `stop`, made after every sender
         // left its push (`sending` back to 0), so every accepted line is in the queue now.
         if shared.stop.load(Ordering::Acquire) {
-            while let Some(line) = shared.queue.pop() {
-                write(line, &mut sink);
+            while let Some(item) = shared.queue.pop() {
+                write_queued(item, &mut sink);
             }
             flush(&mut sink);
+            c.depth.set(0.0);
+            c.utilization.set(0.0);
             return;
         }
         // SeqCst store and fence: a Dekker pair with the sender's push, SeqCst fence and
@@ -227,7 +298,7 @@ fn worker<W: Write>(shared: &Shared, mut sink: W) {
         // Relaxed: a stale `false` only costs one more turn (the guard unparks after storing).
         if shared.queue.is_empty() && !shared.stop.load(Ordering::Relaxed) {
             // The timeout is a backstop only; wake-ups come from `send` and the guard.
-            thread::park_timeout(Duration::from_millis(100));
+            thread::park_timeout(TICK);
         }
         // Relaxed: a hint to senders; a stale `true` costs one spurious unpark.
         shared.sleeping.store(false, Ordering::Relaxed);
@@ -235,10 +306,103 @@ fn worker<W: Write>(shared: &Shared, mut sink: W) {
 }
 
 impl Shared {
+    fn sources(&self) -> Vec<Arc<dyn LineSource>> {
+        let mut sources = self.sources.lock().unwrap_or_else(PoisonError::into_inner);
+        sources.retain(|s| s.strong_count() > 0);
+        sources.iter().filter_map(Weak::upgrade).collect()
+    }
+
+    fn tick_sources(&self, out: &mut Vec<String>) {
+        for s in self.sources() {
+            s.tick(out);
+        }
+    }
+
+    /// Drains the sources into the queue, closes it, waits for the senders in flight,
+    /// lets the worker write everything and joins it. Idempotent: a later call (the
+    /// guard's drop after `Engine::shutdown`, or the other way round) returns once the
+    /// first is done.
+    fn close(&self) {
+        let mut handle = self.handle.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(h) = handle.take() else { return };
+        // The lines held back by the layers go in while the queue still takes lines (and
+        // the worker still drains it, for a `Block` policy).
+        let mut held = Vec::new();
+        for s in self.sources() {
+            s.drain_all(&mut held);
+        }
+        for line in held {
+            self.send(line);
+        }
+        // SeqCst: pairs with the SeqCst `sending` increment and `closed` load in `send`.
+        self.closed.store(true, Ordering::SeqCst);
+        // SeqCst: the other half of the `closed` / `sending` handshake with `send` (its
+        // SeqCst increment then `closed` load; an Acquire load here would not order against
+        // them); it also acquires the Release decrements, so the pushes of senders that got
+        // past `closed` happen before the `stop` store below.
+        while self.sending.load(Ordering::SeqCst) != 0 {
+            thread::yield_now();
+        }
+        // Release: pairs with the worker's Acquire load of `stop` before its last drain.
+        self.stop.store(true, Ordering::Release);
+        h.thread().unpark();
+        if h.thread().id() != thread::current().id() {
+            let _ = h.join();
+        }
+    }
+
+    /// See [`NonBlocking::send`].
+    fn send(&self, line: String) {
+        self.counters.accepted.inc();
+        // Once closed, do not touch `sending` at all: senders that keep coming must not
+        // keep the guard waiting for it to read 0.
+        if self.closed.load(Ordering::SeqCst) {
+            self.counters.closed.inc();
+            return;
+        }
+        // SeqCst: `sending` then `closed`, against the closer's `closed` then `sending`
+        // (both SeqCst): either the closer waits for this send, or this send sees `closed`.
+        self.sending.fetch_add(1, Ordering::SeqCst);
+        if self.closed.load(Ordering::SeqCst) {
+            // Release: pairs with the closer's SeqCst load of `sending`, as below.
+            self.sending.fetch_sub(1, Ordering::Release);
+            self.counters.closed.inc();
+            return;
+        }
+        let item = (line, Instant::now());
+        match self.policy {
+            OverflowPolicy::DropOldest => {
+                if self.queue.force_push(item).is_some() {
+                    self.counters.overflow.inc();
+                }
+            }
+            OverflowPolicy::DropNewest => {
+                if self.queue.push(item).is_err() {
+                    self.counters.overflow.inc();
+                }
+            }
+            OverflowPolicy::Block(timeout) => {
+                if let Err(item) = self.queue.push(item) {
+                    self.block(item, timeout);
+                }
+            }
+        }
+        // Release: publishes the push above to the closer, whose SeqCst load of `sending`
+        // reads 0 only after it.
+        self.sending.fetch_sub(1, Ordering::Release);
+        // SeqCst fence then load: pairs with the worker's SeqCst store of `sleeping` and
+        // fence before it checks the queue (see `worker`).
+        fence(Ordering::SeqCst);
+        // Relaxed: ordered by the fence above (see `worker`).
+        if self.sleeping.load(Ordering::Relaxed) {
+            self.worker.unpark();
+        }
+    }
+
     /// The slow path of [`OverflowPolicy::Block`]: the queue was full.
     #[cold]
     #[inline(never)]
-    fn block(&self, mut line: String, timeout: Duration) {
+    fn block(&self, mut line: (String, Instant), timeout: Duration) {
         // `None`: no deadline (a timeout as long as `Duration::MAX` would overflow the
         // instant and panic in the caller's logging call).
         let deadline = Instant::now().checked_add(timeout);
@@ -271,49 +435,16 @@ impl NonBlocking {
     /// when the queue is full the overflow policy drops a line, counted, or (with
     /// [`OverflowPolicy::Block`]) waits for room up to its timeout.
     pub fn send(&self, line: String) {
-        let s = &*self.shared;
-        s.counters.accepted.inc();
-        // Once closed, do not touch `sending` at all: senders that keep coming must not
-        // keep the guard waiting for it to read 0.
-        if s.closed.load(Ordering::SeqCst) {
-            s.counters.closed.inc();
-            return;
-        }
-        // SeqCst: `sending` then `closed`, against the guard's `closed` then `sending`
-        // (both SeqCst): either the guard waits for this send, or this send sees `closed`.
-        s.sending.fetch_add(1, Ordering::SeqCst);
-        if s.closed.load(Ordering::SeqCst) {
-            // Release: pairs with the guard's Acquire load of `sending`, as below.
-            s.sending.fetch_sub(1, Ordering::Release);
-            s.counters.closed.inc();
-            return;
-        }
-        match s.policy {
-            OverflowPolicy::DropOldest => {
-                if s.queue.force_push(line).is_some() {
-                    s.counters.overflow.inc();
-                }
-            }
-            OverflowPolicy::DropNewest => {
-                if s.queue.push(line).is_err() {
-                    s.counters.overflow.inc();
-                }
-            }
-            OverflowPolicy::Block(timeout) => {
-                if let Err(line) = s.queue.push(line) {
-                    s.block(line, timeout);
-                }
-            }
-        }
-        // Release: publishes the push above to the guard, whose Acquire load of `sending`
-        // reads 0 only after it.
-        s.sending.fetch_sub(1, Ordering::Release);
-        // SeqCst fence then load: pairs with the worker's SeqCst store of `sleeping` and
-        // fence before it checks the queue (see `worker`).
-        fence(Ordering::SeqCst);
-        if s.sleeping.load(Ordering::Relaxed) {
-            s.worker.unpark();
-        }
+        self.shared.send(line);
+    }
+
+    /// Registers a source of held-back lines (the layer's repeat aggregation).
+    pub(crate) fn add_source(&self, source: Weak<dyn LineSource>) {
+        self.shared
+            .sources
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(source);
     }
 
     /// The writer's counters now (exact once the guard has dropped).
@@ -342,21 +473,6 @@ impl NonBlocking {
 
 impl Drop for WorkerGuard {
     fn drop(&mut self) {
-        let s = &*self.shared;
-        // SeqCst: pairs with the SeqCst `sending` increment and `closed` load in `send`.
-        s.closed.store(true, Ordering::SeqCst);
-        // SeqCst: the other half of the `closed` / `sending` handshake with `send` (its
-        // SeqCst increment then `closed` load; an Acquire load here would not order against
-        // them); it also acquires the Release decrements, so the pushes of senders that got
-        // past `closed` happen before the `stop` store below.
-        while s.sending.load(Ordering::SeqCst) != 0 {
-            thread::yield_now();
-        }
-        // Release: pairs with the worker's Acquire load of `stop` before its last drain.
-        s.stop.store(true, Ordering::Release);
-        if let Some(h) = self.handle.take() {
-            h.thread().unpark();
-            let _ = h.join();
-        }
+        self.shared.close();
     }
 }

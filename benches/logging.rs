@@ -1,0 +1,194 @@
+//! Sampled logging (issue 11): hotmeter's `SamplingLayer` with its `NonBlocking` writer
+//! beside `tracing-subscriber`'s fmt layer with `tracing-appender`'s non-blocking writer,
+//! both writing into `io::sink()`, on one thread.
+//!
+//! - `logging/sampled_out_info`: an INFO event with no id that hotmeter samples out (rate
+//!   2^-20); the fmt layer formats and queues every event; a bare
+//!   `tracing_subscriber::registry()` is the floor.
+//! - `logging/kept_info`: an INFO event kept, formatted and queued (a field that changes
+//!   every event, so repeat aggregation does not fold it).
+//! - `logging/in_span_with_id`: the sampled-out INFO inside a span carrying a
+//!   `request_id` (hotmeter's decision is keyed by the span's id).
+//! - `logging/seed_debug_1pct`: the ~50 ns FNV step of `benches/overhead.rs`
+//!   (`overhead_fnv`) plus one `debug!` per message, which hotmeter keeps at `debug=0.01`
+//!   (2^-7) and the fmt layer writes every time; `bare` is the step alone.
+//!
+//! `cargo bench --features tracing --bench logging` (smoke: `-- --test`).
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::Duration;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use hotmeter::tracing_layer::{NonBlocking, SamplingLayer, WorkerGuard};
+use tracing::Dispatch;
+use tracing_subscriber::layer::SubscriberExt;
+
+/// hotmeter's layer and writer into `io::sink()`, at `rates`.
+fn hotmeter(rates: &str) -> (Dispatch, WorkerGuard) {
+    let engine = Arc::new(hotmeter::Engine::builder().build().expect("engine"));
+    let (writer, guard) = NonBlocking::builder()
+        .build(std::io::sink(), &engine)
+        .expect("writer");
+    let layer = SamplingLayer::builder()
+        .rates(rates)
+        .read_env(false)
+        .writer(writer)
+        .build(&engine)
+        .expect("layer");
+    (
+        Dispatch::new(tracing_subscriber::registry().with(layer)),
+        guard,
+    )
+}
+
+/// The fmt layer (no ANSI) over tracing-appender's non-blocking writer into `io::sink()`,
+/// every level enabled.
+fn fmt() -> (Dispatch, tracing_appender::non_blocking::WorkerGuard) {
+    let (writer, guard) = tracing_appender::non_blocking(std::io::sink());
+    let layer = tracing_subscriber::fmt::layer()
+        .with_ansi(false)
+        .with_writer(writer);
+    let subscriber = tracing_subscriber::registry()
+        .with(layer)
+        .with(tracing_subscriber::filter::LevelFilter::TRACE);
+    (Dispatch::new(subscriber), guard)
+}
+
+fn bare() -> Dispatch {
+    Dispatch::new(tracing_subscriber::registry())
+}
+
+/// The next draw of a xorshift64 (Marsaglia) state.
+#[inline(always)]
+fn xorshift(state: &mut u64) -> u64 {
+    let mut r = *state;
+    r ^= r << 13;
+    r ^= r >> 7;
+    r ^= r << 17;
+    *state = r;
+    r
+}
+
+/// `benches/overhead.rs`'s `FnvWorker`: FNV-1a over a 64-byte buffer that changes each
+/// message (~50 ns, latency-bound); returns the draw.
+struct Step {
+    rng: u64,
+    n: u64,
+    buf: [u8; 64],
+}
+
+impl Step {
+    fn new() -> Self {
+        let mut buf = [0u8; 64];
+        for (i, b) in buf.iter_mut().enumerate() {
+            *b = (i as u8).wrapping_mul(37);
+        }
+        Self {
+            rng: 0x9e37_79b9_7f4a_7c15 | 1,
+            n: 0,
+            buf,
+        }
+    }
+
+    #[inline(always)]
+    fn handle(&mut self) -> u64 {
+        let r = xorshift(&mut self.rng);
+        self.n += 1;
+        self.buf[0..8].copy_from_slice(&r.to_le_bytes());
+        self.buf[8..16].copy_from_slice(&self.n.to_le_bytes());
+        let buf = black_box(&self.buf);
+        const PRIME: u64 = 0x0000_0100_0000_01b3;
+        let (mut a, mut b) = (0xcbf2_9ce4_8422_2325u64, 0x8422_2325_cbf2_9ce4u64);
+        for p in buf.chunks_exact(2) {
+            a = (a ^ p[0] as u64).wrapping_mul(PRIME);
+            b = (b ^ p[1] as u64).wrapping_mul(PRIME);
+        }
+        black_box(a ^ b.rotate_left(32));
+        r
+    }
+}
+
+fn logging(c: &mut Criterion) {
+    let (hm_out, _g1) = hotmeter("info=0.000001,debug=0.01");
+    let (hm_keep, _g2) = hotmeter("");
+    let (fmt, _g3) = fmt();
+    let bare = bare();
+
+    let mut g = c.benchmark_group("logging/sampled_out_info");
+    for (name, d) in [
+        ("bare_registry", &bare),
+        ("hotmeter", &hm_out),
+        ("fmt_appender", &fmt),
+    ] {
+        g.bench_function(name, |b| {
+            tracing::dispatcher::with_default(d, || {
+                let mut i = 0u64;
+                b.iter(|| {
+                    i += 1;
+                    tracing::info!(target: "bench::hot", i, "tick");
+                });
+            });
+        });
+    }
+    g.finish();
+
+    let mut g = c.benchmark_group("logging/kept_info");
+    for (name, d) in [("hotmeter", &hm_keep), ("fmt_appender", &fmt)] {
+        g.bench_function(name, |b| {
+            tracing::dispatcher::with_default(d, || {
+                let mut i = 0u64;
+                b.iter(|| {
+                    i += 1;
+                    tracing::info!(target: "bench::kept", i, bytes = 512u64, "sent");
+                });
+            });
+        });
+    }
+    g.finish();
+
+    let mut g = c.benchmark_group("logging/in_span_with_id");
+    for (name, d) in [
+        ("bare_registry", &bare),
+        ("hotmeter", &hm_out),
+        ("fmt_appender", &fmt),
+    ] {
+        g.bench_function(name, |b| {
+            tracing::dispatcher::with_default(d, || {
+                let span = tracing::info_span!("request", request_id = 123_456_789u64);
+                let _e = span.enter();
+                let mut i = 0u64;
+                b.iter(|| {
+                    i += 1;
+                    tracing::info!(target: "bench::hot", i, "tick");
+                });
+            });
+        });
+    }
+    g.finish();
+
+    let mut g = c.benchmark_group("logging/seed_debug_1pct");
+    g.bench_function("bare", |b| {
+        let mut s = Step::new();
+        b.iter(|| black_box(s.handle()));
+    });
+    for (name, d) in [("hotmeter", &hm_out), ("fmt_appender", &fmt)] {
+        g.bench_function(name, |b| {
+            tracing::dispatcher::with_default(d, || {
+                let mut s = Step::new();
+                b.iter(|| {
+                    let r = s.handle();
+                    tracing::debug!(target: "bench::seed", r, "message");
+                });
+            });
+        });
+    }
+    g.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().warm_up_time(Duration::from_secs(1));
+    targets = logging
+}
+criterion_main!(benches);

@@ -554,7 +554,7 @@ impl SiteHandle<Sampled> {
     #[inline(never)]
     fn sample_cold(self, c: *const AtomicU64, n: u64, value: f64, key: KeyArg<'_>) {
         // SAFETY: `c` is this thread's filled slot for the site's series (`record_key`).
-        unsafe { sampled::sample_at(c, self.site.get(), n, value, key.hash()) };
+        unsafe { sampled::sample_at(c, self.site.get(), n, value, key) };
     }
 
     #[cold]

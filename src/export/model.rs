@@ -95,6 +95,22 @@ pub fn key_label(hash: u64) -> String {
     format!("{hash:016x}")
 }
 
+/// The `key` label of each of a series' top keys: its name (the key as passed) when it has
+/// one, else its hash ([`key_label`]). No two keys of one series share a label (else two
+/// series of the family would have the same labels): a name that an earlier key already
+/// shows (`7` the integer and `"7"` the string), or that reads like another key's hash,
+/// gives way to the key's own hash.
+pub fn top_key_labels(keys: &[crate::TopKey]) -> Vec<String> {
+    let hashes: std::collections::HashSet<String> = keys.iter().map(|t| key_label(t.key)).collect();
+    let mut used = std::collections::HashSet::new();
+    keys.iter()
+        .map(|t| match t.name.as_deref() {
+            Some(name) if !hashes.contains(name) && used.insert(name) => name.to_string(),
+            _ => key_label(t.key),
+        })
+        .collect()
+}
+
 /// A float as both formats write it (and as `le` / `quantile` label values): `NaN`,
 /// `+Inf`, `-Inf`, or the shortest representation that round-trips (`1.0`, `0.001`, `1e-7`).
 pub fn format_float(out: &mut String, v: f64) {
@@ -350,9 +366,14 @@ fn sampled_families(f: &FamilySnapshot, out: &mut Vec<Family>) {
                 value: Sample::Gauge(q.upper),
             });
         }
-        for t in &v.estimate.top_keys {
+        for (t, label) in v
+            .estimate
+            .top_keys
+            .iter()
+            .zip(top_key_labels(&v.estimate.top_keys))
+        {
             keys.push(Series {
-                labels: with_label(&s.labels, "key", key_label(t.key)),
+                labels: with_label(&s.labels, "key", label),
                 value: Sample::Gauge(t.count),
             });
         }
@@ -396,7 +417,7 @@ fn sampled_families(f: &FamilySnapshot, out: &mut Vec<Family>) {
     out.push(Family {
         name: format!("{name}{TOP_KEYS_SUFFIX}"),
         help: format!(
-            "{help} (estimated events of the heaviest keys; `key` is the key's 64-bit hash in hex)"
+            "{help} (estimated events of the heaviest keys; `key` is the key as passed, or its 64-bit hash in hex until it is named)"
         ),
         unit: None,
         kind: Kind::Gauge,

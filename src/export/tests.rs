@@ -97,6 +97,7 @@ fn snapshot() -> Snapshot {
                             }],
                             top_keys: vec![crate::TopKey {
                                 key: 0xbeef,
+                                name: None,
                                 count: 12.0,
                                 overcount: 1.0,
                                 lower: 11.0,
@@ -192,7 +193,7 @@ msg_bytes_quantile_lower{for_quantile="0.5"} 0.0
 # HELP msg_bytes_quantile_upper sampled metric msg_bytes (upper end of each estimated quantile's 95% interval)
 # TYPE msg_bytes_quantile_upper gauge
 msg_bytes_quantile_upper{for_quantile="0.5"} 3.92
-# HELP msg_bytes_top_keys sampled metric msg_bytes (estimated events of the heaviest keys; `key` is the key's 64-bit hash in hex)
+# HELP msg_bytes_top_keys sampled metric msg_bytes (estimated events of the heaviest keys; `key` is the key as passed, or its 64-bit hash in hex until it is named)
 # TYPE msg_bytes_top_keys gauge
 msg_bytes_top_keys{key="000000000000beef"} 12.0
 # HELP requests_total Requests "served"\\ok\nsecond line
@@ -229,7 +230,7 @@ msg_bytes_quantile_lower{for_quantile="0.5"} 0.0
 # HELP msg_bytes_quantile_upper sampled metric msg_bytes (upper end of each estimated quantile's 95% interval)
 # TYPE msg_bytes_quantile_upper gauge
 msg_bytes_quantile_upper{for_quantile="0.5"} 3.92
-# HELP msg_bytes_top_keys sampled metric msg_bytes (estimated events of the heaviest keys; `key` is the key's 64-bit hash in hex)
+# HELP msg_bytes_top_keys sampled metric msg_bytes (estimated events of the heaviest keys; `key` is the key as passed, or its 64-bit hash in hex until it is named)
 # TYPE msg_bytes_top_keys gauge
 msg_bytes_top_keys{key="000000000000beef"} 12.0
 # HELP requests Requests \"served\"\\ok\nsecond line

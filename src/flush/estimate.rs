@@ -754,6 +754,7 @@ impl TopK {
                 };
                 super::TopKey {
                     key,
+                    name: None,
                     count,
                     overcount,
                     lower,

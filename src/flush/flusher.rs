@@ -17,6 +17,7 @@ use super::{
     EXEMPLARS_PER_SERIES, ExemplarRecord, FlushStats, Published, Quantile, SeriesEstimate,
 };
 use crate::registry::{LabelSet, Registry};
+use crate::sample::names::KeyNames;
 use crate::sample::pipeline::{Pipeline, SampledMetric};
 use crate::sample::record::Record;
 use crate::sample::ring::Consumer;
@@ -254,6 +255,31 @@ impl SeriesAgg {
             },
         }
     }
+}
+
+/// `est` with the names `names` now has for its unnamed top keys; `None` when it gains
+/// none (the estimate stays shared).
+fn with_names(est: &Arc<SeriesEstimate>, names: &KeyNames) -> Option<Arc<SeriesEstimate>> {
+    if est.top_keys.iter().all(|t| t.name.is_some()) {
+        return None;
+    }
+    let found: Vec<Option<Arc<str>>> = est
+        .top_keys
+        .iter()
+        .map(|t| t.name.clone().or_else(|| names.name(t.key)))
+        .collect();
+    if found
+        .iter()
+        .zip(&est.top_keys)
+        .all(|(n, t)| n.is_some() == t.name.is_some())
+    {
+        return None;
+    }
+    let mut named = SeriesEstimate::clone(est);
+    for (t, n) in named.top_keys.iter_mut().zip(found) {
+        t.name = n;
+    }
+    Some(Arc::new(named))
 }
 
 /// What the drains of one flush interval saw (not to be confused with the quantile
@@ -538,6 +564,8 @@ impl FlushState {
         // Estimates are recomputed only for series that received records since the last
         // flush; the others republish their previous (shared) estimate.
         let mut empty: HashMap<(u8, bool), Arc<SeriesEstimate>> = HashMap::new();
+        // Every top key reported now, for the key names (`sample::names`).
+        let mut reported = rustc_hash::FxHashSet::default();
         let published_series = sampled
             .iter()
             .map(|(_, _, s)| {
@@ -552,6 +580,10 @@ impl FlushState {
                             agg.estimate = Arc::new(agg.estimate());
                             agg.dirty = false;
                         }
+                        if let Some(named) = with_names(&agg.estimate, &pipeline.names) {
+                            agg.estimate = named;
+                        }
+                        reported.extend(agg.estimate.top_keys.iter().map(|t| t.key));
                         Arc::clone(&agg.estimate)
                     }
                     // No record yet: the bound on what the family's rate hid.
@@ -568,6 +600,7 @@ impl FlushState {
                 (base, est)
             })
             .collect();
+        pipeline.names.want(&reported);
         let mut rates: Vec<(String, f64)> = pipeline
             .metrics()
             .iter()

@@ -84,10 +84,14 @@ pub struct SeriesEstimate {
 }
 
 /// One of a series' heaviest keys.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct TopKey {
     /// The key's hash.
     pub key: u64,
+    /// The key as it was passed ([`SampleKey::write_label`](crate::SampleKey::write_label),
+    /// at most 64 bytes), once a sampled event of it came after the flush that first
+    /// reported it; `None` until then, and for a key type that writes no label.
+    pub name: Option<std::sync::Arc<str>>,
     /// Its estimated events (records weighted `2^k`, or counted once each when kept by
     /// their key).
     pub count: f64,

@@ -4,9 +4,23 @@
 use xxhash_rust::xxh3::xxh3_64;
 
 /// Something that can key a sampled event: a client id, a request id, a route.
+///
+/// Implemented for strings, integers (`u128`/`i128` included), IP and socket addresses and
+/// byte slices; a top key of these shows in `/metrics` and the snapshot as it was passed
+/// ([`SampleKey::write_label`]). A key type of your own needs only `key_hash`; its top keys
+/// then show as their hash, unless it also writes a label.
 pub trait SampleKey {
     /// A stable 64-bit hash of the key. Never 0 (0 means "no key" in a record).
     fn key_hash(&self) -> u64;
+
+    /// Writes the key as a top key should read (a label value; at most
+    /// [`KEY_LABEL_MAX`] bytes are kept, cut at a character boundary). Called only for a
+    /// sampled event whose key the flusher wants named (a reported top key without a name
+    /// yet), never on a call that is not sampled. The default writes nothing: the key shows
+    /// as its hash.
+    fn write_label(&self, out: &mut String) {
+        let _ = out;
+    }
 
     /// The key in two words, hashed only if the event is sampled (integers and strings);
     /// other keys are hashed at once.
@@ -18,8 +32,28 @@ pub trait SampleKey {
     }
 }
 
+/// Most bytes of a key's label ([`SampleKey::write_label`]) kept for export.
+pub const KEY_LABEL_MAX: usize = 64;
+
+/// Cuts `label` to at most [`KEY_LABEL_MAX`] bytes, at a character boundary.
+pub(crate) fn truncate_label(label: &mut String) {
+    if label.len() > KEY_LABEL_MAX {
+        let mut end = KEY_LABEL_MAX;
+        while !label.is_char_boundary(end) {
+            end -= 1;
+        }
+        label.truncate(end);
+    }
+}
+
 /// A key passed by value in two registers down to the sampled path, which hashes it only
-/// when the event is sampled. Not a stable API.
+/// when the event is sampled (and writes its label only when the flusher wants it named).
+/// Not a stable API.
+///
+/// `len` says what `word` is: a string's or byte slice's address (its length, below
+/// [`KeyArg::BYTES`]; a byte slice with that bit set), an integer ([`KeyArg::INT`],
+/// [`KeyArg::SINT`]), a hash ([`KeyArg::HASH`]), or the address of a key of another type
+/// whose describing function's address is `len` with the top bit ([`KeyArg::DYN`]) set.
 #[doc(hidden)]
 #[derive(Clone, Copy)]
 pub struct KeyArg<'a> {
@@ -31,9 +65,32 @@ pub struct KeyArg<'a> {
     str: core::marker::PhantomData<&'a str>,
 }
 
+/// Hashes the key at `key` (a `&K`) and, given a string, writes its label: a [`KeyArg`]'s
+/// way to a key of any type.
+type Describe = unsafe fn(key: *const (), label: Option<&mut String>) -> u64;
+
+/// [`Describe`] for keys of type `K`.
+///
+/// # Safety
+/// `key` is the address of a live `K`.
+unsafe fn describe<K: SampleKey>(key: *const (), label: Option<&mut String>) -> u64 {
+    // SAFETY: the caller's contract: `key` points at a live `K`.
+    let key = unsafe { &*key.cast::<K>() };
+    if let Some(out) = label {
+        key.write_label(out);
+    }
+    nonzero(key.key_hash())
+}
+
 impl<'a> KeyArg<'a> {
     const INT: usize = usize::MAX;
     const HASH: usize = usize::MAX - 1;
+    /// A signed integer (sign-extended into `word`): hashed as `INT`, labelled signed.
+    const SINT: usize = usize::MAX - 2;
+    /// The top bit: `len` is a [`Describe`] function's address.
+    const DYN: usize = 1 << (usize::BITS - 1);
+    /// The next bit: `word` and `len` without it are a byte slice.
+    const BYTES: usize = 1 << (usize::BITS - 2);
 
     /// No key (a record's key hash 0).
     pub const NONE: KeyArg<'static> = KeyArg {
@@ -53,6 +110,43 @@ impl<'a> KeyArg<'a> {
         Self {
             word: v,
             len: Self::INT,
+            str: core::marker::PhantomData,
+        }
+    }
+
+    #[inline(always)]
+    fn sint(v: i64) -> Self {
+        Self {
+            word: v as u64,
+            len: Self::SINT,
+            str: core::marker::PhantomData,
+        }
+    }
+
+    /// A byte slice (hashed at once if it is too long to tag, which no real slice is).
+    #[inline(always)]
+    fn bytes(b: &'a [u8]) -> Self {
+        if b.len() >= Self::BYTES {
+            return Self::hashed(b.key_hash());
+        }
+        Self {
+            word: b.as_ptr() as u64,
+            len: b.len() | Self::BYTES,
+            str: core::marker::PhantomData,
+        }
+    }
+
+    /// A key of any other type: its address and its [`Describe`] function (hashed at once
+    /// on a platform whose function addresses use the top bit).
+    #[inline(always)]
+    fn of<K: SampleKey>(key: &'a K) -> Self {
+        let f = describe::<K> as Describe as usize;
+        if f & Self::DYN != 0 {
+            return Self::hashed(nonzero(key.key_hash()));
+        }
+        Self {
+            word: core::ptr::from_ref(key) as usize as u64,
+            len: f | Self::DYN,
             str: core::marker::PhantomData,
         }
     }
@@ -89,18 +183,52 @@ impl<'a> KeyArg<'a> {
     #[inline(never)]
     fn hash_slow(self) -> u64 {
         match self.len {
-            Self::INT => int_hash(self.word),
+            Self::INT | Self::SINT => int_hash(self.word),
             Self::HASH => self.word,
+            len if len & Self::DYN != 0 => self.call(None),
+            len if len & Self::BYTES != 0 => self.slice(len & !Self::BYTES).key_hash(),
+            len => self.slice(len).key_hash(),
+        }
+    }
+
+    /// The bytes of a string or byte-slice key.
+    fn slice(self, len: usize) -> &'a [u8] {
+        // SAFETY: built by `KeyArg::str` or `KeyArg::bytes` from a `&'a str` or `&'a [u8]`
+        // of this address and length, which `'a` keeps alive.
+        unsafe { core::slice::from_raw_parts(self.word as usize as *const u8, len) }
+    }
+
+    /// Calls a `DYN` key's [`Describe`] function.
+    fn call(self, label: Option<&mut String>) -> u64 {
+        let f = self.len & !Self::DYN;
+        // SAFETY: `KeyArg::of` stored a `Describe` function's address here (its top bit,
+        // which the address does not use, set), and the address of a `&'a K` of the type
+        // that function reads, alive for `'a`.
+        unsafe {
+            let f = core::mem::transmute::<usize, Describe>(f);
+            f(self.word as usize as *const (), label)
+        }
+    }
+
+    /// Writes the key's label (see [`SampleKey::write_label`]); nothing for a key known
+    /// only by its hash.
+    pub(crate) fn write_label(self, out: &mut String) {
+        use core::fmt::Write as _;
+        match self.len {
+            Self::INT => {
+                let _ = write!(out, "{}", self.word);
+            }
+            Self::SINT => {
+                let _ = write!(out, "{}", self.word as i64);
+            }
+            Self::HASH => {}
+            len if len & Self::DYN != 0 => {
+                self.call(Some(out));
+            }
+            len if len & Self::BYTES != 0 => self.slice(len & !Self::BYTES).write_label(out),
             len => {
-                // SAFETY: built by `KeyArg::str` from a `&'a str` of this address and
-                // length, which `'a` keeps alive.
-                let s = unsafe {
-                    core::str::from_utf8_unchecked(core::slice::from_raw_parts(
-                        self.word as usize as *const u8,
-                        len,
-                    ))
-                };
-                s.key_hash()
+                // A `str` (see `slice`): valid UTF-8.
+                out.push_str(&String::from_utf8_lossy(self.slice(len)));
             }
         }
     }
@@ -122,6 +250,10 @@ impl SampleKey for str {
         nonzero(xxh3_64(self.as_bytes()))
     }
 
+    fn write_label(&self, out: &mut String) {
+        out.push_str(self);
+    }
+
     #[inline(always)]
     fn key_arg(&self) -> KeyArg<'_> {
         KeyArg::str(self)
@@ -132,6 +264,10 @@ impl SampleKey for String {
     #[inline]
     fn key_hash(&self) -> u64 {
         self.as_str().key_hash()
+    }
+
+    fn write_label(&self, out: &mut String) {
+        out.push_str(self);
     }
 
     #[inline(always)]
@@ -146,6 +282,10 @@ impl<T: SampleKey + ?Sized> SampleKey for &T {
         (**self).key_hash()
     }
 
+    fn write_label(&self, out: &mut String) {
+        (**self).write_label(out);
+    }
+
     #[inline(always)]
     fn key_arg(&self) -> KeyArg<'_> {
         (**self).key_arg()
@@ -153,21 +293,159 @@ impl<T: SampleKey + ?Sized> SampleKey for &T {
 }
 
 macro_rules! int_keys {
-    ($($t:ty),*) => {$(
+    ($arg:ident: $($t:ty),*) => {$(
         impl SampleKey for $t {
             #[inline]
             fn key_hash(&self) -> u64 {
                 int_hash(*self as u64)
             }
 
+            fn write_label(&self, out: &mut String) {
+                use core::fmt::Write as _;
+                let _ = write!(out, "{self}");
+            }
+
             #[inline(always)]
             fn key_arg(&self) -> KeyArg<'_> {
-                KeyArg::int(*self as u64)
+                KeyArg::$arg((*self).try_into().unwrap_or_else(|_| unreachable!()))
             }
         }
     )*};
 }
-int_keys!(u8, u16, u32, u64, usize, i8, i16, i32, i64, isize);
+int_keys!(int: u8, u16, u32, u64, usize);
+int_keys!(sint: i8, i16, i32, i64, isize);
+
+/// `u128` and `i128`: the 16 little-endian bytes, hashed (a value that fits in 64 bits
+/// hashes differently from the same `u64`: a key's type is part of it).
+macro_rules! wide_int_keys {
+    ($($t:ty),*) => {$(
+        impl SampleKey for $t {
+            #[inline]
+            fn key_hash(&self) -> u64 {
+                nonzero(xxh3_64(&self.to_le_bytes()))
+            }
+
+            fn write_label(&self, out: &mut String) {
+                use core::fmt::Write as _;
+                let _ = write!(out, "{self}");
+            }
+
+            #[inline(always)]
+            fn key_arg(&self) -> KeyArg<'_> {
+                KeyArg::of(self)
+            }
+        }
+    )*};
+}
+wide_int_keys!(u128, i128);
+
+/// Addresses: their octets (and a socket address's port, little-endian) hashed; labelled
+/// as `Display` writes them (`10.0.0.7`, `[::1]:8080`).
+macro_rules! addr_keys {
+    ($($t:ty => |$a:ident, $buf:ident| $bytes:expr),* $(,)?) => {$(
+        impl SampleKey for $t {
+            #[inline]
+            fn key_hash(&self) -> u64 {
+                let $a = self;
+                let mut $buf = [0u8; 18];
+                let n: usize = $bytes;
+                nonzero(xxh3_64(&$buf[..n]))
+            }
+
+            fn write_label(&self, out: &mut String) {
+                use core::fmt::Write as _;
+                let _ = write!(out, "{self}");
+            }
+
+            #[inline(always)]
+            fn key_arg(&self) -> KeyArg<'_> {
+                KeyArg::of(self)
+            }
+        }
+    )*};
+}
+addr_keys!(
+    std::net::Ipv4Addr => |a, buf| put(&mut buf, &a.octets()),
+    std::net::Ipv6Addr => |a, buf| put(&mut buf, &a.octets()),
+    std::net::IpAddr => |a, buf| match a {
+        std::net::IpAddr::V4(v4) => put(&mut buf, &v4.octets()),
+        std::net::IpAddr::V6(v6) => put(&mut buf, &v6.octets()),
+    },
+    std::net::SocketAddr => |a, buf| {
+        let n = match a.ip() {
+            std::net::IpAddr::V4(v4) => put(&mut buf, &v4.octets()),
+            std::net::IpAddr::V6(v6) => put(&mut buf, &v6.octets()),
+        };
+        buf[n..n + 2].copy_from_slice(&a.port().to_le_bytes());
+        n + 2
+    },
+);
+
+/// Copies `bytes` to the front of `buf`; their length.
+fn put(buf: &mut [u8; 18], bytes: &[u8]) -> usize {
+    buf[..bytes.len()].copy_from_slice(bytes);
+    bytes.len()
+}
+
+/// Byte slices: hashed like the string of the same bytes (so `b"client-7"` and
+/// `"client-7"` are one key); labelled as text when they are UTF-8, else as `0x` and hex.
+impl SampleKey for [u8] {
+    #[inline]
+    fn key_hash(&self) -> u64 {
+        nonzero(xxh3_64(self))
+    }
+
+    fn write_label(&self, out: &mut String) {
+        use core::fmt::Write as _;
+        match core::str::from_utf8(self) {
+            Ok(text) => out.push_str(text),
+            Err(_) => {
+                out.push_str("0x");
+                // Hex of the first bytes only: the label is cut at `KEY_LABEL_MAX` anyway.
+                for b in self.iter().take(KEY_LABEL_MAX / 2) {
+                    let _ = write!(out, "{b:02x}");
+                }
+            }
+        }
+    }
+
+    #[inline(always)]
+    fn key_arg(&self) -> KeyArg<'_> {
+        KeyArg::bytes(self)
+    }
+}
+
+impl SampleKey for Vec<u8> {
+    #[inline]
+    fn key_hash(&self) -> u64 {
+        self.as_slice().key_hash()
+    }
+
+    fn write_label(&self, out: &mut String) {
+        self.as_slice().write_label(out);
+    }
+
+    #[inline(always)]
+    fn key_arg(&self) -> KeyArg<'_> {
+        KeyArg::bytes(self)
+    }
+}
+
+impl<const N: usize> SampleKey for [u8; N] {
+    #[inline]
+    fn key_hash(&self) -> u64 {
+        self.as_slice().key_hash()
+    }
+
+    fn write_label(&self, out: &mut String) {
+        self.as_slice().write_label(out);
+    }
+
+    #[inline(always)]
+    fn key_arg(&self) -> KeyArg<'_> {
+        KeyArg::bytes(self)
+    }
+}
 
 /// Keyed (consistent) sampling: keep the event iff its key hash is below `2^(64-k)`, i.e.
 /// has at least `k` leading zero bits. Every event of one key gets the same decision, and
@@ -199,6 +477,44 @@ mod tests {
         assert_eq!((-1i32).key_arg().hash(), (-1i32).key_hash());
         assert_eq!(u64::MAX.key_arg().hash(), u64::MAX.key_hash());
         assert_eq!(Custom.key_arg().hash(), 42);
+    }
+
+    /// Every key kind through the macros' `KeyArg` hashes and labels as the key itself.
+    #[test]
+    fn key_args_label_and_hash_as_their_keys() {
+        use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+        fn check<K: SampleKey + ?Sized>(key: &K, label: &str) {
+            let arg = key.key_arg();
+            assert_eq!(arg.hash(), key.key_hash(), "{label}");
+            let (mut via_arg, mut direct) = (String::new(), String::new());
+            arg.write_label(&mut via_arg);
+            key.write_label(&mut direct);
+            assert_eq!(via_arg, label);
+            assert_eq!(direct, label);
+        }
+        check("client-7", "client-7");
+        check(&String::from("é"), "é");
+        check(&7u8, "7");
+        check(&u64::MAX, "18446744073709551615");
+        check(&-7i32, "-7");
+        check(&i64::MIN, "-9223372036854775808");
+        check(&u128::MAX, "340282366920938463463374607431768211455");
+        check(&-1i128, "-1");
+        check(&Ipv4Addr::new(10, 0, 0, 7), "10.0.0.7");
+        check(&IpAddr::V6(Ipv6Addr::LOCALHOST), "::1");
+        check(&SocketAddr::from(([127, 0, 0, 1], 80)), "127.0.0.1:80");
+        check(&b"client-7"[..], "client-7");
+        check(&vec![0xffu8, 0x01], "0xff01");
+        check(&[0u8, 0x9f], "0x009f");
+        // A byte slice is the key its string is; a signed integer the same as before.
+        assert_eq!(b"client-7"[..].key_hash(), "client-7".key_hash());
+        assert_eq!((-7i32).key_hash(), int_hash(-7i64 as u64));
+        // Addresses: family and port are part of the key.
+        assert_ne!(
+            SocketAddr::from(([127, 0, 0, 1], 80)).key_hash(),
+            SocketAddr::from(([127, 0, 0, 1], 81)).key_hash()
+        );
+        assert_ne!(7u128.key_hash(), 0);
     }
 
     #[test]

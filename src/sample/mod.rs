@@ -6,6 +6,8 @@ pub mod announce;
 pub mod key;
 pub mod lane;
 #[cfg(not(loom))]
+pub mod names;
+#[cfg(not(loom))]
 pub mod pipeline;
 pub mod record;
 pub mod ring;

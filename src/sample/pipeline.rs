@@ -18,6 +18,7 @@ use std::time::Instant;
 
 use super::announce::{Announced, Gate, PushSlot};
 use super::lane::{Lane, Queued};
+use super::names::KeyNames;
 use super::record::Record;
 use super::ring::{Consumer, Overflow};
 use crate::flush::Published;
@@ -86,6 +87,8 @@ pub struct Pipeline {
     tick_ns: AtomicU64,
     /// Critical records whose ring was full.
     pub lane: Lane,
+    /// The names of the reported top keys (see [`super::names`]).
+    pub names: KeyNames,
     /// Consumers of rings created since the flusher last looked.
     new_rings: Mutex<Vec<Consumer>>,
     /// Sampled metric families, for the controller.
@@ -202,6 +205,7 @@ impl Pipeline {
         };
         Self {
             lane: Lane::with_max_bytes(config.lane_bytes),
+            names: KeyNames::default(),
             config,
             cells,
             start: Instant::now(),

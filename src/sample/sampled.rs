@@ -183,8 +183,17 @@ pub(crate) unsafe fn next_at(c: *const AtomicU64) -> u64 {
 /// # Safety
 /// As [`record_exact`], with `c` the cells of `s`.
 #[inline]
-pub(crate) unsafe fn sample_at(c: *const AtomicU64, s: Sampled, n: u64, value: f64, key: u64) {
-    sample_slow(Cells(c), s.series, n, value, key);
+pub(crate) unsafe fn sample_at(
+    c: *const AtomicU64,
+    s: Sampled,
+    n: u64,
+    value: f64,
+    key: KeyArg<'_>,
+) {
+    let hash = key.hash();
+    if sample_slow(Cells(c), s.series, n, value, hash) {
+        name_key(s.series, hash, &|out| key.write_label(out));
+    }
 }
 
 /// A call site's `sampled_timer!` reached its countdown.
@@ -239,6 +248,10 @@ impl Sampled {
             fn key_hash(&self) -> u64 {
                 self.0.hash()
             }
+
+            fn write_label(&self, out: &mut String) {
+                self.0.write_label(out);
+            }
         }
         if key.is_none() {
             self.record(value);
@@ -264,12 +277,15 @@ impl Sampled {
                 cells.skip_trial();
                 let k = s.metric.k();
                 let hash = key.key_hash();
-                if keep_keyed(hash, k) {
-                    keyed_slow(cells, s, value, hash, k);
+                if keep_keyed(hash, k) && keyed_slow(cells, s, value, hash, k) {
+                    name_key(s, hash, &|out| key.write_label(out));
                 }
             } else if n >= cells.get(NEXT_AT) {
                 // The key is hashed only when the event is sampled.
-                sample_handle_slow(cells, s, n, value, key.key_hash());
+                let hash = key.key_hash();
+                if sample_handle_slow(cells, s, n, value, hash) {
+                    name_key(s, hash, &|out| key.write_label(out));
+                }
             }
         });
     }
@@ -284,21 +300,25 @@ impl Sampled {
     /// [`Sampled::record_critical`] with a key.
     #[inline]
     pub fn record_critical_keyed<K: SampleKey + ?Sized>(self, value: f64, key: &K) {
-        self.record_critical_keyed_hash(value, key.key_hash());
+        let hash = key.key_hash();
+        if self.record_critical_keyed_hash(value, hash) {
+            name_key(self.series, hash, &|out| key.write_label(out));
+        }
     }
 
+    /// Whether the key `key` should be named now (see [`name_key`]).
     #[inline]
-    fn record_critical_keyed_hash(self, value: f64, key: u64) {
+    fn record_critical_keyed_hash(self, value: f64, key: u64) -> bool {
         if cfg!(hotmeter_disabled) {
-            return;
+            return false;
         }
         let s = self.series;
         with_arena(|arena| {
             let cells = Cells::of(arena, s);
             cells.record_exact(value);
             cells.skip_trial();
-            critical_slow(cells, s, value, key);
-        });
+            critical_slow(cells, s, value, key)
+        })
     }
 
     /// Starts a timer that reads the clock only if this call is sampled; the exact count
@@ -728,40 +748,62 @@ fn decide_slow(cells: Cells, s: &SampledSeries, n: u64) -> Option<u8> {
 
 /// Decides and, when sampled, pushes: one sampler lookup for both. Inlined into the two
 /// cold callers (a call site's and a handle's), so the sampled path is one out-of-line call.
+/// Returns whether the caller should name the key ([`name_key`]): pushed, with a key the
+/// flusher wants named.
 #[inline(always)]
-fn sample_slow(cells: Cells, s: &SampledSeries, n: u64, value: f64, key: u64) {
+fn sample_slow(cells: Cells, s: &SampledSeries, n: u64, value: f64, key: u64) -> bool {
     if paused(cells, n) {
-        return;
+        return false;
     }
     let pipeline = &s.metric.pipeline;
     let Some(mut t) = sampler(pipeline) else {
-        return no_sampler(cells, n);
+        no_sampler(cells, n);
+        return false;
     };
-    if let Some(k) = decide(&mut t, cells, s, n) {
-        let time_ns = pipeline.stamp_ns();
-        push_in(
-            &mut t,
-            cells,
-            s,
-            Record::new(s.base, k, value, key, time_ns, false).to_words(),
-        );
-    }
+    let Some(k) = decide(&mut t, cells, s, n) else {
+        return false;
+    };
+    let time_ns = pipeline.stamp_ns();
+    push_in(
+        &mut t,
+        cells,
+        s,
+        Record::new(s.base, k, value, key, time_ns, false).to_words(),
+    );
+    wants_name(pipeline, key)
+}
+
+/// Whether the flusher wants the key of a sampled event named: one load and a bit test
+/// (false for an event without a key). See [`super::names`].
+#[inline(always)]
+fn wants_name(pipeline: &Pipeline, key: u64) -> bool {
+    key != 0 && pipeline.names.wanted(key)
+}
+
+/// Names the key `key` of a sampled event of `s` with what `label` writes (after the push,
+/// outside the sampler: it takes a lock and allocates).
+#[cold]
+#[inline(never)]
+fn name_key(s: &SampledSeries, key: u64, label: &dyn Fn(&mut String)) {
+    s.metric.pipeline.names.offer(key, label);
 }
 
 /// [`sample_slow`] out of line, for the handle path.
 #[cold]
 #[inline(never)]
-fn sample_handle_slow(cells: Cells, s: &SampledSeries, n: u64, value: f64, key: u64) {
-    sample_slow(cells, s, n, value, key);
+fn sample_handle_slow(cells: Cells, s: &SampledSeries, n: u64, value: f64, key: u64) -> bool {
+    sample_slow(cells, s, n, value, key)
 }
 
+/// Pushes a keyed family's event its key kept; whether to name the key.
 #[cold]
 #[inline(never)]
-fn keyed_slow(cells: Cells, s: &SampledSeries, value: f64, key: u64, k: u8) {
+fn keyed_slow(cells: Cells, s: &SampledSeries, value: f64, key: u64, k: u8) -> bool {
     if paused_here() {
-        return;
+        return false;
     }
-    let time_ns = s.metric.pipeline.stamp_ns();
+    let pipeline = &s.metric.pipeline;
+    let time_ns = pipeline.stamp_ns();
     push(
         cells,
         s,
@@ -769,17 +811,21 @@ fn keyed_slow(cells: Cells, s: &SampledSeries, value: f64, key: u64, k: u8) {
             .by_key()
             .to_words(),
     );
+    wants_name(pipeline, key)
 }
 
+/// Pushes a critical event; whether to name its key.
 #[cold]
 #[inline(never)]
-fn critical_slow(cells: Cells, s: &SampledSeries, value: f64, key: u64) {
-    let time_ns = s.metric.pipeline.stamp_ns();
+fn critical_slow(cells: Cells, s: &SampledSeries, value: f64, key: u64) -> bool {
+    let pipeline = &s.metric.pipeline;
+    let time_ns = pipeline.stamp_ns();
     push(
         cells,
         s,
         Record::new(s.base, 0, value, key, time_ns, true).to_words(),
     );
+    wants_name(pipeline, key)
 }
 
 /// Pushes one selected event (a record's words, [`Record::to_words`]) into this thread's

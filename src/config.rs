@@ -7,10 +7,10 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use crate::flush::controller::{
+use crate::sample::ring::Overflow;
+use crate::stats::{
     DEFAULT_BASE_RATE, DEFAULT_MAX_RATE, DEFAULT_MIN_RATE, DEFAULT_OVERHEAD_BUDGET, rate_to_k,
 };
-use crate::sample::ring::Overflow;
 
 /// Every knob of an [`Engine`](crate::Engine). Build one with
 /// [`Engine::builder`](crate::Engine::builder) or [`Config::default`].
@@ -262,8 +262,8 @@ const META_FORM: &str = "all, essential or none";
 /// The rule `labels` (global labels) break, as the accepted form.
 fn check_global_labels(labels: &[(String, String)]) -> Result<(), &'static str> {
     for (i, (k, v)) in labels.iter().enumerate() {
-        if crate::registry::names::check_label_name(k).is_err()
-            || k.starts_with(crate::registry::names::RESERVED_PREFIX)
+        if crate::names::check_label_name(k).is_err()
+            || k.starts_with(crate::names::RESERVED_PREFIX)
         {
             return Err(LABEL_NAME_FORM);
         }
@@ -390,7 +390,7 @@ impl Config {
     /// The sampling pipeline's view of this configuration.
     pub(crate) fn sampling(&self) -> crate::sample::pipeline::SamplingConfig {
         // `validate` has checked every rate is in (0, 1]; 63 is where `rate_to_k` saturates.
-        let k = |rate: f64| rate_to_k(rate).unwrap_or(crate::flush::controller::MAX_K);
+        let k = |rate: f64| rate_to_k(rate).unwrap_or(crate::stats::MAX_K);
         let min_k = k(self.max_sample_rate);
         let max_k = k(self.min_sample_rate).max(min_k);
         crate::sample::pipeline::SamplingConfig {

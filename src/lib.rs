@@ -135,6 +135,8 @@
 #![warn(missing_docs, clippy::undocumented_unsafe_blocks)]
 
 #[cfg(not(loom))]
+mod names;
+#[cfg(not(loom))]
 mod pages;
 mod sync;
 
@@ -175,6 +177,8 @@ pub mod facade_cache;
 pub mod overhead;
 #[cfg(not(loom))]
 mod registry;
+#[cfg(not(loom))]
+mod stats;
 #[cfg(all(not(loom), feature = "tracing"))]
 pub mod tracing_layer;
 
@@ -205,20 +209,16 @@ pub use export::collector::EngineCollector;
 #[cfg(all(not(loom), feature = "http"))]
 pub use export::http::ServeConfig;
 #[cfg(not(loom))]
-pub use flush::controller::{RateError, k_to_rate, rate_to_k};
-#[cfg(not(loom))]
-pub use flush::{ExemplarRecord, FlushStats, Published, Quantile, SeriesEstimate, TopKey};
-#[cfg(not(loom))]
 pub use metric::{
     Counter, Gauge, Histogram, HistogramConfig, HistogramSnapshot, MAX_EXACT_BOUNDS, MetricKind,
     Timer,
 };
+#[cfg(not(loom))]
+pub use names::{MAX_LABEL_VALUE_BYTES, MAX_LABELS, check_label_name, check_metric_name};
 /// The prometheus-client crate [`EngineCollector`] implements `Collector` for, so that a
 /// program can name the very version hotmeter was built with.
 #[cfg(all(not(loom), feature = "prometheus-client"))]
 pub use prometheus_client;
-#[cfg(not(loom))]
-pub use registry::names::{MAX_LABEL_VALUE_BYTES, MAX_LABELS, check_label_name, check_metric_name};
 #[cfg(not(loom))]
 pub use registry::{
     DEFAULT_MAX_SERIES, DEFAULT_SERIES_CAP, FamilySnapshot, MetaSnapshot, OVERFLOW_LABEL, Registry,
@@ -229,3 +229,7 @@ pub use sample::key::SampleKey;
 pub use sample::ring::Overflow;
 #[cfg(not(loom))]
 pub use sample::sampled::{Sampled, SampledTimer};
+#[cfg(not(loom))]
+pub use stats::{ExemplarRecord, FlushStats, Published, Quantile, SeriesEstimate, TopKey};
+#[cfg(not(loom))]
+pub use stats::{RateError, k_to_rate, rate_to_k};

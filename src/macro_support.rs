@@ -28,8 +28,8 @@ use crate::engine::global;
 use crate::metric::{
     Counter, Gauge, Histogram, HistogramConfig, HistogramSeries, MetricKind, Timer,
 };
-use crate::registry::names::truncate_label_value;
-pub use crate::registry::names::{assert_label_name, assert_metric_name};
+use crate::names::truncate_label_value;
+pub use crate::names::{assert_label_name, assert_metric_name};
 use crate::registry::{FamilyConfig, Handle, RESERVED_CELLS};
 use crate::sample::key::{KeyArg, SampleKey};
 use crate::sample::pipeline::{Pipeline, SampledMetric};

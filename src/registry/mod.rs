@@ -2,7 +2,6 @@
 //! label pairs; registering one hands out arena cells (or, for a gauge, a shared atomic)
 //! and a `Copy` handle that records without touching the registry again.
 
-pub(crate) mod names;
 mod snapshot;
 
 pub use snapshot::{FamilySnapshot, MetaSnapshot, SampledValue, SeriesSnapshot, Snapshot, Value};
@@ -17,9 +16,11 @@ use crate::arena::{CHUNK_CELLS, MAX_CELLS};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::metric::{Counter, Gauge, Histogram, HistogramConfig, HistogramSeries, MetricKind};
+use crate::names::{
+    self, MAX_LABELS, check_label_name, check_metric_name, check_unit, truncate_label_value,
+};
 use crate::sample::pipeline::{Pipeline, SampledMetric};
 use crate::sample::sampled::{Sampled, SampledSeries, cells as sampled_cells};
-use names::{MAX_LABELS, check_label_name, check_metric_name, truncate_label_value};
 
 /// Default cap on series per metric name.
 pub const DEFAULT_SERIES_CAP: usize = 1000;
@@ -344,7 +345,7 @@ impl Registry {
             .and_then(|f| f.sampled)
             .ok_or_else(|| Error::UnknownMetric(name.into()))?;
         let c = &self.pipeline.config;
-        let k = crate::flush::controller::rate_to_k(rate.clamp(f64::MIN_POSITIVE, 1.0))
+        let k = crate::stats::rate_to_k(rate.clamp(f64::MIN_POSITIVE, 1.0))
             .unwrap_or(c.max_k)
             .clamp(c.min_k, c.max_k);
         metric.k.store(k, Ordering::Relaxed);
@@ -661,31 +662,6 @@ fn overflow_labels() -> LabelSet {
 /// Validates label names, rejects duplicates, truncates long values, drops empty values and
 /// sorts by name. An empty value is dropped because Prometheus treats `a=""` as no label
 /// `a`: keeping it would expose two series Prometheus sees as one.
-/// [`Error::InvalidUnit`]'s rule for a name without its unit's suffix.
-pub(crate) const UNIT_SUFFIX_RULE: &str = "OpenMetrics requires the name to end with `_<unit>` \
-     (before `_total` for a counter), and hotmeter does not rename metrics";
-
-/// The rule a unit for metric `name` breaks (see [`Registry::describe_with_unit`]).
-fn check_unit(name: &str, unit: &str) -> std::result::Result<(), &'static str> {
-    let b = unit.as_bytes();
-    if b.is_empty()
-        || !b[0].is_ascii_lowercase()
-        || !b
-            .iter()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'_')
-    {
-        return Err("a unit is a lower-case word matching [a-z][a-z0-9_]*, such as seconds");
-    }
-    let family = name.strip_suffix("_total").unwrap_or(name);
-    if !family
-        .strip_suffix(unit)
-        .is_some_and(|rest| rest.ends_with('_') && rest.len() > 1)
-    {
-        return Err(UNIT_SUFFIX_RULE);
-    }
-    Ok(())
-}
-
 fn normalize_labels(labels: &[(&str, &str)], kind: MetricKind) -> Result<LabelSet> {
     if labels.len() > MAX_LABELS {
         return Err(Error::TooManyLabels(labels.len()));

@@ -20,7 +20,7 @@ use super::announce::{Announced, Gate, PushSlot};
 use super::lane::{Lane, Queued};
 use super::record::Record;
 use super::ring::{Consumer, Overflow};
-use crate::flush::Published;
+use crate::stats::Published;
 
 /// Sampling knobs, fixed when the engine is built.
 #[derive(Debug, Clone, PartialEq)]

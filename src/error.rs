@@ -153,5 +153,11 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
+impl From<crate::arena::CellSpaceExhausted> for Error {
+    fn from(_: crate::arena::CellSpaceExhausted) -> Self {
+        Error::CellSpaceExhausted
+    }
+}
+
 /// `Result` with this crate's [`Error`].
 pub type Result<T> = core::result::Result<T, Error>;

@@ -104,6 +104,15 @@
 //! engine the global one the macros use. Without it, the global engine starts lazily with
 //! the defaults and the environment.
 //!
+//! ## Layers
+//!
+//! Imports point down (`scripts/layers` checks it); lowest first:
+//! `sync`, `pages`, `names` → `arena` (cells, chunks, cell pools) → `error`, `stats` (rates
+//! as `k`, the flush report) → `sample` (records, rings, lane, pipeline) → `metric` handles →
+//! `config` → `registry` → `flush` → `export` → `engine` (and [`global`]) → `macro_support`
+//! and the macros → the feature layers (`metrics_recorder`, `tracing_layer`, `overhead`).
+//! One known exception: [`Timer`] records through a macro call site's handle.
+//!
 //! ## Feature flags and cfgs
 //!
 //! The core (arenas, macros, the sampled layer, the flusher, [`Engine::render`]) needs no

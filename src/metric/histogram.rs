@@ -355,7 +355,7 @@ impl HistogramSeries {
     fn exemplar_sampler(&'static self) -> Option<Sampled> {
         *self.exemplars.get_or_init(|| {
             let metric = self.exemplar_metric?;
-            crate::registry::new_sampled_series(metric).ok()
+            crate::sample::pipeline::new_sampled_series(metric).ok()
         })
     }
 }

@@ -20,6 +20,8 @@ use super::announce::{Announced, Gate, PushSlot};
 use super::lane::{Lane, Queued};
 use super::record::Record;
 use super::ring::{Consumer, Overflow};
+use super::sampled::{Sampled, SampledSeries, cells as sampled_cells};
+use crate::arena::{CellPool, allocate_cells};
 use crate::stats::Published;
 
 /// Sampling knobs, fixed when the engine is built.
@@ -78,7 +80,7 @@ pub struct Pipeline {
     /// Sampling knobs.
     pub config: SamplingConfig,
     /// Where its registry's cells come from (and its exemplar samplers').
-    pub(crate) cells: crate::registry::CellPool,
+    pub(crate) cells: CellPool,
     /// Time origin of record timestamps.
     pub start: Instant,
     /// Nanoseconds from `start` to the flusher's latest pass: the clock that stamps records
@@ -193,7 +195,7 @@ impl std::fmt::Debug for Pipeline {
 
 impl Pipeline {
     /// A pipeline with `config`.
-    pub(crate) fn new(config: SamplingConfig, cells: crate::registry::CellPool) -> Self {
+    pub(crate) fn new(config: SamplingConfig, cells: CellPool) -> Self {
         // `usize::MAX`: never reached, so producers never wake the flusher early.
         let high_water = if config.wake_on_high_water {
             (config.ring_capacity.next_power_of_two() * 3 / 4).max(1)
@@ -411,6 +413,14 @@ pub fn splitmix64(mut x: u64) -> u64 {
     x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     x ^ (x >> 31)
+}
+
+/// A new series of sampled family `metric`: fresh cells, leaked handle state.
+pub(crate) fn new_sampled_series(metric: &'static SampledMetric) -> crate::error::Result<Sampled> {
+    let base = allocate_cells(metric.pipeline.cells, sampled_cells::CELLS)?;
+    Ok(Sampled {
+        series: Box::leak(Box::new(SampledSeries { base, metric })),
+    })
 }
 
 #[cfg(test)]

@@ -7,10 +7,32 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use crate::flush::controller::{
+use crate::sample::ring::Overflow;
+use crate::stats::{
     DEFAULT_BASE_RATE, DEFAULT_MAX_RATE, DEFAULT_MIN_RATE, DEFAULT_OVERHEAD_BUDGET, rate_to_k,
 };
-use crate::sample::ring::Overflow;
+
+/// Default cap on series per metric name.
+pub const DEFAULT_SERIES_CAP: usize = 1000;
+
+/// Default cap on series per registry, every metric and kind together (see
+/// [`Registry::with_limits`](crate::Registry::with_limits)).
+pub const DEFAULT_MAX_SERIES: usize = 100_000;
+
+/// The conventional address of the endpoint (`HOTMETER_LISTEN=default`, the demo's default):
+/// loopback only, so nothing is exposed beyond the machine unless asked for.
+#[cfg(feature = "http")]
+pub const DEFAULT_ADDR: &str = "127.0.0.1:9464";
+
+/// Largest request head (request line and headers) the endpoint reads; a longer one is
+/// refused by the HTTP parser.
+#[cfg(feature = "http")]
+pub const MAX_REQUEST_HEAD_BYTES: usize = 16 * 1024;
+
+/// Longest bearer token accepted: what a request head can carry beside the request line and
+/// the other headers a scraper sends (2 KiB is left for them; Prometheus sends ~400 bytes).
+#[cfg(feature = "http")]
+pub const MAX_TOKEN_BYTES: usize = MAX_REQUEST_HEAD_BYTES - 2 * 1024;
 
 /// Every knob of an [`Engine`](crate::Engine). Build one with
 /// [`Engine::builder`](crate::Engine::builder) or [`Config::default`].
@@ -154,8 +176,8 @@ impl Default for Config {
             flush_interval: Duration::from_secs(1),
             quantile_window: Duration::from_secs(600),
             overflow: Overflow::DropNewest,
-            series_cap: crate::DEFAULT_SERIES_CAP,
-            max_series: crate::DEFAULT_MAX_SERIES,
+            series_cap: DEFAULT_SERIES_CAP,
+            max_series: DEFAULT_MAX_SERIES,
             critical_lane_bytes: crate::sample::lane::DEFAULT_MAX_BYTES,
             wake_on_high_water: true,
             seed: std::time::SystemTime::now()
@@ -262,8 +284,8 @@ const META_FORM: &str = "all, essential or none";
 /// The rule `labels` (global labels) break, as the accepted form.
 fn check_global_labels(labels: &[(String, String)]) -> Result<(), &'static str> {
     for (i, (k, v)) in labels.iter().enumerate() {
-        if crate::registry::names::check_label_name(k).is_err()
-            || k.starts_with(crate::registry::names::RESERVED_PREFIX)
+        if crate::names::check_label_name(k).is_err()
+            || k.starts_with(crate::names::RESERVED_PREFIX)
         {
             return Err(LABEL_NAME_FORM);
         }
@@ -390,7 +412,7 @@ impl Config {
     /// The sampling pipeline's view of this configuration.
     pub(crate) fn sampling(&self) -> crate::sample::pipeline::SamplingConfig {
         // `validate` has checked every rate is in (0, 1]; 63 is where `rate_to_k` saturates.
-        let k = |rate: f64| rate_to_k(rate).unwrap_or(crate::flush::controller::MAX_K);
+        let k = |rate: f64| rate_to_k(rate).unwrap_or(crate::stats::MAX_K);
         let min_k = k(self.max_sample_rate);
         let max_k = k(self.min_sample_rate).max(min_k);
         crate::sample::pipeline::SamplingConfig {
@@ -520,11 +542,7 @@ impl Config {
         #[cfg(feature = "http")]
         if let Some(v) = get("HOTMETER_LISTEN") {
             let v = v.trim();
-            let addr = if v == "default" {
-                crate::export::http::DEFAULT_ADDR
-            } else {
-                v
-            };
+            let addr = if v == "default" { DEFAULT_ADDR } else { v };
             self.listen = Some(addr.parse().map_err(|_| {
                 err(
                     "HOTMETER_LISTEN",
@@ -667,9 +685,7 @@ impl Config {
 /// for a request header.
 #[cfg(feature = "http")]
 fn token_ok(t: &str) -> bool {
-    !t.is_empty()
-        && t.len() <= crate::export::http::MAX_TOKEN_BYTES
-        && t.bytes().all(|b| b.is_ascii_graphic())
+    !t.is_empty() && t.len() <= MAX_TOKEN_BYTES && t.bytes().all(|b| b.is_ascii_graphic())
 }
 
 #[cfg(test)]
@@ -953,7 +969,7 @@ mod tests {
     #[cfg(feature = "http")]
     #[test]
     fn token_form_states_the_limit() {
-        let limit = crate::export::http::MAX_TOKEN_BYTES.to_string();
+        let limit = MAX_TOKEN_BYTES.to_string();
         assert!(
             TOKEN_FORM.contains(&format!(" {limit} bytes")),
             "{TOKEN_FORM}"
@@ -962,10 +978,8 @@ mod tests {
             token: Some(Secret("t".repeat(n))),
             ..Config::default()
         };
-        at(crate::export::http::MAX_TOKEN_BYTES).validate().unwrap();
-        let e = at(crate::export::http::MAX_TOKEN_BYTES + 1)
-            .validate()
-            .unwrap_err();
+        at(MAX_TOKEN_BYTES).validate().unwrap();
+        let e = at(MAX_TOKEN_BYTES + 1).validate().unwrap_err();
         assert_eq!(e, err("token", "***", TOKEN_FORM));
     }
 }

@@ -9,10 +9,11 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use crate::arena::CellPool;
 use crate::config::{Config, ConfigError, FromEnv};
 use crate::flush::Published;
 use crate::flush::flusher::FlushState;
-use crate::registry::{CellPool, Registry};
+use crate::registry::Registry;
 use crate::sample::ring::Overflow;
 
 pub(crate) struct Shared {
@@ -66,6 +67,17 @@ impl Shared {
     /// Every series and meta-metric in `format`.
     fn render(&self, format: crate::Format) -> Result<String, std::fmt::Error> {
         crate::export::render_with(&self.registry, format, self.extra_families())
+    }
+}
+
+#[cfg(feature = "prometheus-client")]
+impl crate::export::collector::Source for Shared {
+    fn registry(&self) -> &Registry {
+        Shared::registry(self)
+    }
+
+    fn extra_families(&self) -> Vec<crate::export::model::Family> {
+        Shared::extra_families(self)
     }
 }
 
@@ -617,7 +629,7 @@ impl Engine {
     #[cfg(feature = "prometheus-client")]
     pub fn collector(&self) -> crate::EngineCollector {
         crate::EngineCollector {
-            shared: Arc::clone(&self.shared),
+            shared: Arc::<Shared>::clone(&self.shared),
         }
     }
 

@@ -2,7 +2,7 @@
 
 use core::fmt;
 
-use crate::MetricKind;
+use crate::names::MetricKind;
 
 /// What went wrong registering a series or building a configuration.
 #[derive(Debug, Clone, PartialEq)]
@@ -94,7 +94,7 @@ impl fmt::Display for Error {
             Error::TooManyLabels(n) => write!(
                 f,
                 "{n} labels on one series; at most {} are allowed",
-                crate::MAX_LABELS
+                crate::names::MAX_LABELS
             ),
             Error::KindMismatch {
                 name,
@@ -136,7 +136,7 @@ impl fmt::Display for Error {
             ),
             Error::InvalidUnit { name, unit, rule } => {
                 write!(f, "unit {unit:?} of metric {name:?}: {rule}")?;
-                if *rule == crate::registry::UNIT_SUFFIX_RULE {
+                if *rule == crate::names::UNIT_SUFFIX_RULE {
                     let base = name.strip_suffix("_total").unwrap_or(name);
                     let total = if base.len() < name.len() {
                         "_total"
@@ -152,6 +152,12 @@ impl fmt::Display for Error {
 }
 
 impl std::error::Error for Error {}
+
+impl From<crate::arena::CellSpaceExhausted> for Error {
+    fn from(_: crate::arena::CellSpaceExhausted) -> Self {
+        Error::CellSpaceExhausted
+    }
+}
 
 /// `Result` with this crate's [`Error`].
 pub type Result<T> = core::result::Result<T, Error>;

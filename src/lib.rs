@@ -104,6 +104,15 @@
 //! engine the global one the macros use. Without it, the global engine starts lazily with
 //! the defaults and the environment.
 //!
+//! ## Layers
+//!
+//! Imports point down (`scripts/layers` checks it); lowest first:
+//! `sync`, `pages`, `names` → `arena` (cells, chunks, cell pools) → `error`, `stats` (rates
+//! as `k`, the flush report) → `sample` (records, rings, lane, pipeline) → `metric` handles →
+//! `config` → `registry` → `flush` → `export` → `engine` (and [`global`]) → `macro_support`
+//! and the macros → the feature layers (`metrics_recorder`, `tracing_layer`, `overhead`).
+//! One known exception: [`Timer`] records through a macro call site's handle.
+//!
 //! ## Feature flags and cfgs
 //!
 //! The core (arenas, macros, the sampled layer, the flusher, [`Engine::render`]) needs no
@@ -134,6 +143,8 @@
 #![cfg_attr(hotmeter_disabled, allow(dead_code, unused_imports))]
 #![warn(missing_docs, clippy::undocumented_unsafe_blocks)]
 
+#[cfg(not(loom))]
+mod names;
 #[cfg(not(loom))]
 mod pages;
 mod sync;
@@ -175,6 +186,8 @@ pub mod facade_cache;
 pub mod overhead;
 #[cfg(not(loom))]
 mod registry;
+#[cfg(not(loom))]
+mod stats;
 #[cfg(all(not(loom), feature = "tracing"))]
 pub mod tracing_layer;
 
@@ -205,20 +218,16 @@ pub use export::collector::EngineCollector;
 #[cfg(all(not(loom), feature = "http"))]
 pub use export::http::ServeConfig;
 #[cfg(not(loom))]
-pub use flush::controller::{RateError, k_to_rate, rate_to_k};
-#[cfg(not(loom))]
-pub use flush::{ExemplarRecord, FlushStats, Published, Quantile, SeriesEstimate, TopKey};
-#[cfg(not(loom))]
 pub use metric::{
     Counter, Gauge, Histogram, HistogramConfig, HistogramSnapshot, MAX_EXACT_BOUNDS, MetricKind,
     Timer,
 };
+#[cfg(not(loom))]
+pub use names::{MAX_LABEL_VALUE_BYTES, MAX_LABELS, check_label_name, check_metric_name};
 /// The prometheus-client crate [`EngineCollector`] implements `Collector` for, so that a
 /// program can name the very version hotmeter was built with.
 #[cfg(all(not(loom), feature = "prometheus-client"))]
 pub use prometheus_client;
-#[cfg(not(loom))]
-pub use registry::names::{MAX_LABEL_VALUE_BYTES, MAX_LABELS, check_label_name, check_metric_name};
 #[cfg(not(loom))]
 pub use registry::{
     DEFAULT_MAX_SERIES, DEFAULT_SERIES_CAP, FamilySnapshot, MetaSnapshot, OVERFLOW_LABEL, Registry,
@@ -229,3 +238,7 @@ pub use sample::key::SampleKey;
 pub use sample::ring::Overflow;
 #[cfg(not(loom))]
 pub use sample::sampled::{Sampled, SampledTimer};
+#[cfg(not(loom))]
+pub use stats::{ExemplarRecord, FlushStats, Published, Quantile, SeriesEstimate, TopKey};
+#[cfg(not(loom))]
+pub use stats::{RateError, k_to_rate, rate_to_k};

@@ -22,15 +22,16 @@ use std::sync::{Arc, OnceLock};
 use std::thread::LocalKey;
 use std::time::Instant;
 
+use crate::arena::RESERVED_CELLS;
 pub use crate::arena::Slot;
 use crate::arena::local::fill_slot;
 use crate::engine::global;
 use crate::metric::{
     Counter, Gauge, Histogram, HistogramConfig, HistogramSeries, MetricKind, Timer,
 };
-use crate::registry::names::truncate_label_value;
-pub use crate::registry::names::{assert_label_name, assert_metric_name};
-use crate::registry::{FamilyConfig, Handle, RESERVED_CELLS};
+use crate::names::truncate_label_value;
+pub use crate::names::{assert_label_name, assert_metric_name};
+use crate::registry::{FamilyConfig, Handle};
 use crate::sample::key::{KeyArg, SampleKey};
 use crate::sample::pipeline::{Pipeline, SampledMetric};
 use crate::sample::sampled::{self, Sampled, SampledSeries, SampledTimer};
@@ -75,7 +76,7 @@ fn discard_sampled() -> Sampled {
         // never makes.
         let pipeline = Arc::new(Pipeline::new(
             config.sampling(),
-            crate::registry::CellPool::Other,
+            crate::arena::CellPool::Other,
         ));
         pipeline.close();
         let metric: &'static SampledMetric = Box::leak(Box::new(SampledMetric {

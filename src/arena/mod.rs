@@ -17,6 +17,11 @@
 
 #[cfg(not(loom))]
 pub(crate) mod local;
+#[cfg(not(loom))]
+mod pool;
+
+#[cfg(not(loom))]
+pub(crate) use pool::{CellPool, CellSpaceExhausted, RESERVED_CELLS, allocate_cells};
 
 use core::cell::{Cell, RefCell};
 

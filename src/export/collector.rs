@@ -23,7 +23,17 @@ use super::started;
 /// OpenMetrics ABNF spells `+Inf`).
 #[derive(Clone)]
 pub struct EngineCollector {
-    pub(crate) shared: Arc<crate::engine::Shared>,
+    pub(crate) shared: Arc<dyn Source>,
+}
+
+/// What an [`EngineCollector`] reads: a registry, and the families the layers above the
+/// core add to every rendering (the endpoint's statistics). The engine implements it, so
+/// the exporter needs no import from the engine above it.
+pub(crate) trait Source: Send + Sync {
+    /// The registry whose series are collected.
+    fn registry(&self) -> &crate::registry::Registry;
+    /// The families added beside the registry's.
+    fn extra_families(&self) -> Vec<Family>;
 }
 
 impl std::fmt::Debug for EngineCollector {

@@ -40,17 +40,7 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use super::Format;
 use super::model::{Family, Kind, Row, Sample, family, one};
 
-/// The conventional address of the endpoint (`HOTMETER_LISTEN=default`, the demo's default):
-/// loopback only, so nothing is exposed beyond the machine unless asked for.
-pub const DEFAULT_ADDR: &str = "127.0.0.1:9464";
-
-/// Largest request head (request line and headers) the endpoint reads; a longer one is
-/// refused by the HTTP parser.
-pub const MAX_REQUEST_HEAD_BYTES: usize = 16 * 1024;
-
-/// Longest bearer token accepted: what a request head can carry beside the request line and
-/// the other headers a scraper sends (2 KiB is left for them; Prometheus sends ~400 bytes).
-pub const MAX_TOKEN_BYTES: usize = MAX_REQUEST_HEAD_BYTES - 2 * 1024;
+pub use crate::config::{DEFAULT_ADDR, MAX_REQUEST_HEAD_BYTES, MAX_TOKEN_BYTES};
 
 /// The header timeout while the endpoint is at its connection cap (or
 /// [`ServeConfig::header_timeout`] if shorter): a scraper sends its request head at once, so

@@ -721,7 +721,7 @@ pub(crate) fn finish(
     meta: crate::config::MetaMetrics,
 ) {
     use crate::config::{ESSENTIAL_META_METRICS, MetaMetrics};
-    let is_meta = |f: &Family| f.name.starts_with(crate::registry::names::RESERVED_PREFIX);
+    let is_meta = |f: &Family| f.name.starts_with(crate::names::RESERVED_PREFIX);
     match meta {
         MetaMetrics::All => {}
         MetaMetrics::Essential => {

@@ -25,25 +25,10 @@
 
 use core::f64::consts::SQRT_2;
 
-/// The largest supported `k`: a record's weight `2^k` must fit a `u64`
-/// (see [`Record::weight`](crate::sample::record::Record::weight)).
-pub const MAX_K: u8 = 63;
-
-/// The original system's base sample rate (3%); [`DEFAULT_BASE_K`] is its `k`.
-pub const DEFAULT_BASE_RATE: f64 = 0.03;
-/// The original system's minimum sample rate (1%); [`DEFAULT_MAX_K`] is its `k`.
-pub const DEFAULT_MIN_RATE: f64 = 0.01;
-/// The original system's maximum sample rate (15%); [`DEFAULT_MIN_K`] is its `k`.
-pub const DEFAULT_MAX_RATE: f64 = 0.15;
-/// `rate_to_k(DEFAULT_BASE_RATE)`: `2^-5` = 3.125%. The `k` a new metric starts at.
-pub const DEFAULT_BASE_K: u8 = 5;
-/// `rate_to_k(DEFAULT_MAX_RATE)`: `2^-3` = 12.5%, the highest default sampling rate.
-pub const DEFAULT_MIN_K: u8 = 3;
-/// `rate_to_k(DEFAULT_MIN_RATE)`: `2^-7` ≈ 0.78%, the lowest default sampling rate.
-pub const DEFAULT_MAX_K: u8 = 7;
-/// The default overhead budget: the sampled layer may cost 1% of one core (recording
-/// threads and flusher together).
-pub const DEFAULT_OVERHEAD_BUDGET: f64 = 0.01;
+pub use crate::stats::{
+    DEFAULT_BASE_K, DEFAULT_BASE_RATE, DEFAULT_MAX_K, DEFAULT_MAX_RATE, DEFAULT_MIN_K,
+    DEFAULT_MIN_RATE, DEFAULT_OVERHEAD_BUDGET, MAX_K, RateError, k_to_rate, rate_to_k,
+};
 
 /// A rate rise (lower `k`) is taken only if the peak fill predicted after it (load plus
 /// noise, scaled) stays below `high_fill × LOWER_HEADROOM` (0.64 with the defaults): the
@@ -62,72 +47,6 @@ const DEV_ALPHA: f64 = 0.25;
 /// 2/0.75 ≈ 2.7 wide, as wide as the fill band 0.3..0.8, so noise around the budget cannot
 /// flip `k` back and forth.
 const BUDGET_LOWER_MARGIN: f64 = 0.75;
-
-/// Converts a sampling rate in `(0, 1]` to the `k` of the nearest power of two `2^-k`,
-/// nearest in log space: `k = round(-log2(rate))`, ties going to the larger `k` (the lower
-/// rate).
-///
-/// So `0.03 → 5` (`1/32` ≈ 3.1%), `0.15 → 3` (`1/8` = 12.5%) and `0.01 → 7` (`1/128` ≈
-/// 0.78%: `log2(0.01) = -6.64` is 0.36 from −7 and 0.64 from −6, so the default minimum
-/// rate ends up slightly below 1%).
-///
-/// # Errors
-///
-/// A rate that is not a number in `(0, 1]` (zero, negative, above 1, NaN, infinite), or one
-/// so small that `k` would exceed [`MAX_K`] (below about `2^-63.5` ≈ 7.7e-20).
-pub fn rate_to_k(rate: f64) -> Result<u8, RateError> {
-    if !(rate > 0.0 && rate <= 1.0) {
-        return Err(RateError::OutOfRange { rate });
-    }
-    let k = (-rate.log2()).round();
-    if k > f64::from(MAX_K) {
-        return Err(RateError::TooSmall { rate });
-    }
-    // Exact: `k` is an integer in 0..=63 here.
-    Ok(k as u8)
-}
-
-/// Why [`rate_to_k`] refused a sampling rate.
-#[derive(Debug, Clone, Copy, PartialEq)]
-#[non_exhaustive]
-pub enum RateError {
-    /// Not a number in `(0, 1]`: zero, negative, above 1, NaN or infinite.
-    OutOfRange {
-        /// The rate given.
-        rate: f64,
-    },
-    /// So small that `k` would exceed [`MAX_K`] (below about `2^-63.5` ≈ 7.7e-20).
-    TooSmall {
-        /// The rate given.
-        rate: f64,
-    },
-}
-
-impl core::fmt::Display for RateError {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        match *self {
-            RateError::OutOfRange { rate } => write!(
-                f,
-                "sample rate must be a number in (0, 1], such as 0.03 (rounded to the nearest \
-                 power of two 2^-k); got {rate}"
-            ),
-            RateError::TooSmall { rate } => write!(
-                f,
-                "sample rate {rate} rounds to 2^-{}, past the smallest supported rate \
-                 2^-{MAX_K} (about 1.1e-19); use a number in (0, 1], such as 0.03",
-                (-rate.log2()).round()
-            ),
-        }
-    }
-}
-
-impl std::error::Error for RateError {}
-
-/// The sampling probability `2^-k` (exact in `f64`).
-#[inline]
-pub fn k_to_rate(k: u8) -> f64 {
-    (-f64::from(k)).exp2()
-}
 
 /// The controller's knobs, shared by every metric. Build it with [`Default`] or
 /// [`ControllerConfig::from_rates`], then check it with [`ControllerConfig::validate`].

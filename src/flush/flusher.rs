@@ -17,7 +17,7 @@ use super::{
     EXEMPLARS_PER_SERIES, ExemplarRecord, FlushStats, Published, Quantile, SeriesEstimate,
 };
 use crate::registry::{LabelSet, Registry};
-use crate::sample::names::KeyNames;
+use crate::sample::key_names::KeyNames;
 use crate::sample::pipeline::{Pipeline, SampledMetric};
 use crate::sample::record::Record;
 use crate::sample::ring::Consumer;
@@ -564,7 +564,7 @@ impl FlushState {
         // Estimates are recomputed only for series that received records since the last
         // flush; the others republish their previous (shared) estimate.
         let mut empty: HashMap<(u8, bool), Arc<SeriesEstimate>> = HashMap::new();
-        // Every top key reported now, for the key names (`sample::names`).
+        // Every top key reported now, for the key names (`sample::key_names`).
         let mut reported = rustc_hash::FxHashSet::default();
         let published_series = sampled
             .iter()

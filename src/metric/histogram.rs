@@ -355,7 +355,7 @@ impl HistogramSeries {
     fn exemplar_sampler(&'static self) -> Option<Sampled> {
         *self.exemplars.get_or_init(|| {
             let metric = self.exemplar_metric?;
-            crate::registry::new_sampled_series(metric).ok()
+            crate::sample::pipeline::new_sampled_series(metric).ok()
         })
     }
 }
@@ -572,7 +572,7 @@ pub struct HistogramSnapshot {
     /// Sampled keyed observations ([`Histogram::record_keyed`]) as of the flusher's last
     /// flush: the latest per value group (a value's exponent and top 3 mantissa bits), at
     /// most 256 groups, in increasing value. The exporter puts each in its bucket.
-    pub exemplars: Vec<crate::flush::ExemplarRecord>,
+    pub exemplars: Vec<crate::stats::ExemplarRecord>,
 }
 
 #[cfg(test)]

@@ -2,78 +2,30 @@
 //! label pairs; registering one hands out arena cells (or, for a gauge, a shared atomic)
 //! and a `Copy` handle that records without touching the registry again.
 
-pub(crate) mod names;
 mod snapshot;
 
 pub use snapshot::{FamilySnapshot, MetaSnapshot, SampledValue, SeriesSnapshot, Snapshot, Value};
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crossbeam_utils::CachePadded;
 
-use crate::arena::{CHUNK_CELLS, MAX_CELLS};
+use crate::arena::{CellPool, allocate_cells};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::metric::{Counter, Gauge, Histogram, HistogramConfig, HistogramSeries, MetricKind};
+use crate::names::{
+    self, MAX_LABELS, check_label_name, check_metric_name, check_unit, truncate_label_value,
+};
 use crate::sample::pipeline::{Pipeline, SampledMetric};
 use crate::sample::sampled::{Sampled, SampledSeries, cells as sampled_cells};
-use names::{MAX_LABELS, check_label_name, check_metric_name, truncate_label_value};
 
-/// Default cap on series per metric name.
-pub const DEFAULT_SERIES_CAP: usize = 1000;
-
-/// Default cap on series per registry, every metric and kind together (see
-/// [`Registry::with_limits`]).
-pub const DEFAULT_MAX_SERIES: usize = 100_000;
+pub use crate::config::{DEFAULT_MAX_SERIES, DEFAULT_SERIES_CAP};
 
 /// The label set that series past a metric's cap fold into.
 pub const OVERFLOW_LABEL: (&str, &str) = ("hotmeter_overflow", "true");
-
-/// Cells `0..RESERVED_CELLS` are never handed out: they back the discard handles that a
-/// macro call site falls back to when its registration fails.
-pub(crate) const RESERVED_CELLS: u32 = 256;
-
-/// The part of the process's cell id space a registry takes its cells from (arenas are
-/// process-wide, so ids are unique across registries). The global registry, the one the
-/// macros record into, has a half of its own: registries made by the program (for dynamic
-/// names, tests, calibration) cannot use up the cells the macros need, nor the other way.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum CellPool {
-    /// Cells `RESERVED_CELLS .. MAX_CELLS / 2`: the global engine's registry.
-    Global,
-    /// Cells `MAX_CELLS / 2 .. MAX_CELLS`: every other registry.
-    Other,
-}
-
-/// Next free cell id of each pool.
-static NEXT_GLOBAL: AtomicU32 = AtomicU32::new(RESERVED_CELLS);
-static NEXT_OTHER: AtomicU32 = AtomicU32::new((MAX_CELLS / 2) as u32);
-
-/// Hands out `n` consecutive cells (n ≤ one chunk) of `pool` that never straddle a chunk
-/// boundary, so the record path reaches all of a series' cells through one chunk lookup.
-pub(crate) fn allocate_cells(pool: CellPool, n: u32) -> Result<u32> {
-    assert!(n as usize <= CHUNK_CELLS, "a series fits in one chunk");
-    let (next, limit) = match pool {
-        CellPool::Global => (&NEXT_GLOBAL, MAX_CELLS / 2),
-        CellPool::Other => (&NEXT_OTHER, MAX_CELLS),
-    };
-    let mut start = 0;
-    // Relaxed: only uniqueness of the handed-out ranges matters, which the RMW guarantees.
-    next.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |next| {
-        let chunk_end = (next | (CHUNK_CELLS as u32 - 1)).checked_add(1)?;
-        start = if next.checked_add(n)? > chunk_end {
-            chunk_end
-        } else {
-            next
-        };
-        let end = start.checked_add(n)?;
-        (end as usize <= limit).then_some(end)
-    })
-    .map(|_| start)
-    .map_err(|_| Error::CellSpaceExhausted)
-}
 
 /// A series' sorted label pairs; an `Arc` so snapshots copy the series list cheaply.
 pub(crate) type LabelSet = Arc<[(Box<str>, Box<str>)]>;
@@ -344,7 +296,7 @@ impl Registry {
             .and_then(|f| f.sampled)
             .ok_or_else(|| Error::UnknownMetric(name.into()))?;
         let c = &self.pipeline.config;
-        let k = crate::flush::controller::rate_to_k(rate.clamp(f64::MIN_POSITIVE, 1.0))
+        let k = crate::stats::rate_to_k(rate.clamp(f64::MIN_POSITIVE, 1.0))
             .unwrap_or(c.max_k)
             .clamp(c.min_k, c.max_k);
         metric.k.store(k, Ordering::Relaxed);
@@ -595,15 +547,15 @@ fn new_handle(
 
 /// The cells a new series of `kind` needs (none for a gauge: one shared atomic).
 fn allocate_for(pool: CellPool, kind: MetricKind, config: Option<&HistogramConfig>) -> Result<u32> {
-    match kind {
-        MetricKind::Counter => allocate_cells(pool, 1),
-        MetricKind::Gauge => Ok(0),
+    Ok(match kind {
+        MetricKind::Counter => allocate_cells(pool, 1)?,
+        MetricKind::Gauge => 0,
         MetricKind::Histogram => allocate_cells(
             pool,
             config.expect("histogram families carry a config").cells(),
-        ),
-        MetricKind::Sampled => allocate_cells(pool, sampled_cells::CELLS),
-    }
+        )?,
+        MetricKind::Sampled => allocate_cells(pool, sampled_cells::CELLS)?,
+    })
 }
 
 /// The handle of a new series whose cells start at `base` (from [`allocate_for`]).
@@ -638,14 +590,6 @@ fn handle_at(
     }
 }
 
-/// A new series of sampled family `metric`: fresh cells, leaked handle state.
-pub(crate) fn new_sampled_series(metric: &'static SampledMetric) -> Result<Sampled> {
-    let base = allocate_cells(metric.pipeline.cells, sampled_cells::CELLS)?;
-    Ok(Sampled {
-        series: Box::leak(Box::new(SampledSeries { base, metric })),
-    })
-}
-
 /// One cache-padded cell per gauge series, so two hot gauges never share a line. Leaked:
 /// series live for the process.
 fn leak_gauge_cell() -> &'static AtomicU64 {
@@ -661,31 +605,6 @@ fn overflow_labels() -> LabelSet {
 /// Validates label names, rejects duplicates, truncates long values, drops empty values and
 /// sorts by name. An empty value is dropped because Prometheus treats `a=""` as no label
 /// `a`: keeping it would expose two series Prometheus sees as one.
-/// [`Error::InvalidUnit`]'s rule for a name without its unit's suffix.
-pub(crate) const UNIT_SUFFIX_RULE: &str = "OpenMetrics requires the name to end with `_<unit>` \
-     (before `_total` for a counter), and hotmeter does not rename metrics";
-
-/// The rule a unit for metric `name` breaks (see [`Registry::describe_with_unit`]).
-fn check_unit(name: &str, unit: &str) -> std::result::Result<(), &'static str> {
-    let b = unit.as_bytes();
-    if b.is_empty()
-        || !b[0].is_ascii_lowercase()
-        || !b
-            .iter()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'_')
-    {
-        return Err("a unit is a lower-case word matching [a-z][a-z0-9_]*, such as seconds");
-    }
-    let family = name.strip_suffix("_total").unwrap_or(name);
-    if !family
-        .strip_suffix(unit)
-        .is_some_and(|rest| rest.ends_with('_') && rest.len() > 1)
-    {
-        return Err(UNIT_SUFFIX_RULE);
-    }
-    Ok(())
-}
-
 fn normalize_labels(labels: &[(&str, &str)], kind: MetricKind) -> Result<LabelSet> {
     if labels.len() > MAX_LABELS {
         return Err(Error::TooManyLabels(labels.len()));

@@ -3,9 +3,9 @@
 use std::sync::atomic::Ordering;
 
 use super::{Handle, LabelSet, Registry, overflow_labels};
-use crate::flush::{FlushStats, Published, SeriesEstimate};
 use crate::metric::{HistogramConfig, HistogramSnapshot, MetricKind};
 use crate::sample::sampled::cells as sampled_cells;
+use crate::stats::{FlushStats, Published, SeriesEstimate};
 
 /// One family's series as copied under the registry lock: handles, not yet values.
 struct Pending {

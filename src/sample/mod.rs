@@ -4,9 +4,9 @@
 pub mod announce;
 #[cfg(not(loom))]
 pub mod key;
-pub mod lane;
 #[cfg(not(loom))]
-pub mod names;
+pub mod key_names;
+pub mod lane;
 #[cfg(not(loom))]
 pub mod pipeline;
 pub mod record;

@@ -17,11 +17,13 @@ use std::thread::Thread;
 use std::time::Instant;
 
 use super::announce::{Announced, Gate, PushSlot};
+use super::key_names::KeyNames;
 use super::lane::{Lane, Queued};
-use super::names::KeyNames;
 use super::record::Record;
 use super::ring::{Consumer, Overflow};
-use crate::flush::Published;
+use super::sampled::{Sampled, SampledSeries, cells as sampled_cells};
+use crate::arena::{CellPool, allocate_cells};
+use crate::stats::Published;
 
 /// Sampling knobs, fixed when the engine is built.
 #[derive(Debug, Clone, PartialEq)]
@@ -79,7 +81,7 @@ pub struct Pipeline {
     /// Sampling knobs.
     pub config: SamplingConfig,
     /// Where its registry's cells come from (and its exemplar samplers').
-    pub(crate) cells: crate::registry::CellPool,
+    pub(crate) cells: CellPool,
     /// Time origin of record timestamps.
     pub start: Instant,
     /// Nanoseconds from `start` to the flusher's latest pass: the clock that stamps records
@@ -87,7 +89,7 @@ pub struct Pipeline {
     tick_ns: AtomicU64,
     /// Critical records whose ring was full.
     pub lane: Lane,
-    /// The names of the reported top keys (see [`super::names`]).
+    /// The names of the reported top keys (see [`super::key_names`]).
     pub names: KeyNames,
     /// Consumers of rings created since the flusher last looked.
     new_rings: Mutex<Vec<Consumer>>,
@@ -196,7 +198,7 @@ impl std::fmt::Debug for Pipeline {
 
 impl Pipeline {
     /// A pipeline with `config`.
-    pub(crate) fn new(config: SamplingConfig, cells: crate::registry::CellPool) -> Self {
+    pub(crate) fn new(config: SamplingConfig, cells: CellPool) -> Self {
         // `usize::MAX`: never reached, so producers never wake the flusher early.
         let high_water = if config.wake_on_high_water {
             (config.ring_capacity.next_power_of_two() * 3 / 4).max(1)
@@ -415,6 +417,14 @@ pub fn splitmix64(mut x: u64) -> u64 {
     x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     x ^ (x >> 31)
+}
+
+/// A new series of sampled family `metric`: fresh cells, leaked handle state.
+pub(crate) fn new_sampled_series(metric: &'static SampledMetric) -> crate::error::Result<Sampled> {
+    let base = allocate_cells(metric.pipeline.cells, sampled_cells::CELLS)?;
+    Ok(Sampled {
+        series: Box::leak(Box::new(SampledSeries { base, metric })),
+    })
 }
 
 #[cfg(test)]

@@ -774,7 +774,7 @@ fn sample_slow(cells: Cells, s: &SampledSeries, n: u64, value: f64, key: u64) ->
 }
 
 /// Whether the flusher wants the key of a sampled event named: one load and a bit test
-/// (false for an event without a key). See [`super::names`].
+/// (false for an event without a key). See [`super::key_names`].
 #[inline(always)]
 fn wants_name(pipeline: &Pipeline, key: u64) -> bool {
     key != 0 && pipeline.names.wanted(key)

@@ -3,6 +3,12 @@
 //!
 //! Rules (Prometheus data model): metric names match `[a-zA-Z_:][a-zA-Z0-9_:]*`, label names
 //! match `[a-zA-Z_][a-zA-Z0-9_]*`, and names beginning with `__` are reserved.
+//!
+//! With the names, the other words every layer uses about a family: its [`MetricKind`]
+//! and the unit rule. Nothing here imports from the crate, so the error type and every
+//! layer above can.
+
+use core::fmt;
 
 /// The rule a metric name breaks, or `Ok`.
 pub const fn check_metric_name(name: &str) -> Result<(), &'static str> {
@@ -51,8 +57,7 @@ const fn starts_with(b: &[u8], prefix: &[u8]) -> bool {
 
 /// The names a family of `kind` called `name` occupies in the exposition (family names and
 /// sample names, in either format). Two families may not share any of them.
-pub(crate) fn exposed_names(name: &str, kind: crate::metric::MetricKind) -> Vec<String> {
-    use crate::metric::MetricKind;
+pub(crate) fn exposed_names(name: &str, kind: MetricKind) -> Vec<String> {
     match kind {
         // `_created` is never written, but OpenMetrics reserves it for counters, histograms
         // and summaries: another family of that name would clash in a strict parser.
@@ -147,6 +152,55 @@ fn truncate_long(value: &str) -> &str {
         end -= 1;
     }
     &value[..end]
+}
+
+/// The kind of a metric family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MetricKind {
+    /// A monotonic `u64` count.
+    Counter,
+    /// An `f64` that goes up and down.
+    Gauge,
+    /// A distribution of `f64` observations in fixed log-linear buckets.
+    Histogram,
+    /// Sampled events: exact count and sum, estimated quantiles and per-key counts.
+    Sampled,
+}
+
+impl fmt::Display for MetricKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            MetricKind::Counter => "counter",
+            MetricKind::Gauge => "gauge",
+            MetricKind::Histogram => "histogram",
+            MetricKind::Sampled => "sampled metric",
+        })
+    }
+}
+
+/// [`Error::InvalidUnit`](crate::Error::InvalidUnit)'s rule for a name without its unit's suffix.
+pub(crate) const UNIT_SUFFIX_RULE: &str = "OpenMetrics requires the name to end with `_<unit>` \
+     (before `_total` for a counter), and hotmeter does not rename metrics";
+
+/// The rule a unit for metric `name` breaks (see [`Registry::describe_with_unit`](crate::Registry::describe_with_unit)).
+pub(crate) fn check_unit(name: &str, unit: &str) -> std::result::Result<(), &'static str> {
+    let b = unit.as_bytes();
+    if b.is_empty()
+        || !b[0].is_ascii_lowercase()
+        || !b
+            .iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'_')
+    {
+        return Err("a unit is a lower-case word matching [a-z][a-z0-9_]*, such as seconds");
+    }
+    let family = name.strip_suffix("_total").unwrap_or(name);
+    if !family
+        .strip_suffix(unit)
+        .is_some_and(|rest| rest.ends_with('_') && rest.len() > 1)
+    {
+        return Err(UNIT_SUFFIX_RULE);
+    }
+    Ok(())
 }
 
 #[cfg(test)]

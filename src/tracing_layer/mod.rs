@@ -1003,7 +1003,9 @@ fn format_line(
     push_timestamp(&mut line, now);
     line.push(' ');
     let start = line.len();
-    let _ = write!(line, "level={} target=", meta.level());
+    line.push_str("level=");
+    line.push_str(meta.level().as_str());
+    line.push_str(" target=");
     push_value(&mut line, meta.target());
     let mut fields = FormatFields { line: &mut line };
     event.record(&mut fields);
@@ -1014,34 +1016,127 @@ fn format_line(
         push_value(&mut line, &c.value);
     }
     let end = line.len();
-    let _ = write!(line, " sample_rate={}", k_to_rate(k));
+    line.push_str(" sample_rate=");
+    line.push_str(&rate_texts()[usize::from(k.min(63))]);
     line.push('\n');
     (line, start..end)
+}
+
+/// `2^-k` as `Display` writes it (`1`, `0.5`, `0.0625`, …), for every `k`: written once, not
+/// per line.
+fn rate_texts() -> &'static [String; 64] {
+    static TEXTS: std::sync::OnceLock<[String; 64]> = std::sync::OnceLock::new();
+    TEXTS.get_or_init(|| core::array::from_fn(|k| k_to_rate(k as u8).to_string()))
+}
+
+/// Appends `v` in decimal (what `Display` writes), without the formatting machinery.
+fn push_u64(line: &mut String, mut v: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    push_digits(line, &buf[i..]);
+}
+
+/// Appends `v` as `width` decimal digits, zero-padded (`v < 10^width`, `width ≤ 20`).
+fn push_padded(line: &mut String, mut v: u64, width: usize) {
+    let mut buf = [b'0'; 20];
+    for slot in buf[..width].iter_mut().rev() {
+        *slot = b'0' + (v % 10) as u8;
+        v /= 10;
+    }
+    push_digits(line, &buf[..width]);
+}
+
+/// Appends ASCII text (digits, a timestamp's punctuation) without validating it again.
+fn push_digits(line: &mut String, ascii: &[u8]) {
+    assert!(ascii.is_ascii(), "push_digits takes ASCII");
+    // SAFETY: ASCII (checked just above, a handful of byte compares) is valid UTF-8.
+    line.push_str(unsafe { core::str::from_utf8_unchecked(ascii) });
+}
+
+thread_local! {
+    /// A `Debug` value's text while it is checked for quoting: reused, so a kept line does
+    /// not allocate per field.
+    static SCRATCH: core::cell::RefCell<String> = const { core::cell::RefCell::new(String::new()) };
 }
 
 struct FormatFields<'a> {
     line: &'a mut String,
 }
 
-impl Visit for FormatFields<'_> {
-    fn record_str(&mut self, field: &Field, value: &str) {
+impl FormatFields<'_> {
+    fn name(&mut self, field: &Field) {
         self.line.push(' ');
         self.line.push_str(field.name());
         self.line.push('=');
+    }
+}
+
+impl Visit for FormatFields<'_> {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.name(field);
         push_value(self.line, value);
     }
 
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.name(field);
+        push_u64(self.line, value);
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.name(field);
+        if value < 0 {
+            self.line.push('-');
+        }
+        push_u64(self.line, value.unsigned_abs());
+    }
+
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.name(field);
+        self.line.push_str(if value { "true" } else { "false" });
+    }
+
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        self.record_str(field, &format!("{value:?}"));
+        self.name(field);
+        // Reentrancy (a `Debug` impl that logs) finds the scratch borrowed: it allocates.
+        let done = SCRATCH.try_with(|scratch| {
+            let Ok(mut text) = scratch.try_borrow_mut() else {
+                return false;
+            };
+            text.clear();
+            let _ = write!(text, "{value:?}");
+            push_value(self.line, &text);
+            true
+        });
+        if done != Ok(true) {
+            push_value(self.line, &format!("{value:?}"));
+        }
     }
 }
 
 /// A value as is when it is a plain token, else quoted with `\"`, `\\`, `\n` escaped.
 fn push_value(line: &mut String, v: &str) {
+    // ASCII bytes decided by their byte; text with others by its characters.
     let plain = !v.is_empty()
-        && !v
-            .chars()
-            .any(|c| c.is_whitespace() || c == '"' || c == '=' || c == '\\' || c.is_control());
+        && if v.is_ascii() {
+            !v.bytes().any(|b| {
+                b.is_ascii_whitespace()
+                    || b == b'"'
+                    || b == b'='
+                    || b == b'\\'
+                    || b.is_ascii_control()
+            })
+        } else {
+            !v.chars()
+                .any(|c| c.is_whitespace() || c == '"' || c == '=' || c == '\\' || c.is_control())
+        };
     if plain {
         line.push_str(v);
         return;
@@ -1064,10 +1159,31 @@ fn push_value(line: &mut String, v: &str) {
 }
 
 /// RFC 3339 UTC with microseconds, from days-since-epoch to civil date (Howard Hinnant's
-/// `civil_from_days`).
+/// `civil_from_days`). The text up to the seconds is kept per thread for the second it
+/// stands for, so consecutive lines write only their microseconds.
 fn push_timestamp(line: &mut String, t: SystemTime) {
+    thread_local! {
+        /// The last whole second written and its `YYYY-MM-DDTHH:MM:SS.` (20 bytes).
+        static LAST: core::cell::Cell<(u64, [u8; 20])> = const { core::cell::Cell::new((u64::MAX, [0; 20])) };
+    }
     let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
     let secs = d.as_secs();
+    let prefix = match LAST.try_with(core::cell::Cell::get) {
+        Ok((s, prefix)) if s == secs => prefix,
+        _ => {
+            let prefix = second_prefix(secs);
+            let _ = LAST.try_with(|last| last.set((secs, prefix)));
+            prefix
+        }
+    };
+    push_digits(line, &prefix);
+    push_padded(line, u64::from(d.subsec_micros()), 6);
+    line.push('Z');
+}
+
+/// `YYYY-MM-DDTHH:MM:SS.` of the second `secs` after the epoch (years mod 10,000: a log's
+/// clock never leaves 0..=9999).
+fn second_prefix(secs: u64) -> [u8; 20] {
     let days = (secs / 86_400) as i64;
     let rem = secs % 86_400;
     let z = days + 719_468;
@@ -1079,20 +1195,52 @@ fn push_timestamp(line: &mut String, t: SystemTime) {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    let _ = write!(
-        line,
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:06}Z",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60,
-        d.subsec_micros()
-    );
+    let mut out = *b"0000-00-00T00:00:00.";
+    let mut put = |at: usize, width: usize, mut v: u64| {
+        for slot in out[at..at + width].iter_mut().rev() {
+            *slot = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+    };
+    put(0, 4, year.rem_euclid(10_000) as u64);
+    put(5, 2, month as u64);
+    put(8, 2, day as u64);
+    put(11, 2, rem / 3600);
+    put(14, 2, rem / 60 % 60);
+    put(17, 2, rem % 60);
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    /// The hand-written number and timestamp writers write what `Display` would.
+    #[test]
+    fn numbers_and_timestamps_read_as_display_writes_them() {
+        for v in [0u64, 7, 10, 99, 1_000, 123_456_789, u64::MAX] {
+            let mut s = String::new();
+            push_u64(&mut s, v);
+            assert_eq!(s, v.to_string());
+        }
+        let mut s = String::new();
+        push_padded(&mut s, 42, 6);
+        assert_eq!(s, "000042");
+        // Two lines in one second share the cached prefix; the next second gets its own.
+        let t = UNIX_EPOCH + Duration::new(1_709_210_096, 1_000);
+        let mut s = String::new();
+        push_timestamp(&mut s, t);
+        push_timestamp(&mut s, t + Duration::from_micros(5));
+        push_timestamp(&mut s, t + Duration::from_secs(1));
+        assert_eq!(
+            s,
+            "2024-02-29T12:34:56.000001Z2024-02-29T12:34:56.000006Z2024-02-29T12:34:57.000001Z"
+        );
+        for k in [0u8, 1, 4, 63] {
+            assert_eq!(rate_texts()[usize::from(k)], k_to_rate(k).to_string());
+        }
+    }
 
     #[test]
     fn timestamps_are_rfc3339_utc() {

@@ -186,9 +186,95 @@ fn logging(c: &mut Criterion) {
     g.finish();
 }
 
+/// Two threads each logging `iters` events through `d`: the wall time per event of one
+/// thread (both run at once).
+fn two_threads(d: &Dispatch, iters: u64, event: fn(u64)) -> Duration {
+    let start = std::sync::Barrier::new(3);
+    let t = std::thread::scope(|s| {
+        for _ in 0..2 {
+            let (d, start) = (d.clone(), &start);
+            s.spawn(move || {
+                tracing::dispatcher::with_default(&d, || {
+                    start.wait();
+                    for i in 0..iters {
+                        event(i);
+                    }
+                });
+            });
+        }
+        start.wait();
+        std::time::Instant::now()
+    });
+    t.elapsed()
+}
+
+/// The 1-thread groups' events, from 2 threads at once.
+fn logging_two_threads(c: &mut Criterion) {
+    let (hm_out, _g1) = hotmeter("info=0.000001,debug=0.01");
+    let (hm_keep, _g2) = hotmeter("");
+    let (fmt, _g3) = fmt();
+    let sampled_out: fn(u64) = |i| tracing::info!(target: "bench::hot", i, "tick");
+    let kept: fn(u64) = |i| tracing::info!(target: "bench::kept", i, bytes = 512u64, "sent");
+    let mut g = c.benchmark_group("logging_2t");
+    for (group, event, cases) in [
+        (
+            "sampled_out_info",
+            sampled_out,
+            [("hotmeter", &hm_out), ("fmt_appender", &fmt)],
+        ),
+        (
+            "kept_info",
+            kept,
+            [("hotmeter", &hm_keep), ("fmt_appender", &fmt)],
+        ),
+    ] {
+        for (name, d) in cases {
+            g.bench_function(format!("{group}/{name}"), |b| {
+                b.iter_custom(|iters| two_threads(d, iters, event));
+            });
+        }
+    }
+    g.finish();
+}
+
+/// The writer alone: `LINES` preformatted lines sent from one thread into a sink that
+/// discards, under the block policy (nothing dropped), timed until the guard's drop has
+/// written the last one: lines per second through the queue and the worker.
+fn writer_throughput(c: &mut Criterion) {
+    const LINES: u64 = 100_000;
+    let line = "ts=2026-12-02T00:41:07.123456Z level=INFO target=bench::kept message=sent i=7 bytes=512 sample_rate=1\n";
+    let mut g = c.benchmark_group("logging/writer_throughput");
+    g.throughput(criterion::Throughput::Elements(LINES));
+    g.sample_size(10);
+    g.bench_function("hotmeter_block", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let engine = Arc::new(hotmeter::Engine::builder().build().expect("engine"));
+                let (writer, guard) = NonBlocking::builder()
+                    .overflow(hotmeter::tracing_layer::OverflowPolicy::Block(
+                        Duration::from_secs(5),
+                    ))
+                    .build(std::io::sink(), &engine)
+                    .expect("writer");
+                let t = std::time::Instant::now();
+                for _ in 0..LINES {
+                    writer.send(line.to_string());
+                }
+                drop(guard);
+                total += t.elapsed();
+                let st = writer.stats();
+                assert_eq!((st.written, st.dropped()), (LINES, 0), "every line written");
+            }
+            total
+        });
+    });
+    g.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().warm_up_time(Duration::from_secs(1));
-    targets = logging
+    targets = logging, logging_two_threads, writer_throughput
 }
 criterion_main!(benches);

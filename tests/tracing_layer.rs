@@ -113,6 +113,21 @@ fn counts_are_exact_per_level_and_callsite_under_two_threads() {
         let out = counter(&e, "log_events_sampled_out_total", &[("level", level)]);
         assert_eq!(kept + out, seen, "{level}");
         kept_total += kept;
+        // The share kept is the rate, whichever path decided (before the event is built,
+        // or in `on_event`): within 4 binomial standard errors (false-failure probability
+        // ~6e-5 per level; the generator is seeded from the clock, so this is random). A
+        // second draw on kept events would keep p², far outside.
+        let p = match level {
+            "WARN" | "ERROR" => 1.0,
+            "INFO" => (0.5 + 0.125) / 2.0,
+            _ => 0.125,
+        };
+        let se = (p * (1.0 - p) / seen as f64).sqrt().max(1e-12);
+        let share = kept as f64 / seen as f64;
+        assert!(
+            (share - p).abs() <= 4.0 * se + 1e-12,
+            "{level}: kept {share}, rate {p}"
+        );
     }
     // Every kept event became one written line (the queue never overflowed).
     let lines = sink.lines();

@@ -494,18 +494,41 @@ impl SamplingLayer {
     /// from the shared map (one read lock), else registered.
     #[inline]
     fn site(&self, meta: &'static Metadata<'static>) -> Site {
-        let addr = meta as *const Metadata<'static> as usize;
+        self.cached_site(meta, || Some(self.shared_site(meta)))
+            .expect("shared_site registers a site it does not know")
+    }
+
+    /// The site of `meta` from this thread's cache, else from `lookup` (cached then).
+    #[inline]
+    fn cached_site(
+        &self,
+        meta: &Metadata<'_>,
+        lookup: impl FnOnce() -> Option<Site>,
+    ) -> Option<Site> {
+        let addr = meta as *const Metadata<'_> as usize;
         // Fibonacci hashing of the metadata's address onto the cache's slots.
         let slot =
             ((addr as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - SITE_CACHE_BITS)) as usize;
         SITE_CACHE.with(|cache| {
             let (uid, a, site) = cache[slot].get();
             if uid == self.uid && a == addr {
-                return site;
+                return Some(site);
             }
-            let site = self.shared_site(meta);
+            let site = lookup()?;
             cache[slot].set((self.uid, addr, site));
-            site
+            Some(site)
+        })
+    }
+
+    /// The site of `meta` if `register_callsite` registered it (no registration here:
+    /// `enabled` sees metadata without its `'static` lifetime).
+    fn known_site(&self, meta: &Metadata<'_>) -> Option<Site> {
+        self.cached_site(meta, || {
+            self.sites
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&meta.callsite())
+                .copied()
         })
     }
 
@@ -658,6 +681,14 @@ thread_local! {
     });
 }
 
+thread_local! {
+    /// The metadata address of the event `enabled` just kept (0: none): its `on_event`
+    /// does not draw again. A nested event (logged while the event's fields are built)
+    /// replaces the mark, and the outer event then draws again: kept with `p²`, a rare
+    /// case documented at `enabled`.
+    static PASSED: Cell<usize> = const { Cell::new(0) };
+}
+
 /// splitmix64 (Steele, Lea, Flood 2014) on a per-thread state: one uniform 64-bit draw.
 #[inline]
 fn random_u64() -> u64 {
@@ -747,11 +778,49 @@ where
             .sites
             .read()
             .unwrap_or_else(|e| e.into_inner())
-            .contains_key(&id);
-        if !known {
-            self.register(meta);
+            .get(&id)
+            .copied();
+        let site = known.unwrap_or_else(|| self.register(meta));
+        if site.k == 0 || site.has_id_field {
+            // Always kept, or decided by the event's own id: `on_event` decides.
+            Interest::always()
+        } else {
+            // Perhaps sampled out before the event is built: see `enabled`.
+            Interest::sometimes()
         }
-        Interest::always()
+    }
+
+    /// The early decision for an event whose callsite names no correlation field, made
+    /// before the event is built and dispatched: while no span carries an id, its keep
+    /// decision is a random draw, so a sampled-out event is counted here and goes no
+    /// further (no other layer sees it: sampling filters the subscriber, as `EnvFilter`
+    /// does). A kept one is marked for `on_event` ([`PASSED`]), which then does not draw
+    /// again. Once some span carries an id the decision needs the event's span, which
+    /// only `on_event` knows for sure (an explicit parent), so it is deferred there.
+    fn enabled(&self, meta: &Metadata<'_>, _ctx: Context<'_, S>) -> bool {
+        // `enabled!` hints and spans are not events to count.
+        if !meta.is_event() {
+            return true;
+        }
+        // Relaxed: see `with_span_id`.
+        if self.any_span_id.load(Ordering::Relaxed) {
+            return true;
+        }
+        let Some(site) = self.known_site(meta) else {
+            return true;
+        };
+        if site.k == 0 || site.has_id_field {
+            return true;
+        }
+        if random_u64().leading_zeros() >= u32::from(site.k) {
+            let _ = PASSED.try_with(|p| p.set(meta as *const Metadata<'_> as usize));
+            return true;
+        }
+        if let Some(c) = site.events {
+            c.inc();
+        }
+        self.sampled_out[site.level].inc();
+        false
     }
 
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
@@ -815,7 +884,12 @@ where
             });
         }
         let mut k = site.k;
-        if k != 0 {
+        // Kept by `enabled` already (this very event: it marks the metadata just before the
+        // event is built, and clears nothing else in between but a nested event's mark).
+        let passed = PASSED
+            .try_with(|p| p.replace(0))
+            .is_ok_and(|a| a == meta as *const Metadata<'static> as usize);
+        if k != 0 && !passed {
             let mut key = None;
             if site.has_id_field {
                 let mut find = FindId::new(&self.fields, false);

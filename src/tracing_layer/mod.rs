@@ -65,6 +65,14 @@
 //! an integer id hashes as the integer ([`SampleKey`]). Without an id,
 //! the event is kept with probability `2^-k` from a per-thread generator.
 //!
+//! That draw is made before the event is built when it can be: a callsite that names no
+//! correlation field is registered with `Interest::sometimes`, and while no span carries an
+//! id, the layer's `enabled` counts the event and draws; a sampled-out event is then never
+//! constructed nor dispatched (so no other layer of the subscriber sees it either, as with
+//! `EnvFilter`), and a kept one is not drawn again in `on_event`. (An event logged while a
+//! kept event's fields are being recorded takes that mark; the outer event then draws again
+//! and is kept with `p²`: a rare nesting.)
+//!
 //! Once an ERROR is logged inside a span carrying an id, the later events of that span and
 //! of the spans that inherit its id are kept (`sample_rate=1`); an id carried by the events
 //! alone is not tracked this way.

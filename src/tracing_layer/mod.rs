@@ -802,7 +802,7 @@ where
     /// before the event is built and dispatched: while no span carries an id, its keep
     /// decision is a random draw, so a sampled-out event is counted here and goes no
     /// further (no other layer sees it: sampling filters the subscriber, as `EnvFilter`
-    /// does). A kept one is marked for `on_event` ([`PASSED`]), which then does not draw
+    /// does). A kept one is marked for `on_event` (`PASSED`), which then does not draw
     /// again. Once some span carries an id the decision needs the event's span, which
     /// only `on_event` knows for sure (an explicit parent), so it is deferred there.
     fn enabled(&self, meta: &Metadata<'_>, _ctx: Context<'_, S>) -> bool {

@@ -1460,6 +1460,44 @@ mod tests {
         );
     }
 
+    /// Korn–Graubard's factor against Student's quantiles at 97.5% (tables): ν = 1: 12.706,
+    /// 2: 4.303, 5: 2.571, 10: 2.228, 30: 2.042; the factor is `(1.96 / t)²`, within 0.3%
+    /// (Cornish–Fisher from ν = 3 on). No degree of freedom: 0; an estimated design effect
+    /// with 32 degrees of freedom beside 31 from the keys gives ν ≈ 15.7 (t ≈ 2.12).
+    #[test]
+    fn few_clusters_factor_matches_students_t() {
+        let inf = f64::INFINITY;
+        for (nu, t) in [
+            (1.0, 12.706),
+            (2.0, 4.303),
+            (5.0, 2.571),
+            (10.0, 2.228),
+            (30.0, 2.042),
+        ] {
+            let f = few_clusters_factor(nu + 1.0, Z95, inf);
+            let want = (Z95 / t).powi(2);
+            assert!((f / want - 1.0).abs() <= 0.003, "ν={nu}: {f} vs {want}");
+        }
+        assert_eq!(few_clusters_factor(1.5, Z95, inf), 0.0);
+        let f = few_clusters_factor(32.0, Z95, 32.0);
+        assert!((f / (Z95 / 2.12f64).powi(2) - 1.0).abs() <= 0.01, "{f}");
+        // Without clusters (`quantile`) nothing changes; with them the interval widens.
+        let mut d = Distribution::new();
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(3);
+        for _ in 0..200 {
+            d.add(value(&mut rng), 5);
+        }
+        let (a, b) = (
+            d.quantile(0.5, Z95).unwrap(),
+            d.quantile_clustered(0.5, Z95, 4.0).unwrap(),
+        );
+        assert!(b.lower <= a.lower && a.upper <= b.upper, "{a:?} {b:?}");
+        let c = d
+            .quantile_clustered_df(0.5, Z95, 4.0, ClusterVar::DEFF_DF)
+            .unwrap();
+        assert!(c.n_eff < b.n_eff, "{b:?} {c:?}");
+    }
+
     #[test]
     fn distribution_edges() {
         let mut d = Distribution::new();

@@ -392,12 +392,42 @@ impl Distribution {
     /// quantile (intra-key correlation 1) and an upper bound on it otherwise: intervals that
     /// err wide, and NaN sooner (a few heavy keys are a few observations, however many
     /// records they left).
+    ///
+    ///
+    /// With clusters (`deff > 1`) the effective size is also cut for the few clusters it
+    /// stands on, as Korn and Graubard (1998) do for proportions from survey data:
+    /// `n* = n_eff · (z / t_ν)²`, `t_ν` Student's quantile at the same level with
+    /// `ν = ⌊n_eff⌋ − 1` degrees of freedom (the effective number of keys, at most the
+    /// number kept, so `ν` errs small and the interval wide). Without it, 1,000 keys of
+    /// Zipf(1.1) sizes whose values sit at one level per key gave p50 intervals that
+    /// covered in 0.926 of trials at p = 1/32 with the exact design effect (0.949 with it);
+    /// see [`Distribution::quantile_clustered_df`] for an estimated design effect.
     pub fn quantile_clustered(&self, q: f64, z: f64, deff: f64) -> Option<QuantileEstimate> {
+        self.quantile_clustered_df(q, z, deff, f64::INFINITY)
+    }
+
+    /// [`Distribution::quantile_clustered`] with a design effect that is itself estimated,
+    /// with `deff_df` degrees of freedom ([`ClusterVar::DEFF_DF`] for the flusher's sketch;
+    /// infinite when exact): the two uncertainties of the variance add (Satterthwaite),
+    /// `1/ν = 1/(⌊n_eff⌋ − 1) + 1/deff_df`, and the Korn–Graubard cut applies whenever
+    /// `deff_df` is finite, even where the estimate came out at 1 or below. With the
+    /// sketch's design effect and `ν` from the keys alone, the Zipf case above covered in
+    /// 0.929 of 3,000 trials (0.914 without any cut).
+    pub fn quantile_clustered_df(
+        &self,
+        q: f64,
+        z: f64,
+        deff: f64,
+        deff_df: f64,
+    ) -> Option<QuantileEstimate> {
         if self.hist_w <= 0.0 {
             return None;
         }
         let q = q.clamp(0.0, 1.0);
-        let n_eff = self.quantile_n_eff(q) / deff.max(1.0);
+        let mut n_eff = self.quantile_n_eff(q) / deff.max(1.0);
+        if (deff > 1.0 || deff_df.is_finite()) && n_eff.is_finite() {
+            n_eff *= few_clusters_factor(n_eff, z, deff_df);
+        }
         let total = self.hist_w;
         let (lo, hi, before, count) = self.bucket_at((q * total).ceil().max(1.0));
         let within = ((q * total - before) / count).clamp(0.0, 1.0);
@@ -550,6 +580,11 @@ pub struct ClusterVar {
 }
 
 impl ClusterVar {
+    /// The degrees of freedom of the variances' estimates (one per sign counter: the mean of
+    /// `CLUSTER_SIGNS` squared, nearly Gaussian counters), for
+    /// [`Distribution::quantile_clustered_df`].
+    pub const DEFF_DF: f64 = CLUSTER_SIGNS as f64;
+
     /// Adds a record of `key` with weight `w` and value `y` (non-finite values count for
     /// the count only, as in [`Totals`]).
     #[inline]
@@ -915,6 +950,40 @@ fn rank_interval(n: f64, q: f64, z: f64) -> Option<(f64, f64)> {
         (l, u)
     };
     (l >= 1.0 && u <= n).then_some((l, u))
+}
+
+/// Korn and Graubard's (1998) factor `(z / t_ν)²` for an effective size `n` drawn in
+/// clusters, whose design effect was estimated with `deff_df` degrees of freedom:
+/// `t_ν` is Student's quantile at the level of `z` (`Φ(z)`) with
+/// `1/ν = 1/(⌊n⌋ − 1) + 1/deff_df`; 0 below one degree of freedom (no interval). Exact
+/// for `ν` = 1 and 2 (`ν` rounded down), the Cornish–Fisher expansion to `ν⁻³` beyond (at
+/// `z` = 1.96: 2.568 for `ν` = 5 against the exact 2.571, closer as `ν` grows).
+fn few_clusters_factor(n: f64, z: f64, deff_df: f64) -> f64 {
+    let clusters = n.floor() - 1.0;
+    if z <= 0.0 {
+        return 1.0;
+    }
+    if clusters < 1.0 {
+        return 0.0;
+    }
+    let nu = 1.0 / (1.0 / clusters + 1.0 / deff_df);
+    if nu < 1.0 {
+        return 0.0;
+    }
+    let nu = if nu < 3.0 { nu.floor() } else { nu };
+    let p = 1.0 - 0.5 * erfc(z / std::f64::consts::SQRT_2);
+    let t = if nu == 1.0 {
+        (std::f64::consts::PI * (p - 0.5)).tan()
+    } else if nu == 2.0 {
+        (2.0 * p - 1.0) / (2.0 * p * (1.0 - p)).sqrt()
+    } else {
+        let (z2, z3) = (z * z, z * z * z);
+        let (z5, z7) = (z3 * z2, z3 * z2 * z2);
+        z + (z3 + z) / (4.0 * nu)
+            + (5.0 * z5 + 16.0 * z3 + 3.0 * z) / (96.0 * nu * nu)
+            + (3.0 * z7 + 19.0 * z5 + 17.0 * z3 - 15.0 * z) / (384.0 * nu * nu * nu)
+    };
+    (z / t).powi(2).min(1.0)
 }
 
 /// The complementary error function (Abramowitz & Stegun 7.1.26, absolute error below
@@ -1391,6 +1460,44 @@ mod tests {
         );
     }
 
+    /// Korn–Graubard's factor against Student's quantiles at 97.5% (tables): ν = 1: 12.706,
+    /// 2: 4.303, 5: 2.571, 10: 2.228, 30: 2.042; the factor is `(1.96 / t)²`, within 0.3%
+    /// (Cornish–Fisher from ν = 3 on). No degree of freedom: 0; an estimated design effect
+    /// with 32 degrees of freedom beside 31 from the keys gives ν ≈ 15.7 (t ≈ 2.12).
+    #[test]
+    fn few_clusters_factor_matches_students_t() {
+        let inf = f64::INFINITY;
+        for (nu, t) in [
+            (1.0, 12.706),
+            (2.0, 4.303),
+            (5.0, 2.571),
+            (10.0, 2.228),
+            (30.0, 2.042),
+        ] {
+            let f = few_clusters_factor(nu + 1.0, Z95, inf);
+            let want = (Z95 / t).powi(2);
+            assert!((f / want - 1.0).abs() <= 0.003, "ν={nu}: {f} vs {want}");
+        }
+        assert_eq!(few_clusters_factor(1.5, Z95, inf), 0.0);
+        let f = few_clusters_factor(32.0, Z95, 32.0);
+        assert!((f / (Z95 / 2.12f64).powi(2) - 1.0).abs() <= 0.01, "{f}");
+        // Without clusters (`quantile`) nothing changes; with them the interval widens.
+        let mut d = Distribution::new();
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(3);
+        for _ in 0..200 {
+            d.add(value(&mut rng), 5);
+        }
+        let (a, b) = (
+            d.quantile(0.5, Z95).unwrap(),
+            d.quantile_clustered(0.5, Z95, 4.0).unwrap(),
+        );
+        assert!(b.lower <= a.lower && a.upper <= b.upper, "{a:?} {b:?}");
+        let c = d
+            .quantile_clustered_df(0.5, Z95, 4.0, ClusterVar::DEFF_DF)
+            .unwrap();
+        assert!(c.n_eff < b.n_eff, "{b:?} {c:?}");
+    }
+
     #[test]
     fn distribution_edges() {
         let mut d = Distribution::new();
@@ -1562,7 +1669,9 @@ mod tests {
     /// probability is ~0.13% if its coverage is exactly 95% (the intervals err wide by the
     /// buckets' width, so most cover more); seeds are fixed, so the outcome is
     /// deterministic. `cargo test --release --lib calibration -- --nocapture` prints the
-    /// table.
+    /// table. The keyed cases (keys kept or dropped whole) are in the flusher's tests,
+    /// `calibration_keyed_quantile_intervals_cover_across_the_grid`, where they go through
+    /// the flusher's own design effect; the same command runs them.
     #[test]
     fn calibration_quantile_intervals_cover_across_the_grid() {
         let release = !cfg!(debug_assertions);

@@ -311,39 +311,53 @@ fn bucket_exemplars(
         .collect()
 }
 
+/// A sampled family: its summary, and the gauges of its quantiles' standard errors and
+/// intervals and of its top keys.
 fn sampled_families(f: &FamilySnapshot, out: &mut Vec<Family>) {
-    let name = &f.name;
-    // The summary's HELP is exactly what `describe` set; without one, a default that says
-    // what is exact and what estimated. The gauges beside it say what they hold.
-    let described = f.help.clone();
-    let help = described
-        .clone()
-        .unwrap_or_else(|| format!("sampled metric {name}"));
-    let mut summaries = Vec::new();
-    let mut std_errors = Vec::new();
-    let (mut lowers, mut uppers) = (Vec::new(), Vec::new());
-    let mut keys = Vec::new();
+    let mut rows = SampledRows::default();
     for s in &f.series {
         let Value::Sampled(v) = &s.value else {
             continue;
         };
-        // No events in the quantile window: every quantile is NaN (as OpenMetrics asks),
-        // so the series stay put instead of coming and going.
-        let quantiles: Vec<crate::flush::Quantile> = if v.estimate.quantiles.is_empty() {
-            crate::flush::flusher::QUANTILES
-                .iter()
-                .map(|&q| crate::flush::Quantile {
-                    q,
-                    value: f64::NAN,
-                    lower: f64::NAN,
-                    upper: f64::NAN,
-                })
-                .collect()
-        } else {
-            v.estimate.quantiles.clone()
-        };
-        summaries.push(Series {
-            labels: s.labels.clone(),
+        rows.add(&s.labels, v);
+    }
+    rows.into_families(f, out);
+}
+
+/// The series of a sampled family's summary and of the gauge families beside it.
+#[derive(Default)]
+struct SampledRows {
+    summaries: Vec<Series>,
+    std_errors: Vec<Series>,
+    lowers: Vec<Series>,
+    uppers: Vec<Series>,
+    keys: Vec<Series>,
+}
+
+/// A sampled series' quantiles; with no events in the quantile window, every quantile is
+/// NaN (as OpenMetrics asks), so the series stay put instead of coming and going.
+fn quantiles_or_nan(v: &SampledValue) -> Vec<crate::flush::Quantile> {
+    if v.estimate.quantiles.is_empty() {
+        crate::flush::flusher::QUANTILES
+            .iter()
+            .map(|&q| crate::flush::Quantile {
+                q,
+                value: f64::NAN,
+                lower: f64::NAN,
+                upper: f64::NAN,
+            })
+            .collect()
+    } else {
+        v.estimate.quantiles.clone()
+    }
+}
+
+impl SampledRows {
+    /// The rows of one sampled series, labelled `labels`.
+    fn add(&mut self, labels: &[(String, String)], v: &SampledValue) {
+        let quantiles = quantiles_or_nan(v);
+        self.summaries.push(Series {
+            labels: labels.to_vec(),
             value: Sample::Summary {
                 quantiles: quantiles.iter().map(|q| (q.q, tidy(q.value))).collect(),
                 count: v.count,
@@ -351,17 +365,17 @@ fn sampled_families(f: &FamilySnapshot, out: &mut Vec<Family>) {
             },
         });
         for q in &quantiles {
-            let labels = with_label(&s.labels, "for_quantile", float_label(q.q));
+            let labels = with_label(labels, "for_quantile", float_label(q.q));
             let se = tidy((q.upper - q.lower) / (2.0 * crate::flush::estimate::Z95));
-            std_errors.push(Series {
+            self.std_errors.push(Series {
                 labels: labels.clone(),
                 value: Sample::Gauge(se),
             });
-            lowers.push(Series {
+            self.lowers.push(Series {
                 labels: labels.clone(),
                 value: Sample::Gauge(q.lower),
             });
-            uppers.push(Series {
+            self.uppers.push(Series {
                 labels,
                 value: Sample::Gauge(q.upper),
             });
@@ -372,57 +386,61 @@ fn sampled_families(f: &FamilySnapshot, out: &mut Vec<Family>) {
             .iter()
             .zip(top_key_labels(&v.estimate.top_keys))
         {
-            keys.push(Series {
-                labels: with_label(&s.labels, "key", label),
+            self.keys.push(Series {
+                labels: with_label(labels, "key", label),
                 value: Sample::Gauge(t.count),
             });
         }
     }
-    out.push(Family {
-        name: name.clone(),
-        help: described.unwrap_or_else(|| format!(
-            "{help} (quantiles estimated from sampled events; _count exact; _sum exact for recorded values, a Horvitz-Thompson estimate for sampled timers)"
-        )),
-        unit: unit_of(f),
-        kind: Kind::Summary,
-        series: summaries,
-    });
-    out.push(Family {
-        name: format!("{name}{QUANTILE_STD_ERROR_SUFFIX}"),
-        help: format!(
-            "{help} (standard error of each estimated quantile: its 95% rank interval's width / 3.92)"
-        ),
-        unit: None,
-        kind: Kind::Gauge,
-        series: std_errors,
-    });
-    // The interval itself: it is not symmetric around the estimate (a tail quantile's
-    // upper end is often much further), so a symmetric standard error alone misleads.
-    out.push(Family {
-        name: format!("{name}{QUANTILE_LOWER_SUFFIX}"),
-        help: format!(
-            "{help} (lower end of each estimated quantile's 95% interval: the exact binomial rank interval, widened to its buckets' edges; NaN while too few records bound it)"
-        ),
-        unit: None,
-        kind: Kind::Gauge,
-        series: lowers,
-    });
-    out.push(Family {
-        name: format!("{name}{QUANTILE_UPPER_SUFFIX}"),
-        help: format!("{help} (upper end of each estimated quantile's 95% interval)"),
-        unit: None,
-        kind: Kind::Gauge,
-        series: uppers,
-    });
-    out.push(Family {
-        name: format!("{name}{TOP_KEYS_SUFFIX}"),
-        help: format!(
-            "{help} (estimated events of the heaviest keys; `key` is the key as passed, or its 64-bit hash in hex until it is named)"
-        ),
-        unit: None,
-        kind: Kind::Gauge,
-        series: keys,
-    });
+
+    /// The summary family of `f` and the four gauge families beside it, into `out`.
+    fn into_families(self, f: &FamilySnapshot, out: &mut Vec<Family>) {
+        let name = &f.name;
+        // The summary's HELP is exactly what `describe` set; without one, a default that
+        // says what is exact and what estimated. The gauges beside it say what they hold.
+        let described = f.help.clone();
+        let help = described
+            .clone()
+            .unwrap_or_else(|| format!("sampled metric {name}"));
+        let gauge = |suffix: &str, what: &str, series: Vec<Series>| Family {
+            name: format!("{name}{suffix}"),
+            help: format!("{help} ({what})"),
+            unit: None,
+            kind: Kind::Gauge,
+            series,
+        };
+        out.push(Family {
+            name: name.clone(),
+            help: described.unwrap_or_else(|| format!(
+                "{help} (quantiles estimated from sampled events; _count exact; _sum exact for recorded values, a Horvitz-Thompson estimate for sampled timers)"
+            )),
+            unit: unit_of(f),
+            kind: Kind::Summary,
+            series: self.summaries,
+        });
+        out.push(gauge(
+            QUANTILE_STD_ERROR_SUFFIX,
+            "standard error of each estimated quantile: its 95% rank interval's width / 3.92",
+            self.std_errors,
+        ));
+        // The interval itself: it is not symmetric around the estimate (a tail quantile's
+        // upper end is often much further), so a symmetric standard error alone misleads.
+        out.push(gauge(
+            QUANTILE_LOWER_SUFFIX,
+            "lower end of each estimated quantile's 95% interval: the exact binomial rank interval, widened to its buckets' edges; NaN while too few records bound it",
+            self.lowers,
+        ));
+        out.push(gauge(
+            QUANTILE_UPPER_SUFFIX,
+            "upper end of each estimated quantile's 95% interval",
+            self.uppers,
+        ));
+        out.push(gauge(
+            TOP_KEYS_SUFFIX,
+            "estimated events of the heaviest keys; `key` is the key as passed, or its 64-bit hash in hex until it is named",
+            self.keys,
+        ));
+    }
 }
 
 /// Per sampled family, the pipeline's accounting summed over its series.

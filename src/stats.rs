@@ -13,13 +13,15 @@ use std::sync::Arc;
 /// (see [`Record::weight`](crate::sample::record::Record::weight)).
 pub const MAX_K: u8 = 63;
 
-/// The original system's base sample rate (3%); [`DEFAULT_BASE_K`] is its `k`.
+/// The original system's base sample rate (3%); `DEFAULT_BASE_K` is its `k`.
 pub const DEFAULT_BASE_RATE: f64 = 0.03;
 /// The original system's minimum sample rate (1%); [`DEFAULT_MAX_K`] is its `k`.
 pub const DEFAULT_MIN_RATE: f64 = 0.01;
 /// The original system's maximum sample rate (15%); [`DEFAULT_MIN_K`] is its `k`.
 pub const DEFAULT_MAX_RATE: f64 = 0.15;
-/// `rate_to_k(DEFAULT_BASE_RATE)`: `2^-5` = 3.125%. The `k` a new metric starts at.
+/// `rate_to_k(DEFAULT_BASE_RATE)`: `2^-5` = 3.125%, what a new metric starts at by default
+/// (the library converts the configured rate instead; the tests check this value).
+#[cfg(test)]
 pub const DEFAULT_BASE_K: u8 = 5;
 /// `rate_to_k(DEFAULT_MAX_RATE)`: `2^-3` = 12.5%, the highest default sampling rate.
 pub const DEFAULT_MIN_K: u8 = 3;
@@ -40,7 +42,7 @@ pub const DEFAULT_OVERHEAD_BUDGET: f64 = 0.01;
 /// # Errors
 ///
 /// A rate that is not a number in `(0, 1]` (zero, negative, above 1, NaN, infinite), or one
-/// so small that `k` would exceed [`MAX_K`] (below about `2^-63.5` ≈ 7.7e-20).
+/// so small that `k` would exceed 63 (`MAX_K`; below about `2^-63.5` ≈ 7.7e-20).
 pub fn rate_to_k(rate: f64) -> Result<u8, RateError> {
     if !(rate > 0.0 && rate <= 1.0) {
         return Err(RateError::OutOfRange { rate });
@@ -62,7 +64,7 @@ pub enum RateError {
         /// The rate given.
         rate: f64,
     },
-    /// So small that `k` would exceed [`MAX_K`] (below about `2^-63.5` ≈ 7.7e-20).
+    /// So small that `k` would exceed 63 (`MAX_K`; below about `2^-63.5` ≈ 7.7e-20).
     TooSmall {
         /// The rate given.
         rate: f64,
@@ -107,7 +109,7 @@ pub struct Published {
 
 /// One estimated quantile with its rank interval. All three numbers are NaN when the
 /// records cannot bound the quantile (too few of them: see
-/// [`Distribution::quantile`](crate::flush::estimate::Distribution::quantile)); `records` says how many
+/// `flush::estimate::Distribution::quantile`); `records` says how many
 /// there were.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Quantile {
@@ -141,7 +143,7 @@ pub struct SeriesEstimate {
     /// compare with the exact count to see the sampling error. In a keyed family (keys kept
     /// or dropped whole) both standard errors are the cluster sample's, `Σ_kept keys
     /// w(w−1)·Y²` over each key's total `Y`, estimated in bounded memory (see
-    /// [`ClusterVar`](crate::flush::estimate::ClusterVar)): right on average, but with few heavy keys the
+    /// `flush::estimate::ClusterVar`): right on average, but with few heavy keys the
     /// estimate is far from normal and `±1.96 SE` covers less than 95% (0.54 for Zipf(1.1)
     /// keys at 1/32).
     pub count_estimate: f64,
@@ -164,7 +166,7 @@ pub struct SeriesEstimate {
     /// `2^k` events and the bounds include the sampling error.
     pub top_keys: Vec<TopKey>,
     /// The latest keyed record per fine value bucket (at most
-    /// [`EXEMPLARS_PER_SERIES`]), in increasing value: exemplars.
+    /// `EXEMPLARS_PER_SERIES`, 256), in increasing value: exemplars.
     pub exemplars: Vec<ExemplarRecord>,
 }
 

@@ -470,7 +470,7 @@ impl FlushState {
     ) -> Vec<f64> {
         // What each family would cost at the highest rate, at the arrivals its controller
         // reacts to (`max(seen, EMA)`: see `step`).
-        let max_rate = super::controller::k_to_rate(cfg.min_k);
+        let max_rate = crate::stats::k_to_rate(cfg.min_k);
         let demands: Vec<f64> = deltas
             .iter()
             .map(|(key, _, (seen, _, _))| {

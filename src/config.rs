@@ -37,6 +37,7 @@ pub const MAX_TOKEN_BYTES: usize = MAX_REQUEST_HEAD_BYTES - 2 * 1024;
 /// Every knob of an [`Engine`](crate::Engine). Build one with
 /// [`Engine::builder`](crate::Engine::builder) or [`Config::default`].
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct Config {
     /// Starting sample probability, rounded to the nearest power of two (`HOTMETER_SAMPLE_RATE`,
     /// default 0.03 → 1/32).
@@ -108,6 +109,7 @@ pub struct Config {
 
 /// Which `hotmeter_*` families the exposition carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum MetaMetrics {
     /// Every one (the default).
     #[default]
@@ -195,6 +197,7 @@ impl Default for Config {
 
 /// A configuration value that could not be used.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ConfigError {
     /// The knob (environment variable name when it came from the environment).
     pub knob: String,

@@ -100,6 +100,7 @@ pub fn k_to_rate(k: u8) -> f64 {
 /// What the last flush published: per sampled series, its estimates; and the pipeline's
 /// meta-metrics. Immutable once published (readers clone an `Arc`).
 #[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
 pub struct Published {
     /// Per sampled series (keyed by its first cell id), the estimates.
     pub series: HashMap<u32, Arc<SeriesEstimate>>,
@@ -112,6 +113,7 @@ pub struct Published {
 /// `flush::estimate::Distribution::quantile`); `records` says how many
 /// there were.
 #[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
 pub struct Quantile {
     /// The quantile asked for, in (0, 1).
     pub q: f64,
@@ -126,6 +128,7 @@ pub struct Quantile {
 
 /// Estimates for one sampled series, from every record flushed so far.
 #[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
 pub struct SeriesEstimate {
     /// Records flushed (weights summed give the estimated count).
     pub records: u64,
@@ -172,6 +175,7 @@ pub struct SeriesEstimate {
 
 /// One of a series' heaviest keys.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct TopKey {
     /// The key's hash.
     pub key: u64,
@@ -198,6 +202,7 @@ pub const EXEMPLARS_PER_SERIES: usize = 256;
 
 /// One keyed sampled record kept as an exemplar.
 #[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
 pub struct ExemplarRecord {
     /// The observed value.
     pub value: f64,
@@ -209,6 +214,7 @@ pub struct ExemplarRecord {
 
 /// Meta-metrics of the sampling pipeline, as of the last flush.
 #[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
 pub struct FlushStats {
     /// Flushes done.
     pub flushes: u64,

@@ -379,6 +379,7 @@ pub fn paired_overhead(recording: &[f64], baseline: &[f64]) -> Estimate {
 /// What the engine itself did while one thread count was measured (warm-up excluded),
 /// from its meta-metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
+#[non_exhaustive]
 pub struct MetaDuring {
     /// Sampled-layer events (exact count) in the recording repetitions.
     pub events_recording: u64,
@@ -435,6 +436,7 @@ impl Baseline {
 
 /// The measurement at one thread count.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct ThreadRun {
     /// Threads running the closure at once.
     pub threads: usize,
@@ -461,6 +463,7 @@ pub struct ThreadRun {
 /// [`OverheadReport::verdict`]); print [`OverheadReport::verdict_line`]; save
 /// [`OverheadReport::to_json`] or [`OverheadReport::write_criterion`].
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct OverheadReport {
     /// The benchmark's name (criterion's group).
     pub name: String,

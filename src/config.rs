@@ -37,6 +37,7 @@ pub const MAX_TOKEN_BYTES: usize = MAX_REQUEST_HEAD_BYTES - 2 * 1024;
 /// Every knob of an [`Engine`](crate::Engine). Build one with
 /// [`Engine::builder`](crate::Engine::builder) or [`Config::default`].
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct Config {
     /// Starting sample probability, rounded to the nearest power of two (`HOTMETER_SAMPLE_RATE`,
     /// default 0.03 → 1/32).
@@ -108,6 +109,7 @@ pub struct Config {
 
 /// Which `hotmeter_*` families the exposition carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum MetaMetrics {
     /// Every one (the default).
     #[default]
@@ -195,6 +197,7 @@ impl Default for Config {
 
 /// A configuration value that could not be used.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ConfigError {
     /// The knob (environment variable name when it came from the environment).
     pub knob: String,
@@ -477,10 +480,24 @@ impl Config {
         Ok(self)
     }
 
+    /// Every variable's value on its own, in a fixed order (the first bad one is the
+    /// error).
     fn apply_env_values(
         mut self,
         get: impl Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigError> {
+        self.apply_env_sampling(&get)?;
+        self.apply_env_pipeline(&get)?;
+        self.apply_env_series(&get)?;
+        self.apply_env_endpoint(&get)?;
+        Ok(self)
+    }
+
+    /// The sampling knobs: rates, adaptation, overhead budget.
+    fn apply_env_sampling(
+        &mut self,
+        get: &impl Fn(&str) -> Option<String>,
+    ) -> Result<(), ConfigError> {
         if let Some(v) = get("HOTMETER_SAMPLE_RATE") {
             self.sample_rate = parse_rate("HOTMETER_SAMPLE_RATE", &v)?;
         }
@@ -496,6 +513,14 @@ impl Config {
         if let Some(v) = get("HOTMETER_OVERHEAD_BUDGET") {
             self.overhead_budget = parse_budget("HOTMETER_OVERHEAD_BUDGET", &v)?;
         }
+        Ok(())
+    }
+
+    /// The pipeline's knobs: rings, flushing, the quantile window, the overflow policy.
+    fn apply_env_pipeline(
+        &mut self,
+        get: &impl Fn(&str) -> Option<String>,
+    ) -> Result<(), ConfigError> {
         if let Some(v) = get("HOTMETER_RING_CAPACITY") {
             self.ring_capacity = parse_count("HOTMETER_RING_CAPACITY", &v, 2)?;
         }
@@ -508,6 +533,14 @@ impl Config {
         if let Some(v) = get("HOTMETER_OVERFLOW") {
             self.overflow = parse_overflow("HOTMETER_OVERFLOW", &v)?;
         }
+        Ok(())
+    }
+
+    /// The series and lane limits, global labels, meta-metrics and the seed.
+    fn apply_env_series(
+        &mut self,
+        get: &impl Fn(&str) -> Option<String>,
+    ) -> Result<(), ConfigError> {
         if let Some(v) = get("HOTMETER_SERIES_CAP") {
             self.series_cap = parse_count("HOTMETER_SERIES_CAP", &v, 1)?;
         }
@@ -532,14 +565,30 @@ impl Config {
                 .parse()
                 .map_err(|_| err("HOTMETER_SEED", &v, "an unsigned 64-bit integer"))?;
         }
-        #[cfg(not(feature = "http"))]
+        Ok(())
+    }
+
+    /// The endpoint's knobs; without the `http` feature, either variable is an error.
+    #[cfg(not(feature = "http"))]
+    fn apply_env_endpoint(
+        &mut self,
+        get: &impl Fn(&str) -> Option<String>,
+    ) -> Result<(), ConfigError> {
         for var in ["HOTMETER_LISTEN", "HOTMETER_TOKEN"] {
             if let Some(v) = get(var) {
                 let v = if var == "HOTMETER_TOKEN" { "***" } else { &v };
                 return Err(err(var, v, NO_HTTP_FORM));
             }
         }
-        #[cfg(feature = "http")]
+        Ok(())
+    }
+
+    /// The endpoint's knobs: the address (`default` for 127.0.0.1:9464) and the token.
+    #[cfg(feature = "http")]
+    fn apply_env_endpoint(
+        &mut self,
+        get: &impl Fn(&str) -> Option<String>,
+    ) -> Result<(), ConfigError> {
         if let Some(v) = get("HOTMETER_LISTEN") {
             let v = v.trim();
             let addr = if v == "default" { DEFAULT_ADDR } else { v };
@@ -551,7 +600,6 @@ impl Config {
                 )
             })?);
         }
-        #[cfg(feature = "http")]
         if let Some(v) = get("HOTMETER_TOKEN") {
             let t = v.trim();
             if !token_ok(t) {
@@ -559,7 +607,7 @@ impl Config {
             }
             self.token = Some(Secret(t.to_string()));
         }
-        Ok(self)
+        Ok(())
     }
 
     /// Applies the process environment's `HOTMETER_*` variables.

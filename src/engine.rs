@@ -297,6 +297,7 @@ impl EngineBuilder {
 /// The `/metrics` endpoint the configuration asks for (`listen`, `HOTMETER_LISTEN`) could
 /// not be bound. Its [`source`](std::error::Error::source) is the `io::Error`.
 #[derive(Debug)]
+#[non_exhaustive]
 pub struct BindError {
     /// The knob, or the variable when the address came from the environment
     /// (`HOTMETER_LISTEN`).

@@ -192,8 +192,7 @@ mod stats;
 pub mod tracing_layer;
 
 #[cfg(not(loom))]
-#[doc(hidden)]
-pub mod flush;
+mod flush;
 #[doc(hidden)]
 pub mod sample;
 

@@ -13,13 +13,15 @@ use std::sync::Arc;
 /// (see [`Record::weight`](crate::sample::record::Record::weight)).
 pub const MAX_K: u8 = 63;
 
-/// The original system's base sample rate (3%); [`DEFAULT_BASE_K`] is its `k`.
+/// The original system's base sample rate (3%); `DEFAULT_BASE_K` is its `k`.
 pub const DEFAULT_BASE_RATE: f64 = 0.03;
 /// The original system's minimum sample rate (1%); [`DEFAULT_MAX_K`] is its `k`.
 pub const DEFAULT_MIN_RATE: f64 = 0.01;
 /// The original system's maximum sample rate (15%); [`DEFAULT_MIN_K`] is its `k`.
 pub const DEFAULT_MAX_RATE: f64 = 0.15;
-/// `rate_to_k(DEFAULT_BASE_RATE)`: `2^-5` = 3.125%. The `k` a new metric starts at.
+/// `rate_to_k(DEFAULT_BASE_RATE)`: `2^-5` = 3.125%, what a new metric starts at by default
+/// (the library converts the configured rate instead; the tests check this value).
+#[cfg(test)]
 pub const DEFAULT_BASE_K: u8 = 5;
 /// `rate_to_k(DEFAULT_MAX_RATE)`: `2^-3` = 12.5%, the highest default sampling rate.
 pub const DEFAULT_MIN_K: u8 = 3;
@@ -40,7 +42,7 @@ pub const DEFAULT_OVERHEAD_BUDGET: f64 = 0.01;
 /// # Errors
 ///
 /// A rate that is not a number in `(0, 1]` (zero, negative, above 1, NaN, infinite), or one
-/// so small that `k` would exceed [`MAX_K`] (below about `2^-63.5` ≈ 7.7e-20).
+/// so small that `k` would exceed 63 (`MAX_K`; below about `2^-63.5` ≈ 7.7e-20).
 pub fn rate_to_k(rate: f64) -> Result<u8, RateError> {
     if !(rate > 0.0 && rate <= 1.0) {
         return Err(RateError::OutOfRange { rate });
@@ -62,7 +64,7 @@ pub enum RateError {
         /// The rate given.
         rate: f64,
     },
-    /// So small that `k` would exceed [`MAX_K`] (below about `2^-63.5` ≈ 7.7e-20).
+    /// So small that `k` would exceed 63 (`MAX_K`; below about `2^-63.5` ≈ 7.7e-20).
     TooSmall {
         /// The rate given.
         rate: f64,
@@ -98,6 +100,7 @@ pub fn k_to_rate(k: u8) -> f64 {
 /// What the last flush published: per sampled series, its estimates; and the pipeline's
 /// meta-metrics. Immutable once published (readers clone an `Arc`).
 #[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
 pub struct Published {
     /// Per sampled series (keyed by its first cell id), the estimates.
     pub series: HashMap<u32, Arc<SeriesEstimate>>,
@@ -107,9 +110,10 @@ pub struct Published {
 
 /// One estimated quantile with its rank interval. All three numbers are NaN when the
 /// records cannot bound the quantile (too few of them: see
-/// [`Distribution::quantile`](crate::flush::estimate::Distribution::quantile)); `records` says how many
+/// `flush::estimate::Distribution::quantile`); `records` says how many
 /// there were.
 #[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
 pub struct Quantile {
     /// The quantile asked for, in (0, 1).
     pub q: f64,
@@ -124,6 +128,7 @@ pub struct Quantile {
 
 /// Estimates for one sampled series, from every record flushed so far.
 #[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
 pub struct SeriesEstimate {
     /// Records flushed (weights summed give the estimated count).
     pub records: u64,
@@ -141,7 +146,7 @@ pub struct SeriesEstimate {
     /// compare with the exact count to see the sampling error. In a keyed family (keys kept
     /// or dropped whole) both standard errors are the cluster sample's, `Σ_kept keys
     /// w(w−1)·Y²` over each key's total `Y`, estimated in bounded memory (see
-    /// [`ClusterVar`](crate::flush::estimate::ClusterVar)): right on average, but with few heavy keys the
+    /// `flush::estimate::ClusterVar`): right on average, but with few heavy keys the
     /// estimate is far from normal and `±1.96 SE` covers less than 95% (0.54 for Zipf(1.1)
     /// keys at 1/32).
     pub count_estimate: f64,
@@ -164,12 +169,13 @@ pub struct SeriesEstimate {
     /// `2^k` events and the bounds include the sampling error.
     pub top_keys: Vec<TopKey>,
     /// The latest keyed record per fine value bucket (at most
-    /// [`EXEMPLARS_PER_SERIES`]), in increasing value: exemplars.
+    /// `EXEMPLARS_PER_SERIES`, 256), in increasing value: exemplars.
     pub exemplars: Vec<ExemplarRecord>,
 }
 
 /// One of a series' heaviest keys.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct TopKey {
     /// The key's hash.
     pub key: u64,
@@ -196,6 +202,7 @@ pub const EXEMPLARS_PER_SERIES: usize = 256;
 
 /// One keyed sampled record kept as an exemplar.
 #[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
 pub struct ExemplarRecord {
     /// The observed value.
     pub value: f64,
@@ -207,6 +214,7 @@ pub struct ExemplarRecord {
 
 /// Meta-metrics of the sampling pipeline, as of the last flush.
 #[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
 pub struct FlushStats {
     /// Flushes done.
     pub flushes: u64,

@@ -50,7 +50,7 @@ fn endpoint() -> SocketAddr {
                 .inc();
             let addr = engine
                 .serve_with(
-                    "127.0.0.1:0".parse().unwrap(),
+                    "127.0.0.1:0".parse::<std::net::SocketAddr>().unwrap(),
                     ServeConfig {
                         token: Some(TOKEN.into()),
                         header_timeout: Duration::from_secs(2),

@@ -10,8 +10,8 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Unit;
 
 use super::model::{self, Family, Kind, Sample};
-use super::openmetrics::escape_help;
 use super::started;
+use super::write::escape_help_openmetrics;
 
 /// A prometheus-client [`Collector`](prometheus_client::collector::Collector) over an
 /// engine: register it in your own `prometheus_client::registry::Registry` to expose
@@ -128,7 +128,7 @@ fn encode_value(encoder: &mut MetricEncoder, value: &Sample) -> fmt::Result {
 }
 
 fn encode_with_client(encoder: &mut DescriptorEncoder, f: &Family) -> fmt::Result {
-    let help = escape_help(&f.help);
+    let help = escape_help_openmetrics(&f.help);
     // prometheus-client appends `_<unit>` to the name it is given.
     let unit = f.unit.clone().map(Unit::Other);
     let name = match &unit {

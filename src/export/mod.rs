@@ -36,6 +36,7 @@ pub mod http;
 pub(crate) mod model;
 pub(crate) mod openmetrics;
 pub(crate) mod text;
+pub(crate) mod write;
 
 /// The strict exposition parser of the tests (`tests/common/parse.rs`), for the unit tests.
 #[cfg(test)]

@@ -4,9 +4,9 @@
 //! gauge, histogram). Building the model is the only place that decides names and values;
 //! the two encoders only format it, so both formats always carry the same series.
 
-use std::fmt::Write as _;
 use std::time::SystemTime;
 
+use super::write::format_float;
 use crate::metric::MetricKind;
 use crate::registry::{FamilySnapshot, MetaSnapshot, SampledValue, Snapshot, Value};
 
@@ -109,18 +109,6 @@ pub fn top_key_labels(keys: &[crate::TopKey]) -> Vec<String> {
             _ => key_label(t.key),
         })
         .collect()
-}
-
-/// A float as both formats write it (and as `le` / `quantile` label values): `NaN`,
-/// `+Inf`, `-Inf`, or the shortest representation that round-trips (`1.0`, `0.001`, `1e-7`).
-pub fn format_float(out: &mut String, v: f64) {
-    if v.is_nan() {
-        out.push_str("NaN");
-    } else if v.is_infinite() {
-        out.push_str(if v > 0.0 { "+Inf" } else { "-Inf" });
-    } else {
-        out.push_str(dtoa::Buffer::new().format_finite(v));
-    }
 }
 
 /// `v` rounded to 15 significant digits: an estimate's last-bit noise
@@ -311,39 +299,53 @@ fn bucket_exemplars(
         .collect()
 }
 
+/// A sampled family: its summary, and the gauges of its quantiles' standard errors and
+/// intervals and of its top keys.
 fn sampled_families(f: &FamilySnapshot, out: &mut Vec<Family>) {
-    let name = &f.name;
-    // The summary's HELP is exactly what `describe` set; without one, a default that says
-    // what is exact and what estimated. The gauges beside it say what they hold.
-    let described = f.help.clone();
-    let help = described
-        .clone()
-        .unwrap_or_else(|| format!("sampled metric {name}"));
-    let mut summaries = Vec::new();
-    let mut std_errors = Vec::new();
-    let (mut lowers, mut uppers) = (Vec::new(), Vec::new());
-    let mut keys = Vec::new();
+    let mut rows = SampledRows::default();
     for s in &f.series {
         let Value::Sampled(v) = &s.value else {
             continue;
         };
-        // No events in the quantile window: every quantile is NaN (as OpenMetrics asks),
-        // so the series stay put instead of coming and going.
-        let quantiles: Vec<crate::flush::Quantile> = if v.estimate.quantiles.is_empty() {
-            crate::flush::flusher::QUANTILES
-                .iter()
-                .map(|&q| crate::flush::Quantile {
-                    q,
-                    value: f64::NAN,
-                    lower: f64::NAN,
-                    upper: f64::NAN,
-                })
-                .collect()
-        } else {
-            v.estimate.quantiles.clone()
-        };
-        summaries.push(Series {
-            labels: s.labels.clone(),
+        rows.add(&s.labels, v);
+    }
+    rows.into_families(f, out);
+}
+
+/// The series of a sampled family's summary and of the gauge families beside it.
+#[derive(Default)]
+struct SampledRows {
+    summaries: Vec<Series>,
+    std_errors: Vec<Series>,
+    lowers: Vec<Series>,
+    uppers: Vec<Series>,
+    keys: Vec<Series>,
+}
+
+/// A sampled series' quantiles; with no events in the quantile window, every quantile is
+/// NaN (as OpenMetrics asks), so the series stay put instead of coming and going.
+fn quantiles_or_nan(v: &SampledValue) -> Vec<crate::flush::Quantile> {
+    if v.estimate.quantiles.is_empty() {
+        crate::flush::flusher::QUANTILES
+            .iter()
+            .map(|&q| crate::flush::Quantile {
+                q,
+                value: f64::NAN,
+                lower: f64::NAN,
+                upper: f64::NAN,
+            })
+            .collect()
+    } else {
+        v.estimate.quantiles.clone()
+    }
+}
+
+impl SampledRows {
+    /// The rows of one sampled series, labelled `labels`.
+    fn add(&mut self, labels: &[(String, String)], v: &SampledValue) {
+        let quantiles = quantiles_or_nan(v);
+        self.summaries.push(Series {
+            labels: labels.to_vec(),
             value: Sample::Summary {
                 quantiles: quantiles.iter().map(|q| (q.q, tidy(q.value))).collect(),
                 count: v.count,
@@ -351,17 +353,17 @@ fn sampled_families(f: &FamilySnapshot, out: &mut Vec<Family>) {
             },
         });
         for q in &quantiles {
-            let labels = with_label(&s.labels, "for_quantile", float_label(q.q));
+            let labels = with_label(labels, "for_quantile", float_label(q.q));
             let se = tidy((q.upper - q.lower) / (2.0 * crate::flush::estimate::Z95));
-            std_errors.push(Series {
+            self.std_errors.push(Series {
                 labels: labels.clone(),
                 value: Sample::Gauge(se),
             });
-            lowers.push(Series {
+            self.lowers.push(Series {
                 labels: labels.clone(),
                 value: Sample::Gauge(q.lower),
             });
-            uppers.push(Series {
+            self.uppers.push(Series {
                 labels,
                 value: Sample::Gauge(q.upper),
             });
@@ -372,57 +374,61 @@ fn sampled_families(f: &FamilySnapshot, out: &mut Vec<Family>) {
             .iter()
             .zip(top_key_labels(&v.estimate.top_keys))
         {
-            keys.push(Series {
-                labels: with_label(&s.labels, "key", label),
+            self.keys.push(Series {
+                labels: with_label(labels, "key", label),
                 value: Sample::Gauge(t.count),
             });
         }
     }
-    out.push(Family {
-        name: name.clone(),
-        help: described.unwrap_or_else(|| format!(
-            "{help} (quantiles estimated from sampled events; _count exact; _sum exact for recorded values, a Horvitz-Thompson estimate for sampled timers)"
-        )),
-        unit: unit_of(f),
-        kind: Kind::Summary,
-        series: summaries,
-    });
-    out.push(Family {
-        name: format!("{name}{QUANTILE_STD_ERROR_SUFFIX}"),
-        help: format!(
-            "{help} (standard error of each estimated quantile: its 95% rank interval's width / 3.92)"
-        ),
-        unit: None,
-        kind: Kind::Gauge,
-        series: std_errors,
-    });
-    // The interval itself: it is not symmetric around the estimate (a tail quantile's
-    // upper end is often much further), so a symmetric standard error alone misleads.
-    out.push(Family {
-        name: format!("{name}{QUANTILE_LOWER_SUFFIX}"),
-        help: format!(
-            "{help} (lower end of each estimated quantile's 95% interval: the exact binomial rank interval, widened to its buckets' edges; NaN while too few records bound it)"
-        ),
-        unit: None,
-        kind: Kind::Gauge,
-        series: lowers,
-    });
-    out.push(Family {
-        name: format!("{name}{QUANTILE_UPPER_SUFFIX}"),
-        help: format!("{help} (upper end of each estimated quantile's 95% interval)"),
-        unit: None,
-        kind: Kind::Gauge,
-        series: uppers,
-    });
-    out.push(Family {
-        name: format!("{name}{TOP_KEYS_SUFFIX}"),
-        help: format!(
-            "{help} (estimated events of the heaviest keys; `key` is the key as passed, or its 64-bit hash in hex until it is named)"
-        ),
-        unit: None,
-        kind: Kind::Gauge,
-        series: keys,
-    });
+
+    /// The summary family of `f` and the four gauge families beside it, into `out`.
+    fn into_families(self, f: &FamilySnapshot, out: &mut Vec<Family>) {
+        let name = &f.name;
+        // The summary's HELP is exactly what `describe` set; without one, a default that
+        // says what is exact and what estimated. The gauges beside it say what they hold.
+        let described = f.help.clone();
+        let help = described
+            .clone()
+            .unwrap_or_else(|| format!("sampled metric {name}"));
+        let gauge = |suffix: &str, what: &str, series: Vec<Series>| Family {
+            name: format!("{name}{suffix}"),
+            help: format!("{help} ({what})"),
+            unit: None,
+            kind: Kind::Gauge,
+            series,
+        };
+        out.push(Family {
+            name: name.clone(),
+            help: described.unwrap_or_else(|| format!(
+                "{help} (quantiles estimated from sampled events; _count exact; _sum exact for recorded values, a Horvitz-Thompson estimate for sampled timers)"
+            )),
+            unit: unit_of(f),
+            kind: Kind::Summary,
+            series: self.summaries,
+        });
+        out.push(gauge(
+            QUANTILE_STD_ERROR_SUFFIX,
+            "standard error of each estimated quantile: its 95% rank interval's width / 3.92",
+            self.std_errors,
+        ));
+        // The interval itself: it is not symmetric around the estimate (a tail quantile's
+        // upper end is often much further), so a symmetric standard error alone misleads.
+        out.push(gauge(
+            QUANTILE_LOWER_SUFFIX,
+            "lower end of each estimated quantile's 95% interval: the exact binomial rank interval, widened to its buckets' edges; NaN while too few records bound it",
+            self.lowers,
+        ));
+        out.push(gauge(
+            QUANTILE_UPPER_SUFFIX,
+            "upper end of each estimated quantile's 95% interval",
+            self.uppers,
+        ));
+        out.push(gauge(
+            TOP_KEYS_SUFFIX,
+            "estimated events of the heaviest keys; `key` is the key as passed, or its 64-bit hash in hex until it is named",
+            self.keys,
+        ));
+    }
 }
 
 /// Per sampled family, the pipeline's accounting summed over its series.
@@ -741,139 +747,4 @@ pub(crate) fn finish(
         }
         s.labels.sort_by(|a, b| a.0.cmp(&b.0));
     }
-}
-
-/// A label set as written: an optional label before the series' labels (OpenMetrics'
-/// `le`, where prometheus-client puts it), the series' labels, an optional one after.
-#[derive(Clone, Copy)]
-pub struct Labels<'a> {
-    /// Written first.
-    pub before: Option<(&'a str, &'a str)>,
-    /// The series' own labels.
-    pub series: &'a [(String, String)],
-    /// Written last.
-    pub after: Option<(&'a str, &'a str)>,
-}
-
-impl<'a> Labels<'a> {
-    /// Just the series' labels.
-    pub fn of(series: &'a [(String, String)]) -> Self {
-        Self {
-            before: None,
-            series,
-            after: None,
-        }
-    }
-
-    /// Writes `{a="x",b="y"}` with escaped values, or nothing for an empty set.
-    pub fn write(&self, out: &mut String) {
-        let all = self
-            .before
-            .into_iter()
-            .chain(self.series.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .chain(self.after);
-        let mut first = true;
-        for (k, v) in all {
-            out.push(if first { '{' } else { ',' });
-            first = false;
-            out.push_str(k);
-            out.push_str("=\"");
-            escape_label_value(out, v);
-            out.push('"');
-        }
-        if !first {
-            out.push('}');
-        }
-    }
-}
-
-/// A sample value as written: an integer, or a float in [`format_float`]'s spelling.
-#[derive(Clone, Copy)]
-pub enum Num {
-    /// A count.
-    Int(u64),
-    /// Anything else.
-    Float(f64),
-}
-
-/// Appends `<name><suffix><labels> <value>` with no newline (an exemplar may follow).
-pub fn write_sample(out: &mut String, name: &str, suffix: &str, labels: Labels<'_>, value: Num) {
-    out.push_str(name);
-    out.push_str(suffix);
-    labels.write(out);
-    out.push(' ');
-    match value {
-        Num::Int(v) => {
-            let _ = write!(out, "{v}");
-        }
-        Num::Float(v) => format_float(out, v),
-    }
-}
-
-/// [`write_sample`] and a newline.
-pub fn sample_line(out: &mut String, name: &str, suffix: &str, labels: Labels<'_>, value: Num) {
-    write_sample(out, name, suffix, labels, value);
-    out.push('\n');
-}
-
-/// `# TYPE <name> <kind>` and a newline.
-pub fn type_line(out: &mut String, name: &str, kind: Kind) {
-    out.push_str("# TYPE ");
-    out.push_str(name);
-    out.push_str(match kind {
-        Kind::Counter => " counter\n",
-        Kind::Gauge => " gauge\n",
-        Kind::Histogram => " histogram\n",
-        Kind::Summary => " summary\n",
-    });
-}
-
-/// The `_sum` (when given) and `_count` lines of a histogram or summary.
-pub fn sum_and_count(
-    out: &mut String,
-    name: &str,
-    labels: &[(String, String)],
-    sum: Option<f64>,
-    count: u64,
-) {
-    if let Some(sum) = sum {
-        sample_line(out, name, "_sum", Labels::of(labels), Num::Float(sum));
-    }
-    sample_line(out, name, "_count", Labels::of(labels), Num::Int(count));
-}
-
-/// Label-value escaping, the same in both formats: `\` → `\\`, `"` → `\"`, newline → `\n`.
-pub fn escape_label_value(out: &mut String, v: &str) {
-    for c in v.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '"' => out.push_str("\\\""),
-            '\n' => out.push_str("\\n"),
-            c => out.push(c),
-        }
-    }
-}
-
-/// A summary's samples, the same in both formats: quantiles, `_sum`, `_count`.
-pub fn write_summary(
-    out: &mut String,
-    name: &str,
-    labels: &[(String, String)],
-    quantiles: &[(f64, f64)],
-    count: u64,
-    sum: f64,
-) {
-    let mut q = String::new();
-    for &(p, v) in quantiles {
-        q.clear();
-        format_float(&mut q, p);
-        let l = Labels {
-            after: Some(("quantile", &q)),
-            ..Labels::of(labels)
-        };
-        sample_line(out, name, "", l, Num::Float(v));
-    }
-    // A summary's sum must not be negative or NaN (OpenMetrics); it is optional, so a
-    // metric that recorded negative values (or NaN) exposes its count and quantiles only.
-    sum_and_count(out, name, labels, (sum >= 0.0).then_some(sum), count);
 }

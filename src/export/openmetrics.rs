@@ -14,24 +14,11 @@
 
 use std::time::UNIX_EPOCH;
 
-use super::model::{
-    Family, Labels, Num, Sample, format_float, sample_line, sum_and_count, type_line, write_sample,
-    write_summary,
+use super::model::{Family, Sample};
+use super::write::{
+    Labels, Num, escape_help_openmetrics, format_float, sample_line, sum_and_count, type_line,
+    write_sample, write_summary,
 };
-
-/// OpenMetrics HELP escaping: `\` → `\\`, newline → `\n`, `"` → `\"`.
-pub(crate) fn escape_help(help: &str) -> String {
-    let mut out = String::with_capacity(help.len());
-    for c in help.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '"' => out.push_str("\\\""),
-            c => out.push(c),
-        }
-    }
-    out
-}
 
 /// Appends the OpenMetrics rendering of `f` (no `# EOF`), in prometheus-client's layout:
 /// histogram samples `_sum`, `_count`, then buckets with `le` first.
@@ -39,7 +26,7 @@ pub(crate) fn encode_family(out: &mut String, f: &Family) {
     out.push_str("# HELP ");
     out.push_str(&f.name);
     out.push(' ');
-    out.push_str(&escape_help(&f.help));
+    out.push_str(&escape_help_openmetrics(&f.help));
     out.push('\n');
     type_line(out, &f.name, f.kind);
     if let Some(unit) = &f.unit {

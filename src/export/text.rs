@@ -7,8 +7,9 @@
 //! and newline only (0.0.4 leaves `"` alone in HELP), label values escaped as in
 //! OpenMetrics.
 
-use super::model::{
-    Family, Kind, Labels, Num, Sample, format_float, sample_line, sum_and_count, type_line,
+use super::model::{Family, Kind, Sample};
+use super::write::{
+    Labels, Num, escape_help_text, format_float, sample_line, sum_and_count, type_line,
     write_summary,
 };
 
@@ -23,7 +24,7 @@ pub fn encode(out: &mut String, families: &[Family]) {
             out.push_str("# HELP ");
             out.push_str(&name);
             out.push(' ');
-            escape_help(out, &f.help);
+            escape_help_text(out, &f.help);
             out.push('\n');
         }
         type_line(out, &name, f.kind);
@@ -59,17 +60,6 @@ pub fn encode(out: &mut String, families: &[Family]) {
                     sum_and_count(out, &name, &s.labels, Some(*sum), *count);
                 }
             }
-        }
-    }
-}
-
-/// 0.0.4 HELP escaping: `\` → `\\`, newline → `\n`.
-fn escape_help(out: &mut String, help: &str) {
-    for c in help.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            c => out.push(c),
         }
     }
 }

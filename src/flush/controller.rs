@@ -25,10 +25,12 @@
 
 use core::f64::consts::SQRT_2;
 
-pub use crate::stats::{
-    DEFAULT_BASE_K, DEFAULT_BASE_RATE, DEFAULT_MAX_K, DEFAULT_MAX_RATE, DEFAULT_MIN_K,
-    DEFAULT_MIN_RATE, DEFAULT_OVERHEAD_BUDGET, MAX_K, RateError, k_to_rate, rate_to_k,
+#[cfg(test)]
+use crate::stats::{
+    DEFAULT_BASE_K, DEFAULT_BASE_RATE, DEFAULT_MAX_RATE, DEFAULT_MIN_RATE, MAX_K, RateError,
+    rate_to_k,
 };
+use crate::stats::{DEFAULT_MAX_K, DEFAULT_MIN_K, k_to_rate};
 
 /// A rate rise (lower `k`) is taken only if the peak fill predicted after it (load plus
 /// noise, scaled) stays below `high_fill × LOWER_HEADROOM` (0.64 with the defaults): the
@@ -48,8 +50,10 @@ const DEV_ALPHA: f64 = 0.25;
 /// flip `k` back and forth.
 const BUDGET_LOWER_MARGIN: f64 = 0.75;
 
-/// The controller's knobs, shared by every metric. Build it with [`Default`] or
-/// [`ControllerConfig::from_rates`], then check it with [`ControllerConfig::validate`].
+/// The controller's knobs, shared by every metric. The flusher builds it with [`Default`]
+/// and the engine's `k` bounds, which the engine's configuration has checked; the tests
+/// also build it with `from_rates` and check it with `validate` (test-only: the library
+/// never calls them).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ControllerConfig {
     /// Smallest `k`, from the maximum sampling rate (default 3: `2^-3` = 12.5%, from 15%).
@@ -89,6 +93,7 @@ impl Default for ControllerConfig {
 impl ControllerConfig {
     /// The defaults with `k` bounded by the given minimum and maximum sampling rates, each
     /// rounded with [`rate_to_k`].
+    #[cfg(test)]
     ///
     /// # Errors
     ///
@@ -117,6 +122,7 @@ impl ControllerConfig {
     /// The first bad field, as the [`ControllerConfigError`] whose message names it and its
     /// accepted form: `min_k ≤ max_k ≤ 63`; `0 < low_fill < high_fill < critical_fill ≤ 1`;
     /// `low_intervals ≥ 1`; `ema_alpha` in `(0, 1]`.
+    #[cfg(test)]
     pub fn validate(&self) -> Result<(), ControllerConfigError> {
         if self.max_k > MAX_K {
             return Err(ControllerConfigError::MaxK { max_k: self.max_k });
@@ -156,6 +162,7 @@ impl ControllerConfig {
 
 /// Why [`ControllerConfig::from_rates`] or [`ControllerConfig::validate`] refused a
 /// configuration. The message names the field and its accepted form.
+#[cfg(test)]
 #[derive(Debug, Clone, Copy, PartialEq)]
 #[non_exhaustive]
 pub enum ControllerConfigError {
@@ -199,6 +206,7 @@ pub enum ControllerConfigError {
     },
 }
 
+#[cfg(test)]
 impl core::fmt::Display for ControllerConfigError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match *self {
@@ -233,6 +241,7 @@ impl core::fmt::Display for ControllerConfigError {
     }
 }
 
+#[cfg(test)]
 impl std::error::Error for ControllerConfigError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
@@ -323,7 +332,7 @@ pub struct ControllerState {
 }
 
 impl ControllerState {
-    /// A fresh state at `k` (usually [`DEFAULT_BASE_K`] or `rate_to_k` of the configured
+    /// A fresh state at `k` (usually `rate_to_k` of the configured
     /// base rate). [`step`] clamps `k` into `[min_k, max_k]`.
     pub fn new(k: u8) -> Self {
         Self {
@@ -339,11 +348,6 @@ impl ControllerState {
             intervals: 0,
             decision: Decision::Hold,
         }
-    }
-
-    /// The sampling probability `2^-k` now in force.
-    pub fn rate(&self) -> f64 {
-        k_to_rate(self.k)
     }
 }
 

@@ -330,6 +330,10 @@ pub(crate) struct FlushState {
     drop_buf: Vec<Record>,
 }
 
+/// A family's key (its `SampledMetric`'s address), the family, and what it saw, pushed
+/// and dropped since the previous controller step.
+type FamilyDelta = (usize, &'static SampledMetric, (u64, u64, u64));
+
 /// Shares `total` ns of budget among families that would cost `demands` ns each at the
 /// highest rate (water-filling): from the cheapest up, each gets `4 ×` its demand or an
 /// equal part of what is left, whichever is less. A cheap family thus keeps room for its
@@ -377,61 +381,14 @@ impl FlushState {
             max_k: c.max_k,
             ..ControllerConfig::default()
         };
-        // Totals per family now.
-        let mut totals: HashMap<usize, (&'static SampledMetric, u64, u64, u64)> = HashMap::new();
-        for (_, _, s) in sampled {
-            let series = s.series;
-            let t = totals
-                .entry(ptr::from_ref(series.metric) as usize)
-                .or_insert((series.metric, 0, 0, 0));
-            t.1 += series.cell(cells::COUNT);
-            t.2 += series.cell(cells::PUSHED);
-            t.3 += series.cell(cells::DROP_FULL)
-                + series.cell(cells::DROP_OLDEST)
-                + series.cell(cells::DROP_TIMEOUT);
-        }
-        let deltas: Vec<_> = totals
-            .into_iter()
-            .map(|(key, (metric, seen, pushed, dropped))| {
-                let prev = self.control.entry(key).or_insert_with(|| Control {
-                    state: ControllerState::new(metric.k()),
-                    seen: 0,
-                    pushed: 0,
-                    dropped: 0,
-                });
-                let d = (
-                    seen.wrapping_sub(prev.seen),
-                    pushed.wrapping_sub(prev.pushed),
-                    dropped.wrapping_sub(prev.dropped),
-                );
-                (prev.seen, prev.pushed, prev.dropped) = (seen, pushed, dropped);
-                (key, metric, d)
-            })
-            .collect();
+        let deltas = self.family_deltas(sampled);
         let all_pushed: u64 = deltas.iter().map(|d| d.2.1).sum();
         let elapsed = self
             .last_adapt
             .map_or(Duration::ZERO, |t| now.saturating_duration_since(t));
         self.last_adapt = Some(now);
-        let (unsampled, sampled_ns) = self.calibration;
-        let flusher_ns = self.stats.ns_per_record;
-        let record_cost_ns = (sampled_ns - unsampled).max(0.0)
-            + if flusher_ns.is_finite() {
-                flusher_ns
-            } else {
-                0.0
-            };
-        // What each family would cost at the highest rate, at the arrivals its controller
-        // reacts to (`max(seen, EMA)`: see `step`).
-        let max_rate = super::controller::k_to_rate(cfg.min_k);
-        let demands: Vec<f64> = deltas
-            .iter()
-            .map(|(key, _, (seen, _, _))| {
-                let ema = self.control[key].state.ema_arrivals;
-                (*seen as f64).max(ema) * max_rate * record_cost_ns
-            })
-            .collect();
-        let budgets = share_budget(self.overhead_budget * elapsed.as_nanos() as f64, &demands);
+        let record_cost_ns = self.record_cost_ns();
+        let budgets = self.budgets(&deltas, &cfg, record_cost_ns, elapsed);
         for ((key, metric, (seen, pushed, dropped)), budget_ns) in deltas.into_iter().zip(budgets) {
             let share = if all_pushed == 0 {
                 0.0
@@ -454,6 +411,77 @@ impl FlushState {
             control.state = step(&cfg, &control.state, &obs);
             metric.k.store(control.state.k, Ordering::Relaxed);
         }
+    }
+
+    /// Per sampled family, what it saw, pushed and dropped since the previous step (its
+    /// `Control` created at the family's current rate on first sight).
+    fn family_deltas(&mut self, sampled: &[(Box<str>, LabelSet, Sampled)]) -> Vec<FamilyDelta> {
+        // Totals per family now.
+        let mut totals: HashMap<usize, (&'static SampledMetric, u64, u64, u64)> = HashMap::new();
+        for (_, _, s) in sampled {
+            let series = s.series;
+            let t = totals
+                .entry(ptr::from_ref(series.metric) as usize)
+                .or_insert((series.metric, 0, 0, 0));
+            t.1 += series.cell(cells::COUNT);
+            t.2 += series.cell(cells::PUSHED);
+            t.3 += series.cell(cells::DROP_FULL)
+                + series.cell(cells::DROP_OLDEST)
+                + series.cell(cells::DROP_TIMEOUT);
+        }
+        totals
+            .into_iter()
+            .map(|(key, (metric, seen, pushed, dropped))| {
+                let prev = self.control.entry(key).or_insert_with(|| Control {
+                    state: ControllerState::new(metric.k()),
+                    seen: 0,
+                    pushed: 0,
+                    dropped: 0,
+                });
+                let d = (
+                    seen.wrapping_sub(prev.seen),
+                    pushed.wrapping_sub(prev.pushed),
+                    dropped.wrapping_sub(prev.dropped),
+                );
+                (prev.seen, prev.pushed, prev.dropped) = (seen, pushed, dropped);
+                (key, metric, d)
+            })
+            .collect()
+    }
+
+    /// What one record costs (ns): the calibrated difference between a sampled and a
+    /// skipped call, plus the flusher's recent CPU per drained record once it is known.
+    fn record_cost_ns(&self) -> f64 {
+        let (unsampled, sampled_ns) = self.calibration;
+        let flusher_ns = self.stats.ns_per_record;
+        (sampled_ns - unsampled).max(0.0)
+            + if flusher_ns.is_finite() {
+                flusher_ns
+            } else {
+                0.0
+            }
+    }
+
+    /// Each family's share of the budget of the `elapsed` interval, in the order of
+    /// `deltas`.
+    fn budgets(
+        &self,
+        deltas: &[FamilyDelta],
+        cfg: &ControllerConfig,
+        record_cost_ns: f64,
+        elapsed: Duration,
+    ) -> Vec<f64> {
+        // What each family would cost at the highest rate, at the arrivals its controller
+        // reacts to (`max(seen, EMA)`: see `step`).
+        let max_rate = crate::stats::k_to_rate(cfg.min_k);
+        let demands: Vec<f64> = deltas
+            .iter()
+            .map(|(key, _, (seen, _, _))| {
+                let ema = self.control[key].state.ema_arrivals;
+                (*seen as f64).max(ema) * max_rate * record_cost_ns
+            })
+            .collect();
+        share_budget(self.overhead_budget * elapsed.as_nanos() as f64, &demands)
     }
 
     /// An empty state with the recording cost calibrated at start and the overhead budget
@@ -549,7 +577,6 @@ impl FlushState {
         }
         self.drain_rings(pipeline);
         let tally = std::mem::take(&mut self.drains);
-        let (fill_max, drained) = (tally.fill_max, tally.records);
         let rings = self.consumers.len();
 
         let sampled = registry.sampled_series();
@@ -559,13 +586,30 @@ impl FlushState {
             self.adapt(
                 registry,
                 &sampled,
-                fill_max,
+                tally.fill_max,
                 rings * tally.drains as usize,
                 start,
             );
         }
-        // Estimates are recomputed only for series that received records since the last
-        // flush; the others republish their previous (shared) estimate.
+        let published_series = self.estimates(pipeline, &sampled);
+        self.count_interval(pipeline, &tally, rings);
+        self.time_interval(cpu_start, tally.records, start);
+        pipeline.publish(Arc::new(Published {
+            series: published_series,
+            stats: self.stats.clone(),
+        }));
+        // The whole flush, publishing included (its tail shows in the next publish).
+        self.cpu_ns += thread_cpu_ns().saturating_sub(cpu_start);
+    }
+
+    /// The estimate of every sampled series, by its base cell. Estimates are recomputed
+    /// only for series that received records since the last flush; the others republish
+    /// their previous (shared) estimate. Tells the key names which top keys are reported.
+    fn estimates(
+        &mut self,
+        pipeline: &Pipeline,
+        sampled: &[(Box<str>, LabelSet, Sampled)],
+    ) -> HashMap<u32, Arc<SeriesEstimate>> {
         let mut empty: HashMap<(u8, bool), Arc<SeriesEstimate>> = HashMap::new();
         // Every top key reported now, for the key names (`sample::key_names`).
         let mut reported = rustc_hash::FxHashSet::default();
@@ -604,6 +648,13 @@ impl FlushState {
             })
             .collect();
         pipeline.names.want(&reported);
+        published_series
+    }
+
+    /// The interval's counts into the stats: records, ring fill, the lane, the rates and
+    /// the recording overhead they imply.
+    fn count_interval(&mut self, pipeline: &Pipeline, tally: &DrainTally, rings: usize) {
+        let drained = tally.records;
         let mut rates: Vec<(String, f64)> = pipeline
             .metrics()
             .iter()
@@ -620,7 +671,7 @@ impl FlushState {
         stats.flushes += 1;
         stats.records_flushed += drained;
         stats.last_records = drained;
-        stats.ring_utilization_max = fill_max;
+        stats.ring_utilization_max = tally.fill_max;
         stats.ring_utilization_mean = tally.fill_mean_sum / tally.drains.max(1) as f64;
         stats.drains += tally.drains;
         stats.rings = rings;
@@ -639,7 +690,12 @@ impl FlushState {
         stats.lane_lost = lost;
         stats.overhead_ns_per_call = unsampled + mean_p * (sampled_ns - unsampled).max(0.0);
         stats.rates = rates;
-        // This interval's CPU: its early drains, and this flush up to here.
+    }
+
+    /// The flusher's CPU into the stats: this interval's (its early drains, and this flush
+    /// up to here, begun at `cpu_start` and `start`), per record over the recent intervals,
+    /// and ever.
+    fn time_interval(&mut self, cpu_start: u64, drained: u64, start: Instant) {
         let flush_cpu = thread_cpu_ns().saturating_sub(cpu_start);
         let interval_cpu = self.interval_cpu_ns + flush_cpu;
         self.interval_cpu_ns = 0;
@@ -651,6 +707,7 @@ impl FlushState {
             .recent
             .iter()
             .fold((0u64, 0u64), |(c, n), &(dc, dn)| (c + dc, n + dn));
+        let stats = &mut self.stats;
         stats.ns_per_record = if records == 0 {
             f64::NAN
         } else {
@@ -658,12 +715,6 @@ impl FlushState {
         };
         stats.cpu_seconds = (self.cpu_ns + flush_cpu) as f64 * 1e-9;
         stats.last_duration_seconds = start.elapsed().as_secs_f64();
-        pipeline.publish(Arc::new(Published {
-            series: published_series,
-            stats: stats.clone(),
-        }));
-        // The whole flush, publishing included (its tail shows in the next publish).
-        self.cpu_ns += thread_cpu_ns().saturating_sub(cpu_start);
     }
 }
 

@@ -560,6 +560,7 @@ impl Timer {
 
 /// The exact state of one histogram series at a point in time.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct HistogramSnapshot {
     /// `(le, cumulative count)` pairs in increasing `le`; the last is `(+inf, count)`.
     pub buckets: Vec<(f64, u64)>,

@@ -379,6 +379,7 @@ pub fn paired_overhead(recording: &[f64], baseline: &[f64]) -> Estimate {
 /// What the engine itself did while one thread count was measured (warm-up excluded),
 /// from its meta-metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
+#[non_exhaustive]
 pub struct MetaDuring {
     /// Sampled-layer events (exact count) in the recording repetitions.
     pub events_recording: u64,
@@ -435,6 +436,7 @@ impl Baseline {
 
 /// The measurement at one thread count.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct ThreadRun {
     /// Threads running the closure at once.
     pub threads: usize,
@@ -461,6 +463,7 @@ pub struct ThreadRun {
 /// [`OverheadReport::verdict`]); print [`OverheadReport::verdict_line`]; save
 /// [`OverheadReport::to_json`] or [`OverheadReport::write_criterion`].
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct OverheadReport {
     /// The benchmark's name (criterion's group).
     pub name: String,
@@ -771,83 +774,11 @@ impl<'e> Harness<'e> {
                 scope.spawn(|| pool.worker(f, bare));
             }
             let _stop = StopOnDrop(&pool);
-            // One repetition in `mode`: its wall time, and the events and records it made.
             let rep = |iters: u64, recording: bool| {
-                let series = sampled_series(engine);
-                let (events, pushed) = (
-                    sum_cells(&series, cells::COUNT),
-                    sum_cells(&series, cells::PUSHED),
-                );
-                let wall = pool.run(Cmd {
-                    iters,
-                    recording,
-                    paused: !recording && bare.is_none(),
-                    series,
-                });
-                let series = sampled_series(engine);
-                (
-                    wall,
-                    sum_cells(&series, cells::COUNT) - events,
-                    sum_cells(&series, cells::PUSHED) - pushed,
-                )
+                repetition(engine, &pool, iters, recording, bare.is_some())
             };
-            // Warm-up (recording first: it registers the closure's series), choosing
-            // `iters` on the way.
-            let iters = match self.iters {
-                Some(n) => {
-                    rep(n, true);
-                    n
-                }
-                None => {
-                    // Grow by 8× until a repetition takes a millisecond (or the target),
-                    // then scale to the target once, and warm up at that size.
-                    let target = self.target.as_secs_f64().max(1e-6);
-                    let mut n = 1u64;
-                    let secs = loop {
-                        let secs = rep(n, true).0.as_secs_f64();
-                        if secs >= target.min(1e-3) || n >= 1 << 40 {
-                            break secs;
-                        }
-                        n *= 8;
-                    };
-                    let n = ((n as f64 * target / secs.max(1e-9)).ceil() as u64).clamp(1, 1 << 40);
-                    rep(n, true);
-                    n
-                }
-            };
-            rep(iters, false);
-            // The measurement, from a drained engine.
-            engine.flush();
-            let before = engine.published().stats.clone();
-            let dropped_before = dropped(engine);
-            let start = Instant::now();
-            for pair in 0..self.repetitions {
-                let order = if pair % 2 == 0 {
-                    [true, false]
-                } else {
-                    [false, true]
-                };
-                for recording in order {
-                    let (wall, events, pushed) = rep(iters, recording);
-                    let ns = wall.as_nanos() as f64 / iters as f64;
-                    if recording {
-                        recording_ns.push(ns);
-                        meta.events_recording += events;
-                        meta.records_recording += pushed;
-                    } else {
-                        baseline_ns.push(ns);
-                        meta.events_baseline += events;
-                        meta.records_baseline += pushed;
-                    }
-                }
-            }
-            engine.flush();
-            meta.wall_seconds = start.elapsed().as_secs_f64();
-            let after = engine.published().stats.clone();
-            meta.flushes = after.flushes - before.flushes;
-            meta.records_flushed = after.records_flushed - before.records_flushed;
-            meta.flusher_cpu_seconds = after.cpu_seconds - before.cpu_seconds;
-            meta.records_dropped = dropped(engine) - dropped_before;
+            let iters = self.warm_up(&rep);
+            self.measure_pairs(&rep, iters, &mut recording_ns, &mut baseline_ns, &mut meta);
             iters
         });
         let overhead = paired_overhead(&recording_ns, &baseline_ns);
@@ -870,6 +801,111 @@ impl<'e> Harness<'e> {
             meta,
         }
     }
+
+    /// The warm-up (recording first: it registers the closure's series, then one baseline
+    /// repetition), choosing the iterations per repetition on the way unless they are
+    /// fixed.
+    fn warm_up(&self, rep: &dyn Fn(u64, bool) -> Repetition) -> u64 {
+        let iters = match self.iters {
+            Some(n) => {
+                rep(n, true);
+                n
+            }
+            None => {
+                // Grow by 8× until a repetition takes a millisecond (or the target),
+                // then scale to the target once, and warm up at that size.
+                let target = self.target.as_secs_f64().max(1e-6);
+                let mut n = 1u64;
+                let secs = loop {
+                    let secs = rep(n, true).0.as_secs_f64();
+                    if secs >= target.min(1e-3) || n >= 1 << 40 {
+                        break secs;
+                    }
+                    n *= 8;
+                };
+                let n = ((n as f64 * target / secs.max(1e-9)).ceil() as u64).clamp(1, 1 << 40);
+                rep(n, true);
+                n
+            }
+        };
+        rep(iters, false);
+        iters
+    }
+
+    /// The measurement, from a drained engine: the interleaved pairs of repetitions (their
+    /// order rotating), and what the engine did meanwhile.
+    fn measure_pairs(
+        &self,
+        rep: &dyn Fn(u64, bool) -> Repetition,
+        iters: u64,
+        recording_ns: &mut Vec<f64>,
+        baseline_ns: &mut Vec<f64>,
+        meta: &mut MetaDuring,
+    ) {
+        let engine = self.engine;
+        engine.flush();
+        let before = engine.published().stats.clone();
+        let dropped_before = dropped(engine);
+        let start = Instant::now();
+        for pair in 0..self.repetitions {
+            let order = if pair % 2 == 0 {
+                [true, false]
+            } else {
+                [false, true]
+            };
+            for recording in order {
+                let (wall, events, pushed) = rep(iters, recording);
+                let ns = wall.as_nanos() as f64 / iters as f64;
+                if recording {
+                    recording_ns.push(ns);
+                    meta.events_recording += events;
+                    meta.records_recording += pushed;
+                } else {
+                    baseline_ns.push(ns);
+                    meta.events_baseline += events;
+                    meta.records_baseline += pushed;
+                }
+            }
+        }
+        engine.flush();
+        meta.wall_seconds = start.elapsed().as_secs_f64();
+        let after = engine.published().stats.clone();
+        meta.flushes = after.flushes - before.flushes;
+        meta.records_flushed = after.records_flushed - before.records_flushed;
+        meta.flusher_cpu_seconds = after.cpu_seconds - before.cpu_seconds;
+        meta.records_dropped = dropped(engine) - dropped_before;
+    }
+}
+
+/// One repetition's wall time, and the sampled events and records it made.
+type Repetition = (Duration, u64, u64);
+
+/// One repetition of `pool` over `engine` in one mode: recording, or its baseline (the
+/// bare twin when there is one, else the closure with sampling paused).
+fn repetition(
+    engine: &Engine,
+    pool: &Pool,
+    iters: u64,
+    recording: bool,
+    has_bare: bool,
+) -> Repetition {
+    let series = sampled_series(engine);
+    let (events, pushed) = (
+        sum_cells(&series, cells::COUNT),
+        sum_cells(&series, cells::PUSHED),
+    );
+    let wall = pool.run(Cmd {
+        iters,
+        recording,
+        paused: !recording && !has_bare,
+        series,
+    });
+    let series = sampled_series(engine);
+    (
+        wall,
+        sum_cells(&series, cells::COUNT) - events,
+        sum_cells(&series, cells::PUSHED) - pushed,
+    )
 }
 
 /// Every sampled series of `engine`'s registry (exemplar samplers included).

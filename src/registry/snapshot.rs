@@ -200,6 +200,7 @@ pub enum Value {
 /// every ring): `count = skipped + pushed` and
 /// `pushed = flushed + dropped_full + dropped_oldest + dropped_timeout + critical_lost`.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct SampledValue {
     /// Events seen (exact).
     pub count: u64,
@@ -242,6 +243,7 @@ impl SampledValue {
 
 /// Meta-metrics of the exact layer.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct MetaSnapshot {
     /// Arenas ever created in the process: bounded by the peak number of live recording
     /// threads, not by how many threads ever ran.

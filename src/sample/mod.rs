@@ -1,15 +1,19 @@
 //! The sampled layer: compact records, per-thread rings, the critical lane, the samplers.
 
+// Public under `--cfg loom` alone, for its model (`tests/loom_announce.rs`).
+#[cfg(loom)]
 #[doc(hidden)]
 pub mod announce;
 #[cfg(not(loom))]
+pub(crate) mod announce;
+#[cfg(not(loom))]
 pub mod key;
 #[cfg(not(loom))]
-pub mod key_names;
+pub(crate) mod key_names;
 pub mod lane;
 #[cfg(not(loom))]
-pub mod pipeline;
+pub(crate) mod pipeline;
 pub mod record;
 pub mod ring;
 #[cfg(not(loom))]
-pub mod sampled;
+pub(crate) mod sampled;

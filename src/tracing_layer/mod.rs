@@ -308,18 +308,8 @@ impl SamplingLayerBuilder {
             directives.extend(&env).map_err(LayerError::Env)?;
         }
         let r = engine.get().registry();
-        let per_level = |name: &str| -> Result<[Counter; 5], LayerError> {
-            let mut out = [None; 5];
-            for (i, l) in LEVELS.iter().enumerate() {
-                out[i] = Some(
-                    r.counter(name, &[("level", l.as_str())])
-                        .map_err(LayerError::Registry)?,
-                );
-            }
-            Ok(out.map(|c| c.expect("filled above")))
-        };
-        let kept = per_level("log_events_kept_total")?;
-        let sampled_out = per_level("log_events_sampled_out_total")?;
+        let kept = per_level(r, "log_events_kept_total")?;
+        let sampled_out = per_level(r, "log_events_sampled_out_total")?;
         let mut effective = [None; 5];
         for (i, l) in LEVELS.iter().enumerate() {
             effective[i] = Some(
@@ -328,32 +318,7 @@ impl SamplingLayerBuilder {
             );
         }
         let aggregator = match &self.writer {
-            Some(w) => {
-                let meters = Meters {
-                    aggregated: per_level("log_events_aggregated_total")?,
-                    lines: r
-                        .counter("log_aggregate_lines_total", &[])
-                        .map_err(LayerError::Registry)?,
-                    untracked: r
-                        .counter("log_aggregation_untracked_total", &[])
-                        .map_err(LayerError::Registry)?,
-                    entries: r
-                        .gauge("log_aggregation_entries", &[])
-                        .map_err(LayerError::Registry)?,
-                    kept,
-                    sampled_out,
-                    effective: effective.map(|g| g.expect("filled above")),
-                };
-                let a = Arc::new(Aggregator::new(
-                    self.repeats,
-                    Arc::clone(&self.clock),
-                    meters,
-                    w.clone(),
-                ));
-                let weak = Arc::downgrade(&a);
-                w.add_source(weak);
-                Some(a)
-            }
+            Some(w) => Some(self.aggregator(w, r, kept, sampled_out, effective)?),
             None => None,
         };
         Ok(SamplingLayer {
@@ -373,6 +338,54 @@ impl SamplingLayerBuilder {
             span_series: RwLock::new(FxHashMap::default()),
         })
     }
+
+    /// The aggregator of repeated lines for `writer`, with its meters (registered in
+    /// `r` after the layer's own).
+    fn aggregator(
+        &self,
+        writer: &NonBlocking,
+        r: &crate::Registry,
+        kept: [Counter; 5],
+        sampled_out: [Counter; 5],
+        effective: [Option<crate::Gauge>; 5],
+    ) -> Result<Arc<Aggregator>, LayerError> {
+        let meters = Meters {
+            aggregated: per_level(r, "log_events_aggregated_total")?,
+            lines: r
+                .counter("log_aggregate_lines_total", &[])
+                .map_err(LayerError::Registry)?,
+            untracked: r
+                .counter("log_aggregation_untracked_total", &[])
+                .map_err(LayerError::Registry)?,
+            entries: r
+                .gauge("log_aggregation_entries", &[])
+                .map_err(LayerError::Registry)?,
+            kept,
+            sampled_out,
+            effective: effective.map(|g| g.expect("filled above")),
+        };
+        let a = Arc::new(Aggregator::new(
+            self.repeats,
+            Arc::clone(&self.clock),
+            meters,
+            writer.clone(),
+        ));
+        let weak = Arc::downgrade(&a);
+        writer.add_source(weak);
+        Ok(a)
+    }
+}
+
+/// One counter `name{level}` per level, in [`LEVELS`]' order.
+fn per_level(r: &crate::Registry, name: &str) -> Result<[Counter; 5], LayerError> {
+    let mut out = [None; 5];
+    for (i, l) in LEVELS.iter().enumerate() {
+        out[i] = Some(
+            r.counter(name, &[("level", l.as_str())])
+                .map_err(LayerError::Registry)?,
+        );
+    }
+    Ok(out.map(|c| c.expect("filled above")))
 }
 
 const LEVELS: [Level; 5] = [

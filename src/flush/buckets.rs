@@ -298,8 +298,8 @@ impl Buckets {
     }
 
     /// Heap bytes held.
-    // Reached only through `estimate::Distribution::heap_bytes`, which only tests call.
-    #[allow(dead_code)]
+    // Only tests call it.
+    #[cfg(test)]
     pub(crate) fn heap_bytes(&self) -> usize {
         (self.w.capacity() + self.var.as_ref().map_or(0, Vec::capacity)) * size_of::<f64>()
     }

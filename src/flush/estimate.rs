@@ -89,6 +89,7 @@ impl Totals {
     /// Adds one record: `value`, sampled with probability `2^-k`. Returns whether a
     /// distribution would take the value (not negative, not NaN).
     #[inline]
+    #[cfg(test)]
     pub fn add(&mut self, value: f64, k: u8) -> bool {
         // The same cap as the histogram's, so both weigh a record alike.
         self.add_weight(value, (1u64 << k.min(62)) as f64)
@@ -183,21 +184,7 @@ impl Distribution {
         }
     }
 
-    /// Adds one record sampled with probability `2^-k` that stands for `scale` such records
-    /// (its ring dropped some of its neighbours: see `Consumer::drain_weighted`): weight
-    /// `w = 2^k · scale`, variance `w(w−1)`.
-    #[inline]
-    pub fn add_scaled(&mut self, value: f64, k: u8, scale: f64) {
-        if scale == 1.0 {
-            return self.add(value, k);
-        }
-        let w = (1u64 << k.min(62)) as f64 * scale;
-        if self.totals.add_weight(value, w) {
-            self.add_weight_to_buckets(value, w);
-        }
-    }
-
-    /// [`Distribution::add_scaled`] into the buckets alone, without the Horvitz–Thompson
+    /// A record (`value` sampled at `k`, weighted `2^k · scale`) into the buckets alone, without the Horvitz–Thompson
     /// totals ([`Distribution::totals`] stays as it is): for a quantile window's step whose
     /// series keeps its totals elsewhere (the flusher's). Negative and NaN values are left
     /// out, as `add_scaled` leaves them out of the buckets.
@@ -260,6 +247,7 @@ impl Distribution {
 
     /// Adds one record: `value`, sampled with probability `2^-k`.
     #[inline]
+    #[cfg(test)]
     pub fn add(&mut self, value: f64, k: u8) {
         if self.totals.add(value, k) {
             self.add_to_buckets(value, k);
@@ -328,6 +316,7 @@ impl Distribution {
     }
 
     /// Records added.
+    #[cfg(test)]
     pub fn records(&self) -> u64 {
         self.totals.records()
     }
@@ -338,18 +327,15 @@ impl Distribution {
     }
 
     /// Horvitz–Thompson count of every record added (see [`Totals::count_estimate`]).
+    #[cfg(test)]
     pub fn count_estimate(&self) -> Estimate {
         self.totals.count_estimate()
     }
 
     /// Horvitz–Thompson total of every record added (see [`Totals::total_estimate`]).
+    #[cfg(test)]
     pub fn total_estimate(&self) -> Estimate {
         self.totals.total_estimate()
-    }
-
-    /// Heap bytes held (the buckets).
-    pub fn heap_bytes(&self) -> usize {
-        self.buckets.heap_bytes()
     }
 
     /// The `q`-quantile with a two-sided rank interval at `z` sigmas (`Z95`: 95%), read
@@ -380,6 +366,7 @@ impl Distribution {
     /// tail is carried by heavier records), Kish's size overstates the tail's information:
     /// `value_dependent_rates_keep_interval_coverage` measures it. The correction is a
     /// helper's finding in an earlier session (commit 728be72), ported here.
+    #[cfg(test)]
     pub fn quantile(&self, q: f64, z: f64) -> Option<QuantileEstimate> {
         self.quantile_clustered(q, z, 1.0)
     }
@@ -402,6 +389,7 @@ impl Distribution {
     /// Zipf(1.1) sizes whose values sit at one level per key gave p50 intervals that
     /// covered in 0.926 of trials at p = 1/32 with the exact design effect (0.949 with it);
     /// see [`Distribution::quantile_clustered_df`] for an estimated design effect.
+    #[cfg(test)]
     pub fn quantile_clustered(&self, q: f64, z: f64, deff: f64) -> Option<QuantileEstimate> {
         self.quantile_clustered_df(q, z, deff, f64::INFINITY)
     }
@@ -521,6 +509,7 @@ impl Distribution {
     /// edge is at or below it), calibrated so the total equals `exact_count` (a ratio
     /// estimator: `exact_count · W(≤ bound) / W`), with the standard error of the
     /// uncalibrated Horvitz–Thompson count of those buckets scaled the same way.
+    #[cfg(test)]
     pub fn count_at_or_below(&self, bound: f64, exact_count: u64) -> Estimate {
         if self.totals.sum_w <= 0.0 {
             return Estimate::default();
@@ -542,6 +531,7 @@ impl Distribution {
     }
 
     /// `Σw² / Σw`: the weight a record "typically" has (exact when all weights agree).
+    #[cfg(test)]
     fn var_ratio(&self) -> f64 {
         let t = &self.totals;
         if t.sum_w > 0.0 {
@@ -748,6 +738,7 @@ impl TopK {
     }
 
     /// The `n` heaviest keys: `(key, estimated weight, maximum overcount)`, heaviest first.
+    #[cfg(test)]
     pub fn top(&self, n: usize) -> Vec<(u64, f64, f64)> {
         let mut v = self.entries.clone();
         v.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));

@@ -184,10 +184,10 @@ impl Distribution {
         }
     }
 
-    /// A record (`value` sampled at `k`, weighted `2^k · scale`) into the buckets alone, without the Horvitz–Thompson
-    /// totals ([`Distribution::totals`] stays as it is): for a quantile window's step whose
-    /// series keeps its totals elsewhere (the flusher's). Negative and NaN values are left
-    /// out, as `add_scaled` leaves them out of the buckets.
+    /// A record (`value` sampled at `k`, weighing `2^k · scale`) into the buckets alone,
+    /// without the Horvitz–Thompson totals ([`Distribution::totals`] stays as it is): for a
+    /// quantile window's step whose series keeps its totals elsewhere (the flusher's).
+    /// Negative and NaN values are left out.
     #[inline]
     pub fn add_to_buckets_only(&mut self, value: f64, k: u8, scale: f64) {
         if value.is_nan() || value < 0.0 {

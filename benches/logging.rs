@@ -59,55 +59,9 @@ fn bare() -> Dispatch {
     Dispatch::new(tracing_subscriber::registry())
 }
 
-/// The next draw of a xorshift64 (Marsaglia) state.
-#[inline(always)]
-fn xorshift(state: &mut u64) -> u64 {
-    let mut r = *state;
-    r ^= r << 13;
-    r ^= r >> 7;
-    r ^= r << 17;
-    *state = r;
-    r
-}
-
-/// `benches/overhead.rs`'s `FnvWorker`: FNV-1a over a 64-byte buffer that changes each
-/// message (~50 ns, latency-bound); returns the draw.
-struct Step {
-    rng: u64,
-    n: u64,
-    buf: [u8; 64],
-}
-
-impl Step {
-    fn new() -> Self {
-        let mut buf = [0u8; 64];
-        for (i, b) in buf.iter_mut().enumerate() {
-            *b = (i as u8).wrapping_mul(37);
-        }
-        Self {
-            rng: 0x9e37_79b9_7f4a_7c15 | 1,
-            n: 0,
-            buf,
-        }
-    }
-
-    #[inline(always)]
-    fn handle(&mut self) -> u64 {
-        let r = xorshift(&mut self.rng);
-        self.n += 1;
-        self.buf[0..8].copy_from_slice(&r.to_le_bytes());
-        self.buf[8..16].copy_from_slice(&self.n.to_le_bytes());
-        let buf = black_box(&self.buf);
-        const PRIME: u64 = 0x0000_0100_0000_01b3;
-        let (mut a, mut b) = (0xcbf2_9ce4_8422_2325u64, 0x8422_2325_cbf2_9ce4u64);
-        for p in buf.chunks_exact(2) {
-            a = (a ^ p[0] as u64).wrapping_mul(PRIME);
-            b = (b ^ p[1] as u64).wrapping_mul(PRIME);
-        }
-        black_box(a ^ b.rotate_left(32));
-        r
-    }
-}
+#[path = "common/fnv.rs"]
+mod fnv;
+use fnv::Fnv;
 
 fn logging(c: &mut Criterion) {
     let (hm_out, _g1) = hotmeter("info=0.000001,debug=0.01");
@@ -169,15 +123,15 @@ fn logging(c: &mut Criterion) {
 
     let mut g = c.benchmark_group("logging/seed_debug_1pct");
     g.bench_function("bare", |b| {
-        let mut s = Step::new();
-        b.iter(|| black_box(s.handle()));
+        let mut s = Fnv::new(0);
+        b.iter(|| black_box(s.step()));
     });
     for (name, d) in [("hotmeter", &hm_out), ("fmt_appender", &fmt)] {
         g.bench_function(name, |b| {
             tracing::dispatcher::with_default(d, || {
-                let mut s = Step::new();
+                let mut s = Fnv::new(0);
                 b.iter(|| {
-                    let r = s.handle();
+                    let r = s.step();
                     tracing::debug!(target: "bench::seed", r, "message");
                 });
             });

@@ -73,16 +73,9 @@ trait Step {
 }
 
 /// One thread's message stream: build, parse, hash.
-/// The next draw of a xorshift64 (Marsaglia) state.
-#[inline(always)]
-fn xorshift(state: &mut u64) -> u64 {
-    let mut r = *state;
-    r ^= r << 13;
-    r ^= r >> 7;
-    r ^= r << 17;
-    *state = r;
-    r
-}
+#[path = "common/fnv.rs"]
+mod fnv;
+use fnv::{Fnv, xorshift};
 
 struct Worker {
     rng: u64,
@@ -154,41 +147,18 @@ impl Step for Worker {
     }
 }
 
-/// The second variant's stream: FNV-1a over a 64-byte buffer that changes each message.
-struct FnvWorker {
-    rng: u64,
-    n: u64,
-    buf: [u8; 64],
-}
+/// The second variant's stream: FNV-1a over a 64-byte buffer that changes each message
+/// (`benches/common/fnv.rs`, shared with `benches/logging.rs`).
+struct FnvWorker(Fnv);
 
 impl Step for FnvWorker {
     fn new(thread: usize) -> Self {
-        let mut buf = [0u8; 64];
-        for (i, b) in buf.iter_mut().enumerate() {
-            *b = (i as u8).wrapping_mul(37).wrapping_add(thread as u8);
-        }
-        Self {
-            rng: 0x9e37_79b9_7f4a_7c15u64.wrapping_mul(thread as u64 + 1) | 1,
-            n: 0,
-            buf,
-        }
+        Self(Fnv::new(thread))
     }
 
     #[inline(always)]
     fn handle(&mut self) -> Message {
-        let r = xorshift(&mut self.rng);
-        self.n += 1;
-        // The buffer changes each message: the draw and the counter go into it.
-        self.buf[0..8].copy_from_slice(&r.to_le_bytes());
-        self.buf[8..16].copy_from_slice(&self.n.to_le_bytes());
-        let buf = black_box(&self.buf);
-        const PRIME: u64 = 0x0000_0100_0000_01b3;
-        let (mut a, mut b) = (0xcbf2_9ce4_8422_2325u64, 0x8422_2325_cbf2_9ce4u64);
-        for p in buf.chunks_exact(2) {
-            a = (a ^ p[0] as u64).wrapping_mul(PRIME);
-            b = (b ^ p[1] as u64).wrapping_mul(PRIME);
-        }
-        black_box(a ^ b.rotate_left(32));
+        let r = self.0.step();
         Message {
             client_id: (r >> 8) & 0xff,
             size: 64 + (r & 63) as usize,

@@ -46,6 +46,31 @@ fn engine() -> Arc<Engine> {
     Arc::new(Engine::builder().build().unwrap())
 }
 
+/// A layer at `rates` (the environment ignored) writing through a 65,536-line writer into a
+/// fresh sink: the sink, the writer, its guard and the layer.
+fn sampling(
+    e: &Arc<Engine>,
+    rates: &str,
+) -> (
+    Sink,
+    NonBlocking,
+    hotmeter::tracing_layer::WorkerGuard,
+    SamplingLayer,
+) {
+    let sink = Sink::default();
+    let (writer, guard) = NonBlocking::builder()
+        .capacity(1 << 16)
+        .build(sink.clone(), e)
+        .unwrap();
+    let layer = SamplingLayer::builder()
+        .rates(rates)
+        .read_env(false)
+        .writer(writer.clone())
+        .build(e)
+        .unwrap();
+    (sink, writer, guard, layer)
+}
+
 fn counter(e: &Engine, name: &str, labels: &[(&str, &str)]) -> u64 {
     e.registry().snapshot().counter(name, labels).unwrap_or(0)
 }
@@ -66,17 +91,7 @@ fn emit_every_level(n: u64) {
 #[test]
 fn counts_are_exact_per_level_and_callsite_under_two_threads() {
     let e = engine();
-    let sink = Sink::default();
-    let (writer, guard) = NonBlocking::builder()
-        .capacity(1 << 16)
-        .build(sink.clone(), &e)
-        .unwrap();
-    let layer = SamplingLayer::builder()
-        .rates("0.125,app::b=0.5")
-        .read_env(false)
-        .writer(writer.clone())
-        .build(&e)
-        .unwrap();
+    let (sink, writer, guard, layer) = sampling(&e, "0.125,app::b=0.5");
     let dispatch = Dispatch::new(tracing_subscriber::registry().with(layer));
     let n = 3_000u64;
     thread::scope(|s| {
@@ -944,17 +959,7 @@ fn engine_shutdown_drains_the_writer_and_the_open_aggregates() {
 #[test]
 fn meta_metrics_are_in_the_registry() {
     let e = engine();
-    let sink = Sink::default();
-    let (w, guard) = NonBlocking::builder()
-        .capacity(1 << 16)
-        .build(sink.clone(), &e)
-        .unwrap();
-    let layer = SamplingLayer::builder()
-        .rates("info=0.25")
-        .read_env(false)
-        .writer(w.clone())
-        .build(&e)
-        .unwrap();
+    let (_sink, w, guard, layer) = sampling(&e, "info=0.25");
     tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
         for i in 0..4_000u64 {
             tracing::info!(target: "app::m", i, "x");

@@ -315,33 +315,11 @@ macro_rules! int_keys {
 int_keys!(int: u8, u16, u32, u64, usize);
 int_keys!(sint: i8, i16, i32, i64, isize);
 
-/// `u128` and `i128`: the 16 little-endian bytes, hashed (a value that fits in 64 bits
-/// hashes differently from the same `u64`: a key's type is part of it).
-macro_rules! wide_int_keys {
-    ($($t:ty),*) => {$(
-        impl SampleKey for $t {
-            #[inline]
-            fn key_hash(&self) -> u64 {
-                nonzero(xxh3_64(&self.to_le_bytes()))
-            }
-
-            fn write_label(&self, out: &mut String) {
-                use core::fmt::Write as _;
-                let _ = write!(out, "{self}");
-            }
-
-            #[inline(always)]
-            fn key_arg(&self) -> KeyArg<'_> {
-                KeyArg::of(self)
-            }
-        }
-    )*};
-}
-wide_int_keys!(u128, i128);
-
-/// Addresses: their octets (and a socket address's port, little-endian) hashed; labelled
-/// as `Display` writes them (`10.0.0.7`, `[::1]:8080`).
-macro_rules! addr_keys {
+/// Keys hashed from a few bytes and labelled as `Display` writes them: `u128` and `i128`
+/// (their 16 little-endian bytes: a value that fits in 64 bits hashes differently from the
+/// same `u64`, a key's type is part of it), and addresses (their octets, and a socket
+/// address's port, little-endian; `10.0.0.7`, `[::1]:8080`).
+macro_rules! display_keys {
     ($($t:ty => |$a:ident, $buf:ident| $bytes:expr),* $(,)?) => {$(
         impl SampleKey for $t {
             #[inline]
@@ -364,7 +342,9 @@ macro_rules! addr_keys {
         }
     )*};
 }
-addr_keys!(
+display_keys!(
+    u128 => |a, buf| put(&mut buf, &a.to_le_bytes()),
+    i128 => |a, buf| put(&mut buf, &a.to_le_bytes()),
     std::net::Ipv4Addr => |a, buf| put(&mut buf, &a.octets()),
     std::net::Ipv6Addr => |a, buf| put(&mut buf, &a.octets()),
     std::net::IpAddr => |a, buf| match a {
@@ -415,37 +395,27 @@ impl SampleKey for [u8] {
     }
 }
 
-impl SampleKey for Vec<u8> {
-    #[inline]
-    fn key_hash(&self) -> u64 {
-        self.as_slice().key_hash()
-    }
+/// Owned and fixed-size byte keys: as the slice they hold.
+macro_rules! byte_keys {
+    ($([$($generics:tt)*] $t:ty),*) => {$(
+        impl<$($generics)*> SampleKey for $t {
+            #[inline]
+            fn key_hash(&self) -> u64 {
+                self.as_slice().key_hash()
+            }
 
-    fn write_label(&self, out: &mut String) {
-        self.as_slice().write_label(out);
-    }
+            fn write_label(&self, out: &mut String) {
+                self.as_slice().write_label(out);
+            }
 
-    #[inline(always)]
-    fn key_arg(&self) -> KeyArg<'_> {
-        KeyArg::bytes(self)
-    }
+            #[inline(always)]
+            fn key_arg(&self) -> KeyArg<'_> {
+                KeyArg::bytes(self)
+            }
+        }
+    )*};
 }
-
-impl<const N: usize> SampleKey for [u8; N] {
-    #[inline]
-    fn key_hash(&self) -> u64 {
-        self.as_slice().key_hash()
-    }
-
-    fn write_label(&self, out: &mut String) {
-        self.as_slice().write_label(out);
-    }
-
-    #[inline(always)]
-    fn key_arg(&self) -> KeyArg<'_> {
-        KeyArg::bytes(self)
-    }
-}
+byte_keys!([] Vec<u8>, [const N: usize] [u8; N]);
 
 /// Keyed (consistent) sampling: keep the event iff its key hash is below `2^(64-k)`, i.e.
 /// has at least `k` leading zero bits. Every event of one key gets the same decision, and

@@ -24,8 +24,8 @@ use hotmeter::tracing_layer::{NonBlocking, SamplingLayer, WorkerGuard};
 use tracing::Dispatch;
 use tracing_subscriber::layer::SubscriberExt;
 
-/// hotmeter's layer and writer into `io::sink()`, at `rates`.
-fn hotmeter(rates: &str) -> (Dispatch, WorkerGuard) {
+/// hotmeter's layer and writer into `io::sink()`, at `rates`, with early sampling or not.
+fn hotmeter(rates: &str, early: bool) -> (Dispatch, WorkerGuard) {
     let engine = Arc::new(hotmeter::Engine::builder().build().expect("engine"));
     let (writer, guard) = NonBlocking::builder()
         .build(std::io::sink(), &engine)
@@ -33,6 +33,7 @@ fn hotmeter(rates: &str) -> (Dispatch, WorkerGuard) {
     let layer = SamplingLayer::builder()
         .rates(rates)
         .read_env(false)
+        .early_sampling(early)
         .writer(writer)
         .build(&engine)
         .expect("layer");
@@ -64,8 +65,9 @@ mod fnv;
 use fnv::Fnv;
 
 fn logging(c: &mut Criterion) {
-    let (hm_out, _g1) = hotmeter("info=0.000001,debug=0.01");
-    let (hm_keep, _g2) = hotmeter("");
+    let (hm_out, _g1) = hotmeter("info=0.000001,debug=0.01", false);
+    let (hm_early, _g4) = hotmeter("info=0.000001,debug=0.01", true);
+    let (hm_keep, _g2) = hotmeter("", false);
     let (fmt, _g3) = fmt();
     let bare = bare();
 
@@ -73,6 +75,7 @@ fn logging(c: &mut Criterion) {
     for (name, d) in [
         ("bare_registry", &bare),
         ("hotmeter", &hm_out),
+        ("hotmeter_early", &hm_early),
         ("fmt_appender", &fmt),
     ] {
         g.bench_function(name, |b| {
@@ -126,7 +129,11 @@ fn logging(c: &mut Criterion) {
         let mut s = Fnv::new(0);
         b.iter(|| black_box(s.step()));
     });
-    for (name, d) in [("hotmeter", &hm_out), ("fmt_appender", &fmt)] {
+    for (name, d) in [
+        ("hotmeter", &hm_out),
+        ("hotmeter_early", &hm_early),
+        ("fmt_appender", &fmt),
+    ] {
         g.bench_function(name, |b| {
             tracing::dispatcher::with_default(d, || {
                 let mut s = Fnv::new(0);
@@ -164,8 +171,8 @@ fn two_threads(d: &Dispatch, iters: u64, event: fn(u64)) -> Duration {
 
 /// The 1-thread groups' events, from 2 threads at once.
 fn logging_two_threads(c: &mut Criterion) {
-    let (hm_out, _g1) = hotmeter("info=0.000001,debug=0.01");
-    let (hm_keep, _g2) = hotmeter("");
+    let (hm_out, _g1) = hotmeter("info=0.000001,debug=0.01", false);
+    let (hm_keep, _g2) = hotmeter("", false);
     let (fmt, _g3) = fmt();
     let sampled_out: fn(u64) = |i| tracing::info!(target: "bench::hot", i, "tick");
     let kept: fn(u64) = |i| tracing::info!(target: "bench::kept", i, bytes = 512u64, "sent");

@@ -9,9 +9,10 @@
 //!     cargo test --release --test loom_announce --target-dir target/loom
 //! ```
 //!
-//! Loom explores SeqCst operations as sequentially consistent, so weakening the pusher's
-//! store or load (or `close`'s) to Release/Acquire would let both sides miss each other
-//! (store buffering) and a record pushed after the final drain: the models below fail then.
+//! The handshake orders its two sides with SeqCst fences, which loom models exactly (it
+//! models SeqCst loads and stores only as AcqRel: tokio-rs/loom#180). Weakening either fence
+//! (to AcqRel, say) lets both sides miss each other (store buffering), and a record is
+//! pushed after the final drain: both models fail then (checked by hand).
 #![cfg(loom)]
 
 use hotmeter::sample::announce::{Gate, PushSlot};

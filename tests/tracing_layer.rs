@@ -13,7 +13,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use hotmeter::Engine;
 use hotmeter::tracing_layer::{
     Clock, DirectiveErrorKind, Directives, LayerError, NonBlocking, OverflowPolicy, Repeats,
-    SamplingLayer, SpanTime,
+    SamplingLayer, SpanTime, WorkerGuard,
 };
 use tracing::{Dispatch, Level};
 use tracing_subscriber::layer::SubscriberExt;
@@ -46,17 +46,17 @@ fn engine() -> Arc<Engine> {
     Arc::new(Engine::builder().build().unwrap())
 }
 
+/// What [`sampling`] gives: the sink, the writer, its guard and the layer.
+type Setup = (Sink, NonBlocking, WorkerGuard, SamplingLayer);
+
 /// A layer at `rates` (the environment ignored) writing through a 65,536-line writer into a
-/// fresh sink: the sink, the writer, its guard and the layer.
-fn sampling(
-    e: &Arc<Engine>,
-    rates: &str,
-) -> (
-    Sink,
-    NonBlocking,
-    hotmeter::tracing_layer::WorkerGuard,
-    SamplingLayer,
-) {
+/// fresh sink.
+fn sampling(e: &Arc<Engine>, rates: &str) -> Setup {
+    sampling_early(e, rates, false)
+}
+
+/// [`sampling`], with early sampling on or off.
+fn sampling_early(e: &Arc<Engine>, rates: &str, early: bool) -> Setup {
     let sink = Sink::default();
     let (writer, guard) = NonBlocking::builder()
         .capacity(1 << 16)
@@ -65,6 +65,7 @@ fn sampling(
     let layer = SamplingLayer::builder()
         .rates(rates)
         .read_env(false)
+        .early_sampling(early)
         .writer(writer.clone())
         .build(e)
         .unwrap();
@@ -90,14 +91,28 @@ fn emit_every_level(n: u64) {
 /// per level), from 2 threads, whatever the sampling keeps; kept + sampled out = seen.
 #[test]
 fn counts_are_exact_per_level_and_callsite_under_two_threads() {
+    counts_are_exact(false);
+}
+
+/// The same with early sampling (the draw in `enabled`, before the event is built).
+#[test]
+fn counts_are_exact_with_early_sampling() {
+    counts_are_exact(true);
+}
+
+fn counts_are_exact(early: bool) {
     let e = engine();
-    let (sink, writer, guard, layer) = sampling(&e, "0.125,app::b=0.5");
+    let (sink, writer, guard, layer) = sampling_early(&e, "0.125,app::b=0.5", early);
     let dispatch = Dispatch::new(tracing_subscriber::registry().with(layer));
     let n = 3_000u64;
     thread::scope(|s| {
-        for _ in 0..2 {
+        for t in 0..2 {
             let d = dispatch.clone();
-            s.spawn(move || tracing::dispatcher::with_default(&d, || emit_every_level(n)));
+            s.spawn(move || {
+                // Fixed draws: each thread's generator seeded.
+                hotmeter::tracing_layer::seed_this_thread(0x5eed + t);
+                tracing::dispatcher::with_default(&d, || emit_every_level(n))
+            });
         }
     });
     drop(guard);
@@ -130,8 +145,8 @@ fn counts_are_exact_per_level_and_callsite_under_two_threads() {
         kept_total += kept;
         // The share kept is the rate, whichever path decided (before the event is built,
         // or in `on_event`): within 4 binomial standard errors (false-failure probability
-        // ~6e-5 per level; the generator is seeded from the clock, so this is random). A
-        // second draw on kept events would keep p², far outside.
+        // ~6e-5 per level for a fair generator; the threads' generators are seeded, so the
+        // outcome is fixed). A second draw on kept events would keep p², far outside.
         let p = match level {
             "WARN" | "ERROR" => 1.0,
             "INFO" => (0.5 + 0.125) / 2.0,
@@ -1040,4 +1055,46 @@ fn spans_are_timed_by_name() {
             s.sum
         );
     }
+}
+
+/// Early sampling under a filter inside the layer (`registry().with(filter).with(layer)`):
+/// an event the filter disables is not this layer's to count, sampled out or not; and
+/// `enabled!` / `event_enabled!` hints are neither counted nor drawn.
+#[test]
+fn early_sampling_counts_only_what_the_inner_filter_takes() {
+    let e = engine();
+    let (_sink, _writer, guard, layer) = sampling_early(&e, "0.125", true);
+    // A dynamic filter (no level hint: `info!` reaches the dispatcher): INFO of
+    // `app::filtered` off.
+    let filter = tracing_subscriber::filter::filter_fn(|m| {
+        m.target() != "app::filtered" || *m.level() <= Level::WARN
+    });
+    let subscriber = tracing_subscriber::registry().with(filter).with(layer);
+    tracing::subscriber::with_default(subscriber, || {
+        hotmeter::tracing_layer::seed_this_thread(7);
+        for i in 0..1_000u64 {
+            tracing::info!(target: "app::filtered", i, "disabled by the filter");
+            tracing::warn!(target: "app::filtered", i, "taken");
+            let _ = tracing::event_enabled!(target: "app::hint", Level::WARN);
+            let _ = tracing::enabled!(target: "app::hint", Level::WARN);
+        }
+    });
+    drop(guard);
+    let info = [("level", "INFO"), ("target", "app::filtered")];
+    let warn = [("level", "WARN"), ("target", "app::filtered")];
+    let snap = e.registry().snapshot();
+    assert_eq!(snap.counter("log_events_total", &info).unwrap_or(0), 0);
+    assert_eq!(snap.counter("log_events_total", &warn), Some(1_000));
+    assert_eq!(
+        counter(&e, "log_events_sampled_out_total", &[("level", "INFO")]),
+        0
+    );
+    assert_eq!(
+        snap.counter(
+            "log_events_total",
+            &[("level", "WARN"), ("target", "app::hint")]
+        ),
+        None,
+        "a hint is no event"
+    );
 }

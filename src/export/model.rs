@@ -268,7 +268,9 @@ fn histogram_family(f: &FamilySnapshot, start: SystemTime) -> Family {
     }
 }
 
-/// For each bucket the most recent exemplar whose value falls in it.
+/// For each bucket the most recent exemplar whose value falls in it (by the records' stamps:
+/// records stamped by the same flusher pass tie, and the first of them in value order,
+/// the smallest, wins).
 fn bucket_exemplars(
     buckets: &[(f64, u64)],
     exemplars: &[crate::flush::ExemplarRecord],

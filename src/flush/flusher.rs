@@ -409,6 +409,7 @@ impl FlushState {
                 record_cost_ns,
             };
             control.state = step(&cfg, &control.state, &obs);
+            // Relaxed: a tuning value, read Relaxed by the samplers (see `SampledMetric::k`).
             metric.k.store(control.state.k, Ordering::Relaxed);
         }
     }

@@ -140,7 +140,7 @@ impl<'a> KeyArg<'a> {
     /// on a platform whose function addresses use the top bit).
     #[inline(always)]
     fn of<K: SampleKey>(key: &'a K) -> Self {
-        let f = describe::<K> as Describe as usize;
+        let f = (describe::<K> as Describe as *const ()).expose_provenance();
         if f & Self::DYN != 0 {
             return Self::hashed(nonzero(key.key_hash()));
         }
@@ -205,7 +205,8 @@ impl<'a> KeyArg<'a> {
         // which the address does not use, set), and the address of a `&'a K` of the type
         // that function reads, alive for `'a`.
         unsafe {
-            let f = core::mem::transmute::<usize, Describe>(f);
+            let f =
+                core::mem::transmute::<*const (), Describe>(core::ptr::with_exposed_provenance(f));
             f(self.word as usize as *const (), label)
         }
     }
@@ -239,8 +240,10 @@ fn int_hash(v: u64) -> u64 {
     nonzero(xxh3_64(&v.to_le_bytes()))
 }
 
+/// `h`, or 1 for 0 (which reads as "no key" in a record): what every path records for a
+/// key whose `key_hash` returns 0.
 #[inline]
-fn nonzero(h: u64) -> u64 {
+pub(crate) fn nonzero(h: u64) -> u64 {
     if h == 0 { 1 } else { h }
 }
 

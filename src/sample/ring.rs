@@ -11,8 +11,8 @@
 //!
 //! A slot is four `AtomicU64` rather than plain memory: under [`Overflow::DropOldest`] the
 //! producer may overwrite a slot the consumer is copying out, and atomics make that race
-//! well defined (the consumer then discards what it copied, see below). There is no `unsafe`
-//! in this file.
+//! well defined (the consumer then discards what it copied, see below). The only `unsafe` in
+//! this file is the slot lookup's unchecked index (a masked index is in bounds).
 //!
 //! # Who moves `head`
 //!
@@ -398,7 +398,7 @@ impl Producer {
     }
 
     /// Stores a record given as its words ([`Record::to_words`]) if one more fits, whatever
-    /// the policy (never evicts, never waits); `false` if the ring is full. The sampled
+    /// the policy (never evicts, never waits); `None` if the ring is full. The sampled
     /// path's push: the words are built where the record's fields are, and the policy is
     /// applied out of line (with [`Producer::push`] or [`Producer::try_push`]) only when
     /// this fails.

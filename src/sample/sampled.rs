@@ -18,7 +18,7 @@ use crate::sync::{AtomicU64, Ordering};
 use rand_core::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 
-use super::key::{KeyArg, SampleKey, keep_keyed};
+use super::key::{KeyArg, SampleKey, keep_keyed, nonzero};
 use super::pipeline::{Pipeline, SampledMetric, SlotLease};
 use super::record::Record;
 use super::ring::{Producer, Push, ring};
@@ -276,13 +276,13 @@ impl Sampled {
                 // Decided by the key, not a random-gap trial (see `skip_trial`).
                 cells.skip_trial();
                 let k = s.metric.k();
-                let hash = key.key_hash();
+                let hash = nonzero(key.key_hash());
                 if keep_keyed(hash, k) && keyed_slow(cells, s, value, hash, k) {
                     name_key(s, hash, &|out| key.write_label(out));
                 }
             } else if n >= cells.get(NEXT_AT) {
                 // The key is hashed only when the event is sampled.
-                let hash = key.key_hash();
+                let hash = nonzero(key.key_hash());
                 if sample_handle_slow(cells, s, n, value, hash) {
                     name_key(s, hash, &|out| key.write_label(out));
                 }
@@ -300,7 +300,7 @@ impl Sampled {
     /// [`Sampled::record_critical`] with a key.
     #[inline]
     pub fn record_critical_keyed<K: SampleKey + ?Sized>(self, value: f64, key: &K) {
-        let hash = key.key_hash();
+        let hash = nonzero(key.key_hash());
         if self.record_critical_keyed_hash(value, hash) {
             name_key(self.series, hash, &|out| key.write_label(out));
         }
@@ -748,8 +748,8 @@ fn decide_slow(cells: Cells, s: &SampledSeries, n: u64) -> Option<u8> {
 
 /// Decides and, when sampled, pushes: one sampler lookup for both. Inlined into the two
 /// cold callers (a call site's and a handle's), so the sampled path is one out-of-line call.
-/// Returns whether the caller should name the key ([`name_key`]): pushed, with a key the
-/// flusher wants named.
+/// Returns whether the caller should name the key ([`name_key`]): the event was selected
+/// (whatever its push's outcome) and its key is one the flusher wants named.
 #[inline(always)]
 fn sample_slow(cells: Cells, s: &SampledSeries, n: u64, value: f64, key: u64) -> bool {
     if paused(cells, n) {

@@ -63,8 +63,6 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 // The workload
 // ---------------------------------------------------------------------------------------
 
-const MAX_LEN: usize = 128;
-
 /// A message stream: one per thread.
 trait Step {
     fn new(thread: usize) -> Self;
@@ -72,22 +70,18 @@ trait Step {
     fn handle(&mut self) -> Message;
 }
 
-/// One thread's message stream: build, parse, hash.
 #[path = "common/fnv.rs"]
 mod fnv;
-use fnv::{Fnv, xorshift};
+#[path = "common/seed.rs"]
+mod seed;
+use fnv::Fnv;
+use seed::{MAX_LEN, Message};
 
+/// One thread's message stream: build, parse, hash (`benches/common/seed.rs`, shared with
+/// `examples/overhead_harness.rs`).
 struct Worker {
     rng: u64,
     buf: [u8; MAX_LEN],
-}
-
-/// What handling a message found out.
-struct Message {
-    client_id: u64,
-    size: usize,
-    new_connection: bool,
-    failed: bool,
 }
 
 impl Step for Worker {
@@ -98,52 +92,9 @@ impl Step for Worker {
         }
     }
 
-    /// Builds, parses and hashes the next message.
     #[inline(always)]
     fn handle(&mut self) -> Message {
-        let r = xorshift(&mut self.rng);
-
-        let size = 64 + (r & 63) as usize; // 64..=127 bytes
-        let client = ((r >> 8) & 0xff) as u32;
-        let flags = (r >> 16) as u16;
-        let failed = (r >> 40).is_multiple_of(1000);
-
-        // Build: header, then a payload.
-        let buf = &mut self.buf;
-        buf[0..4].copy_from_slice(&client.to_le_bytes());
-        buf[4..6].copy_from_slice(&(size as u16).to_le_bytes());
-        buf[6..8].copy_from_slice(&flags.to_le_bytes());
-        let seed = (r >> 24) as u8;
-        for (i, b) in buf[8..size].iter_mut().enumerate() {
-            *b = seed.wrapping_add((i as u8).wrapping_mul(31));
-        }
-
-        // Parse the header back (opaque buffer: the compiler cannot reuse what it wrote).
-        let buf = black_box(&*buf);
-        let client_id = u32::from_le_bytes([buf[0], buf[1], buf[2], buf[3]]) as u64;
-        let size = u16::from_le_bytes([buf[4], buf[5]]) as usize;
-        let flags = u16::from_le_bytes([buf[6], buf[7]]);
-
-        // FNV-1a over the whole message, in two interleaved lanes (even and odd bytes) so
-        // the multiply chain is half as long: ~60 ns for ~96 bytes here.
-        const PRIME: u64 = 0x0000_0100_0000_01b3;
-        let (mut a, mut b) = (0xcbf2_9ce4_8422_2325u64, 0x8422_2325_cbf2_9ce4u64);
-        let mut pairs = buf[..size].chunks_exact(2);
-        for p in &mut pairs {
-            a = (a ^ p[0] as u64).wrapping_mul(PRIME);
-            b = (b ^ p[1] as u64).wrapping_mul(PRIME);
-        }
-        if let [last] = pairs.remainder() {
-            a = (a ^ *last as u64).wrapping_mul(PRIME);
-        }
-        black_box(a ^ b.rotate_left(32));
-
-        Message {
-            client_id,
-            size,
-            new_connection: flags & 63 == 0,
-            failed,
-        }
+        seed::handle(&mut self.rng, &mut self.buf)
     }
 }
 

@@ -35,7 +35,9 @@ use std::time::{Duration, Instant};
 
 use hotmeter::overhead::{Budget, Harness};
 
-const MAX_LEN: usize = 128;
+#[path = "../benches/common/seed.rs"]
+mod seed;
+use seed::MAX_LEN;
 
 /// One thread's message stream.
 struct Worker {
@@ -71,53 +73,18 @@ fn handle<const METERED: bool, const SLOW: bool>(w: &mut Worker) {
     if METERED && SLOW {
         black_box(Instant::now());
     }
-    // xorshift64 (Marsaglia)
-    let mut r = w.rng;
-    r ^= r << 13;
-    r ^= r >> 7;
-    r ^= r << 17;
-    w.rng = r;
-    let size = 64 + (r & 63) as usize;
-    let client = ((r >> 8) & 0xff) as u32;
-    let flags = (r >> 16) as u16;
-    let failed = (r >> 40).is_multiple_of(1000);
-    // Build: header, then a payload.
-    let buf = &mut w.buf;
-    buf[0..4].copy_from_slice(&client.to_le_bytes());
-    buf[4..6].copy_from_slice(&(size as u16).to_le_bytes());
-    buf[6..8].copy_from_slice(&flags.to_le_bytes());
-    let seed = (r >> 24) as u8;
-    for (i, b) in buf[8..size].iter_mut().enumerate() {
-        *b = seed.wrapping_add((i as u8).wrapping_mul(31));
-    }
-    // Parse the header back, then FNV-1a over the message in two interleaved lanes.
-    let buf = black_box(&*buf);
-    let client_id = u64::from(u32::from_le_bytes([buf[0], buf[1], buf[2], buf[3]]));
-    let size = usize::from(u16::from_le_bytes([buf[4], buf[5]]));
-    let flags = u16::from_le_bytes([buf[6], buf[7]]);
-    const PRIME: u64 = 0x0000_0100_0000_01b3;
-    let (mut a, mut b) = (0xcbf2_9ce4_8422_2325u64, 0x8422_2325_cbf2_9ce4u64);
-    let mut pairs = buf[..size].chunks_exact(2);
-    for p in &mut pairs {
-        a = (a ^ u64::from(p[0])).wrapping_mul(PRIME);
-        b = (b ^ u64::from(p[1])).wrapping_mul(PRIME);
-    }
-    if let [last] = pairs.remainder() {
-        a = (a ^ u64::from(*last)).wrapping_mul(PRIME);
-    }
-    black_box(a ^ b.rotate_left(32));
-    // What handling found out, used by the bare twin too (as `benches/overhead.rs`'s bare
-    // contender black-boxes its `Message`).
-    let (client_id, size, flags, failed) = black_box((client_id, size, flags, failed));
+    // The same message step as `benches/overhead.rs` (`benches/common/seed.rs`); what it
+    // found out is used by the bare twin too (black-boxed, as the bench's bare contender's).
+    let m = black_box(seed::handle(&mut w.rng, &mut w.buf));
     drop(timer);
     if METERED {
         hotmeter::counter!("messages_total").inc();
-        if flags & 63 == 0 {
+        if m.new_connection {
             hotmeter::counter!("connections_total").inc();
         }
-        hotmeter::record!("message_bytes", size as f64, key = client_id);
-        if failed {
-            hotmeter::record!(critical, "message_failures", 1.0, key = client_id);
+        hotmeter::record!("message_bytes", m.size as f64, key = m.client_id);
+        if m.failed {
+            hotmeter::record!(critical, "message_failures", 1.0, key = m.client_id);
         }
     }
 }

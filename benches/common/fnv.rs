@@ -6,7 +6,7 @@ use std::hint::black_box;
 
 /// The next draw of a xorshift64 (Marsaglia) state.
 #[inline(always)]
-pub fn xorshift(state: &mut u64) -> u64 {
+fn xorshift(state: &mut u64) -> u64 {
     let mut r = *state;
     r ^= r << 13;
     r ^= r >> 7;

@@ -473,6 +473,53 @@ fn record_critical(n: usize) -> usize {
     n
 }
 
+/// One message of the seed workload's sampled mix, as the flusher sees it: a timer's
+/// record and the message size keyed by one of 256 clients (`state` is a xorshift64).
+#[inline(never)]
+fn op_seed_mix(state: &mut u64) {
+    let mut x = *state;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    *state = x;
+    hotmeter::record!("iai_mix_seconds", 50e-9 + (x >> 58) as f64 * 1e-9);
+    hotmeter::record!(
+        "iai_mix_bytes",
+        64.0 + (x & 63) as f64,
+        key = (x >> 8) & 255
+    );
+}
+
+/// The flusher's work per drained record: the rings hold `N` records of the seed mix
+/// (series seen and warmed by a first flush), and the bench is the one flush that drains
+/// them, estimates and publishes (its fixed cost spread over the `N` records).
+fn setup_flush() -> usize {
+    let e = install(1.0);
+    let mut state = 0x9e37_79b9_7f4a_7c15;
+    for _ in 0..WARMUP {
+        op_seed_mix(&mut state);
+    }
+    e.flush();
+    for _ in 0..N / 2 {
+        op_seed_mix(&mut state);
+    }
+    N
+}
+
+#[library_benchmark(setup = setup_flush, teardown = check_flush)]
+fn flush_seed_mix(n: usize) -> usize {
+    hotmeter::global_engine().flush();
+    n
+}
+
+fn check_flush(records: usize) {
+    let stats = &hotmeter::global_engine().published().stats;
+    assert_eq!(
+        stats.last_records, records as u64,
+        "the flush drained the mix"
+    );
+}
+
 // Baseline of the timer row: an always-on timer, two clock reads.
 #[library_benchmark(setup = setup_plain_timer)]
 fn baseline_two_instant_now(n: usize) {
@@ -512,7 +559,8 @@ library_benchmark_group!(
         record_sampled_p1,
         record_critical,
         baseline_two_instant_now,
-        sampled_timer_p1_64
+        sampled_timer_p1_64,
+        flush_seed_mix
 );
 
 main!(library_benchmark_groups = exact, sampled);

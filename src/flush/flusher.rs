@@ -11,7 +11,7 @@ use super::buckets::MIN_SPAN;
 use super::controller::{ControllerConfig, ControllerState, Observation, step};
 use super::cpu_clock::thread_cpu_ns;
 use super::estimate::{
-    ClusterVar, DEFAULT_SPAN, Distribution, TopK, Totals, Z95, poisson_interval,
+    ClusterVar, DEFAULT_SPAN, Distribution, KeyBatch, TopK, Totals, Z95, poisson_interval,
 };
 use super::{
     EXEMPLARS_PER_SERIES, ExemplarRecord, FlushStats, Published, Quantile, SeriesEstimate,
@@ -57,6 +57,8 @@ const TOTAL_SPAN: usize = 1 << 18;
 /// to 4,096 series, 5 KiB per series past that; each series at most 80 KiB. Fewer buckets
 /// only coarsen the resolution of series whose values spread wide (a step of 256 buckets
 /// keeps 128 per octave over 2 octaves), and the quantile intervals include the width.
+/// A series' batch of top keys ([`KeyBatch`]) takes at most as many slots (24 bytes each):
+/// 6 MiB more in all, 24 KiB per series at most.
 fn step_span(series: usize) -> usize {
     (TOTAL_SPAN / series.max(1)).clamp(MIN_SPAN, DEFAULT_SPAN)
 }
@@ -80,15 +82,20 @@ fn no_record_upper(k: u8, keyed: bool) -> f64 {
 /// totals and top keys since start, the distribution over a sliding window.
 #[derive(Debug)]
 struct SeriesAgg {
-    /// Horvitz–Thompson totals since start (quantiles come from `windows`).
+    /// Horvitz–Thompson totals since start (quantiles come from the window).
     totals: Totals,
-    /// The window's steps, oldest first; records go to the last.
-    windows: std::collections::VecDeque<Distribution>,
+    /// The window's current step: records go here.
+    current: Distribution,
+    /// The window's ended steps, oldest first (at most `WINDOW_STEPS − 1`).
+    past: std::collections::VecDeque<Distribution>,
     /// When the last step began, and when it ends (the next drain or flush past it ages the
     /// window first, so a record never lands in a step that has ended).
     step_started: Instant,
     step_end: Instant,
     top: TopK,
+    /// The top keys' records since the last estimate, summed per key (folded into `top`
+    /// before it is read).
+    keys: KeyBatch,
     /// For a keyed family (from its first record kept by its key): the totals' variance
     /// as a cluster sample, which replaces the record-level one.
     cluster: Option<Box<ClusterVar>>,
@@ -103,14 +110,18 @@ struct SeriesAgg {
 }
 
 impl SeriesAgg {
-    /// A new series' aggregate, its first window step starting `now`, `span` buckets wide.
+    /// A new series' aggregate, its first window step starting `now`, `span` buckets wide,
+    /// its top keys' batch at most `span` slots.
     fn new(now: Instant, step: Duration, span: usize) -> Self {
         Self {
             totals: Totals::default(),
-            windows: std::collections::VecDeque::from([Distribution::with_span(span)]),
+            current: Distribution::with_span(span),
+            past: std::collections::VecDeque::new(),
             step_started: now,
             step_end: now + step,
             top: TopK::new(TOP_K_CAPACITY),
+            // As many slots as a window step has buckets: shared out among series alike.
+            keys: KeyBatch::with_max(span),
             cluster: None,
             exemplars: HashMap::default(),
             track_exemplars: true,
@@ -121,54 +132,78 @@ impl SeriesAgg {
 
     /// Takes one record drained at `now`: ages the window first if its last step has
     /// ended, then absorbs it.
-    #[inline]
+    #[cfg(test)]
     fn take(&mut self, r: &Record, scale: f64, now: Instant, step: Duration, span: usize) {
-        if now >= self.step_end {
-            self.age(now, step, span);
-        }
+        self.age_to(now, step, span);
         self.absorb(r, scale);
     }
 
-    /// Takes one drained record, standing for `scale` records of its ring (1 unless the
-    /// ring dropped records of its series since the last drain).
+    /// Ages the window if its last step ended by `now`. A drain calls this once per series
+    /// it meets (its `now` holds for the whole drain), before the series' first record.
     #[inline]
+    fn age_to(&mut self, now: Instant, step: Duration, span: usize) {
+        if now >= self.step_end {
+            self.age(now, step, span);
+        }
+    }
+
+    /// Takes one drained record, standing for `scale` records of its ring (1 unless the
+    /// ring dropped records of its series since the last drain). The window must be aged
+    /// to the drain's time ([`SeriesAgg::age_to`]).
+    #[inline(always)]
     fn absorb(&mut self, r: &Record, scale: f64) {
         self.dirty = true;
-        self.totals
-            .add_weight(r.value, (1u64 << r.k.min(62)) as f64 * scale);
-        // The totals are this series' (above): the window's steps keep buckets only.
-        if let Some(w) = self.windows.back_mut() {
-            w.add_to_buckets_only(r.value, r.k, scale);
+        let w = (1u64 << r.k.min(62)) as f64;
+        // The common record: a finite value, not negative (nor −0.0), nothing dropped.
+        if r.value.to_bits() < f64::INFINITY.to_bits() && scale == 1.0 {
+            self.totals.add_plain(r.value, w);
+            // The totals are this series' (above): the window's steps keep buckets only.
+            self.current.add_plain_to_buckets(r.value, r.k, w);
+        } else {
+            self.absorb_value(r, w * scale, scale);
         }
+        if r.key != 0 {
+            self.absorb_key(r, scale);
+        }
+    }
+
+    /// [`SeriesAgg::absorb`]'s value for any value and scale.
+    #[inline(never)]
+    fn absorb_value(&mut self, r: &Record, w: f64, scale: f64) {
+        self.totals.add_weight(r.value, w);
+        self.current.add_to_buckets_only(r.value, r.k, scale);
+    }
+
+    /// [`SeriesAgg::absorb`]'s key: the cluster variance, the top keys, the exemplars.
+    #[inline]
+    fn absorb_key(&mut self, r: &Record, scale: f64) {
         if r.keyed {
             let w = (1u64 << r.k.min(62)) as f64 * scale;
             self.cluster
                 .get_or_insert_with(Box::default)
                 .add(r.key, w, r.value);
         }
-        if r.key != 0 {
-            // A key kept by its key (keyed family) has every event kept: count its events
-            // as they are, not times `2^k` (the totals above still weigh them).
-            if r.keyed {
-                self.top.add(r.key, scale);
-            } else {
-                let w = r.weight() as f64 * scale;
-                self.top.add_sampled(r.key, w, w * (w - 1.0));
-            }
-            if !self.track_exemplars {
-                return;
-            }
-            let e = ExemplarRecord {
-                value: r.value,
-                key: r.key,
-                time_ns: r.time_ns,
-            };
-            let bucket = r.value.to_bits() >> 49;
-            if let Some(slot) = self.exemplars.get_mut(&bucket) {
-                *slot = e;
-            } else if self.exemplars.len() < EXEMPLARS_PER_SERIES {
-                self.exemplars.insert(bucket, e);
-            }
+        // A key kept by its key (keyed family) has every event kept: count its events as
+        // they are, not times `2^k` (the totals above still weigh them).
+        if r.keyed {
+            self.keys.add(r.key, scale, 0.0, &mut self.top);
+        } else {
+            let w = r.weight() as f64 * scale;
+            self.keys.add(r.key, w, w * (w - 1.0), &mut self.top);
+        }
+        if !self.track_exemplars {
+            return;
+        }
+        let e = ExemplarRecord {
+            value: r.value,
+            key: r.key,
+            time_ns: r.time_ns,
+        };
+        let bucket = r.value.to_bits() >> 49;
+        if let Some(slot) = self.exemplars.get_mut(&bucket) {
+            *slot = e;
+        } else if self.exemplars.len() < EXEMPLARS_PER_SERIES {
+            self.exemplars.insert(bucket, e);
         }
     }
 
@@ -181,13 +216,14 @@ impl SeriesAgg {
             return;
         }
         for _ in 0..steps {
-            if self.windows.len() >= WINDOW_STEPS
-                && let Some(old) = self.windows.pop_front()
+            let ended = std::mem::replace(&mut self.current, Distribution::with_span(span));
+            self.past.push_back(ended);
+            if self.past.len() >= WINDOW_STEPS
+                && let Some(old) = self.past.pop_front()
                 && old.bucketed_weight() > 0.0
             {
                 self.dirty = true;
             }
-            self.windows.push_back(Distribution::with_span(span));
         }
         self.step_started = if steps as usize == WINDOW_STEPS {
             now
@@ -197,7 +233,8 @@ impl SeriesAgg {
         self.step_end = self.step_started + step;
     }
 
-    fn estimate(&self) -> SeriesEstimate {
+    fn estimate(&mut self) -> SeriesEstimate {
+        self.keys.fold(&mut self.top);
         let mut count = self.totals.count_estimate();
         let mut total = self.totals.total_estimate();
         // The design effect of keys kept or dropped whole, for the quantile intervals.
@@ -218,7 +255,7 @@ impl SeriesAgg {
             total.std_error = (cluster_sum + others_sum).sqrt();
         }
         let mut window = Distribution::with_span(DEFAULT_SPAN);
-        for w in &self.windows {
+        for w in self.past.iter().chain([&self.current]) {
             window.merge(w);
         }
         SeriesEstimate {
@@ -258,6 +295,26 @@ impl SeriesAgg {
             },
         }
     }
+}
+
+/// The position of `series` in `aggs` (a new aggregate if it has none), aged to `now`: a
+/// drain calls this once per series it meets (a series in its cache was aged when cached,
+/// and `now` holds for the whole drain), so records never land in an ended step.
+#[inline(never)]
+fn find_series(
+    aggs: &mut Vec<SeriesAgg>,
+    index: &mut HashMap<u32, usize, rustc_hash::FxBuildHasher>,
+    series: u32,
+    now: Instant,
+    step: Duration,
+    span: usize,
+) -> usize {
+    let i = *index.entry(series).or_insert_with(|| {
+        aggs.push(SeriesAgg::new(now, step, span));
+        aggs.len() - 1
+    });
+    aggs[i].age_to(now, step, span);
+    i
 }
 
 /// `est` with the names `names` now has for its unnamed top keys; `None` when it gains
@@ -525,13 +582,12 @@ impl FlushState {
             drained += 1;
             let slot = &mut cache[series_slot(r.series)];
             if slot.0 != r.series {
-                let i = *index.entry(r.series).or_insert_with(|| {
-                    series.push(SeriesAgg::new(now, step, span));
-                    series.len() - 1
-                });
-                *slot = (r.series, i);
+                *slot = (
+                    r.series,
+                    find_series(series, index, r.series, now, step, span),
+                );
             }
-            series[slot.1].take(&r, scale, now, step, span);
+            series[slot.1].absorb(&r, scale);
         };
         let (mut fill_max, mut fill_sum) = (0f64, 0f64);
         let rings_before = self.consumers.len();
@@ -928,7 +984,12 @@ mod tests {
         let t1 = t0 + step * 7;
         agg.take(&r, 1.0, t1, step, DEFAULT_SPAN);
         agg.age(t1 + Duration::from_millis(1), step, DEFAULT_SPAN);
-        let in_window: f64 = agg.windows.iter().map(Distribution::bucketed_weight).sum();
+        let in_window: f64 = agg
+            .past
+            .iter()
+            .chain([&agg.current])
+            .map(Distribution::bucketed_weight)
+            .sum();
         assert_eq!(
             in_window, 1.0,
             "the late record is in the window, the first aged out"
@@ -936,7 +997,12 @@ mod tests {
         assert_eq!(agg.estimate().quantiles.len(), QUANTILES.len());
         // A whole window later with nothing drained, the flush ages it out.
         agg.age(t1 + step * 6, step, DEFAULT_SPAN);
-        let in_window: f64 = agg.windows.iter().map(Distribution::bucketed_weight).sum();
+        let in_window: f64 = agg
+            .past
+            .iter()
+            .chain([&agg.current])
+            .map(Distribution::bucketed_weight)
+            .sum();
         assert_eq!(in_window, 0.0);
     }
 

@@ -238,53 +238,170 @@ fn widen_backlog(listener: &StdListener) {
 
 /// What a request handler needs.
 struct Ctx {
-    render: Box<dyn Fn(Format) -> Result<String, std::fmt::Error> + Send + Sync>,
+    render: Render,
     config: ServeConfig,
     scrapes: Arc<Semaphore>,
     stats: Arc<ServeStats>,
 }
 
-/// Binds `addr` now (so a bad address or a port in use is an error here) and serves
-/// `registry`'s rendering on it from a background thread.
+/// Why [`Engine::serve`](crate::Engine::serve) or
+/// [`Engine::serve_with`](crate::Engine::serve_with) could not start an endpoint: a
+/// [`ServeConfig`] knob out of range (named), an address that resolves to nothing, or what
+/// the operating system refused (the `io::Error` is the [`source`]).
+///
+/// `io::Error: From<ServeError>`, so `?` works in a function returning `io::Result`: the
+/// operating system's errors convert to themselves (their kind kept, `AddrInUse` stays
+/// `AddrInUse`), the others to an `InvalidInput` error carrying this one.
+///
+/// [`source`]: std::error::Error::source
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ServeError {
+    /// A count limit is zero: `knob` is `"max_connections"` or `"max_concurrent_scrapes"`
+    /// (an endpoint with no slot could answer nothing).
+    ZeroLimit {
+        /// The [`ServeConfig`] field.
+        knob: &'static str,
+    },
+    /// A timeout is zero: `knob` is `"header_timeout"` or `"exchange_timeout"` (every
+    /// request would time out before it was read).
+    ZeroTimeout {
+        /// The [`ServeConfig`] field.
+        knob: &'static str,
+    },
+    /// The token is longer than a request header can carry, so no client could send it.
+    TokenTooLong {
+        /// The token's length in bytes.
+        len: usize,
+        /// The longest accepted, [`MAX_TOKEN_BYTES`].
+        max: usize,
+    },
+    /// The address resolved to no socket address at all.
+    NoAddress,
+    /// The address could not be resolved (not an address, or the name lookup failed).
+    Resolve(io::Error),
+    /// No address it resolved to could be bound (in use, not local, no permission): the
+    /// last one tried and why.
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why it could not be bound.
+        source: io::Error,
+    },
+    /// The endpoint's socket options, runtime or thread could not be set up.
+    Io(io::Error),
+}
+
+impl std::fmt::Display for ServeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ServeError::ZeroLimit { knob } => {
+                write!(
+                    f,
+                    "{knob} must be at least 1 (an endpoint with no slot answers nothing)"
+                )
+            }
+            ServeError::ZeroTimeout { knob } => write!(f, "{knob} must be non-zero"),
+            ServeError::TokenTooLong { len, max } => write!(
+                f,
+                "the token is {len} bytes, longer than a request header can carry ({max}, \
+                 MAX_TOKEN_BYTES)"
+            ),
+            ServeError::NoAddress => f.write_str("the address resolved to nothing"),
+            ServeError::Resolve(e) => write!(f, "cannot resolve the address: {e}"),
+            ServeError::Bind { addr, source } => write!(f, "cannot bind {addr}: {source}"),
+            ServeError::Io(e) => write!(f, "cannot start the /metrics endpoint: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for ServeError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ServeError::Resolve(e) | ServeError::Bind { source: e, .. } | ServeError::Io(e) => {
+                Some(e)
+            }
+            ServeError::ZeroLimit { .. }
+            | ServeError::ZeroTimeout { .. }
+            | ServeError::TokenTooLong { .. }
+            | ServeError::NoAddress => None,
+        }
+    }
+}
+
+impl From<ServeError> for io::Error {
+    fn from(e: ServeError) -> Self {
+        match e {
+            ServeError::Resolve(e) | ServeError::Bind { source: e, .. } | ServeError::Io(e) => e,
+            config => io::Error::new(io::ErrorKind::InvalidInput, config),
+        }
+    }
+}
+
+impl ServeConfig {
+    /// The first knob out of range, as the [`ServeError`] naming it.
+    pub(crate) fn check(&self) -> Result<(), ServeError> {
+        let limits = [
+            ("max_connections", self.max_connections),
+            ("max_concurrent_scrapes", self.max_concurrent_scrapes),
+        ];
+        if let Some(&(knob, _)) = limits.iter().find(|(_, n)| *n == 0) {
+            return Err(ServeError::ZeroLimit { knob });
+        }
+        let timeouts = [
+            ("header_timeout", self.header_timeout),
+            ("exchange_timeout", self.exchange_timeout),
+        ];
+        if let Some(&(knob, _)) = timeouts.iter().find(|(_, t)| t.is_zero()) {
+            return Err(ServeError::ZeroTimeout { knob });
+        }
+        match &self.token {
+            Some(t) if t.len() > MAX_TOKEN_BYTES => Err(ServeError::TokenTooLong {
+                len: t.len(),
+                max: MAX_TOKEN_BYTES,
+            }),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// The rendering an endpoint serves, called on a blocking thread per scrape.
+pub(crate) type Render = Box<dyn Fn(Format) -> Result<String, std::fmt::Error> + Send + Sync>;
+
+/// Checks `config`, binds `addr` now (so a bad address or a port in use is an error here)
+/// and serves `render`'s output on it from a background thread.
 pub(crate) fn serve(
     addr: SocketAddr,
     config: ServeConfig,
     stats: Arc<ServeStats>,
-    render: Box<dyn Fn(Format) -> Result<String, std::fmt::Error> + Send + Sync>,
-) -> io::Result<MetricsServer> {
-    if config.max_connections == 0 || config.max_concurrent_scrapes == 0 {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "max_connections and max_concurrent_scrapes must be at least 1",
-        ));
-    }
-    if config.header_timeout.is_zero() || config.exchange_timeout.is_zero() {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "header_timeout and exchange_timeout must be non-zero",
-        ));
-    }
-    if config
-        .token
-        .as_ref()
-        .is_some_and(|t| t.len() > MAX_TOKEN_BYTES)
-    {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "the token is longer than a request header can carry (MAX_TOKEN_BYTES)",
-        ));
-    }
-    let listener = StdListener::bind(addr)?;
+    render: Render,
+) -> Result<MetricsServer, ServeError> {
+    config.check()?;
+    let listener = StdListener::bind(addr).map_err(|source| ServeError::Bind { addr, source })?;
     widen_backlog(&listener);
-    listener.set_nonblocking(true)?;
-    let addr = listener.local_addr()?;
-    let stop = Arc::new(Notify::new());
+    listener.set_nonblocking(true).map_err(ServeError::Io)?;
+    let addr = listener.local_addr().map_err(ServeError::Io)?;
     let ctx = Arc::new(Ctx {
         render,
         scrapes: Arc::new(Semaphore::new(config.max_concurrent_scrapes)),
         config,
-        stats: Arc::clone(&stats),
+        stats,
     });
+    let stop = Arc::new(Notify::new());
+    let thread = spawn_endpoint(listener, ctx, Arc::clone(&stop)).map_err(ServeError::Io)?;
+    Ok(MetricsServer {
+        addr,
+        stop,
+        thread: Some(thread),
+    })
+}
+
+/// The endpoint's thread: a current-thread runtime running the accept loop until `stop`.
+fn spawn_endpoint(
+    listener: StdListener,
+    ctx: Arc<Ctx>,
+    stop: Arc<Notify>,
+) -> io::Result<JoinHandle<()>> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_io()
         .enable_time()
@@ -292,22 +409,14 @@ pub(crate) fn serve(
         .max_blocking_threads(ctx.config.max_concurrent_scrapes)
         .thread_name("hotmeter-render")
         .build()?;
-    let thread = {
-        let stop = Arc::clone(&stop);
-        std::thread::Builder::new()
-            .name("hotmeter-http".into())
-            .spawn(move || {
-                runtime.block_on(accept_loop(listener, ctx, stop));
-                // A render still running on a blocking thread finishes on its own; its
-                // reply has nowhere to go. Dropping the runtime would wait for it.
-                runtime.shutdown_background();
-            })?
-    };
-    Ok(MetricsServer {
-        addr,
-        stop,
-        thread: Some(thread),
-    })
+    std::thread::Builder::new()
+        .name("hotmeter-http".into())
+        .spawn(move || {
+            runtime.block_on(accept_loop(listener, ctx, stop));
+            // A render still running on a blocking thread finishes on its own; its
+            // reply has nowhere to go. Dropping the runtime would wait for it.
+            runtime.shutdown_background();
+        })
 }
 
 /// The endpoint's connection slots: how many are taken, and the connections still waiting
@@ -900,28 +1009,81 @@ mod tests {
 
     #[test]
     fn zero_limits_and_an_unreadable_token_are_refused() {
-        for config in [
-            ServeConfig {
-                header_timeout: Duration::ZERO,
-                ..ServeConfig::default()
-            },
-            ServeConfig {
-                exchange_timeout: Duration::ZERO,
-                ..ServeConfig::default()
-            },
-            ServeConfig {
-                max_connections: 0,
-                ..ServeConfig::default()
-            },
-            ServeConfig {
-                max_concurrent_scrapes: 0,
-                ..ServeConfig::default()
-            },
-            ServeConfig {
-                token: Some("t".repeat(MAX_TOKEN_BYTES + 1)),
-                ..ServeConfig::default()
-            },
-        ] {
+        type Want = fn(&ServeError) -> bool;
+        let cases: [(ServeConfig, &str, Want); 5] = [
+            (
+                ServeConfig {
+                    header_timeout: Duration::ZERO,
+                    ..ServeConfig::default()
+                },
+                "header_timeout",
+                |e| {
+                    matches!(
+                        e,
+                        ServeError::ZeroTimeout {
+                            knob: "header_timeout"
+                        }
+                    )
+                },
+            ),
+            (
+                ServeConfig {
+                    exchange_timeout: Duration::ZERO,
+                    ..ServeConfig::default()
+                },
+                "exchange_timeout",
+                |e| {
+                    matches!(
+                        e,
+                        ServeError::ZeroTimeout {
+                            knob: "exchange_timeout"
+                        }
+                    )
+                },
+            ),
+            (
+                ServeConfig {
+                    max_connections: 0,
+                    ..ServeConfig::default()
+                },
+                "max_connections",
+                |e| {
+                    matches!(
+                        e,
+                        ServeError::ZeroLimit {
+                            knob: "max_connections"
+                        }
+                    )
+                },
+            ),
+            (
+                ServeConfig {
+                    max_concurrent_scrapes: 0,
+                    ..ServeConfig::default()
+                },
+                "max_concurrent_scrapes",
+                |e| {
+                    matches!(
+                        e,
+                        ServeError::ZeroLimit {
+                            knob: "max_concurrent_scrapes"
+                        }
+                    )
+                },
+            ),
+            (
+                ServeConfig {
+                    token: Some("t".repeat(MAX_TOKEN_BYTES + 1)),
+                    ..ServeConfig::default()
+                },
+                "token",
+                |e| {
+                    matches!(e, ServeError::TokenTooLong { len, max: MAX_TOKEN_BYTES }
+                        if *len == MAX_TOKEN_BYTES + 1)
+                },
+            ),
+        ];
+        for (config, knob, want) in cases {
             let err = serve(
                 "127.0.0.1:0".parse().unwrap(),
                 config,
@@ -929,8 +1091,38 @@ mod tests {
                 Box::new(|_| Ok(String::new())),
             )
             .unwrap_err();
-            assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+            assert!(want(&err), "{knob}: {err:?}");
+            // The message names the knob; a configuration error has no cause below it.
+            assert!(err.to_string().contains(knob), "{err}");
+            assert!(std::error::Error::source(&err).is_none(), "{err:?}");
         }
+    }
+
+    /// A port in use is a bind error naming the address, with the `io::Error` as its source;
+    /// converted to an `io::Error` (for `?` in a function returning `io::Result`) it keeps
+    /// the kind.
+    #[test]
+    fn a_busy_port_is_a_bind_error_with_its_io_source() {
+        let busy = StdListener::bind("127.0.0.1:0").unwrap();
+        let addr = busy.local_addr().unwrap();
+        let err = serve(
+            addr,
+            ServeConfig::default(),
+            Arc::default(),
+            Box::new(|_| Ok(String::new())),
+        )
+        .unwrap_err();
+        match &err {
+            ServeError::Bind { addr: a, source } => {
+                assert_eq!(*a, addr);
+                assert_eq!(source.kind(), io::ErrorKind::AddrInUse);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(err.to_string().contains(&addr.to_string()), "{err}");
+        let source = std::error::Error::source(&err).expect("the io::Error");
+        assert!(source.is::<io::Error>(), "{source:?}");
+        assert_eq!(io::Error::from(err).kind(), io::ErrorKind::AddrInUse);
     }
 
     fn headers(pairs: &[(&'static str, &str)]) -> hyper::HeaderMap {

@@ -876,9 +876,9 @@ mod tests {
         server.stop();
     }
 
-    /// Issue 9, defect 6: stopping the endpoint waits for exchanges in flight at most their
-    /// grace period, also for a client that never reads a large reply and one that trickles
-    /// its headers (both would hold it until their 30 s timeouts). The bound asserted is
+    /// Stopping the endpoint waits for exchanges in flight at most their grace period, also
+    /// for a client that never reads a large reply and one that trickles its headers: a
+    /// shutdown bounded by the clients' 30 s timeouts would hold the program's exit hostage. The bound asserted is
     /// generous (grace + 3 s): it is a correctness bound, not a benchmark.
     #[test]
     fn stopping_cuts_stalled_exchanges_after_the_grace_period() {
@@ -950,9 +950,10 @@ mod tests {
         );
     }
 
-    /// Issue 9, defect 5: at the connection cap, connections without a complete request
-    /// head are closed after `HEADER_TIMEOUT_AT_CAP` (not the configured 30 s), their slots
-    /// are free again, and a new connection evicts the oldest idle one.
+    /// At the connection cap, connections without a complete request head are closed after
+    /// `HEADER_TIMEOUT_AT_CAP` (not the configured 30 s), their slots are free again, and a
+    /// new connection evicts the oldest idle one: idle or trickling clients cannot starve
+    /// the scraper.
     #[test]
     fn at_the_cap_idle_connections_are_swept_and_evicted() {
         let config = ServeConfig {

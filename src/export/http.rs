@@ -521,6 +521,9 @@ impl Drop for Slot {
     }
 }
 
+/// Accepts connections until `stop`, each served by its own task on a slot
+/// ([`Slots::admit`]); at the cap, sweeps connections past [`HEADER_TIMEOUT_AT_CAP`] every
+/// [`AT_CAP_SWEEP`]. Then stops the connections ([`stop_connections`]).
 async fn accept_loop(listener: StdListener, ctx: Arc<Ctx>, stop: Arc<Notify>) {
     let listener = match tokio::net::TcpListener::from_std(listener) {
         Ok(l) => l,
@@ -561,17 +564,7 @@ async fn accept_loop(listener: StdListener, ctx: Arc<Ctx>, stop: Arc<Notify>) {
                 continue;
             }
         };
-        let (admitted, evicting) = {
-            let mut slots = lock_slots(&slots);
-            let evicting = slots.at_cap();
-            (slots.admit(&ctx.stats), evicting)
-        };
-        if evicting {
-            // At the cap, a burst of accepts would evict the connections it just admitted
-            // before their tasks ever read a request: let the tasks run between accepts.
-            tokio::task::yield_now().await;
-        }
-        let Some((id, evicted)) = admitted else {
+        let Some((id, evicted)) = admit(&slots, &ctx.stats).await else {
             ctx.stats
                 .refused_connections
                 .fetch_add(1, Ordering::Relaxed);
@@ -584,78 +577,125 @@ async fn accept_loop(listener: StdListener, ctx: Arc<Ctx>, stop: Arc<Notify>) {
             answering: false,
         };
         let ctx = Arc::clone(&ctx);
-        let mut stopping = stopping.clone();
-        tasks.spawn(async move {
-            let slot = Arc::new(Mutex::new(slot));
-            let _ = stream.set_nodelay(true);
-            let mut http = hyper::server::conn::http1::Builder::new();
-            http.timer(TokioTimer::new())
-                .header_read_timeout(ctx.config.header_timeout)
-                .keep_alive(false)
-                .max_buf_size(MAX_REQUEST_HEAD_BYTES);
-            let deadline = ctx.config.exchange_timeout;
-            // Set once the request's head is in: from then on a stop lets the reply finish,
-            // and the connection cannot be evicted.
-            let answering = Arc::new(AtomicBool::new(false));
-            let service = {
-                let answering = Arc::clone(&answering);
-                let slot = Arc::clone(&slot);
-                hyper::service::service_fn(move |req| {
-                    let in_time = slot
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .answering();
-                    // Relaxed: read by this connection's own task, on this one thread.
-                    answering.store(true, Ordering::Relaxed);
-                    let ctx = Arc::clone(&ctx);
-                    async move {
-                        if !in_time {
-                            // Evicted in the same poll that completed the head (its task
-                            // ends at the next one): no reply.
-                            return Ok::<_, Infallible>(plain(
-                                StatusCode::SERVICE_UNAVAILABLE,
-                                "connection evicted\n",
-                            ));
-                        }
-                        Ok::<_, Infallible>(handle(ctx, req).await)
-                    }
-                })
-            };
-            let conn = http.serve_connection(TokioIo::new(stream), service);
-            let exchange = async move {
-                let mut conn = std::pin::pin!(conn);
-                tokio::select! {
-                    // Eviction first: a connection evicted before this poll must not read
-                    // (and answer) a request on a slot it has handed over.
-                    biased;
-                    _ = evicted.notified() => return,
-                    _ = conn.as_mut() => return,
-                    // Also when the sender is gone: the endpoint is stopping either way.
-                    _ = stopping.wait_for(|&s| s) => {}
-                }
-                // Stopping: a connection still reading its request closes now (returning
-                // drops it); a reply in flight may finish (until the accept loop cuts it).
-                // Relaxed: see above.
-                if answering.load(Ordering::Relaxed) {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = conn.await;
-                }
-            };
-            // Past the deadline the connection (and any unsent body) is dropped.
-            let _ = tokio::time::timeout(deadline, exchange).await;
-        });
+        tasks.spawn(serve_connection(
+            stream,
+            slot,
+            ctx,
+            evicted,
+            stopping.clone(),
+        ));
     }
     drop(listener);
-    // Graceful stop, bounded: replies in flight get the grace period, then every
-    // connection left is dropped (aborting its task closes its socket).
-    let _ = stopping_tx.send(true);
+    stop_connections(tasks, stopping_tx, ctx.config.shutdown_grace).await;
+}
+
+/// A slot for a new connection ([`Slots::admit`]).
+async fn admit(slots: &Mutex<Slots>, stats: &ServeStats) -> Option<(u64, Arc<Notify>)> {
+    let (admitted, evicting) = {
+        let mut slots = lock_slots(slots);
+        let evicting = slots.at_cap();
+        (slots.admit(stats), evicting)
+    };
+    if evicting {
+        // At the cap, a burst of accepts would evict the connections it just admitted
+        // before their tasks ever read a request: let the tasks run between accepts.
+        tokio::task::yield_now().await;
+    }
+    admitted
+}
+
+/// Graceful stop, bounded: replies in flight get the `grace` period, then every connection
+/// left is dropped (aborting its task closes its socket).
+async fn stop_connections(
+    mut tasks: tokio::task::JoinSet<()>,
+    stopping: tokio::sync::watch::Sender<bool>,
+    grace: Duration,
+) {
+    let _ = stopping.send(true);
     let drained = async { while tasks.join_next().await.is_some() {} };
-    if tokio::time::timeout(ctx.config.shutdown_grace, drained)
-        .await
-        .is_err()
-    {
+    if tokio::time::timeout(grace, drained).await.is_err() {
         tasks.shutdown().await;
     }
+}
+
+/// Serves one accepted connection's one exchange within the exchange deadline (past it the
+/// connection, and any unsent body, is dropped). `evicted` closes it unanswered. When the
+/// endpoint starts `stopping`, a connection still reading its request closes at once; a
+/// reply in flight may finish (until [`stop_connections`] cuts it).
+async fn serve_connection(
+    stream: tokio::net::TcpStream,
+    slot: Slot,
+    ctx: Arc<Ctx>,
+    evicted: Arc<Notify>,
+    mut stopping: tokio::sync::watch::Receiver<bool>,
+) {
+    let _ = stream.set_nodelay(true);
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(ctx.config.header_timeout)
+        .keep_alive(false)
+        .max_buf_size(MAX_REQUEST_HEAD_BYTES);
+    let deadline = ctx.config.exchange_timeout;
+    // Set once the request's head is in: from then on a stop lets the reply finish,
+    // and the connection cannot be evicted.
+    let answering = Arc::new(AtomicBool::new(false));
+    let service = service(ctx, Arc::new(Mutex::new(slot)), Arc::clone(&answering));
+    let conn = http.serve_connection(TokioIo::new(stream), service);
+    let exchange = async move {
+        let mut conn = std::pin::pin!(conn);
+        tokio::select! {
+            // Eviction first: a connection evicted before this poll must not read
+            // (and answer) a request on a slot it has handed over.
+            biased;
+            _ = evicted.notified() => return,
+            _ = conn.as_mut() => return,
+            // Also when the sender is gone: the endpoint is stopping either way.
+            _ = stopping.wait_for(|&s| s) => {}
+        }
+        // Stopping: a connection still reading its request closes now (returning
+        // drops it); a reply in flight may finish (until the accept loop cuts it).
+        // Relaxed: read by this connection's own task, on this one thread.
+        if answering.load(Ordering::Relaxed) {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
+    };
+    // Past the deadline the connection (and any unsent body) is dropped.
+    let _ = tokio::time::timeout(deadline, exchange).await;
+}
+
+/// The connection's request handler: marks the connection `answering` once its request
+/// head is in (taking the slot out of the eviction candidates), then [`handle`]s it.
+fn service(
+    ctx: Arc<Ctx>,
+    slot: Arc<Mutex<Slot>>,
+    answering: Arc<AtomicBool>,
+) -> impl hyper::service::Service<
+    Request<Incoming>,
+    Response = Response<PermitBody>,
+    Error = Infallible,
+    Future = impl Future<Output = Result<Response<PermitBody>, Infallible>> + Send,
+> {
+    hyper::service::service_fn(move |req| {
+        let in_time = slot
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .answering();
+        // Relaxed: read by this connection's own task, on this one thread.
+        answering.store(true, Ordering::Relaxed);
+        let ctx = Arc::clone(&ctx);
+        async move {
+            if !in_time {
+                // Evicted in the same poll that completed the head (its task ends at the
+                // next one): no reply.
+                return Ok::<_, Infallible>(plain(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "connection evicted\n",
+                ));
+            }
+            Ok::<_, Infallible>(handle(ctx, req).await)
+        }
+    })
 }
 
 /// A response body that holds a scrape permit until it is fully written or dropped.
@@ -740,29 +780,12 @@ fn wants_gzip(headers: &hyper::HeaderMap) -> bool {
     gzip.or(any).is_some_and(|q| q > 0.0)
 }
 
+/// Answers one request: a refusal ([`refusal`]), 503 past `max_concurrent_scrapes`, or the
+/// rendering in the format `Accept` asks for, gzip-compressed if `Accept-Encoding` allows.
 async fn handle(ctx: Arc<Ctx>, req: Request<Incoming>) -> Response<PermitBody> {
     let stats = &ctx.stats;
-    if req.uri().path() != "/metrics" {
-        stats.not_found.fetch_add(1, Ordering::Relaxed);
-        return plain(StatusCode::NOT_FOUND, "not found: scrape /metrics\n");
-    }
-    if req.method() != Method::GET && req.method() != Method::HEAD {
-        stats.bad_method.fetch_add(1, Ordering::Relaxed);
-        let mut r = plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
-        r.headers_mut()
-            .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
-        return r;
-    }
-    if let Some(token) = &ctx.config.token
-        && !authorized(req.headers(), token)
-    {
-        stats.unauthorized.fetch_add(1, Ordering::Relaxed);
-        let mut r = plain(StatusCode::UNAUTHORIZED, "unauthorized\n");
-        r.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            HeaderValue::from_static("Bearer realm=\"hotmeter\""),
-        );
-        return r;
+    if let Some(refused) = refusal(&ctx, &req) {
+        return refused;
     }
     let Ok(permit) = Arc::clone(&ctx.scrapes).try_acquire_owned() else {
         stats.busy.fetch_add(1, Ordering::Relaxed);
@@ -785,21 +808,7 @@ async fn handle(ctx: Arc<Ctx>, req: Request<Incoming>) -> Response<PermitBody> {
     // other exchanges go on meanwhile.
     let work = {
         let ctx = Arc::clone(&ctx);
-        tokio::task::spawn_blocking(move || -> Result<Bytes, &'static str> {
-            let text = (ctx.render)(format).map_err(|_| "encoding failed\n")?;
-            if !gzip {
-                return Ok(Bytes::from(text));
-            }
-            use std::io::Write as _;
-            let mut enc = flate2::write::GzEncoder::new(
-                Vec::with_capacity(text.len() / 4),
-                flate2::Compression::fast(),
-            );
-            enc.write_all(text.as_bytes())
-                .and_then(|()| enc.finish())
-                .map(Bytes::from)
-                .map_err(|_| "compression failed\n")
-        })
+        tokio::task::spawn_blocking(move || render_body(&ctx, format, gzip))
     };
     let body = match work.await {
         Ok(Ok(body)) => body,
@@ -814,6 +823,66 @@ async fn handle(ctx: Arc<Ctx>, req: Request<Incoming>) -> Response<PermitBody> {
         }
     };
     stats.ok.fetch_add(1, Ordering::Relaxed);
+    if gzip {
+        stats.gzip.fetch_add(1, Ordering::Relaxed);
+    }
+    metrics_reply(body, permit, format, gzip)
+}
+
+/// The answer to a request that is not a scrape this endpoint serves: 404 for another
+/// path, 405 for another method, 401 without the token. `None` for a scrape.
+fn refusal(ctx: &Ctx, req: &Request<Incoming>) -> Option<Response<PermitBody>> {
+    let stats = &ctx.stats;
+    if req.uri().path() != "/metrics" {
+        stats.not_found.fetch_add(1, Ordering::Relaxed);
+        return Some(plain(StatusCode::NOT_FOUND, "not found: scrape /metrics\n"));
+    }
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        stats.bad_method.fetch_add(1, Ordering::Relaxed);
+        let mut r = plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
+        r.headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return Some(r);
+    }
+    if let Some(token) = &ctx.config.token
+        && !authorized(req.headers(), token)
+    {
+        stats.unauthorized.fetch_add(1, Ordering::Relaxed);
+        let mut r = plain(StatusCode::UNAUTHORIZED, "unauthorized\n");
+        r.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer realm=\"hotmeter\""),
+        );
+        return Some(r);
+    }
+    None
+}
+
+/// The body of a scrape (on a blocking thread): the rendering, gzip-compressed when
+/// `gzip`; the 500 body when either step fails.
+fn render_body(ctx: &Ctx, format: Format, gzip: bool) -> Result<Bytes, &'static str> {
+    let text = (ctx.render)(format).map_err(|_| "encoding failed\n")?;
+    if !gzip {
+        return Ok(Bytes::from(text));
+    }
+    use std::io::Write as _;
+    let mut enc = flate2::write::GzEncoder::new(
+        Vec::with_capacity(text.len() / 4),
+        flate2::Compression::fast(),
+    );
+    enc.write_all(text.as_bytes())
+        .and_then(|()| enc.finish())
+        .map(Bytes::from)
+        .map_err(|_| "compression failed\n")
+}
+
+/// A 200 carrying `body`, holding its scrape `permit` until the body is sent.
+fn metrics_reply(
+    body: Bytes,
+    permit: OwnedSemaphorePermit,
+    format: Format,
+    gzip: bool,
+) -> Response<PermitBody> {
     let mut r = Response::new(PermitBody {
         body: Full::new(body),
         _permit: Some(permit),
@@ -828,7 +897,6 @@ async fn handle(ctx: Arc<Ctx>, req: Request<Incoming>) -> Response<PermitBody> {
         HeaderValue::from_static("Accept, Accept-Encoding"),
     );
     if gzip {
-        stats.gzip.fetch_add(1, Ordering::Relaxed);
         h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
     }
     r

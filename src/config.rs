@@ -253,8 +253,8 @@ pub(crate) fn blame(e: ConfigError, origin: &[FromEnv]) -> ConfigError {
 }
 
 /// Shortest and longest flush interval: below 1 ms the flusher burns a core while idle;
-/// above an hour nothing is exported in practice (and `Duration::MAX` overflowed the
-/// flusher's clock arithmetic).
+/// above an hour nothing is exported in practice, and the bound keeps the flusher's clock
+/// arithmetic (deadline = now + interval) far from overflow.
 pub const FLUSH_INTERVAL_RANGE: (Duration, Duration) =
     (Duration::from_millis(1), Duration::from_secs(3600));
 const FLUSH_INTERVAL_FORM: &str = "a duration from 1ms to 1h, such as 250ms, 2s, 1.5s or 1m";

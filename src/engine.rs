@@ -497,15 +497,21 @@ impl Engine {
     }
 
     /// Starts the endpoint the configuration asks for (`listen`), if any.
+    ///
+    /// Its failure is a [`BindError`] whose source is the operating system's `io::Error`,
+    /// not a [`ServeError`](crate::ServeError): the configuration was validated before
+    /// (`Config::validate` bounds the token; the limits are `ServeConfig`'s defaults) and
+    /// `listen` holds a resolved address, so only binding or starting the thread can fail
+    /// here, and a user asks `source.kind()` (`AddrInUse`?) without a second match.
     #[cfg(feature = "http")]
     fn serve_configured(&self) -> Result<(), BindError> {
         let Some(addr) = self.shared.config.listen else {
             return Ok(());
         };
-        self.serve(addr).map(|_| ()).map_err(|source| BindError {
+        self.serve(addr).map(|_| ()).map_err(|e| BindError {
             knob: "listen".into(),
             addr: addr.to_string(),
-            source,
+            source: e.into(),
         })
     }
 
@@ -518,12 +524,14 @@ impl Engine {
     /// engine ([`Engine::shutdown`]).
     ///
     /// # Errors
-    /// The address does not resolve, or cannot be bound (in use, not local, no
-    /// permission): the last address's `io::Error`.
+    /// A [`ServeError`](crate::ServeError): [`Resolve`](crate::ServeError::Resolve) or
+    /// [`NoAddress`](crate::ServeError::NoAddress) when the address does not resolve;
+    /// [`Bind`](crate::ServeError::Bind) when no address it resolves to can be bound (in
+    /// use, not local, no permission), with the last address and its `io::Error`.
     ///
     /// Feature `http` (on by default).
     #[cfg(feature = "http")]
-    pub fn serve(&self, addr: impl ToSocketAddrs) -> std::io::Result<SocketAddr> {
+    pub fn serve(&self, addr: impl ToSocketAddrs) -> Result<SocketAddr, crate::ServeError> {
         let config = crate::export::http::ServeConfig {
             token: self
                 .shared
@@ -552,7 +560,10 @@ impl Engine {
     /// [`Engine::serve`] with explicit limits and options.
     ///
     /// # Errors
-    /// The address cannot be bound, or a limit is zero.
+    /// What [`Engine::serve`] answers, and before any address is tried, a knob of `config`
+    /// out of range: [`ZeroLimit`](crate::ServeError::ZeroLimit) or
+    /// [`ZeroTimeout`](crate::ServeError::ZeroTimeout) naming it, or
+    /// [`TokenTooLong`](crate::ServeError::TokenTooLong).
     ///
     /// Feature `http`.
     #[cfg(feature = "http")]
@@ -560,13 +571,13 @@ impl Engine {
         &self,
         addr: impl ToSocketAddrs,
         config: crate::export::http::ServeConfig,
-    ) -> std::io::Result<SocketAddr> {
-        let mut last = std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            "the address resolved to nothing",
-        );
+    ) -> Result<SocketAddr, crate::ServeError> {
+        use crate::ServeError;
+        // A bad knob fails every address alike: say so before resolving any.
+        config.check()?;
+        let mut last = ServeError::NoAddress;
         let mut server = None;
-        for a in addr.to_socket_addrs()? {
+        for a in addr.to_socket_addrs().map_err(ServeError::Resolve)? {
             let shared = Arc::clone(&self.shared);
             match crate::export::http::serve(
                 a,

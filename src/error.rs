@@ -137,17 +137,20 @@ impl fmt::Display for Error {
             Error::InvalidUnit { name, unit, rule } => {
                 write!(f, "unit {unit:?} of metric {name:?}: {rule}")?;
                 if *rule == crate::names::UNIT_SUFFIX_RULE {
-                    let base = name.strip_suffix("_total").unwrap_or(name);
-                    let total = if base.len() < name.len() {
-                        "_total"
-                    } else {
-                        ""
-                    };
-                    write!(f, " (register it as {base}_{unit}{total})")?;
+                    write!(f, " (register it as {})", name_with_unit(name, unit))?;
                 }
                 Ok(())
             }
         }
+    }
+}
+
+/// The name OpenMetrics' suffix rule asks for: the unit before a counter's `_total`
+/// (`requests_total` with unit `bytes` → `requests_bytes_total`), else at the end.
+fn name_with_unit(name: &str, unit: &str) -> String {
+    match name.strip_suffix("_total") {
+        Some(base) => format!("{base}_{unit}_total"),
+        None => format!("{name}_{unit}"),
     }
 }
 
@@ -161,3 +164,26 @@ impl From<crate::arena::CellSpaceExhausted> for Error {
 
 /// `Result` with this crate's [`Error`].
 pub type Result<T> = core::result::Result<T, Error>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A unit the name does not end with: the message proposes the name the suffix rule
+    /// wants, the unit before a counter's `_total`.
+    #[test]
+    fn a_unit_suffix_error_proposes_the_name() {
+        let e = |name: &str, unit: &str| {
+            Error::InvalidUnit {
+                name: name.into(),
+                unit: unit.into(),
+                rule: crate::names::UNIT_SUFFIX_RULE,
+            }
+            .to_string()
+        };
+        let m = e("requests_total", "bytes");
+        assert!(m.ends_with(" (register it as requests_bytes_total)"), "{m}");
+        let m = e("latency", "seconds");
+        assert!(m.ends_with(" (register it as latency_seconds)"), "{m}");
+    }
+}

@@ -120,7 +120,7 @@
 //!
 //! | feature | default | adds |
 //! |---|---|---|
-//! | `http` | yes | `Engine::serve` / `serve_with` / `endpoints`, `ServeConfig`, `export::http`, the `listen` and `token` knobs (`HOTMETER_LISTEN`, `HOTMETER_TOKEN`), the `hotmeter_http_*` meta-metrics; pulls in tokio, hyper, hyper-util, http-body-util, bytes, flate2 and subtle. Without it those knobs do not exist and the two variables are a [`ConfigError`] naming the feature. |
+//! | `http` | yes | `Engine::serve` / `serve_with` / `endpoints`, `ServeConfig` and its `ServeError`, `export::http`, the `listen` and `token` knobs (`HOTMETER_LISTEN`, `HOTMETER_TOKEN`), the `hotmeter_http_*` meta-metrics; pulls in tokio, hyper, hyper-util, http-body-util, bytes, flate2 and subtle. Without it those knobs do not exist and the two variables are a [`ConfigError`] naming the feature. |
 //! | `prometheus-client` | no | `EngineCollector` and `Engine::collector`; the crate itself as `hotmeter::prometheus_client`, so you can name the version the collector implements `Collector` for |
 //! | `metrics` | no | `metrics_recorder`: a [`metrics`](https://docs.rs/metrics) `Recorder` over the engine, so `metrics::counter!` and friends from any crate land in hotmeter |
 //! | `bench` | no | `hotmeter::overhead`: a harness that times your own hot loop with hotmeter recording and with its sampling off at run time, in interleaved repetitions at 1 and N threads, with a verdict against a budget and criterion-compatible JSON (`cargo run --release --features bench --example overhead_harness -- --budget 5%`) |
@@ -215,7 +215,7 @@ pub use export::Format;
 #[cfg(all(not(loom), feature = "prometheus-client"))]
 pub use export::collector::EngineCollector;
 #[cfg(all(not(loom), feature = "http"))]
-pub use export::http::ServeConfig;
+pub use export::http::{ServeConfig, ServeError};
 #[cfg(not(loom))]
 pub use metric::{
     Counter, Gauge, Histogram, HistogramConfig, HistogramSnapshot, MAX_EXACT_BOUNDS, MetricKind,

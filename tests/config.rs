@@ -90,7 +90,13 @@ fn a_bind_failure_carries_the_io_error() {
     assert!(matches!(e, hotmeter::BuildError::Bind(_)), "{e:?}");
     let engine = Engine::builder().build().unwrap();
     let err = engine.serve(addr.to_string()).unwrap_err();
-    assert_eq!(err.kind(), std::io::ErrorKind::AddrInUse);
+    match &err {
+        hotmeter::ServeError::Bind { addr: a, source } => {
+            assert_eq!(*a, addr);
+            assert_eq!(source.kind(), std::io::ErrorKind::AddrInUse, "{err}");
+        }
+        other => panic!("{other:?}"),
+    }
     let served = engine.serve(("127.0.0.1", 0)).unwrap();
     assert_eq!(get(served, "/metrics", &[]).status, 200);
     assert!(engine.serve("127.0.0.1:0").is_ok());
@@ -101,4 +107,59 @@ fn a_bind_failure_carries_the_io_error() {
         .unwrap_err();
     assert_eq!(e.config().map(|c| c.knob.as_str()), Some("listen"));
     drop(busy);
+}
+
+/// `serve_with` refuses a bad `ServeConfig` with a variant naming the knob (not an
+/// `io::Error` of kind `InvalidInput`), and tells "resolved to nothing" and "cannot be
+/// resolved" apart from a bind failure.
+#[cfg(feature = "http")]
+#[test]
+fn serve_errors_are_typed() {
+    use hotmeter::{ServeConfig, ServeError};
+    let engine = Engine::builder().build().unwrap();
+    let err = engine
+        .serve_with(
+            local(),
+            ServeConfig {
+                max_connections: 0,
+                ..ServeConfig::default()
+            },
+        )
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ServeError::ZeroLimit {
+                knob: "max_connections"
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("max_connections"), "{err}");
+    let err = engine
+        .serve_with(
+            local(),
+            ServeConfig {
+                exchange_timeout: Duration::ZERO,
+                ..ServeConfig::default()
+            },
+        )
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ServeError::ZeroTimeout {
+                knob: "exchange_timeout"
+            }
+        ),
+        "{err:?}"
+    );
+    let err = engine
+        .serve_with(&[][..] as &[std::net::SocketAddr], ServeConfig::default())
+        .unwrap_err();
+    assert!(matches!(err, ServeError::NoAddress), "{err:?}");
+    let err = engine.serve("not an address").unwrap_err();
+    assert!(matches!(err, ServeError::Resolve(_)), "{err:?}");
+    assert!(std::error::Error::source(&err).is_some_and(|s| s.is::<std::io::Error>()));
+    assert!(engine.endpoints().is_empty(), "nothing was started");
 }

@@ -14,7 +14,7 @@
 
 use std::time::UNIX_EPOCH;
 
-use super::model::{Family, Sample};
+use super::model::{Exemplar, Family, Sample};
 use super::write::{
     Labels, Num, escape_help_openmetrics, format_float, sample_line, sum_and_count, type_line,
     write_sample, write_summary,
@@ -23,19 +23,7 @@ use super::write::{
 /// Appends the OpenMetrics rendering of `f` (no `# EOF`), in prometheus-client's layout:
 /// histogram samples `_sum`, `_count`, then buckets with `le` first.
 pub(crate) fn encode_family(out: &mut String, f: &Family) {
-    out.push_str("# HELP ");
-    out.push_str(&f.name);
-    out.push(' ');
-    out.push_str(&escape_help_openmetrics(&f.help));
-    out.push('\n');
-    type_line(out, &f.name, f.kind);
-    if let Some(unit) = &f.unit {
-        out.push_str("# UNIT ");
-        out.push_str(&f.name);
-        out.push(' ');
-        out.push_str(unit);
-        out.push('\n');
-    }
+    write_metadata(out, f);
     for s in &f.series {
         let labels = Labels::of(&s.labels);
         match &s.value {
@@ -56,39 +44,74 @@ pub(crate) fn encode_family(out: &mut String, f: &Family) {
                 exemplars,
             } => {
                 sum_and_count(out, &f.name, &s.labels, Some(*sum), *count);
-                let mut cumulative = 0;
-                let mut exemplars = exemplars.iter().peekable();
-                let mut le = String::new();
-                for (i, &(upper, n)) in buckets.iter().enumerate() {
-                    cumulative += n;
-                    le.clear();
-                    format_float(&mut le, upper);
-                    let l = Labels {
-                        before: Some(("le", &le)),
-                        ..labels
-                    };
-                    write_sample(out, &f.name, "_bucket", l, Num::Int(cumulative));
-                    if let Some((_, e)) = exemplars.next_if(|(j, _)| *j == i) {
-                        out.push_str(" # ");
-                        Labels::of(&e.labels).write(out);
-                        if e.labels.is_empty() {
-                            out.push_str("{}");
-                        }
-                        out.push(' ');
-                        format_float(out, e.value);
-                        out.push(' ');
-                        let ts = e
-                            .timestamp
-                            .duration_since(UNIX_EPOCH)
-                            .unwrap_or_default()
-                            .as_secs_f64();
-                        format_float(out, ts);
-                    }
-                    out.push('\n');
-                }
+                write_buckets(out, &f.name, labels, buckets, exemplars);
             }
         }
     }
+}
+
+/// The family's `# HELP`, `# TYPE` and (when it has one) `# UNIT` lines.
+fn write_metadata(out: &mut String, f: &Family) {
+    out.push_str("# HELP ");
+    out.push_str(&f.name);
+    out.push(' ');
+    out.push_str(&escape_help_openmetrics(&f.help));
+    out.push('\n');
+    type_line(out, &f.name, f.kind);
+    if let Some(unit) = &f.unit {
+        out.push_str("# UNIT ");
+        out.push_str(&f.name);
+        out.push(' ');
+        out.push_str(unit);
+        out.push('\n');
+    }
+}
+
+/// A histogram series' cumulative `_bucket` lines, `le` first, each followed by its
+/// bucket's exemplar if it has one.
+fn write_buckets(
+    out: &mut String,
+    name: &str,
+    labels: Labels<'_>,
+    buckets: &[(f64, u64)],
+    exemplars: &[(usize, Exemplar)],
+) {
+    let mut cumulative = 0;
+    let mut exemplars = exemplars.iter().peekable();
+    let mut le = String::new();
+    for (i, &(upper, n)) in buckets.iter().enumerate() {
+        cumulative += n;
+        le.clear();
+        format_float(&mut le, upper);
+        let l = Labels {
+            before: Some(("le", &le)),
+            ..labels
+        };
+        write_sample(out, name, "_bucket", l, Num::Int(cumulative));
+        if let Some((_, e)) = exemplars.next_if(|(j, _)| *j == i) {
+            write_exemplar(out, e);
+        }
+        out.push('\n');
+    }
+}
+
+/// ` # {labels} value timestamp` after a bucket's sample (`{}` for an empty label set,
+/// which OpenMetrics requires; the timestamp in seconds).
+fn write_exemplar(out: &mut String, e: &Exemplar) {
+    out.push_str(" # ");
+    Labels::of(&e.labels).write(out);
+    if e.labels.is_empty() {
+        out.push_str("{}");
+    }
+    out.push(' ');
+    format_float(out, e.value);
+    out.push(' ');
+    let ts = e
+        .timestamp
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64();
+    format_float(out, ts);
 }
 
 /// Appends the OpenMetrics rendering of `families`, ending with `# EOF`.

@@ -49,8 +49,8 @@ fn verdicts_against_the_budget() {
     assert_eq!(Verdict::of(0.06, 0.03, 0.08, b), Verdict::LikelyOver);
     assert_eq!(Verdict::of(0.08, 0.06, 0.09, b), Verdict::Over);
     assert_eq!(Verdict::of(-0.02, -0.04, 0.01, b), Verdict::Within);
-    // Review finding: one pair is a point interval of no confidence, and said `Within`
-    // (or `Over`) outright. Below the confidence level a verdict is only "likely".
+    // One pair is a point interval of no confidence: it must not say `Within` (or `Over`)
+    // outright. Below the confidence level a verdict is only "likely".
     assert_eq!(
         Verdict::of_interval(0.02, 0.02, 0.02, 0.0, b),
         Verdict::LikelyWithin
@@ -213,10 +213,10 @@ fn the_harness_switches_sampling_per_repetition() {
         assert_eq!(m.records_flushed + m.records_dropped, events, "{run:?}");
         assert!(m.wall_seconds > 0.0 && m.flusher_cpu_seconds >= 0.0);
     }
-    // Review finding: the pause was engine-wide (every thread of the application skipped
-    // 65,536 decisions) and a run ending on an off repetition left that skip in the arenas
-    // its workers handed on. Now it is per worker and undone after each off repetition: a
-    // new thread (which may adopt a worker's arena) samples at once, and so does this one.
+    // The pause must be per worker, not engine-wide (every thread of the application would
+    // skip 65,536 decisions), and undone after each off repetition, so that a run ending on
+    // an off repetition leaves no skip in the arenas its workers hand on: a new thread
+    // (which may adopt a worker's arena) samples at once, and so does this one.
     let before = s.count();
     let pushed = || sum_cells(&sampled_series(&e), cells::PUSHED);
     let p0 = pushed();

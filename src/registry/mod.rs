@@ -457,6 +457,37 @@ impl Registry {
         kind: MetricKind,
         config: FamilyConfig<'_>,
     ) -> Result<Handle> {
+        let exposed = self.admit_family(inner, name, kind)?;
+        let histogram = (kind == MetricKind::Histogram).then(|| match config {
+            FamilyConfig::Histogram(c) => c.clone(),
+            _ => HistogramConfig::default(),
+        });
+        // The first series' cells before anything else: running out of cells (the only
+        // way past this point to fail) leaves nothing behind.
+        let cells = allocate_for(self.pipeline.cells, kind, histogram.as_ref())?;
+        let sampled = self.register_sampled(name, kind, config);
+        let handle = handle_at(kind, cells, histogram.as_ref(), sampled);
+        for e in exposed {
+            inner.exposed.insert(e, name.into());
+        }
+        inner.families.insert(
+            name.into(),
+            Family {
+                kind,
+                histogram,
+                sampled,
+                series: HashMap::from([(labels, handle)]),
+                overflow: None,
+                folded: 0,
+            },
+        );
+        inner.series += 1;
+        Ok(handle)
+    }
+
+    /// The names a new family `name` of `kind` would expose, once they are known to be
+    /// valid and free, and the registry below its series cap (a refusal there is counted).
+    fn admit_family(&self, inner: &Inner, name: &str, kind: MetricKind) -> Result<Vec<String>> {
         let exposed = names::exposed_names(name, kind);
         if exposed.iter().any(|e| check_metric_name(e).is_err()) {
             // `_` as a counter exposes `__total`; `_total` exposes an empty family.
@@ -482,45 +513,33 @@ impl Registry {
                 cap: self.max_series,
             });
         }
-        let histogram = (kind == MetricKind::Histogram).then(|| match config {
-            FamilyConfig::Histogram(c) => c.clone(),
-            _ => HistogramConfig::default(),
-        });
-        // The first series' cells before anything else: running out of cells (the only
-        // way past this point to fail) leaves nothing behind.
-        let cells = allocate_for(self.pipeline.cells, kind, histogram.as_ref())?;
-        let sampled = matches!(kind, MetricKind::Sampled | MetricKind::Histogram).then(|| {
-            let keyed = matches!(config, FamilyConfig::Sampled { keyed: true });
-            let metric: &'static SampledMetric = Box::leak(Box::new(SampledMetric {
-                name: match kind {
-                    MetricKind::Histogram => format!("{name}:exemplars").into(),
-                    _ => name.into(),
-                },
-                k: AtomicU8::new(self.pipeline.config.initial_k),
-                keyed,
-                exemplars: kind == MetricKind::Histogram,
-                pipeline: Arc::clone(&self.pipeline),
-            }));
-            self.pipeline.register_metric(metric);
-            metric
-        });
-        let handle = handle_at(kind, cells, histogram.as_ref(), sampled);
-        for e in exposed {
-            inner.exposed.insert(e, name.into());
+        Ok(exposed)
+    }
+
+    /// The pipeline state of a new family that leaves records: a sampled metric's, or a
+    /// histogram's exemplars (`<name>:exemplars`), registered with the pipeline. Leaked, so
+    /// that handles and records can hold it as `&'static`. `None` for counters and gauges.
+    fn register_sampled(
+        &self,
+        name: &str,
+        kind: MetricKind,
+        config: FamilyConfig<'_>,
+    ) -> Option<&'static SampledMetric> {
+        if !matches!(kind, MetricKind::Sampled | MetricKind::Histogram) {
+            return None;
         }
-        inner.families.insert(
-            name.into(),
-            Family {
-                kind,
-                histogram,
-                sampled,
-                series: HashMap::from([(labels, handle)]),
-                overflow: None,
-                folded: 0,
+        let metric: &'static SampledMetric = Box::leak(Box::new(SampledMetric {
+            name: match kind {
+                MetricKind::Histogram => format!("{name}:exemplars").into(),
+                _ => name.into(),
             },
-        );
-        inner.series += 1;
-        Ok(handle)
+            k: AtomicU8::new(self.pipeline.config.initial_k),
+            keyed: matches!(config, FamilyConfig::Sampled { keyed: true }),
+            exemplars: kind == MetricKind::Histogram,
+            pipeline: Arc::clone(&self.pipeline),
+        }));
+        self.pipeline.register_metric(metric);
+        Some(metric)
     }
 
     /// The exact value of every series, read without stopping writers. The registry lock is

@@ -208,7 +208,12 @@ pub(crate) unsafe fn timer_at(c: *const AtomicU64, s: Sampled, n: u64) -> Sample
     }
 }
 
-/// A handle to one sampled-event series (see the module docs).
+/// The write handle of one series of a sampled metric ([`MetricKind::Sampled`]), named
+/// after its kind as [`Counter`](crate::Counter) and [`Histogram`](crate::Histogram) are:
+/// what `record!` and `sampled_timer!` record into, and what
+/// [`Registry::sampled`](crate::Registry::sampled) returns (see the module docs).
+///
+/// [`MetricKind::Sampled`]: crate::MetricKind::Sampled
 #[derive(Debug, Clone, Copy)]
 pub struct Sampled {
     pub(crate) series: &'static SampledSeries,

@@ -818,6 +818,102 @@ impl Visit for FindId<'_> {
     }
 }
 
+impl SamplingLayer {
+    /// An ERROR marks its request (the correlation id of its span): the request's later
+    /// events are kept.
+    #[inline]
+    fn mark_request_errored<S>(&self, event: &Event<'_>, ctx: &Context<'_, S>)
+    where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+    {
+        // Relaxed: a flag read by this request's later events; those on other threads see
+        // it once they synchronize with this one (as any hand-over of the request).
+        self.with_span_id(event, ctx, |_, errored| {
+            errored.store(true, Ordering::Relaxed)
+        });
+    }
+
+    /// Whether this layer's `enabled` kept this very event already (it marks the metadata
+    /// just before the event is built, and clears nothing else in between but a nested
+    /// event's mark); the mark is cleared either way.
+    #[inline]
+    fn take_early_mark(&self, meta: &'static Metadata<'static>) -> bool {
+        PASSED
+            .try_with(|p| {
+                let mark = p.get();
+                if mark.0 != self.uid {
+                    return false;
+                }
+                p.set((0, 0));
+                mark.1 == meta as *const Metadata<'static> as usize
+            })
+            .unwrap_or(false)
+    }
+
+    /// The keep decision for an event of a sampled callsite: the `k` it is kept at (0 when
+    /// its request logged an ERROR), or `None` when it is sampled out. Keyed by the event's
+    /// own correlation id, else its span's; a random draw without either.
+    #[inline]
+    fn sample<S>(&self, event: &Event<'_>, ctx: &Context<'_, S>, site: Site) -> Option<u8>
+    where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+    {
+        let mut k = site.k;
+        let mut key = None;
+        if site.has_id_field {
+            let mut find = FindId::new(&self.fields, false);
+            event.record(&mut find);
+            key = find.found.map(|c| c.hash);
+        }
+        if let Some((hash, errored)) = self.with_span_id(event, ctx, |hash, errored| {
+            // Relaxed: see `mark_request_errored`.
+            (hash, errored.load(Ordering::Relaxed))
+        }) {
+            // The span's request, unless the event names another one itself: an ERROR in
+            // it keeps the event also when the event repeats the request's id.
+            if key.is_none_or(|own| own == hash) {
+                key = Some(hash);
+                if errored {
+                    k = 0;
+                }
+            }
+        }
+        let keep = k == 0
+            || match key {
+                Some(hash) => keep_keyed(hash, k),
+                None => random_u64().leading_zeros() >= u32::from(k),
+            };
+        keep.then_some(k)
+    }
+
+    /// Formats a kept event's line and hands it to the writer, unless the repeat
+    /// aggregation takes it (never an ERROR).
+    #[inline]
+    fn write_kept<S>(&self, event: &Event<'_>, ctx: &Context<'_, S>, level: usize, k: u8)
+    where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+    {
+        let Some(writer) = &self.writer else { return };
+        // A span's id is appended when the event does not name one itself.
+        let span_id = if event.fields().any(|f| self.fields.contains(&f.name())) {
+            None
+        } else {
+            self.span_correlation(event, ctx)
+        };
+        let (line, body) = format_line(event, k, span_id.as_ref(), self.clock.wall());
+        if level != ERROR_INDEX
+            && let Some(a) = &self.aggregator
+            && a.on()
+        {
+            let addr = event.metadata() as *const Metadata<'static> as usize;
+            if !a.offer(addr, level, k, &line[body], self.clock.now()) {
+                return;
+            }
+        }
+        writer.send(line);
+    }
+}
+
 impl<S> Layer<S> for SamplingLayer
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
@@ -942,74 +1038,22 @@ where
             c.inc();
         }
         if site.level == ERROR_INDEX {
-            // Relaxed: a flag read by this request's later events; those on other threads
-            // see it once they synchronize with this one (as any hand-over of the request).
-            self.with_span_id(event, &ctx, |_, errored| {
-                errored.store(true, Ordering::Relaxed)
-            });
+            self.mark_request_errored(event, &ctx);
         }
+        // Taken whatever `k` is, so that a stale mark never outlives its event.
+        let passed = self.take_early_mark(meta);
         let mut k = site.k;
-        // Kept by `enabled` already (this very event: it marks the metadata just before the
-        // event is built, and clears nothing else in between but a nested event's mark).
-        let passed = PASSED
-            .try_with(|p| {
-                let mark = p.get();
-                if mark.0 != self.uid {
-                    return false;
-                }
-                p.set((0, 0));
-                mark.1 == meta as *const Metadata<'static> as usize
-            })
-            .unwrap_or(false);
         if k != 0 && !passed {
-            let mut key = None;
-            if site.has_id_field {
-                let mut find = FindId::new(&self.fields, false);
-                event.record(&mut find);
-                key = find.found.map(|c| c.hash);
-            }
-            if let Some((hash, errored)) = self.with_span_id(event, &ctx, |hash, errored| {
-                // Relaxed: see the ERROR store above.
-                (hash, errored.load(Ordering::Relaxed))
-            }) {
-                // The span's request, unless the event names another one itself: an ERROR
-                // in it keeps the event also when the event repeats the request's id.
-                if key.is_none_or(|own| own == hash) {
-                    key = Some(hash);
-                    if errored {
-                        k = 0;
-                    }
+            match self.sample(event, &ctx, site) {
+                Some(kept_at) => k = kept_at,
+                None => {
+                    self.sampled_out[site.level].inc();
+                    return;
                 }
-            }
-            let keep = k == 0
-                || match key {
-                    Some(hash) => keep_keyed(hash, k),
-                    None => random_u64().leading_zeros() >= u32::from(k),
-                };
-            if !keep {
-                self.sampled_out[site.level].inc();
-                return;
             }
         }
         self.kept[site.level].inc();
-        let Some(writer) = &self.writer else { return };
-        // A span's id is appended when the event does not name one itself.
-        let span_id = if event.fields().any(|f| self.fields.contains(&f.name())) {
-            None
-        } else {
-            self.span_correlation(event, &ctx)
-        };
-        let (line, body) = format_line(event, k, span_id.as_ref(), self.clock.wall());
-        if site.level != ERROR_INDEX
-            && let Some(a) = &self.aggregator
-            && a.on()
-        {
-            let addr = meta as *const Metadata<'static> as usize;
-            if !a.offer(addr, site.level, k, &line[body], self.clock.now()) {
-                return;
-            }
-        }
-        writer.send(line);
+        self.write_kept(event, &ctx, site.level, k);
     }
 
     fn on_enter(&self, id: &Id, ctx: Context<'_, S>) {

@@ -228,84 +228,137 @@ impl NonBlockingBuilder {
     }
 }
 
-fn worker<W: Write>(shared: &Shared, mut sink: W) {
-    let c = shared.counters;
-    // A sink that panics costs its line (counted as an I/O error), not the worker: the
-    // lines queued behind it are still written and counted, and the guard still returns.
-    let write = |line: &str, sink: &mut W| match catch_unwind(AssertUnwindSafe(|| {
-        sink.write_all(line.as_bytes())
-    })) {
-        Ok(Ok(())) => {
-            c.written.inc();
-            true
-        }
-        Ok(Err(_)) | Err(_) => {
-            c.io_error.inc();
-            false
-        }
+/// The worker thread: writes queued lines and the sources' due lines, flushes after each
+/// batch, parks when there is nothing to write, and drains the queue one last time once
+/// the guard stops it.
+fn worker<W: Write>(shared: &Shared, sink: W) {
+    let mut w = Worker {
+        shared,
+        sink,
+        next_tick: Instant::now() + TICK,
+        held: Vec::new(),
     };
-    let write_queued = |(line, queued): (String, Instant), sink: &mut W| {
-        if write(&line, sink) {
-            c.latency.record(queued.elapsed().as_secs_f64());
-        }
-    };
-    let flush = |sink: &mut W| {
-        let _ = catch_unwind(AssertUnwindSafe(|| sink.flush()));
-    };
-    let capacity = shared.queue.capacity() as f64;
-    let mut next_tick = Instant::now() + TICK;
-    let mut held = Vec::new();
     loop {
-        let depth = shared.queue.len();
-        c.depth.set(depth as f64);
-        c.utilization.set(depth as f64 / capacity);
-        let mut wrote = false;
-        while let Some(item) = shared.queue.pop() {
-            write_queued(item, &mut sink);
-            wrote = true;
-        }
-        // The sources' lines due (aggregated repeats), written here rather than queued: a
-        // worker waiting on its own full queue (`Block`) would wait forever.
-        if Instant::now() >= next_tick {
-            next_tick = Instant::now() + TICK;
-            shared.tick_sources(&mut held);
-            for line in held.drain(..) {
-                c.accepted.inc();
-                write(&line, &mut sink);
-                wrote = true;
-            }
-        }
-        if wrote {
-            flush(&mut sink);
+        w.report_depth();
+        let queued = w.write_queue();
+        let due = w.write_due_lines();
+        if queued || due {
+            w.flush();
             continue;
         }
         // Acquire: pairs with the guard's Release store of `stop`, made after every sender
         // left its push (`sending` back to 0), so every accepted line is in the queue now.
         if shared.stop.load(Ordering::Acquire) {
-            while let Some(item) = shared.queue.pop() {
-                write_queued(item, &mut sink);
-            }
-            flush(&mut sink);
-            c.depth.set(0.0);
-            c.utilization.set(0.0);
+            w.write_queue();
+            w.flush();
+            w.counters().depth.set(0.0);
+            w.counters().utilization.set(0.0);
             return;
         }
-        // SeqCst store and fence: a Dekker pair with the sender's push, SeqCst fence and
-        // load of `sleeping` in `NonBlocking::send`: either the sender sees `sleeping` and
-        // unparks, or this thread sees its line in the queue below.
-        shared.sleeping.store(true, Ordering::SeqCst);
-        fence(Ordering::SeqCst);
-        // Relaxed: a stale `false` only costs one more turn (the guard unparks after storing).
-        if shared.queue.is_empty() && !shared.stop.load(Ordering::Relaxed) {
-            // The timeout is a backstop only; wake-ups come from `send` and the guard.
-            thread::park_timeout(TICK);
+        shared.park_until_woken();
+    }
+}
+
+/// The worker thread's state: its sink and the sources' lines waiting to be written.
+struct Worker<'a, W> {
+    shared: &'a Shared,
+    sink: W,
+    /// When the sources' due lines are next collected.
+    next_tick: Instant,
+    /// The sources' lines collected at a tick (kept to reuse its allocation).
+    held: Vec<String>,
+}
+
+impl<W: Write> Worker<'_, W> {
+    fn counters(&self) -> Counters {
+        self.shared.counters
+    }
+
+    /// Publishes the queue's depth and fill as gauges.
+    fn report_depth(&self) {
+        let depth = self.shared.queue.len();
+        self.counters().depth.set(depth as f64);
+        self.counters()
+            .utilization
+            .set(depth as f64 / self.shared.queue.capacity() as f64);
+    }
+
+    /// Writes one line; whether it was written. A sink that panics costs its line (counted
+    /// as an I/O error), not the worker: the lines queued behind it are still written and
+    /// counted, and the guard still returns.
+    fn write(&mut self, line: &str) -> bool {
+        let sink = &mut self.sink;
+        match catch_unwind(AssertUnwindSafe(|| sink.write_all(line.as_bytes()))) {
+            Ok(Ok(())) => {
+                self.counters().written.inc();
+                true
+            }
+            Ok(Err(_)) | Err(_) => {
+                self.counters().io_error.inc();
+                false
+            }
         }
-        // Relaxed: a hint to senders; a stale `true` costs one spurious unpark.
-        shared.sleeping.store(false, Ordering::Relaxed);
+    }
+
+    /// Writes every line in the queue, recording each written line's time in the queue;
+    /// whether there was any.
+    fn write_queue(&mut self) -> bool {
+        let mut any = false;
+        while let Some((line, queued)) = self.shared.queue.pop() {
+            if self.write(&line) {
+                self.counters()
+                    .latency
+                    .record(queued.elapsed().as_secs_f64());
+            }
+            any = true;
+        }
+        any
+    }
+
+    /// At each tick, the sources' lines due (aggregated repeats), written here rather than
+    /// queued: a worker waiting on its own full queue (`Block`) would wait forever. Whether
+    /// there was any.
+    fn write_due_lines(&mut self) -> bool {
+        if Instant::now() < self.next_tick {
+            return false;
+        }
+        self.next_tick = Instant::now() + TICK;
+        let mut held = std::mem::take(&mut self.held);
+        self.shared.tick_sources(&mut held);
+        let any = !held.is_empty();
+        for line in held.drain(..) {
+            self.counters().accepted.inc();
+            self.write(&line);
+        }
+        self.held = held;
+        any
+    }
+
+    /// Flushes the sink; a panic in it is the sink's, not the worker's.
+    fn flush(&mut self) {
+        let sink = &mut self.sink;
+        let _ = catch_unwind(AssertUnwindSafe(|| sink.flush()));
     }
 }
 
 impl Shared {
+    /// Parks the worker until a sender or the guard wakes it (or [`TICK`] passes), unless a
+    /// line or the stop arrived meanwhile.
+    fn park_until_woken(&self) {
+        // SeqCst store and fence: a Dekker pair with the sender's push, SeqCst fence and
+        // load of `sleeping` in `NonBlocking::send`: either the sender sees `sleeping` and
+        // unparks, or this thread sees its line in the queue below.
+        self.sleeping.store(true, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+        // Relaxed: a stale `false` only costs one more turn (the guard unparks after storing).
+        if self.queue.is_empty() && !self.stop.load(Ordering::Relaxed) {
+            // The timeout is a backstop only; wake-ups come from `send` and the guard.
+            thread::park_timeout(TICK);
+        }
+        // Relaxed: a hint to senders; a stale `true` costs one spurious unpark.
+        self.sleeping.store(false, Ordering::Relaxed);
+    }
+
     fn sources(&self) -> Vec<Arc<dyn LineSource>> {
         let mut sources = self.sources.lock().unwrap_or_else(PoisonError::into_inner);
         sources.retain(|s| s.strong_count() > 0);

@@ -201,6 +201,50 @@ impl Shared {
 /// Entries of a ring's per-series drop tally (see [`Consumer::drain_weighted`]).
 pub const DROP_SLOTS: usize = if cfg!(loom) { 2 } else { 64 };
 
+/// One [`Consumer::drain_weighted`] call's view of the producer's drop tally: per table
+/// entry (then the rest, at [`DROP_SLOTS`]) its series + 1 (0: free), the weight dropped,
+/// and the weight drained.
+struct DropTally {
+    ids: [u64; DROP_SLOTS + 1],
+    dropped: [u64; DROP_SLOTS + 1],
+    drained: [u64; DROP_SLOTS + 1],
+}
+
+impl DropTally {
+    /// The tally a record of `series` uses: its entry, or the rest (`DROP_SLOTS`).
+    fn of(&self, series: u32) -> usize {
+        let id = series as u64 + 1;
+        let mut j = drop_home(series);
+        for _ in 0..DROP_SLOTS {
+            match self.ids[j] {
+                e if e == id => return j,
+                0 => return DROP_SLOTS,
+                _ => j = (j + 1) % DROP_SLOTS,
+            }
+        }
+        DROP_SLOTS
+    }
+
+    /// Counts a record about to be drained (critical records are never dropped).
+    fn note_drained(&mut self, r: &Record) {
+        if !r.critical {
+            let j = self.of(r.series);
+            self.drained[j] = self.drained[j].saturating_add(r.weight());
+        }
+    }
+
+    /// How many records of its series a drained record stands for: `(W + D) / W` with
+    /// `D` the weight its tally dropped and `W` the weight drained; 1 for a critical record.
+    fn scale_of(&self, r: &Record) -> f64 {
+        let j = self.of(r.series);
+        if r.critical || self.drained[j] == 0 || self.dropped[j] == 0 {
+            1.0
+        } else {
+            (self.drained[j] as f64 + self.dropped[j] as f64) / self.drained[j] as f64
+        }
+    }
+}
+
 /// Where a series' probe in the drop tally starts (Fibonacci hashing: sampled series ids
 /// are cell ids a fixed stride apart).
 #[inline]
@@ -625,17 +669,57 @@ impl Consumer {
         buf: &mut Vec<Record>,
         mut f: impl FnMut(Record, f64),
     ) -> usize {
-        // Per table entry (then the rest): its series + 1 (0: free), and the weight dropped.
-        let mut ids = [0u64; DROP_SLOTS + 1];
-        let mut dropped = [0u64; DROP_SLOTS + 1];
+        let Some(mut tally) = self.take_dropped() else {
+            return self.drain(max, |r| f(r, 1.0));
+        };
+        // Two passes over the records: the drained weight per tally, then the records with
+        // their scale. Under `DropOldest` the producer may evict what we have not claimed,
+        // so the records are copied out (into `buf`) first; otherwise the slots up to the
+        // tail loaded here stay ours until `head` moves, and both passes read them in place
+        // (no buffer: the flusher's heap does not grow by a ring's worth).
+        if self.shared.policy == Overflow::DropOldest {
+            buf.clear();
+            let n = self.drain(max, |r| buf.push(r));
+            buf.iter().for_each(|r| tally.note_drained(r));
+            self.keep_undrained(&tally);
+            buf.drain(..).for_each(|r| f(r, tally.scale_of(&r)));
+            return n;
+        }
+        let h = self.head;
+        // Acquire: pairs with the Release store of `tail` in `Producer::store`.
+        self.tail_cache = self.shared.tail.load(Ordering::Acquire);
+        let n = distance(h, self.tail_cache, self.capacity()).min(max);
+        for i in 0..n {
+            tally.note_drained(&Record::from_words(self.shared.read(h.wrapping_add(i))));
+        }
+        self.keep_undrained(&tally);
+        for i in 0..n {
+            let r = Record::from_words(self.shared.read(h.wrapping_add(i)));
+            f(r, tally.scale_of(&r));
+        }
+        self.head = h.wrapping_add(n);
+        // Release: our reads of the `n` slots happen-before the producer overwrites them;
+        // pairs with the Acquire load of `head` in `Producer::has_space`.
+        self.shared.head.store(self.head, Ordering::Release);
+        n
+    }
+
+    /// The weight the producer dropped per tally since the last call (with what earlier
+    /// calls could not give away), or `None` when it dropped nothing.
+    fn take_dropped(&mut self) -> Option<DropTally> {
+        let mut t = DropTally {
+            ids: [0; DROP_SLOTS + 1],
+            dropped: [0; DROP_SLOTS + 1],
+            drained: [0; DROP_SLOTS + 1],
+        };
         let mut any = false;
         for j in 0..=DROP_SLOTS {
             let now = match self.shared.dropped.get(j) {
                 Some((entry, tally)) => {
                     // Acquire: pairs with the Release store that claimed the entry, so its
                     // first weight is visible.
-                    ids[j] = entry.load(Ordering::Acquire);
-                    if ids[j] == 0 {
+                    t.ids[j] = entry.load(Ordering::Acquire);
+                    if t.ids[j] == 0 {
                         continue;
                     }
                     // Relaxed: see `add_tally`.
@@ -644,84 +728,23 @@ impl Consumer {
                 // Relaxed: see `add_tally`.
                 None => self.shared.dropped_rest.load(Ordering::Relaxed),
             };
-            dropped[j] = now
+            t.dropped[j] = now
                 .wrapping_sub(self.dropped_seen[j])
                 .saturating_add(self.dropped_carry[j]);
             self.dropped_seen[j] = now;
             self.dropped_carry[j] = 0;
-            any |= dropped[j] > 0;
+            any |= t.dropped[j] > 0;
         }
-        if !any {
-            return self.drain(max, |r| f(r, 1.0));
-        }
-        // The tally a record's series uses: its entry, or the rest (`DROP_SLOTS`).
-        let tally_of = |series: u32| {
-            let id = series as u64 + 1;
-            let mut j = drop_home(series);
-            for _ in 0..DROP_SLOTS {
-                match ids[j] {
-                    e if e == id => return j,
-                    0 => return DROP_SLOTS,
-                    _ => j = (j + 1) % DROP_SLOTS,
-                }
-            }
-            DROP_SLOTS
-        };
-        let mut drained = [0u64; DROP_SLOTS + 1];
-        let mut note = |r: &Record| {
-            if !r.critical {
-                let j = tally_of(r.series);
-                drained[j] = drained[j].saturating_add(r.weight());
-            }
-        };
-        // Two passes over the records: the drained weight per tally, then the records with
-        // their scale. Under `DropOldest` the producer may evict what we have not claimed,
-        // so the records are copied out (into `buf`) first; otherwise the slots up to the
-        // tail loaded here stay ours until `head` moves, and both passes read them in place
-        // (no buffer: the flusher's heap does not grow by a ring's worth).
-        let in_place = self.shared.policy != Overflow::DropOldest;
-        let (h, n) = if in_place {
-            let h = self.head;
-            // Acquire: pairs with the Release store of `tail` in `Producer::store`.
-            self.tail_cache = self.shared.tail.load(Ordering::Acquire);
-            let n = distance(h, self.tail_cache, self.capacity()).min(max);
-            for i in 0..n {
-                note(&Record::from_words(self.shared.read(h.wrapping_add(i))));
-            }
-            (h, n)
-        } else {
-            buf.clear();
-            let n = self.drain(max, |r| buf.push(r));
-            buf.iter().for_each(&mut note);
-            (0, n)
-        };
+        any.then_some(t)
+    }
+
+    /// Dropped weight of a tally none of whose records was drained waits for the next call.
+    fn keep_undrained(&mut self, t: &DropTally) {
         for j in 0..=DROP_SLOTS {
-            if drained[j] == 0 {
-                self.dropped_carry[j] = dropped[j];
+            if t.drained[j] == 0 {
+                self.dropped_carry[j] = t.dropped[j];
             }
         }
-        let scaled = |r: Record| {
-            let j = tally_of(r.series);
-            let scale = if r.critical || drained[j] == 0 || dropped[j] == 0 {
-                1.0
-            } else {
-                (drained[j] as f64 + dropped[j] as f64) / drained[j] as f64
-            };
-            f(r, scale);
-        };
-        if in_place {
-            let mut scaled = scaled;
-            for i in 0..n {
-                scaled(Record::from_words(self.shared.read(h.wrapping_add(i))));
-            }
-            self.head = h.wrapping_add(n);
-            // Release: our reads of the `n` slots happen-before the producer overwrites
-            // them; pairs with the Acquire load of `head` in `Producer::has_space`.
-            self.shared.head.store(self.head, Ordering::Release);
-        } else {
-            buf.drain(..).for_each(scaled);
-        }
-        n
     }
 
     /// `pop`/`drain` under [`Overflow::DropOldest`]: copy a batch of up to `BATCH` records,

@@ -110,8 +110,8 @@
 //! `sync`, `pages`, `names` → `arena` (cells, chunks, cell pools) → `error`, `stats` (rates
 //! as `k`, the flush report) → `sample` (records, rings, lane, pipeline) → `metric` handles →
 //! `config` → `registry` → `flush` → `export` → `engine` (and [`global`]) → `macro_support`
-//! and the macros → the feature layers (`metrics_recorder`, `tracing_layer`, `overhead`).
-//! One known exception: [`Timer`] records through a macro call site's handle.
+//! and the macros, and [`Timer`] (a `timer!` records through its call site's handle) → the
+//! feature layers (`metrics_recorder`, `tracing_layer`, `overhead`).
 //!
 //! ## Feature flags and cfgs
 //!
@@ -177,6 +177,8 @@ mod macros;
 mod metric;
 #[cfg(all(not(loom), feature = "metrics"))]
 pub mod metrics_recorder;
+#[cfg(not(loom))]
+mod timer;
 // The facade recorder's lock-free cache alone, for its loom model.
 #[cfg(all(loom, feature = "metrics"))]
 #[doc(hidden)]
@@ -219,7 +221,6 @@ pub use export::http::{ServeConfig, ServeError};
 #[cfg(not(loom))]
 pub use metric::{
     Counter, Gauge, Histogram, HistogramConfig, HistogramSnapshot, MAX_EXACT_BOUNDS, MetricKind,
-    Timer,
 };
 #[cfg(not(loom))]
 pub use names::{MAX_LABEL_VALUE_BYTES, MAX_LABELS, check_label_name, check_metric_name};
@@ -241,3 +242,5 @@ pub use sample::sampled::{Sampled, SampledTimer};
 pub use stats::{ExemplarRecord, FlushStats, Published, Quantile, SeriesEstimate, TopKey};
 #[cfg(not(loom))]
 pub use stats::{RateError, k_to_rate, rate_to_k};
+#[cfg(not(loom))]
+pub use timer::Timer;

@@ -20,15 +20,12 @@ use core::ptr;
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::thread::LocalKey;
-use std::time::Instant;
 
 use crate::arena::RESERVED_CELLS;
 pub use crate::arena::Slot;
 use crate::arena::local::fill_slot;
 use crate::engine::global;
-use crate::metric::{
-    Counter, Gauge, Histogram, HistogramConfig, HistogramSeries, MetricKind, Timer,
-};
+use crate::metric::{Counter, Gauge, Histogram, HistogramConfig, HistogramSeries, MetricKind};
 use crate::names::truncate_label_value;
 pub use crate::names::{assert_label_name, assert_metric_name};
 use crate::registry::{FamilyConfig, Handle};
@@ -492,12 +489,6 @@ impl SiteHandle<Histogram> {
         self.record(v);
         self.handle().record_exemplar(v, key);
     }
-
-    /// Starts a timer that records the elapsed seconds when dropped.
-    #[inline]
-    pub fn start_timer(self) -> Timer {
-        Timer::at_site(self, Instant::now())
-    }
 }
 
 #[cfg(not(hotmeter_disabled))]
@@ -627,7 +618,7 @@ mod off {
     use core::marker::PhantomData;
 
     use crate::sample::key::SampleKey;
-    use crate::{Counter, Gauge, Histogram, Sampled, SampledTimer, Timer};
+    use crate::{Counter, Gauge, Histogram, Sampled, SampledTimer};
 
     use super::SiteKind;
 
@@ -695,11 +686,6 @@ mod off {
         /// Does nothing.
         #[inline(always)]
         pub fn record_keyed<K: SampleKey + ?Sized>(self, _v: f64, _key: &K) {}
-        /// A timer that reads no clock.
-        #[inline(always)]
-        pub fn start_timer(self) -> Timer {
-            Timer::DISABLED
-        }
     }
 
     impl SiteHandle<Sampled> {

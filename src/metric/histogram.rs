@@ -7,7 +7,6 @@
 //! no `log`. Bucket `i` holds values in `(lower_i, upper_i]`, matching Prometheus' `le`.
 
 use std::sync::OnceLock;
-use std::time::Instant;
 
 use crate::sample::key::SampleKey;
 use crate::sample::pipeline::SampledMetric;
@@ -15,7 +14,6 @@ use crate::sample::sampled::Sampled;
 
 use crate::arena::local::{ARENAS, with_arena};
 use crate::error::{Error, Result};
-use crate::macro_support::SiteHandle;
 
 /// Linear sub-buckets per power of two: 2^3 = 8, so a bucket is at most 12.5% wide.
 pub(crate) const SUB_BITS: u32 = 3;
@@ -444,18 +442,6 @@ impl Histogram {
         with_arena(|arena| arena.add(s.base + INVALID, 1));
     }
 
-    /// Starts a timer that records the elapsed seconds into this histogram when dropped.
-    #[inline]
-    pub fn start_timer(self) -> Timer {
-        #[cfg(not(hotmeter_disabled))]
-        return Timer {
-            target: TimerTarget::Handle(self),
-            start: Instant::now(),
-        };
-        #[cfg(hotmeter_disabled)]
-        return Timer::DISABLED;
-    }
-
     /// Per fine bucket, the exact number of observations (not cumulative).
     pub fn fine_counts(self) -> Vec<u64> {
         let s = self.series;
@@ -495,68 +481,6 @@ impl PartialEq for Histogram {
 }
 
 impl Eq for Histogram {}
-
-/// Records the seconds elapsed since it was created into a histogram when dropped.
-#[cfg(not(hotmeter_disabled))]
-#[must_use = "a timer records when it is dropped; bind it with `let _t = ...`"]
-#[derive(Debug)]
-pub struct Timer {
-    target: TimerTarget,
-    start: Instant,
-}
-
-#[cfg(not(hotmeter_disabled))]
-/// Where a [`Timer`] records: a handle, or a macro call site (through its slot).
-#[derive(Debug)]
-enum TimerTarget {
-    Handle(Histogram),
-    Site(SiteHandle<Histogram>),
-}
-
-#[cfg(not(hotmeter_disabled))]
-impl Timer {
-    /// A timer recording through a `timer!` call site.
-    #[inline]
-    pub(crate) fn at_site(site: SiteHandle<Histogram>, start: Instant) -> Self {
-        Self {
-            target: TimerTarget::Site(site),
-            start,
-        }
-    }
-
-    /// Stops the timer now, recording the elapsed time.
-    pub fn stop(self) {}
-}
-
-#[cfg(not(hotmeter_disabled))]
-impl Drop for Timer {
-    #[inline]
-    fn drop(&mut self) {
-        let secs = self.start.elapsed().as_secs_f64();
-        match self.target {
-            TimerTarget::Handle(h) => h.record(secs),
-            TimerTarget::Site(s) => s.record(secs),
-        }
-    }
-}
-
-/// Records the seconds elapsed since it was created into a histogram when dropped; under
-/// `--cfg hotmeter_disabled` it reads no clock and records nothing.
-#[cfg(hotmeter_disabled)]
-#[must_use = "a timer records when it is dropped; bind it with `let _t = ...`"]
-#[derive(Debug)]
-pub struct Timer {
-    _off: (),
-}
-
-#[cfg(hotmeter_disabled)]
-impl Timer {
-    /// The timer of a disabled build.
-    pub(crate) const DISABLED: Timer = Timer { _off: () };
-
-    /// Stops the timer now, recording the elapsed time.
-    pub fn stop(self) {}
-}
 
 /// The exact state of one histogram series at a point in time.
 #[derive(Debug, Clone, PartialEq)]

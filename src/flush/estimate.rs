@@ -753,10 +753,15 @@ impl TopK {
             if self.heap[parent] <= item {
                 break;
             }
-            self.heap[h] = self.heap[parent];
-            self.place[self.heap[h].1 as usize] = h as u32;
+            self.put(h, self.heap[parent]);
             h = parent;
         }
+        self.put(h, item);
+    }
+
+    /// Puts `item` at the heap's position `h`, and notes where its entry is.
+    #[inline]
+    fn put(&mut self, h: usize, item: (i64, u32)) {
         self.heap[h] = item;
         self.place[item.1 as usize] = h as u32;
     }
@@ -780,12 +785,10 @@ impl TopK {
             if item <= self.heap[child] {
                 break;
             }
-            self.heap[h] = self.heap[child];
-            self.place[self.heap[h].1 as usize] = h as u32;
+            self.put(h, self.heap[child]);
             h = child;
         }
-        self.heap[h] = item;
-        self.place[item.1 as usize] = h as u32;
+        self.put(h, item);
     }
 
     /// The `n` heaviest keys: `(key, estimated weight, maximum overcount)`, heaviest first.

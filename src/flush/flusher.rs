@@ -233,6 +233,16 @@ impl SeriesAgg {
         self.step_end = self.step_started + step;
     }
 
+    /// The weight in the window's steps.
+    #[cfg(test)]
+    fn window_weight(&self) -> f64 {
+        self.past
+            .iter()
+            .chain([&self.current])
+            .map(Distribution::bucketed_weight)
+            .sum()
+    }
+
     fn estimate(&mut self) -> SeriesEstimate {
         self.keys.fold(&mut self.top);
         let mut count = self.totals.count_estimate();
@@ -984,12 +994,7 @@ mod tests {
         let t1 = t0 + step * 7;
         agg.take(&r, 1.0, t1, step, DEFAULT_SPAN);
         agg.age(t1 + Duration::from_millis(1), step, DEFAULT_SPAN);
-        let in_window: f64 = agg
-            .past
-            .iter()
-            .chain([&agg.current])
-            .map(Distribution::bucketed_weight)
-            .sum();
+        let in_window = agg.window_weight();
         assert_eq!(
             in_window, 1.0,
             "the late record is in the window, the first aged out"
@@ -997,12 +1002,7 @@ mod tests {
         assert_eq!(agg.estimate().quantiles.len(), QUANTILES.len());
         // A whole window later with nothing drained, the flush ages it out.
         agg.age(t1 + step * 6, step, DEFAULT_SPAN);
-        let in_window: f64 = agg
-            .past
-            .iter()
-            .chain([&agg.current])
-            .map(Distribution::bucketed_weight)
-            .sum();
+        let in_window = agg.window_weight();
         assert_eq!(in_window, 0.0);
     }
 

@@ -527,7 +527,9 @@ impl Engine {
     /// A [`ServeError`](crate::ServeError): [`Resolve`](crate::ServeError::Resolve) or
     /// [`NoAddress`](crate::ServeError::NoAddress) when the address does not resolve;
     /// [`Bind`](crate::ServeError::Bind) when no address it resolves to can be bound (in
-    /// use, not local, no permission), with the last address and its `io::Error`.
+    /// use, not local, no permission), with the last address and its `io::Error`;
+    /// [`Io`](crate::ServeError::Io) when the bound socket, its runtime or its thread cannot
+    /// be set up.
     ///
     /// Feature `http` (on by default).
     #[cfg(feature = "http")]

@@ -1,9 +1,10 @@
 //! [`Timer`]: records the seconds elapsed since it started into a histogram when dropped.
 //!
-//! It sits above both [`Histogram`] (`metric`) and the macros' call sites
-//! (`macro_support`), because a timer from `timer!` records through its call site's cached
-//! slot (`SiteHandle<Histogram>`) and one from [`Histogram::start_timer`] through the
-//! handle: here neither layer imports the other upward, and both `start_timer`s live here.
+//! It sits in the macros' layer, above [`Histogram`] (`metric`): a timer from `timer!`
+//! records through its call site's cached slot (`SiteHandle<Histogram>`) and one from
+//! [`Histogram::start_timer`] through the handle, so `metric` needs nothing from the
+//! macros' layer, and both `start_timer`s live here (`macro_support` does not name
+//! `Timer`: no cycle).
 
 #[cfg(not(hotmeter_disabled))]
 use std::time::Instant;
@@ -28,7 +29,8 @@ impl Histogram {
 impl SiteHandle<Histogram> {
     /// Starts a timer that records the elapsed seconds when dropped (under
     /// `--cfg hotmeter_disabled`, one that reads no clock).
-    #[inline]
+    #[cfg_attr(not(hotmeter_disabled), inline)]
+    #[cfg_attr(hotmeter_disabled, inline(always))]
     pub fn start_timer(self) -> Timer {
         #[cfg(not(hotmeter_disabled))]
         return Timer::at_site(self, Instant::now());

@@ -165,7 +165,7 @@ fn start() -> SystemTime {
 fn user_families() -> Vec<Family> {
     model::build(snapshot(), start())
         .into_iter()
-        .filter(|f| !f.name.starts_with("hotmeter_"))
+        .filter(|f| !f.name.starts_with(crate::names::RESERVED_PREFIX))
         .collect()
 }
 

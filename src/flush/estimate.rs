@@ -715,12 +715,15 @@ impl TopK {
             self.entries[i].1 += weight;
             self.var[i] += var;
             let h = self.place[i] as usize;
-            self.heap[h].0 = count_order(self.entries[i].1);
-            // A weight that is not positive can shrink a count (or make it NaN).
-            if weight.is_nan() || weight <= 0.0 {
+            let (before, after) = (self.heap[h].0, count_order(self.entries[i].1));
+            self.heap[h].0 = after;
+            // By the order itself, not the weight's sign: `−∞ + ∞` is a NaN that may order
+            // below every count.
+            if after < before {
                 self.sift_up(h);
+            } else if after > before {
+                self.sift_down(h);
             }
-            self.sift_down(self.place[i] as usize);
             return;
         }
         if self.entries.len() < self.capacity {
@@ -946,12 +949,16 @@ impl KeyIndex {
 /// eviction, an index insert (~200 instructions when a series' keys outnumber the table,
 /// as 256 clients do 64 entries). Here a record is one probe and two adds; the table hands
 /// each key's sum to the `TopK` once per fold (at every estimate, or when it fills). Weighted
-/// space-saving keeps its guarantees for any sequence of weighted updates, and a key's
-/// batched sum is one such update, so the bounds [`TopK`] documents hold as before; what
-/// changes is only which of several tied keys an eviction picks. The table starts at
-/// [`KeyBatch::MIN_SLOTS`] and doubles (to its cap, at most [`KeyBatch::MAX_SLOTS`])
-/// whenever it fills between two estimates, so it settles at about twice the keys a series
-/// sees in one flush interval (12 KiB for 256 clients). Allocated on the first key.
+/// space-saving keeps its guarantees for any sequence of positive weighted updates, and a
+/// key's batched sum is one such update, so the bounds [`TopK`] documents hold as before
+/// (every reported key's `count − overcount ≤ true ≤ count`, every key above
+/// `total / capacity` reported). Which light keys are reported, and their overcounts, can
+/// differ from a record-by-record feed: the updates come in another order (with one entry,
+/// `a, b, a` reports `a` record by record, and `b` when the batch hands over `a` first; both
+/// with bounds `[1, 3]`). The table starts at [`KeyBatch::MIN_SLOTS`] slots (1.5 KiB, on a
+/// series' first key) and doubles, to its cap, whenever it fills between two estimates, so
+/// it settles at about twice the keys a series sees in one flush interval (12 KiB for 256
+/// clients).
 #[derive(Debug, Clone)]
 pub struct KeyBatch {
     /// `(key, weight, Σ w(w−1))`; key 0: free (records without a key never come here).
@@ -973,14 +980,14 @@ impl KeyBatch {
     /// The most slots a table may grow to (24 KiB).
     pub const MAX_SLOTS: usize = 1024;
 
-    /// An empty table that grows to at most `max_slots` (a power of two is kept within
-    /// [`KeyBatch::MIN_SLOTS`]..=[`KeyBatch::MAX_SLOTS`]).
+    /// An empty table that grows to at most `max_slots` rounded down to a power of two,
+    /// kept within [`KeyBatch::MIN_SLOTS`]..=[`KeyBatch::MAX_SLOTS`].
     pub fn with_max(max_slots: usize) -> Self {
         Self {
             slots: Vec::new(),
             used: 0,
-            max_slots: max_slots
-                .next_power_of_two()
+            // Rounded down, so the cap never exceeds `max_slots` (from `MIN_SLOTS` up).
+            max_slots: (1usize << (usize::BITS - 1 - max_slots.max(1).leading_zeros()))
                 .clamp(Self::MIN_SLOTS, Self::MAX_SLOTS),
         }
     }
@@ -1734,6 +1741,31 @@ mod tests {
         }
     }
 
+    /// A run that wraps around the index's end: keys whose home is the last slot fill it
+    /// and spill into the first slots; removing the first of them shifts the others back
+    /// across the end, and every key is still found. Deterministic.
+    #[test]
+    fn key_index_removes_across_the_end() {
+        let capacity = 8;
+        let mut index = KeyIndex::default();
+        index.insert(1_000_000, 0, capacity); // allocates the table
+        index.remove(1_000_000);
+        let last = index.slots.len() - 1;
+        let homed_last: Vec<u64> = (1..).filter(|&k| index.home(k) == last).take(4).collect();
+        for (pos, &k) in homed_last.iter().enumerate() {
+            index.insert(k, pos, capacity);
+        }
+        // The run: the last slot, then slots 0, 1, 2.
+        assert_eq!(index.slots[last].0, homed_last[0]);
+        assert_eq!(index.slots[2].0, homed_last[3]);
+        index.remove(homed_last[0]);
+        for (pos, &k) in homed_last.iter().enumerate().skip(1) {
+            assert_eq!(index.find(k), Some(pos), "key {k}");
+        }
+        assert_eq!(index.find(homed_last[0]), None);
+        assert_eq!(index.slots[2], (0, 0), "the run moved back by one");
+    }
+
     /// Issue 13, defect 6: a key's bounds must include the sampling error. A key with
     /// exactly 50,000 events among 200 lighter keys (500 events each, so the 64-entry table
     /// evicts and overcounts), random-gap sampled at p = 1/32, 1,000 trials: before, the
@@ -1968,8 +2000,9 @@ mod tests {
     fn top_k_matches_the_full_scan_exactly() {
         let mut rng = Xoshiro256PlusPlus::seed_from_u64(5);
         // Weight patterns: one k (ties everywhere), k changing in phases, k per record,
-        // and odd weights (non-powers of two, a zero and a negative one).
-        for pattern in 0..4 {
+        // odd weights (non-powers of two, a zero and a negative one), and rare infinite and
+        // NaN weights (counts become ±∞ and NaNs of either sign; compared bit for bit).
+        for pattern in 0..5 {
             for (capacity, keys) in [(1, 3), (4, 10), (64, 1024), (64, 70), (16, 10)] {
                 let stream: Vec<(u64, f64)> = (0..20_000)
                     .map(|i| {
@@ -1984,10 +2017,17 @@ mod tests {
                             0 => 32.0,
                             1 => (1u64 << (i / 5000 + 2)) as f64,
                             2 => (1u64 << (rng.next_u64() % 6)) as f64,
-                            _ => match rng.next_u64() % 100 {
+                            3 => match rng.next_u64() % 100 {
                                 0 => 0.0,
                                 1 => -1.0,
                                 r => 0.5 + r as f64 / 7.0,
+                            },
+                            _ => match rng.next_u64() % 2000 {
+                                0 => f64::INFINITY,
+                                1 => f64::NEG_INFINITY,
+                                2 => f64::NAN,
+                                3 => -f64::NAN,
+                                r => 0.5 + (r % 100) as f64 / 7.0,
                             },
                         };
                         (key, w)
@@ -1997,9 +2037,14 @@ mod tests {
                 for &(k, w) in &stream {
                     top.add(k, w);
                 }
+                let bits = |v: &[(u64, f64, f64)]| -> Vec<(u64, u64, u64)> {
+                    v.iter()
+                        .map(|e| (e.0, e.1.to_bits(), e.2.to_bits()))
+                        .collect()
+                };
                 assert_eq!(
-                    top.entries,
-                    reference_top_k(capacity, &stream),
+                    bits(&top.entries),
+                    bits(&reference_top_k(capacity, &stream)),
                     "pattern {pattern}, capacity {capacity}, {keys} keys"
                 );
             }

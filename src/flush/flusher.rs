@@ -57,8 +57,9 @@ const TOTAL_SPAN: usize = 1 << 18;
 /// to 4,096 series, 5 KiB per series past that; each series at most 80 KiB. Fewer buckets
 /// only coarsen the resolution of series whose values spread wide (a step of 256 buckets
 /// keeps 128 per octave over 2 octaves), and the quantile intervals include the width.
-/// A series' batch of top keys ([`KeyBatch`]) takes at most as many slots (24 bytes each):
-/// 6 MiB more in all, 24 KiB per series at most.
+/// A series' batch of top keys ([`KeyBatch`]) takes at most its step span's slots, rounded
+/// down to a power of two (24 bytes each) and at least 64: ≤ 6 MiB more up to 4,096 keyed
+/// series, 1.5 KiB per keyed series past that, 24 KiB per series at most.
 fn step_span(series: usize) -> usize {
     (TOTAL_SPAN / series.max(1)).clamp(MIN_SPAN, DEFAULT_SPAN)
 }
@@ -152,6 +153,7 @@ impl SeriesAgg {
     /// to the drain's time ([`SeriesAgg::age_to`]).
     #[inline(always)]
     fn absorb(&mut self, r: &Record, scale: f64) {
+        debug_assert!(!r.keyed || r.key != 0, "a record kept by its key has one");
         self.dirty = true;
         let w = (1u64 << r.k.min(62)) as f64;
         // The common record: a finite value, not negative (nor −0.0), nothing dropped.
@@ -320,7 +322,9 @@ fn find_series(
     span: usize,
 ) -> usize {
     let i = *index.entry(series).or_insert_with(|| {
-        aggs.push(SeriesAgg::new(now, step, span));
+        // The share of a series created now: `span` is the drain's, and many series may
+        // appear in one drain.
+        aggs.push(SeriesAgg::new(now, step, step_span(aggs.len() + 1)));
         aggs.len() - 1
     });
     aggs[i].age_to(now, step, span);

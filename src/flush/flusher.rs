@@ -580,8 +580,9 @@ impl FlushState {
     }
 
     fn drain_rings(&mut self, pipeline: &Pipeline) {
-        // Records pushed from here on are stamped with this pass's time.
-        pipeline.advance_clock();
+        // Records pushed from here on are stamped with this pass's time, and a ring past
+        // its mark wakes the flusher again.
+        pipeline.begin_drain();
         self.consumers.extend(pipeline.take_new_rings());
         let (series, index, drop_buf) = (&mut self.series, &mut self.index, &mut self.drop_buf);
         let mut drained = 0u64;

@@ -17,3 +17,9 @@ pub mod record;
 pub mod ring;
 #[cfg(not(loom))]
 pub(crate) mod sampled;
+// Public under `--cfg loom` alone, for its model (`tests/loom_wake.rs`).
+#[cfg(loom)]
+#[doc(hidden)]
+pub mod wake;
+#[cfg(not(loom))]
+pub(crate) mod wake;

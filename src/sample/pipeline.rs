@@ -22,6 +22,7 @@ use super::lane::{Lane, Queued};
 use super::record::Record;
 use super::ring::{Consumer, Overflow};
 use super::sampled::{Sampled, SampledSeries, cells as sampled_cells};
+use super::wake::WakeFlag;
 use crate::arena::{CellPool, allocate_cells};
 use crate::stats::Published;
 
@@ -101,6 +102,8 @@ pub struct Pipeline {
     threads: AtomicU64,
     /// Fill level at which a producer wakes the flusher.
     pub high_water: usize,
+    /// Whether a wake is pending since the last drain began (one unpark per drain).
+    wake_flag: WakeFlag,
     /// What the last flush published.
     published: Mutex<Arc<Published>>,
     /// Shut when the engine shut down: threads drop their samplers for it.
@@ -217,6 +220,7 @@ impl Pipeline {
             flusher: OnceLock::new(),
             threads: AtomicU64::new(0),
             high_water,
+            wake_flag: WakeFlag::new(),
             published: Mutex::new(Arc::default()),
             gate: Gate::new(),
             accepts: AtomicBool::new(false),
@@ -406,9 +410,20 @@ impl Pipeline {
     /// Wakes the flusher early (a ring passed its high-water mark).
     #[cold]
     pub fn wake(&self) {
-        if let Some(t) = self.flusher.get() {
+        // One unpark per drain (see `sample::wake`): the flusher's parker is a line every
+        // recording thread would otherwise write past its mark.
+        if self.wake_flag.should_wake()
+            && let Some(t) = self.flusher.get()
+        {
             t.unpark();
         }
+    }
+
+    /// For whoever drains, before it reads the rings and the lane: wakes asked for from
+    /// here on unpark the flusher again (see `sample::wake`).
+    pub(crate) fn begin_drain(&self) {
+        self.wake_flag.clear();
+        self.advance_clock();
     }
 }
 

@@ -24,17 +24,9 @@ use loom::thread;
 /// The gate's id (any non-zero value; the pipeline uses its address).
 const ID: usize = 7;
 
-fn model(f: impl Fn() + Sync + Send + 'static) {
-    let mut b = loom::model::Builder::new();
-    if b.preemption_bound.is_none() {
-        b.preemption_bound = Some(2);
-    }
-    b.check(f);
-}
-
-fn record(i: u32) -> Record {
-    Record::new(i, 0, f64::from(i), 0, 0, false)
-}
+#[path = "common/loom.rs"]
+mod loom_common;
+use loom_common::{model, record};
 
 /// One pusher against `close` and the final drain.
 #[test]

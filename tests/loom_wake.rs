@@ -16,23 +16,14 @@
 //! fails then (checked by hand).
 #![cfg(loom)]
 
-use hotmeter::sample::record::Record;
 use hotmeter::sample::ring::{Overflow, Push, ring};
 use hotmeter::sample::wake::WakeFlag;
 use loom::sync::Arc;
 use loom::thread;
 
-fn model(f: impl Fn() + Sync + Send + 'static) {
-    let mut b = loom::model::Builder::new();
-    if b.preemption_bound.is_none() {
-        b.preemption_bound = Some(2);
-    }
-    b.check(f);
-}
-
-fn record(i: u32) -> Record {
-    Record::new(i, 0, f64::from(i), 0, 0, false)
-}
+#[path = "common/loom.rs"]
+mod loom_common;
+use loom_common::{model, record};
 
 /// A wake is pending from before (the flusher is on its way): the producer pushes and asks;
 /// the drain clears the flag and reads the ring. Either the drain sees the record or the

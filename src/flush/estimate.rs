@@ -301,11 +301,8 @@ impl Distribution {
         let value = self.finite(value);
         self.observe(value);
         let k = k.min(62);
-        match self.uniform_k {
-            NO_K => self.uniform_k = k,
-            u if u == k => {}
-            MIXED => {}
-            _ => self.mix(),
+        if self.uniform_k != k {
+            self.leave_uniform(k);
         }
         let w = (1u64 << k) as f64;
         self.buckets.add(value, w, w * (w - 1.0));
@@ -668,8 +665,8 @@ impl ClusterVar {
 /// at the root of a binary min-heap of the entries ordered by `(count, index)`: an
 /// eviction or a count that changes costs one sift (at most `log2(capacity)` levels). A
 /// scan for the smallest count (as before) was paid afresh whenever the counts stopped
-/// tying; with [`KeyBatch`]'s per-key sums they rarely tie, and on 1,024 clients the scans
-/// cost ~1,000 instructions an eviction.
+/// tying; with [`KeyBatch`]'s per-key sums they rarely tie, and on 1,024 clients a folded
+/// key cost ~1,000 instructions (callgrind, a throwaway harness of that mix).
 #[derive(Debug, Clone)]
 pub struct TopK {
     capacity: usize,
@@ -862,8 +859,8 @@ fn count_order(x: f64) -> i64 {
 /// by backward-shift deletion (Knuth, TAOCP vol. 3, 6.4, Algorithm R): the entries after
 /// it in its run move back into the hole, so no tombstones accumulate. Before, evicted
 /// keys went stale in place and the table was rebuilt at 3/4 full: with 1,024 clients and
-/// per-key sums (every fold an eviction) its probes averaged ~460 instructions an insert
-/// under callgrind. Allocated on the first key.
+/// per-key sums (every fold an eviction) an insert cost ~460 instructions, mostly probing
+/// (callgrind, the same throwaway harness). Allocated on the first key.
 #[derive(Debug, Clone, Default)]
 struct KeyIndex {
     slots: Vec<(u64, u32)>,

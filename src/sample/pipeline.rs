@@ -229,7 +229,7 @@ impl Pipeline {
     }
 
     /// The timestamp of a sampled record: nanoseconds since `start` at the flusher's latest
-    /// pass ([`Pipeline::advance_clock`]), so one relaxed load instead of a clock read on
+    /// pass ([`Pipeline::begin_drain`]), so one relaxed load instead of a clock read on
     /// the sampled path. A record is stamped at most one pass early: within one flush
     /// interval (1 s by default; finer under load, when high-water wake-ups drain sooner).
     /// Records are drained at the next pass, so no record is stamped later than its drain.
@@ -239,9 +239,12 @@ impl Pipeline {
         self.tick_ns.load(Ordering::Relaxed)
     }
 
-    /// Moves the record clock ([`Pipeline::stamp_ns`]) to now. Called by whoever drains
-    /// (the flusher at each pass, `Engine::flush`), before it drains; never backwards.
-    pub(crate) fn advance_clock(&self) {
+    /// For whoever drains (the flusher at each pass, `Engine::flush`), before it reads the
+    /// rings and the lane: wakes asked for from here on unpark the flusher again (see
+    /// `sample::wake`), and the record clock ([`Pipeline::stamp_ns`]) moves to now, never
+    /// backwards.
+    pub(crate) fn begin_drain(&self) {
+        self.wake_flag.clear();
         let now = self.start.elapsed().as_nanos().min(u64::MAX as u128) as u64;
         // Relaxed: a timestamp only; `fetch_max` keeps it monotonic when two drainers race.
         self.tick_ns.fetch_max(now, Ordering::Relaxed);
@@ -417,13 +420,6 @@ impl Pipeline {
         {
             t.unpark();
         }
-    }
-
-    /// For whoever drains, before it reads the rings and the lane: wakes asked for from
-    /// here on unpark the flusher again (see `sample::wake`).
-    pub(crate) fn begin_drain(&self) {
-        self.wake_flag.clear();
-        self.advance_clock();
     }
 }
 

@@ -2,9 +2,10 @@
 //! ring's high-water mark while the flusher sleeps.
 //!
 //! Before, every push past the mark unparked the flusher: an atomic read-modify-write on the
-//! flusher's parker, a cache line both recording threads and the flusher write. Measured on
-//! the 2-core VM (`benches/overhead.rs`, 2-thread rows), that was about half of the
-//! 2-thread overhead. Now a push past the mark reads a flag and unparks only if no wake is
+//! flusher's parker, a cache line both recording threads and the flusher write. On the
+//! 2-core VM (`benches/overhead.rs`, 2-thread rows, alternating builds) removing that
+//! lowered the FNV step's 2-thread overhead in every pair; the seed step's change was
+//! within the run-to-run spread (README, "The flusher per drained record"). Now a push past the mark reads a flag and unparks only if no wake is
 //! pending since the last drain began; the drain clears the flag before it reads the rings.
 //!
 //! No wake is lost. It is Dekker's pattern with SeqCst fences, as in `sample::announce`:

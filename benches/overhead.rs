@@ -33,6 +33,11 @@
 //!   (no client key: a per-client label would be a series per client). Histograms buffer
 //!   raw values until a scrape; here they are drained after each timed batch, untimed.
 //! - `prometheus_client`: the same with its `Counter` and `Histogram` handles, created once.
+//! - `floor`: not a contender but the least any implementation must execute for the same
+//!   five metrics: hand-written per-thread cells (exact counts and sum), a fixed 1-in-128
+//!   countdown per sampled family and a 4-word push into a ring nobody drains. hotmeter's
+//!   overhead can only approach this row's; when the floor itself costs more than 5% of a
+//!   step, so must any metrics library.
 //!
 //! # What the numbers mean
 //!
@@ -156,6 +161,91 @@ fn with_metrics<W: Step>(w: &mut W) {
     if m.failed {
         metrics::counter!("overhead_messages_failed_total").increment(1);
     }
+}
+
+/// A sampled record in the floor's ring: series, value, key, a spare word (hotmeter's record
+/// is four words too).
+type FloorRecord = [u64; 4];
+
+/// Records in the floor's ring (a power of two).
+const FLOOR_RING: usize = 256;
+
+/// One in this many events of a sampled family is pushed by the floor: 1/128, the rate
+/// hotmeter's default engine settles at on this workload (`hotmeter_sample_rate` printed
+/// after each hotmeter row; the floor of the default `min_sample_rate` 0.01).
+const FLOOR_GAP: u32 = 128;
+
+/// The floor: what the five metrics cost at the least any implementation must execute, as
+/// one thread's plain cells written by hand: exact counts (and the message bytes' sum), a
+/// countdown per sampled family, and a 4-word push into a ring on a sampled or critical
+/// event. Nothing else: no registry, no call-site lookup, no random gap (a fixed one), no
+/// shutdown handshake, no consumer of the ring, no flusher. A lower bound for hotmeter's
+/// row, not a contender.
+struct Floor {
+    messages: u64,
+    connections: u64,
+    bytes_count: u64,
+    bytes_sum: f64,
+    failed: u64,
+    timer_gap: u32,
+    bytes_gap: u32,
+    head: usize,
+    ring: [FloorRecord; FLOOR_RING],
+}
+
+impl Floor {
+    #[inline(always)]
+    fn push(&mut self, r: FloorRecord) {
+        self.ring[self.head & (FLOOR_RING - 1)] = r;
+        self.head = self.head.wrapping_add(1);
+    }
+}
+
+thread_local! {
+    static FLOOR: std::cell::UnsafeCell<Floor> = const {
+        std::cell::UnsafeCell::new(Floor {
+            messages: 0,
+            connections: 0,
+            bytes_count: 0,
+            bytes_sum: 0.0,
+            failed: 0,
+            timer_gap: FLOOR_GAP,
+            bytes_gap: FLOOR_GAP,
+            head: 0,
+            ring: [[0; 4]; FLOOR_RING],
+        })
+    };
+}
+
+#[inline(always)]
+fn with_floor<W: Step>(w: &mut W) {
+    FLOOR.with(|f| {
+        // SAFETY: each thread's `Floor` is touched only by that thread, and only inside this
+        // closure, which does not re-enter it: this is the only reference.
+        let f = unsafe { &mut *f.get() };
+        f.timer_gap -= 1;
+        let start = (f.timer_gap == 0).then(Instant::now);
+        let m = w.handle();
+        if let Some(start) = start {
+            f.timer_gap = FLOOR_GAP;
+            f.push([0, start.elapsed().as_nanos() as u64, 0, 0]);
+        }
+        f.messages += 1;
+        if m.new_connection {
+            f.connections += 1;
+        }
+        f.bytes_count += 1;
+        f.bytes_sum += m.size as f64;
+        f.bytes_gap -= 1;
+        if f.bytes_gap == 0 {
+            f.bytes_gap = FLOOR_GAP;
+            f.push([1, m.size as u64, m.client_id, 0]);
+        }
+        if m.failed {
+            f.failed += 1;
+            f.push([2, 1, m.client_id, 0]);
+        }
+    })
 }
 
 /// prometheus-client's metrics, created once and shared by every thread.
@@ -318,11 +408,12 @@ fn report_flusher(id: &str, before: (f64, f64), after: (f64, f64)) {
     );
 }
 
-/// The four contenders on `threads` threads, for one workload.
+/// The contenders (and the floor) on `threads` threads, for one workload.
 fn group<W: Step>(c: &mut Criterion, name: &str, threads: usize) {
     let id = format!("{name}/{threads}t");
     let mut g = c.benchmark_group(&id);
     contender(&mut g, "bare", threads, bare::<W>, nothing);
+    contender(&mut g, "floor", threads, with_floor::<W>, nothing);
     let before = flusher_totals();
     contender(&mut g, "hotmeter", threads, with_hotmeter::<W>, nothing);
     report_flusher(&format!("{id}/hotmeter"), before, flusher_totals());

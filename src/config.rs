@@ -55,6 +55,7 @@ pub struct Config {
     /// `[min_sample_rate, max_sample_rate]`. In `(0, 1]`.
     pub overhead_budget: f64,
     /// Records per thread ring, rounded up to a power of two (`HOTMETER_RING_CAPACITY`, 1024).
+    /// With the default overflow policy the last eighth is kept for critical records.
     pub ring_capacity: usize,
     /// Flush interval (`HOTMETER_FLUSH_INTERVAL`, 1 s; accepts `500ms`, `2s`, `1.5s`).
     pub flush_interval: Duration,

@@ -145,7 +145,8 @@ impl EngineBuilder {
         overhead_budget: f64
     );
     knob!(
-        /// Records per thread ring (rounded up to a power of two).
+        /// Records per thread ring (rounded up to a power of two). With
+        /// [`Overflow::DropNewest`] the last eighth is kept for critical records.
         ring_capacity: usize
     );
     knob!(

@@ -139,6 +139,40 @@ fn critical_burst_100x_the_ring_loses_nothing_below_the_lane_cap() {
     assert_eq!(v.sum, 2.0 * per_thread as f64);
 }
 
+/// A ring that sampled records filled still takes critical ones: they get the last eighth
+/// of it (`ring_reserving`), and only a ninth critical record finds the 64-record ring full
+/// and goes to the lane. (Before the reserve every one of them went to the lane, whose
+/// blocks the recording thread allocates.)
+#[test]
+fn a_ring_full_of_sampled_records_still_takes_critical_ones() {
+    let e = Engine::builder()
+        .seed(13)
+        .ring_capacity(64)
+        .overflow(Overflow::DropNewest)
+        .sample_rate(1.0)
+        .max_sample_rate(1.0)
+        .adaptive(false)
+        .flush_interval(Duration::from_secs(3600))
+        .wake_on_high_water(false)
+        .build()
+        .unwrap();
+    let s = e.registry().sampled("filler", &[]).unwrap();
+    let c = e.registry().sampled("crit_reserve", &[]).unwrap();
+    (0..1_000).for_each(|j| s.record(j as f64));
+    let filler = value(&e, "filler");
+    assert_eq!(filler.pushed, 1_000);
+    assert_eq!(filler.dropped_full, 1_000 - 56, "sampled records stop at 7/8");
+    (0..8).for_each(|_| c.record_critical(1.0));
+    assert_eq!(value(&e, "crit_reserve").critical_to_lane, 0, "the reserve took them");
+    c.record_critical(1.0);
+    assert_eq!(value(&e, "crit_reserve").critical_to_lane, 1, "the ring is full now");
+    e.flush();
+    let v = value(&e, "crit_reserve");
+    assert_eq!(v.flushed, 9, "every critical record was flushed");
+    check_accounting(&v, "reserve");
+    check_accounting(&value(&e, "filler"), "filler");
+}
+
 #[test]
 fn critical_lane_overflow_is_counted_not_silent() {
     let e = Engine::builder()

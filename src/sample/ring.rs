@@ -59,7 +59,9 @@ const EVICTING_BATCH: usize = 32;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Overflow {
     /// The new record is not stored and comes back in [`Push::Full`]. The cheapest: the
-    /// producer never touches the consumer's index except to read it.
+    /// producer never touches the consumer's index except to read it. The only policy
+    /// under which the ring may keep a reserve for [`Producer::try_push`]
+    /// ([`ring_reserving`]; the sampled layer keeps an eighth for critical records).
     #[default]
     DropNewest,
     /// The oldest unread record is discarded to make room and comes back in
@@ -284,6 +286,17 @@ fn distance(head: usize, tail: usize, capacity: usize) -> usize {
 ///
 /// If the rounded capacity does not fit in a `usize`.
 pub fn ring(capacity: usize, policy: Overflow) -> (Producer, Consumer) {
+    ring_reserving(capacity, policy, 0)
+}
+
+/// [`ring`] whose last `reserve` slots (at most half the rounded capacity) only
+/// [`Producer::try_push`] fills, with [`Overflow::DropNewest`]: a [`Producer::push`] or
+/// [`Producer::try_store`] finds the ring full at `capacity - reserve` records, a `try_push`
+/// at `capacity`. The sampled layer pushes critical records with `try_push`, so a ring that
+/// sampled records have filled still takes critical ones, which otherwise go to the shared
+/// lane (whose blocks come from the recording thread's heap). Under the other policies a
+/// push evicts or waits for room instead, and `reserve` is ignored.
+pub fn ring_reserving(capacity: usize, policy: Overflow, reserve: usize) -> (Producer, Consumer) {
     let capacity = capacity
         .max(2)
         .checked_next_power_of_two()
@@ -310,10 +323,15 @@ pub fn ring(capacity: usize, policy: Overflow) -> (Producer, Consumer) {
             .map(|_| loom::cell::UnsafeCell::new(()))
             .collect(),
     });
+    let limit = match policy {
+        Overflow::DropNewest => capacity - reserve.min(capacity / 2),
+        Overflow::DropOldest | Overflow::Block { .. } => capacity,
+    };
     let producer = Producer {
         shared: shared.clone(),
         tail: 0,
         head_cache: 0,
+        limit,
     };
     let consumer = Consumer {
         shared,
@@ -333,6 +351,9 @@ pub struct Producer {
     /// Some past value of `head`. `head` only grows, so `tail - head_cache` over-estimates
     /// how full the ring is: a slot that is free by this copy is free.
     head_cache: usize,
+    /// The most records a [`Producer::push`] or [`Producer::try_store`] fills the ring to:
+    /// the capacity less the reserve for [`Producer::try_push`] ([`ring_reserving`]).
+    limit: usize,
 }
 
 impl Producer {
@@ -354,7 +375,7 @@ impl Producer {
     /// Gives `r` back if the ring is full.
     #[inline]
     pub fn try_push(&mut self, r: Record) -> Result<(), Record> {
-        if self.has_space() {
+        if self.has_space_below(self.shared.capacity()) {
             self.store(r);
             Ok(())
         } else {
@@ -427,18 +448,25 @@ impl Producer {
         self.shared.consumer_gone.load(Ordering::Acquire)
     }
 
-    /// Whether one more record fits, refreshing the cached `head` if it looks full.
+    /// Whether one more record fits below the reserve ([`ring_reserving`]), refreshing the
+    /// cached `head` if it looks full.
     #[inline]
     fn has_space(&mut self) -> bool {
-        let capacity = self.shared.capacity();
-        if self.tail.wrapping_sub(self.head_cache) < capacity {
+        self.has_space_below(self.limit)
+    }
+
+    /// Whether the ring holds fewer than `limit` (at most the capacity) records, refreshing
+    /// the cached `head` if it looks full.
+    #[inline]
+    fn has_space_below(&mut self, limit: usize) -> bool {
+        if self.tail.wrapping_sub(self.head_cache) < limit {
             return true;
         }
         // Acquire: pairs with the consumer's Release store (or Release CAS) of `head` in
         // `Consumer::pop`/`drain`: its reads of the slots it freed happen-before we
         // overwrite them.
         self.head_cache = self.shared.head.load(Ordering::Acquire);
-        self.tail.wrapping_sub(self.head_cache) < capacity
+        self.tail.wrapping_sub(self.head_cache) < limit
     }
 
     /// Stores a record given as its words ([`Record::to_words`]) if one more fits, whatever
@@ -1125,6 +1153,30 @@ mod tests {
         for (asked, got) in [(0, 2), (1, 2), (2, 2), (3, 4), (4, 4), (5, 8), (2048, 2048)] {
             assert_eq!(ring(asked, Overflow::default()).0.capacity(), got);
         }
+    }
+
+    #[test]
+    fn the_reserve_is_for_try_push_only() {
+        let (mut p, mut c) = ring_reserving(8, Overflow::DropNewest, 2);
+        for i in 0..6 {
+            assert_eq!(p.push(rec(i)), Push::Stored);
+        }
+        assert_eq!(p.push(rec(6)), Push::Full(rec(6)), "push stops at 8 - 2");
+        assert_eq!(p.try_store(rec(6).to_words()), None, "so does try_store");
+        assert_eq!(p.try_push(rec(7)), Ok(()));
+        assert_eq!(p.try_push(rec(8)), Ok(()));
+        assert_eq!(p.try_push(rec(9)), Err(rec(9)), "try_push stops at 8");
+        assert_eq!(c.pop(), Some(rec(0)));
+        assert_eq!(p.push(rec(10)), Push::Full(rec(10)), "7 held: still past 6");
+        assert_eq!(p.try_push(rec(11)), Ok(()));
+        let got: Vec<u32> = std::iter::from_fn(|| c.pop()).map(|r| r.series).collect();
+        assert_eq!(got, [1, 2, 3, 4, 5, 7, 8, 11]);
+        // A reserve of more than half is cut to half; other policies ignore it.
+        let (mut p, _c) = ring_reserving(4, Overflow::DropNewest, 100);
+        assert_eq!((0..4).filter(|&i| p.push(rec(i)) == Push::Stored).count(), 2);
+        let (mut p, _c) = ring_reserving(4, Overflow::DropOldest, 2);
+        assert_eq!((0..4).filter(|&i| p.push(rec(i)) == Push::Stored).count(), 4);
+        assert_eq!(p.push(rec(4)), Push::Evicted(rec(0)));
     }
 
     #[test]

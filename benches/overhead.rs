@@ -124,6 +124,26 @@ impl Step for FnvWorker {
     }
 }
 
+/// The second variant with FNV-1a as specified (one chain over the 64 bytes).
+struct Fnv1Worker(Fnv);
+
+impl Step for Fnv1Worker {
+    fn new(thread: usize) -> Self {
+        Self(Fnv::new(thread))
+    }
+
+    #[inline(always)]
+    fn handle(&mut self) -> Message {
+        let r = self.0.step_one_lane();
+        Message {
+            client_id: (r >> 8) & 0xff,
+            size: 64 + (r & 63) as usize,
+            new_connection: (r >> 16) & 63 == 0,
+            failed: (r >> 40).is_multiple_of(1000),
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // Contenders: one message each
 // ---------------------------------------------------------------------------------------
@@ -442,6 +462,9 @@ fn overhead(c: &mut Criterion) {
     }
     for threads in [1, 2] {
         group::<FnvWorker>(c, "overhead_fnv", threads);
+    }
+    for threads in [1, 2] {
+        group::<Fnv1Worker>(c, "overhead_fnv1", threads);
     }
     let (cpu, records) = flusher_totals();
     println!(

@@ -161,11 +161,23 @@ fn a_ring_full_of_sampled_records_still_takes_critical_ones() {
     (0..1_000).for_each(|j| s.record(j as f64));
     let filler = value(&e, "filler");
     assert_eq!(filler.pushed, 1_000);
-    assert_eq!(filler.dropped_full, 1_000 - 56, "sampled records stop at 7/8");
+    assert_eq!(
+        filler.dropped_full,
+        1_000 - 56,
+        "sampled records stop at 7/8"
+    );
     (0..8).for_each(|_| c.record_critical(1.0));
-    assert_eq!(value(&e, "crit_reserve").critical_to_lane, 0, "the reserve took them");
+    assert_eq!(
+        value(&e, "crit_reserve").critical_to_lane,
+        0,
+        "the reserve took them"
+    );
     c.record_critical(1.0);
-    assert_eq!(value(&e, "crit_reserve").critical_to_lane, 1, "the ring is full now");
+    assert_eq!(
+        value(&e, "crit_reserve").critical_to_lane,
+        1,
+        "the ring is full now"
+    );
     e.flush();
     let v = value(&e, "crit_reserve");
     assert_eq!(v.flushed, 9, "every critical record was flushed");

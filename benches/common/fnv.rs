@@ -36,6 +36,24 @@ impl Fnv {
         }
     }
 
+    /// [`Fnv::step`] with FNV-1a as specified: one multiply chain over the 64 bytes (twice
+    /// as long as `step`'s two interleaved lanes).
+    #[inline(always)]
+    #[allow(dead_code)] // used by `benches/overhead.rs` only
+    pub fn step_one_lane(&mut self) -> u64 {
+        let r = xorshift(&mut self.rng);
+        self.n += 1;
+        self.buf[0..8].copy_from_slice(&r.to_le_bytes());
+        self.buf[8..16].copy_from_slice(&self.n.to_le_bytes());
+        let buf = black_box(&self.buf);
+        const PRIME: u64 = 0x0000_0100_0000_01b3;
+        let h = buf.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+            (h ^ b as u64).wrapping_mul(PRIME)
+        });
+        black_box(h);
+        r
+    }
+
     /// One message: a draw, written with the counter into the buffer, which is hashed.
     /// Returns the draw (what a message's fields are made of).
     #[inline(always)]

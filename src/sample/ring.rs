@@ -1173,9 +1173,15 @@ mod tests {
         assert_eq!(got, [1, 2, 3, 4, 5, 7, 8, 11]);
         // A reserve of more than half is cut to half; other policies ignore it.
         let (mut p, _c) = ring_reserving(4, Overflow::DropNewest, 100);
-        assert_eq!((0..4).filter(|&i| p.push(rec(i)) == Push::Stored).count(), 2);
+        assert_eq!(
+            (0..4).filter(|&i| p.push(rec(i)) == Push::Stored).count(),
+            2
+        );
         let (mut p, _c) = ring_reserving(4, Overflow::DropOldest, 2);
-        assert_eq!((0..4).filter(|&i| p.push(rec(i)) == Push::Stored).count(), 4);
+        assert_eq!(
+            (0..4).filter(|&i| p.push(rec(i)) == Push::Stored).count(),
+            4
+        );
         assert_eq!(p.push(rec(4)), Push::Evicted(rec(0)));
     }
 

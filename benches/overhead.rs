@@ -18,7 +18,12 @@
 //! `overhead_fnv/{1t,2t}`: the second variant, a step of ~50 ns of plain FNV-1a over a
 //! 64-byte buffer that changes each message (the xorshift draw and a message counter are
 //! written into it first; two interleaved lanes of 32 bytes), the message's fields taken
-//! from the draw as above. A pure latency-bound chain with no memory traffic of its own.
+//! from the draw as above. No memory traffic of its own; consecutive messages' chains are
+//! independent, so the core overlaps them and the loop is bound by the instructions it
+//! retires: every instruction the recording adds costs its share.
+//!
+//! `overhead_fnv1/{1t,2t}`: the same with FNV-1a as specified, one multiply chain over the
+//! 64 bytes (twice as long as the two lanes).
 //!
 //! # Per message, as the original system recorded
 //!
@@ -37,7 +42,7 @@
 //!   five metrics: hand-written per-thread cells (exact counts and sum), a fixed 1-in-128
 //!   countdown per sampled family and a 4-word push into a ring nobody drains. hotmeter's
 //!   overhead can only approach this row's; when the floor itself costs more than 5% of a
-//!   step, so must any metrics library.
+//!   step, so must any metrics library recording the same at the same sampling rate.
 //!
 //! # What the numbers mean
 //!
@@ -241,7 +246,8 @@ thread_local! {
 fn with_floor<W: Step>(w: &mut W) {
     FLOOR.with(|f| {
         // SAFETY: each thread's `Floor` is touched only by that thread, and only inside this
-        // closure, which does not re-enter it: this is the only reference.
+        // closure, which does not re-enter it (`W::handle` never touches `FLOOR`): this is
+        // the only reference.
         let f = unsafe { &mut *f.get() };
         f.timer_gap -= 1;
         let start = (f.timer_gap == 0).then(Instant::now);

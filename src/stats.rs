@@ -225,7 +225,8 @@ pub struct FlushStats {
     /// Duration of the last flush, seconds.
     pub last_duration_seconds: f64,
     /// Fill fraction of the fullest ring seen by any drain in the last interval (measured
-    /// before draining).
+    /// before draining), of what sampled records may fill: a drop-newest ring keeps its
+    /// last eighth for critical records, and 1 means sampled records find it full.
     pub ring_utilization_max: f64,
     /// Mean over the last interval's drains of the mean ring fill.
     pub ring_utilization_mean: f64,

@@ -185,6 +185,32 @@ fn a_ring_full_of_sampled_records_still_takes_critical_ones() {
     check_accounting(&value(&e, "filler"), "filler");
 }
 
+/// Ring fill (the controller's pressure signal and `hotmeter_ring_utilization`) is measured
+/// against what sampled records may fill: a drop-newest ring they filled reads 1, not the
+/// 7/8 of its slots they hold, so the controller's 95% rule still sees a full ring.
+#[test]
+fn a_ring_full_of_sampled_records_reads_as_full() {
+    let e = Engine::builder()
+        .seed(17)
+        .ring_capacity(64)
+        .sample_rate(1.0)
+        .max_sample_rate(1.0)
+        .adaptive(false)
+        .flush_interval(Duration::from_secs(3600))
+        .wake_on_high_water(false)
+        .build()
+        .unwrap();
+    let s = e.registry().sampled("fill", &[]).unwrap();
+    (0..28).for_each(|j| s.record(j as f64));
+    e.flush();
+    let half = e.registry().snapshot().meta.sampling.ring_utilization_max;
+    assert_eq!(half, 0.5, "28 of the 56 slots sampled records may fill");
+    (0..1_000).for_each(|j| s.record(j as f64));
+    e.flush();
+    let full = e.registry().snapshot().meta.sampling.ring_utilization_max;
+    assert_eq!(full, 1.0, "sampled records filled all they may");
+}
+
 #[test]
 fn critical_lane_overflow_is_counted_not_silent() {
     let e = Engine::builder()

@@ -1066,7 +1066,11 @@ mod tests {
             s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
             match s.read(&mut buf) {
                 Ok(0) => {} // swept
-                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) => {}
                 other => panic!("an idle connection was answered or broke: {other:?}"),
             }
         }

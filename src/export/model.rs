@@ -638,7 +638,7 @@ const META: &[(&str, &str, Kind, Rows)] = {
         ),
         (
             "hotmeter_ring_utilization",
-            "Ring fill fraction seen by the last interval's drains: the fullest ring, and the mean.",
+            "Ring fill fraction seen by the last interval's drains (1: sampled records find it full), the fullest ring and the mean.",
             Gauge,
             |m, _| {
                 [

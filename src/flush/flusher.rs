@@ -20,8 +20,8 @@ use crate::registry::{LabelSet, Registry};
 use crate::sample::key_names::KeyNames;
 use crate::sample::pipeline::{Pipeline, SampledMetric};
 use crate::sample::record::Record;
-use crate::sample::ring::Consumer;
-use crate::sample::sampled::{Sampled, cells};
+use crate::sample::ring::{Consumer, limit_of, rounded_capacity};
+use crate::sample::sampled::{Sampled, cells, critical_reserve};
 
 /// Keys tracked per series for the heavy-hitter estimates.
 const TOP_K_CAPACITY: usize = 64;
@@ -447,6 +447,12 @@ impl FlushState {
         now: Instant,
     ) {
         let c = &registry.pipeline().config;
+        // What sampled records may fill of each ring (the rest is the critical reserve).
+        let ring_limit = limit_of(
+            rounded_capacity(c.ring_capacity),
+            c.overflow,
+            critical_reserve(c.ring_capacity),
+        );
         let cfg = ControllerConfig {
             min_k: c.min_k,
             max_k: c.max_k,
@@ -475,7 +481,7 @@ impl FlushState {
                 seen,
                 pushed,
                 dropped,
-                capacity: (c.ring_capacity.next_power_of_two() * rings) as u64,
+                capacity: (ring_limit * rings) as u64,
                 budget_ns,
                 record_cost_ns,
             };
@@ -607,7 +613,9 @@ impl FlushState {
         let (mut fill_max, mut fill_sum) = (0f64, 0f64);
         let rings_before = self.consumers.len();
         self.consumers.retain_mut(|c| {
-            let fill = c.len() as f64 / c.capacity() as f64;
+            // Of what sampled records may fill (critical ones also have the reserve above
+            // it: a ring holding some counts as full).
+            let fill = (c.len() as f64 / c.limit() as f64).min(1.0);
             fill_max = fill_max.max(fill);
             fill_sum += fill;
             // Checked before draining: once abandoned, nothing new can arrive, so the

@@ -123,6 +123,8 @@ struct Shared {
     slots: Box<[Slot]>,
     /// `capacity - 1` (capacity is a power of two).
     mask: usize,
+    /// The most records a [`Producer::push`] fills the ring to ([`ring_reserving`]).
+    limit: usize,
     policy: Overflow,
     /// Set when the [`Producer`] is dropped.
     producer_gone: AtomicBool,
@@ -278,6 +280,27 @@ fn distance(head: usize, tail: usize, capacity: usize) -> usize {
     }
 }
 
+/// The capacity [`ring`] makes of a requested one: rounded up to a power of two, at least 2.
+///
+/// # Panics
+///
+/// If the rounded capacity does not fit in a `usize`.
+pub fn rounded_capacity(capacity: usize) -> usize {
+    capacity
+        .max(2)
+        .checked_next_power_of_two()
+        .expect("ring capacity overflows usize")
+}
+
+/// The most records a [`Producer::push`] fills a ring of `capacity` (a power of two) to,
+/// with `reserve` slots kept for [`Producer::try_push`] ([`ring_reserving`]).
+pub fn limit_of(capacity: usize, policy: Overflow, reserve: usize) -> usize {
+    match policy {
+        Overflow::DropNewest => capacity - reserve.min(capacity / 2),
+        Overflow::DropOldest | Overflow::Block { .. } => capacity,
+    }
+}
+
 /// Creates a ring holding up to `capacity` records, rounded up to a power of two (so a
 /// record's slot is its index masked) and to at least 2. `policy` says what a push into a
 /// full ring does; it is fixed for the ring's life.
@@ -297,10 +320,8 @@ pub fn ring(capacity: usize, policy: Overflow) -> (Producer, Consumer) {
 /// lane (whose blocks come from the recording thread's heap). Under the other policies a
 /// push evicts or waits for room instead, and `reserve` is ignored.
 pub fn ring_reserving(capacity: usize, policy: Overflow, reserve: usize) -> (Producer, Consumer) {
-    let capacity = capacity
-        .max(2)
-        .checked_next_power_of_two()
-        .expect("ring capacity overflows usize");
+    let capacity = rounded_capacity(capacity);
+    let limit = limit_of(capacity, policy, reserve);
     #[cfg(not(loom))]
     // SAFETY: zero bits are a valid `[AtomicU64; 4]` (an empty slot).
     let slots = unsafe { crate::pages::ZeroedSlice::new(capacity) };
@@ -313,6 +334,7 @@ pub fn ring_reserving(capacity: usize, policy: Overflow, reserve: usize) -> (Pro
         tail: CachePadded::new(AtomicUsize::new(0)),
         slots,
         mask: capacity - 1,
+        limit,
         policy,
         producer_gone: AtomicBool::new(false),
         consumer_gone: AtomicBool::new(false),
@@ -323,10 +345,6 @@ pub fn ring_reserving(capacity: usize, policy: Overflow, reserve: usize) -> (Pro
             .map(|_| loom::cell::UnsafeCell::new(()))
             .collect(),
     });
-    let limit = match policy {
-        Overflow::DropNewest => capacity - reserve.min(capacity / 2),
-        Overflow::DropOldest | Overflow::Block { .. } => capacity,
-    };
     let producer = Producer {
         shared: shared.clone(),
         tail: 0,
@@ -470,8 +488,9 @@ impl Producer {
     }
 
     /// Stores a record given as its words ([`Record::to_words`]) if one more fits, whatever
-    /// the policy (never evicts, never waits); `None` if the ring is full. The sampled
-    /// path's push: the words are built where the record's fields are, and the policy is
+    /// the policy (never evicts, never waits); `None` if it is full to its limit (below the
+    /// reserve, [`ring_reserving`]). The sampled path's push: the words are built where the
+    /// record's fields are, and the policy is
     /// applied out of line (with [`Producer::push`] or [`Producer::try_push`]) only when
     /// this fails.
     ///
@@ -637,7 +656,7 @@ impl Consumer {
         let r = Record::from_words(self.shared.read(h));
         self.head = h.wrapping_add(1);
         // Release: our read of the slot happens-before the producer overwrites it; pairs
-        // with the Acquire load of `head` in `Producer::has_space`.
+        // with the Acquire load of `head` in `Producer::has_space_below`.
         self.shared.head.store(self.head, Ordering::Release);
         Some(r)
     }
@@ -672,7 +691,7 @@ impl Consumer {
         }
         self.head = h.wrapping_add(n);
         // Release: our reads of the `n` slots happen-before the producer overwrites them;
-        // pairs with the Acquire load of `head` in `Producer::has_space`.
+        // pairs with the Acquire load of `head` in `Producer::has_space_below`.
         self.shared.head.store(self.head, Ordering::Release);
         n
     }
@@ -682,8 +701,8 @@ impl Consumer {
     ///
     /// Before draining, reads the weight the producer dropped since the last call, per
     /// series (its tally: [`Producer::note_dropped`]). Drops happen only while the ring is
-    /// full, so the records drained now are the ones pushed around the drops, from the same
-    /// thread: each non-critical record of a series with dropped weight `D` and drained
+    /// full to its limit, so the records drained now are the ones pushed around the drops,
+    /// from the same thread: each non-critical record of a series with dropped weight `D` and drained
     /// weight `W` (sum of `2^k`) gets scale `(W + D) / W`, so the drained weight equals what
     /// was sampled, and estimates built from it stay unbiased when the dropped events are
     /// like their neighbours in time. A series with drops but nothing drained keeps its
@@ -727,7 +746,7 @@ impl Consumer {
         }
         self.head = h.wrapping_add(n);
         // Release: our reads of the `n` slots happen-before the producer overwrites them;
-        // pairs with the Acquire load of `head` in `Producer::has_space`.
+        // pairs with the Acquire load of `head` in `Producer::has_space_below`.
         self.shared.head.store(self.head, Ordering::Release);
         n
     }
@@ -812,7 +831,7 @@ impl Consumer {
                     end,
                     // Release on success: our copies of `[start, end)` happen-before the
                     // producer overwrites those slots; pairs with its Acquire load of `head`
-                    // in `Producer::has_space` (and its Acquire failed CAS in
+                    // in `Producer::has_space_below` (and its Acquire failed CAS in
                     // `evict_and_store`).
                     Ordering::Release,
                     // Acquire on failure: the new head may come from the producer's Release
@@ -864,6 +883,12 @@ impl Consumer {
     /// The most records the ring holds.
     pub fn capacity(&self) -> usize {
         self.shared.capacity()
+    }
+
+    /// The most records a [`Producer::push`] fills the ring to: the capacity less the
+    /// reserve for [`Producer::try_push`] ([`ring_reserving`]).
+    pub fn limit(&self) -> usize {
+        self.shared.limit
     }
 
     /// The ring's overflow policy.

@@ -21,7 +21,7 @@ use rand_xoshiro::Xoshiro256PlusPlus;
 use super::key::{KeyArg, SampleKey, keep_keyed, nonzero};
 use super::pipeline::{Pipeline, SampledMetric, SlotLease};
 use super::record::Record;
-use super::ring::{Producer, Push, ring_reserving};
+use super::ring::{Producer, Push, ring_reserving, rounded_capacity};
 use crate::arena::local::{ARENAS, with_arena};
 
 /// Cell offsets of one sampled series in the arenas.
@@ -438,13 +438,19 @@ struct ThreadSampler {
 /// is below the sampled records' limit, so they still wake the flusher first.
 const CRITICAL_RESERVE: usize = 8;
 
+/// The slots of a thread's ring kept for critical records: an eighth of the rounded
+/// capacity (none below 8 slots).
+pub(crate) fn critical_reserve(ring_capacity: usize) -> usize {
+    rounded_capacity(ring_capacity) / CRITICAL_RESERVE
+}
+
 impl ThreadSampler {
     fn new(pipeline: &Arc<Pipeline>) -> Self {
         let c = &pipeline.config;
         let (producer, consumer) = ring_reserving(
             c.ring_capacity,
             c.overflow,
-            c.ring_capacity / CRITICAL_RESERVE,
+            critical_reserve(c.ring_capacity),
         );
         pipeline.register_ring(consumer);
         Self {

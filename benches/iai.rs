@@ -46,6 +46,11 @@ use hotmeter::sample::record::Record;
 use hotmeter::sample::ring::{Consumer, Overflow, Producer, ring};
 use iai_callgrind::{library_benchmark, library_benchmark_group, main};
 
+#[path = "common/message.rs"]
+#[allow(dead_code)] // the other steps and the metrics' names are `benches/overhead.rs`'s
+mod message;
+use message::{FnvWorker, Step};
+
 /// Calls per measured function: the gate divides the count by this.
 const N: usize = 10_000;
 /// Untimed calls before counting (registration, first-touch allocation, warm caches).
@@ -360,8 +365,75 @@ fn check_timer(calls: usize) {
 }
 
 // ---------------------------------------------------------------------------------------
+// The seed workload's FNV step per message: bare, the hand-written floor, hotmeter
+// (`benches/common/message.rs`, as `benches/overhead.rs` times them)
+// ---------------------------------------------------------------------------------------
+
+/// The rate of the message benches' sampled families: 1/128, where hotmeter's default
+/// engine settles on the seed workload (the overhead bench prints it) and the floor's
+/// fixed gap. Fixed here (no adaptation), so the count is deterministic.
+const MESSAGE_RATE: f64 = 1.0 / 128.0;
+
+#[inline(never)]
+fn op_message_bare(w: &mut FnvWorker) {
+    message::bare(w);
+}
+
+#[inline(never)]
+fn op_message_floor(w: &mut FnvWorker) {
+    message::with_floor(w);
+}
+
+#[inline(never)]
+fn op_message_hotmeter(w: &mut FnvWorker) {
+    message::with_hotmeter(w);
+}
+
+fn setup_message() -> (usize, FnvWorker) {
+    let e = install(MESSAGE_RATE);
+    let mut w = FnvWorker::new(0);
+    for _ in 0..WARMUP {
+        op_message_bare(&mut w);
+        op_message_floor(&mut w);
+        op_message_hotmeter(&mut w);
+    }
+    e.flush();
+    (N, w)
+}
+
+/// hotmeter's message bench recorded every message, sampled some, and lost none.
+fn check_message(calls: usize) {
+    let v = sampled_after_flush("overhead_message_bytes");
+    assert_eq!(v.count, (WARMUP + calls) as u64);
+    assert!(v.pushed > 0, "1/128 of 11,000 messages sampled none");
+    assert_eq!(v.dropped(), 0, "no sampled record may meet a full ring");
+}
+
+// ---------------------------------------------------------------------------------------
 // Benches: N calls each; `.ci/iai_gate` divides by N.
 // ---------------------------------------------------------------------------------------
+
+#[library_benchmark(setup = setup_message)]
+fn message_fnv_bare((n, mut w): (usize, FnvWorker)) {
+    for _ in 0..n {
+        op_message_bare(&mut w);
+    }
+}
+
+#[library_benchmark(setup = setup_message)]
+fn message_fnv_floor((n, mut w): (usize, FnvWorker)) {
+    for _ in 0..n {
+        op_message_floor(&mut w);
+    }
+}
+
+#[library_benchmark(setup = setup_message, teardown = check_message)]
+fn message_fnv_hotmeter((n, mut w): (usize, FnvWorker)) -> usize {
+    for _ in 0..n {
+        op_message_hotmeter(&mut w);
+    }
+    n
+}
 
 // Baseline of the counter and histogram rows: `x += 1` on a thread-local.
 #[library_benchmark(setup = setup_exact)]
@@ -563,4 +635,12 @@ library_benchmark_group!(
         flush_seed_mix
 );
 
-main!(library_benchmark_groups = exact, sampled);
+library_benchmark_group!(
+    name = seed_loop;
+    benchmarks =
+        message_fnv_bare,
+        message_fnv_floor,
+        message_fnv_hotmeter
+);
+
+main!(library_benchmark_groups = exact, sampled, seed_loop);

@@ -139,14 +139,11 @@ fn critical_burst_100x_the_ring_loses_nothing_below_the_lane_cap() {
     assert_eq!(v.sum, 2.0 * per_thread as f64);
 }
 
-/// A ring that sampled records filled still takes critical ones: they get the last eighth
-/// of it (`ring_reserving`), and only a ninth critical record finds the 64-record ring full
-/// and goes to the lane. (Before the reserve every one of them went to the lane, whose
-/// blocks the recording thread allocates.)
-#[test]
-fn a_ring_full_of_sampled_records_still_takes_critical_ones() {
-    let e = Engine::builder()
-        .seed(13)
+/// A 64-record drop-newest ring that keeps every sampled record and is drained only by
+/// `Engine::flush` (no high-water wake, an hour's interval).
+fn every_record_kept(seed: u64) -> Engine {
+    Engine::builder()
+        .seed(seed)
         .ring_capacity(64)
         .overflow(Overflow::DropNewest)
         .sample_rate(1.0)
@@ -155,7 +152,16 @@ fn a_ring_full_of_sampled_records_still_takes_critical_ones() {
         .flush_interval(Duration::from_secs(3600))
         .wake_on_high_water(false)
         .build()
-        .unwrap();
+        .unwrap()
+}
+
+/// A ring that sampled records filled still takes critical ones: they get the last eighth
+/// of it (`ring_reserving`), and only a ninth critical record finds the 64-record ring full
+/// and goes to the lane. (Before the reserve every one of them went to the lane, whose
+/// blocks the recording thread allocates.)
+#[test]
+fn a_ring_full_of_sampled_records_still_takes_critical_ones() {
+    let e = every_record_kept(13);
     let s = e.registry().sampled("filler", &[]).unwrap();
     let c = e.registry().sampled("crit_reserve", &[]).unwrap();
     (0..1_000).for_each(|j| s.record(j as f64));
@@ -190,16 +196,7 @@ fn a_ring_full_of_sampled_records_still_takes_critical_ones() {
 /// 7/8 of its slots they hold, so the controller's 95% rule still sees a full ring.
 #[test]
 fn a_ring_full_of_sampled_records_reads_as_full() {
-    let e = Engine::builder()
-        .seed(17)
-        .ring_capacity(64)
-        .sample_rate(1.0)
-        .max_sample_rate(1.0)
-        .adaptive(false)
-        .flush_interval(Duration::from_secs(3600))
-        .wake_on_high_water(false)
-        .build()
-        .unwrap();
+    let e = every_record_kept(17);
     let s = e.registry().sampled("fill", &[]).unwrap();
     (0..28).for_each(|j| s.record(j as f64));
     e.flush();

@@ -16,6 +16,9 @@ fn xorshift(state: &mut u64) -> u64 {
     r
 }
 
+/// FNV-1a's prime.
+const PRIME: u64 = 0x0000_0100_0000_01b3;
+
 /// One worker's FNV step: its generator, message counter and buffer.
 pub struct Fnv {
     rng: u64,
@@ -42,12 +45,7 @@ impl Fnv {
     #[inline(always)]
     #[allow(dead_code)] // used by `benches/overhead.rs` only
     pub fn step_one_lane(&mut self) -> u64 {
-        let r = xorshift(&mut self.rng);
-        self.n += 1;
-        self.buf[0..8].copy_from_slice(&r.to_le_bytes());
-        self.buf[8..16].copy_from_slice(&self.n.to_le_bytes());
-        let buf = black_box(&self.buf);
-        const PRIME: u64 = 0x0000_0100_0000_01b3;
+        let (r, buf) = self.next_message();
         let h = buf.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
             (h ^ b as u64).wrapping_mul(PRIME)
         });
@@ -55,17 +53,23 @@ impl Fnv {
         r
     }
 
-    /// One message: a draw, written with the counter into the buffer, which is hashed.
-    /// Returns the draw (what a message's fields are made of).
+    /// The next draw, written with the message counter into the buffer, and the buffer as
+    /// an opaque reference (the compiler cannot reuse what it wrote).
     #[inline(always)]
-    pub fn step(&mut self) -> u64 {
+    fn next_message(&mut self) -> (u64, &[u8; 64]) {
         let r = xorshift(&mut self.rng);
         self.n += 1;
         // The buffer changes each message: the draw and the counter go into it.
         self.buf[0..8].copy_from_slice(&r.to_le_bytes());
         self.buf[8..16].copy_from_slice(&self.n.to_le_bytes());
-        let buf = black_box(&self.buf);
-        const PRIME: u64 = 0x0000_0100_0000_01b3;
+        (r, black_box(&self.buf))
+    }
+
+    /// One message: a draw, written with the counter into the buffer, which is hashed.
+    /// Returns the draw (what a message's fields are made of).
+    #[inline(always)]
+    pub fn step(&mut self) -> u64 {
+        let (r, buf) = self.next_message();
         let (mut a, mut b) = (0xcbf2_9ce4_8422_2325u64, 0x8422_2325_cbf2_9ce4u64);
         for p in buf.chunks_exact(2) {
             a = (a ^ p[0] as u64).wrapping_mul(PRIME);

@@ -174,9 +174,16 @@ fn smaps() -> Vec<(String, u64)> {
 }
 
 fn main() {
-    let seconds = 3.0;
+    // Long enough to fill the quantile window below (5 steps of 1 s), then a flush
+    // interval's linger: the flusher's state as in a process that has run for a window.
+    let seconds = 6.0;
     let bare = run(false, seconds, Duration::ZERO);
     hotmeter::Engine::builder()
+        // The default window is 600 s in 5 steps of 120 s, and a fresh engine holds one step
+        // per series; the state a long-running process holds is all 5. A 5 s window builds
+        // that state within the run. (Each 1 s step sees fewer outliers than a 120 s one, so
+        // its buckets may span less: each step is capped at 1,024 buckets of 16 bytes.)
+        .quantile_window(Duration::from_secs(5))
         .install()
         .expect("the only engine of this program");
     // The peak while recording, from here (the calibration's rings at install are freed).
@@ -185,7 +192,7 @@ fn main() {
         std::sync::atomic::Ordering::Relaxed,
     );
     // Let the flusher run a few intervals over what was recorded.
-    let on = run(true, seconds, Duration::from_millis(2_500));
+    let on = run(true, seconds, Duration::from_millis(1_100));
     let (mut anon, mut file) = (0, 0);
     if std::env::var_os("HOTMETER_SMAPS").is_some() {
         let mut before: std::collections::HashMap<&str, u64> = std::collections::HashMap::new();

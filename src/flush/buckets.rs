@@ -224,8 +224,15 @@ impl Buckets {
     /// Adds everything `other` holds (the caller turns the variance lanes on alike; a lane
     /// that is off counts as zeros).
     pub(crate) fn merge(&mut self, other: &Buckets) {
+        self.merge_var(other, None);
+    }
+
+    /// [`Buckets::merge`], with `other`'s variance taken as `var_per_w` times its weight
+    /// where given (for buckets without the variance lane whose records all weigh alike:
+    /// what [`Buckets::enable_var`] would fill in, without the copy).
+    pub(crate) fn merge_var(&mut self, other: &Buckets, var_per_w: Option<f64>) {
         self.zero_w += other.zero_w;
-        self.zero_var += other.zero_var;
+        self.zero_var += var_per_w.map_or(other.zero_var, |a| other.zero_w * a);
         // Their span's ends first, so ours grows (or collapses) once, not bucket by bucket.
         if let (Some(first), Some(last)) = (
             other.w.iter().position(|&w| w != 0.0),
@@ -235,7 +242,10 @@ impl Buckets {
             self.add_at(other.lo + last as u64, other.shift, 0.0, 0.0);
         }
         for (j, &w) in other.w.iter().enumerate() {
-            let var = other.var.as_ref().map_or(0.0, |v| v[j]);
+            let var = match var_per_w {
+                Some(a) => w * a,
+                None => other.var.as_ref().map_or(0.0, |v| v[j]),
+            };
             if w != 0.0 || var != 0.0 {
                 self.add_at(other.lo + j as u64, other.shift, w, var);
             }

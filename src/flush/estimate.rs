@@ -317,12 +317,18 @@ impl Distribution {
         if self.uniform_k == MIXED {
             return;
         }
-        let a = match self.uniform_k {
-            NO_K => 0.0,
-            k => ((1u64 << k) - 1) as f64,
-        };
+        let a = self.var_per_w();
         self.buckets.enable_var(|w| w * a);
         self.uniform_k = MIXED;
+    }
+
+    /// The variance per unit of weight while every record shares one `k` (not
+    /// [`MIXED`]): a record weighing `w = 2^k` adds `w(w − 1)`, so `2^k − 1` per unit.
+    fn var_per_w(&self) -> f64 {
+        match self.uniform_k {
+            NO_K => 0.0,
+            k => ((1u64 << k) - 1) as f64,
+        }
     }
 
     /// Adds everything `other` holds (buckets and totals) to this one.
@@ -334,18 +340,18 @@ impl Distribution {
             _ => {
                 self.mix();
                 if other.uniform_k != MIXED {
-                    let mut theirs = other.clone();
-                    theirs.mix();
-                    return self.merge_same_lanes(&theirs);
+                    // As if `other` were mixed too, without copying it to fill its lane.
+                    return self.merge_same_lanes(other, Some(other.var_per_w()));
                 }
             }
         }
-        self.merge_same_lanes(other)
+        self.merge_same_lanes(other, None)
     }
 
-    /// [`Distribution::merge`] once both have the variance lane or neither has.
-    fn merge_same_lanes(&mut self, other: &Distribution) {
-        self.buckets.merge(&other.buckets);
+    /// [`Distribution::merge`] once both have the variance lane or neither has (or
+    /// `other`'s lane is `var_per_w` times its weights: see [`Buckets::merge_var`]).
+    fn merge_same_lanes(&mut self, other: &Distribution, var_per_w: Option<f64>) {
+        self.buckets.merge_var(&other.buckets, var_per_w);
         self.hist_w += other.hist_w;
         self.hist_w2 += other.hist_w2;
         self.totals.merge(&other.totals);

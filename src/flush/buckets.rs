@@ -223,13 +223,15 @@ impl Buckets {
 
     /// Adds everything `other` holds (the caller turns the variance lanes on alike; a lane
     /// that is off counts as zeros).
+    #[cfg(test)]
     pub(crate) fn merge(&mut self, other: &Buckets) {
         self.merge_var(other, None);
     }
 
-    /// [`Buckets::merge`], with `other`'s variance taken as `var_per_w` times its weight
+    /// Adds everything `other` holds, its variance taken as `var_per_w` times its weight
     /// where given (for buckets without the variance lane whose records all weigh alike:
-    /// what [`Buckets::enable_var`] would fill in, without the copy).
+    /// what [`Buckets::enable_var`] would fill in, without the copy), else from its lane (a
+    /// lane that is off counts as zeros).
     pub(crate) fn merge_var(&mut self, other: &Buckets, var_per_w: Option<f64>) {
         self.zero_w += other.zero_w;
         self.zero_var += var_per_w.map_or(other.zero_var, |a| other.zero_w * a);

@@ -15,10 +15,10 @@
 //! connection, one in about 1000 fails (both decided by the xorshift, so every contender
 //! handles the same messages). Each thread has its own message stream.
 //!
-//! `overhead_fnv/{1t,2t}`: the second variant, a step of ~50 ns of plain FNV-1a over a
-//! 64-byte buffer that changes each message (the xorshift draw and a message counter are
-//! written into it first; two interleaved lanes of 32 bytes), the message's fields taken
-//! from the draw as above. No memory traffic of its own; consecutive messages' chains are
+//! `overhead_fnv/{1t,2t}`: the second variant, a step of plain FNV-1a (~20 ns on the third
+//! session's VM) over a 64-byte buffer that changes each message (the xorshift draw and a
+//! message counter are written into it first; two interleaved lanes of 32 bytes), the
+//! message's fields taken from the draw as above. No memory traffic of its own; consecutive messages' chains are
 //! independent, so the core overlaps them and the loop is bound by the instructions it
 //! retires: every instruction the recording adds costs its share.
 //!

@@ -200,10 +200,14 @@ fn a_thousand_hostile_connections_do_not_starve_scrapes() {
         answered.len(),
         answered.last()
     );
-    // The attack really was on: it held hundreds of connections at every scrape and
-    // reopened each one the endpoint closed (an attacker that gives up is no attack).
+    // The attack really was on: it held hundreds of connections at nearly every scrape and
+    // reopened each one the endpoint closed (an attacker that gives up is no attack). Not
+    // at every scrape: the endpoint evicts them by the hundred thousand, and on a loaded
+    // 2-core machine the attacking thread lagged behind once (64 open at 1 scrape of 20,
+    // 163-822 at the others, in a CI run beside other builds).
+    let held = open_seen.iter().filter(|&&n| n >= 100).count();
     assert!(
-        open_seen.iter().all(|&n| n >= 100) && reconnects >= HOSTILE as u64,
+        held * 4 >= SCRAPES * 3 && reconnects >= HOSTILE as u64,
         "the attack did not hold its connections: {open_seen:?}, {reconnects} reconnects"
     );
     assert!(

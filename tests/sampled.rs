@@ -139,7 +139,7 @@ fn critical_burst_100x_the_ring_loses_nothing_below_the_lane_cap() {
     assert_eq!(v.sum, 2.0 * per_thread as f64);
 }
 
-/// A 64-record drop-newest ring that keeps every sampled record and is drained only by
+/// A 64-record drop-newest ring that samples every event and is drained only by
 /// `Engine::flush` (no high-water wake, an hour's interval).
 fn every_record_kept(seed: u64) -> Engine {
     Engine::builder()

@@ -43,7 +43,7 @@ impl Fnv {
     /// [`Fnv::step`] with FNV-1a as specified: one multiply chain over the 64 bytes (twice
     /// as long as `step`'s two interleaved lanes).
     #[inline(always)]
-    #[allow(dead_code)] // used by `benches/overhead.rs` only
+    #[allow(dead_code)] // used through `benches/common/message.rs` (overhead and iai benches)
     pub fn step_one_lane(&mut self) -> u64 {
         let (r, buf) = self.next_message();
         let h = buf.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {

@@ -153,7 +153,7 @@ impl ControllerConfig {
     }
 
     /// The fill a critical jump aims at: the geometric centre of `[low_fill, high_fill]`
-    /// (√(0.3·0.8) ≈ 0.49, "about half the capacity"). Landing within a factor √2 of it
+    /// (√(0.3·0.8) ≈ 0.49, "about half of what sampled records may fill"). Landing within a factor √2 of it
     /// (0.35..0.69 with the defaults) lands inside the calm band with room on both sides.
     fn centre_fill(&self) -> f64 {
         (self.low_fill * self.high_fill).sqrt()
@@ -227,7 +227,8 @@ impl core::fmt::Display for ControllerConfigError {
             } => write!(
                 f,
                 "fill thresholds must satisfy 0 < low_fill < high_fill < critical_fill <= 1 \
-                 (fractions of ring capacity, such as 0.3, 0.8, 0.95); got low_fill {low_fill}, \
+                 (fractions of what sampled records may fill of a ring, such as 0.3, 0.8, 0.95); \
+                 got low_fill {low_fill}, \
                  high_fill {high_fill}, critical_fill {critical_fill}"
             ),
             ControllerConfigError::LowIntervals => {
@@ -255,8 +256,10 @@ impl std::error::Error for ControllerConfigError {
 /// ([`ControllerState::k`]).
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct Observation {
-    /// The highest fill fraction (`0..=1`) of the rings holding this metric's records,
-    /// measured before draining. NaN counts as full; values outside `0..=1` are clamped.
+    /// The highest fill fraction (`0..=1`) of the rings holding this metric's records, of
+    /// what sampled records may fill (a drop-newest ring keeps its last eighth for critical
+    /// ones), measured before draining. NaN counts as full; values outside `0..=1` are
+    /// clamped.
     pub fill: f64,
     /// Exact number of events of this metric in the interval (from the arena counts).
     pub seen: u64,
@@ -264,8 +267,10 @@ pub struct Observation {
     pub pushed: u64,
     /// Records of this metric dropped (ring full, any policy).
     pub dropped: u64,
-    /// Ring capacity, in records, available to this metric's producers: the sum over live
-    /// rings. 0 means unknown: only `fill` and `dropped` are used then.
+    /// Ring space, in records, available to this metric's sampled records over the
+    /// interval: what sampled records may fill of each live ring (the critical reserve
+    /// excluded), summed over the rings. 0 means unknown: only `fill` and `dropped` are used
+    /// then.
     pub capacity: u64,
     /// CPU nanoseconds this metric's records may cost over the interval: its share of the
     /// overhead budget. `+∞` for no limit; NaN or below 0 counts as 0 (no budget: the
@@ -362,7 +367,8 @@ impl ControllerState {
 ///   and by the first one after a critical jump;
 /// - `dev`: EMA (weight 1/4) of `|load − previous load|`, the load's noise;
 ///   `peak = max(ema_fill, load) + 2·dev`: what a step down must leave room for;
-/// - `centre = √(low_fill · high_fill)` (≈ 0.49: "about half the capacity");
+/// - `centre = √(low_fill · high_fill)` (≈ 0.49: "about half of what sampled records may
+///   fill");
 /// - the budget in records: `R = budget_ns / record_cost_ns` per interval (known when the
 ///   cost is finite and positive); `A = ema_arrivals`, `dA` its noise (like `dev`);
 ///   `k_up` = smallest `k` with `max(A, seen) · 2^-k ≤ R` (the lowest `k` whose predicted

@@ -20,8 +20,8 @@ use crate::registry::{LabelSet, Registry};
 use crate::sample::key_names::KeyNames;
 use crate::sample::pipeline::{Pipeline, SampledMetric};
 use crate::sample::record::Record;
-use crate::sample::ring::{Consumer, limit_of, rounded_capacity};
-use crate::sample::sampled::{Sampled, cells, critical_reserve};
+use crate::sample::ring::Consumer;
+use crate::sample::sampled::{Sampled, cells};
 
 /// Keys tracked per series for the heavy-hitter estimates.
 const TOP_K_CAPACITY: usize = 64;
@@ -448,11 +448,7 @@ impl FlushState {
     ) {
         let c = &registry.pipeline().config;
         // What sampled records may fill of each ring (the rest is the critical reserve).
-        let ring_limit = limit_of(
-            rounded_capacity(c.ring_capacity),
-            c.overflow,
-            critical_reserve(c.ring_capacity),
-        );
+        let ring_limit = c.ring_limit();
         let cfg = ControllerConfig {
             min_k: c.min_k,
             max_k: c.max_k,

@@ -20,7 +20,7 @@ use super::announce::{Announced, Gate, PushSlot};
 use super::key_names::KeyNames;
 use super::lane::{Lane, Queued};
 use super::record::Record;
-use super::ring::{Consumer, Overflow};
+use super::ring::{Consumer, Overflow, limit_of, rounded_capacity};
 use super::sampled::{Sampled, SampledSeries, cells as sampled_cells};
 use super::wake::WakeFlag;
 use crate::arena::{CellPool, allocate_cells};
@@ -45,10 +45,35 @@ pub struct SamplingConfig {
     pub lane_bytes: usize,
     /// Seed of the per-thread gap generators.
     pub seed: u64,
-    /// Whether a ring past 3/4 full wakes the flusher.
+    /// Whether a ring past 3/4 of what sampled records may fill wakes the flusher.
     pub wake_on_high_water: bool,
     /// Sliding window of the estimated quantiles.
     pub quantile_window: std::time::Duration,
+}
+
+/// One slot in this many of a thread's ring is kept for critical records (with the
+/// default [`Overflow::DropNewest`]): sampled records find the ring full at 7/8, so a ring
+/// they filled while the flusher waited for a core still takes criticals, which would
+/// otherwise go to the shared lane, whose blocks come from the recording thread's heap and
+/// stay resident there (`examples/memory.rs`).
+const CRITICAL_RESERVE: usize = 8;
+
+impl SamplingConfig {
+    /// The slots of a thread's ring kept for critical records: an eighth of the rounded
+    /// capacity (none below 8 slots). See [`ring_reserving`](super::ring::ring_reserving).
+    pub(crate) fn critical_reserve(&self) -> usize {
+        rounded_capacity(self.ring_capacity) / CRITICAL_RESERVE
+    }
+
+    /// The most records sampled ones fill a thread's ring to: the capacity less the
+    /// critical reserve under [`Overflow::DropNewest`], the capacity otherwise.
+    pub(crate) fn ring_limit(&self) -> usize {
+        limit_of(
+            rounded_capacity(self.ring_capacity),
+            self.overflow,
+            self.critical_reserve(),
+        )
+    }
 }
 
 /// The state a sampled metric family shares between its call sites and the flusher.
@@ -202,9 +227,11 @@ impl std::fmt::Debug for Pipeline {
 impl Pipeline {
     /// A pipeline with `config`.
     pub(crate) fn new(config: SamplingConfig, cells: CellPool) -> Self {
+        // 3/4 of what sampled records may fill (the controller reads a ring's fill against
+        // the same limit: an early drain at the mark sees 0.75, under its `high_fill`).
         // `usize::MAX`: never reached, so producers never wake the flusher early.
         let high_water = if config.wake_on_high_water {
-            (config.ring_capacity.next_power_of_two() * 3 / 4).max(1)
+            (config.ring_limit() * 3 / 4).max(1)
         } else {
             usize::MAX
         };
@@ -445,6 +472,35 @@ mod tests {
     use std::time::Duration;
 
     use crate::Engine;
+
+    /// The high-water mark is 3/4 of what sampled records may fill, the same limit the
+    /// controller reads a ring's fill against: an early drain at the mark reads 0.75, under
+    /// the controller's `high_fill`, so waking the flusher early does not by itself halve
+    /// the rate. (At 3/4 of the whole ring, a drop-newest ring read 768/896 ≈ 0.86.)
+    #[test]
+    fn an_early_drain_at_the_mark_reads_under_the_controllers_high_fill() {
+        let high_fill = crate::flush::controller::ControllerConfig::default().high_fill;
+        for (ring, overflow) in [
+            (1024, super::Overflow::DropNewest),
+            (100, super::Overflow::DropNewest),
+            (8, super::Overflow::DropNewest),
+            (1024, super::Overflow::DropOldest),
+        ] {
+            let e = Engine::builder()
+                .ring_capacity(ring)
+                .overflow(overflow)
+                .flush_interval(Duration::from_secs(3600))
+                .build()
+                .unwrap();
+            let p = e.registry().pipeline();
+            let fill = p.high_water as f64 / p.config.ring_limit() as f64;
+            assert!(
+                fill <= 0.75 && fill < high_fill,
+                "ring {ring} {overflow:?}: the mark {} reads {fill}",
+                p.high_water
+            );
+        }
+    }
 
     /// A record's timestamp is the time of the latest drain before its push
     /// ([`super::Pipeline::stamp_ns`]): 0 before any, then moved by each drain to the

@@ -21,7 +21,7 @@ use rand_xoshiro::Xoshiro256PlusPlus;
 use super::key::{KeyArg, SampleKey, keep_keyed, nonzero};
 use super::pipeline::{Pipeline, SampledMetric, SlotLease};
 use super::record::Record;
-use super::ring::{Producer, Push, ring_reserving, rounded_capacity};
+use super::ring::{Producer, Push, ring_reserving};
 use crate::arena::local::{ARENAS, with_arena};
 
 /// Cell offsets of one sampled series in the arenas.
@@ -430,28 +430,11 @@ struct ThreadSampler {
     slot: SlotLease,
 }
 
-/// One slot in this many of a thread's ring is kept for critical records (with the
-/// default [`Overflow::DropNewest`](crate::Overflow)): sampled records find the ring full
-/// at 7/8, so a ring they filled while the flusher waited for a core still takes criticals,
-/// which would otherwise go to the shared lane, whose blocks come from the recording
-/// thread's heap and stay resident there (`examples/memory.rs`). The high-water mark (3/4)
-/// is below the sampled records' limit, so they still wake the flusher first.
-const CRITICAL_RESERVE: usize = 8;
-
-/// The slots of a thread's ring kept for critical records: an eighth of the rounded
-/// capacity (none below 8 slots).
-pub(crate) fn critical_reserve(ring_capacity: usize) -> usize {
-    rounded_capacity(ring_capacity) / CRITICAL_RESERVE
-}
-
 impl ThreadSampler {
     fn new(pipeline: &Arc<Pipeline>) -> Self {
         let c = &pipeline.config;
-        let (producer, consumer) = ring_reserving(
-            c.ring_capacity,
-            c.overflow,
-            critical_reserve(c.ring_capacity),
-        );
+        let (producer, consumer) =
+            ring_reserving(c.ring_capacity, c.overflow, c.critical_reserve());
         pipeline.register_ring(consumer);
         Self {
             rng: Xoshiro256PlusPlus::seed_from_u64(pipeline.thread_seed()),

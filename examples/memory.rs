@@ -71,7 +71,8 @@ fn rss_kib() -> u64 {
         .expect("VmRSS")
 }
 
-/// One message: FNV-1a over a 64-byte buffer that changes each time (one chain of 64 multiplies, ~35 ns on the third session's VM).
+/// One message: FNV-1a over a 64-byte buffer that changes each time (one chain of 64
+/// multiplies, like `benches/overhead.rs`'s `overhead_fnv1` step).
 fn step(buf: &mut [u8; 64], n: u64) -> (u64, u64) {
     buf[..8].copy_from_slice(&n.to_le_bytes());
     let h = black_box(&*buf)

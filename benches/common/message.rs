@@ -46,6 +46,18 @@ impl Step for Worker {
     }
 }
 
+/// An FNV step's message: its fields taken from the step's draw `r` (one message in 64
+/// opens a connection, one in about 1000 fails, as in the seed step).
+#[inline(always)]
+fn message_of_draw(r: u64) -> Message {
+    Message {
+        client_id: (r >> 8) & 0xff,
+        size: 64 + (r & 63) as usize,
+        new_connection: (r >> 16) & 63 == 0,
+        failed: (r >> 40).is_multiple_of(1000),
+    }
+}
+
 /// The second variant's stream: FNV-1a over a 64-byte buffer that changes each message
 /// (`benches/common/fnv.rs`, shared with `benches/logging.rs`).
 pub struct FnvWorker(pub Fnv);
@@ -57,13 +69,7 @@ impl Step for FnvWorker {
 
     #[inline(always)]
     fn handle(&mut self) -> Message {
-        let r = self.0.step();
-        Message {
-            client_id: (r >> 8) & 0xff,
-            size: 64 + (r & 63) as usize,
-            new_connection: (r >> 16) & 63 == 0,
-            failed: (r >> 40).is_multiple_of(1000),
-        }
+        message_of_draw(self.0.step())
     }
 }
 
@@ -77,13 +83,7 @@ impl Step for Fnv1Worker {
 
     #[inline(always)]
     fn handle(&mut self) -> Message {
-        let r = self.0.step_one_lane();
-        Message {
-            client_id: (r >> 8) & 0xff,
-            size: 64 + (r & 63) as usize,
-            new_connection: (r >> 16) & 63 == 0,
-            failed: (r >> 40).is_multiple_of(1000),
-        }
+        message_of_draw(self.0.step_one_lane())
     }
 }
 

@@ -153,8 +153,9 @@ impl ControllerConfig {
     }
 
     /// The fill a critical jump aims at: the geometric centre of `[low_fill, high_fill]`
-    /// (√(0.3·0.8) ≈ 0.49, "about half of what sampled records may fill"). Landing within a factor √2 of it
-    /// (0.35..0.69 with the defaults) lands inside the calm band with room on both sides.
+    /// (√(0.3·0.8) ≈ 0.49, "about half of what sampled records may fill"). Landing within
+    /// a factor √2 of it (0.35..0.69 with the defaults) lands inside the calm band with
+    /// room on both sides.
     fn centre_fill(&self) -> f64 {
         (self.low_fill * self.high_fill).sqrt()
     }
@@ -228,8 +229,7 @@ impl core::fmt::Display for ControllerConfigError {
                 f,
                 "fill thresholds must satisfy 0 < low_fill < high_fill < critical_fill <= 1 \
                  (fractions of what sampled records may fill of a ring, such as 0.3, 0.8, 0.95); \
-                 got low_fill {low_fill}, \
-                 high_fill {high_fill}, critical_fill {critical_fill}"
+                 got low_fill {low_fill}, high_fill {high_fill}, critical_fill {critical_fill}"
             ),
             ControllerConfigError::LowIntervals => {
                 f.write_str("low_intervals must be at least 1 (intervals); got 0")

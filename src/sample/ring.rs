@@ -370,7 +370,9 @@ pub struct Producer {
     /// how full the ring is: a slot that is free by this copy is free.
     head_cache: usize,
     /// The most records a [`Producer::push`] or [`Producer::try_store`] fills the ring to:
-    /// the capacity less the reserve for [`Producer::try_push`] ([`ring_reserving`]).
+    /// the capacity less the reserve for [`Producer::try_push`] ([`ring_reserving`]). A
+    /// copy of `Shared::limit` (which the consumer reads), kept here so that the sampled
+    /// path's space check reads only the producer's own line, as it does `tail`.
     limit: usize,
 }
 
@@ -490,9 +492,8 @@ impl Producer {
     /// Stores a record given as its words ([`Record::to_words`]) if one more fits, whatever
     /// the policy (never evicts, never waits); `None` if it is full to its limit (below the
     /// reserve, [`ring_reserving`]). The sampled path's push: the words are built where the
-    /// record's fields are, and the policy is
-    /// applied out of line (with [`Producer::push`] or [`Producer::try_push`]) only when
-    /// this fails.
+    /// record's fields are, and the policy is applied out of line (with [`Producer::push`]
+    /// or [`Producer::try_push`]) only when this fails.
     ///
     /// Returns the producer's upper bound of the records held after the store
     /// ([`Producer::len_upper_bound`]), `None` if the ring was full.
@@ -702,8 +703,8 @@ impl Consumer {
     /// Before draining, reads the weight the producer dropped since the last call, per
     /// series (its tally: [`Producer::note_dropped`]). Drops happen only while the ring is
     /// full to its limit, so the records drained now are the ones pushed around the drops,
-    /// from the same thread: each non-critical record of a series with dropped weight `D` and drained
-    /// weight `W` (sum of `2^k`) gets scale `(W + D) / W`, so the drained weight equals what
+    /// from the same thread: each non-critical record of a series with dropped weight `D`
+    /// and drained weight `W` (sum of `2^k`) gets scale `(W + D) / W`, so the drained weight equals what
     /// was sampled, and estimates built from it stay unbiased when the dropped events are
     /// like their neighbours in time. A series with drops but nothing drained keeps its
     /// weight for the next call. Series beyond the tally's [`DROP_SLOTS`] entries share one

@@ -46,44 +46,34 @@ impl Step for Worker {
     }
 }
 
-/// An FNV step's message: its fields taken from the step's draw `r` (one message in 64
-/// opens a connection, one in about 1000 fails, as in the seed step).
-#[inline(always)]
-fn message_of_draw(r: u64) -> Message {
-    Message {
-        client_id: (r >> 8) & 0xff,
-        size: 64 + (r & 63) as usize,
-        new_connection: (r >> 16) & 63 == 0,
-        failed: (r >> 40).is_multiple_of(1000),
-    }
-}
-
 /// The second variant's stream: FNV-1a over a 64-byte buffer that changes each message
-/// (`benches/common/fnv.rs`, shared with `benches/logging.rs`).
-pub struct FnvWorker(pub Fnv);
-
-impl Step for FnvWorker {
-    fn new(thread: usize) -> Self {
-        Self(Fnv::new(thread))
-    }
-
-    #[inline(always)]
-    fn handle(&mut self) -> Message {
-        message_of_draw(self.0.step())
-    }
-}
+/// (`benches/common/fnv.rs`, shared with `benches/logging.rs`), in two interleaved lanes,
+/// or as one chain with `ONE_CHAIN` ([`Fnv1Worker`]).
+pub struct FnvWorker<const ONE_CHAIN: bool = false>(pub Fnv);
 
 /// The second variant with FNV-1a as specified (one chain over the 64 bytes).
-pub struct Fnv1Worker(pub Fnv);
+pub type Fnv1Worker = FnvWorker<true>;
 
-impl Step for Fnv1Worker {
+impl<const ONE_CHAIN: bool> Step for FnvWorker<ONE_CHAIN> {
     fn new(thread: usize) -> Self {
         Self(Fnv::new(thread))
     }
 
+    /// The message's fields are taken from the step's draw (one message in 64 opens a
+    /// connection, one in about 1000 fails, as in the seed step).
     #[inline(always)]
     fn handle(&mut self) -> Message {
-        message_of_draw(self.0.step_one_lane())
+        let r = if ONE_CHAIN {
+            self.0.step_one_lane()
+        } else {
+            self.0.step()
+        };
+        Message {
+            client_id: (r >> 8) & 0xff,
+            size: 64 + (r & 63) as usize,
+            new_connection: (r >> 16) & 63 == 0,
+            failed: (r >> 40).is_multiple_of(1000),
+        }
     }
 }
 
